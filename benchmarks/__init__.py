@@ -1,0 +1,1 @@
+"""Benchmark scripts (also reachable as `dynplayer bench ...`)."""

@@ -1,0 +1,1 @@
+"""Subcommand modules of the `dynplayer` CLI, one per stage."""

@@ -1,0 +1,1 @@
+"""Playlist data: sources, the normalised corpus, co-occurrence, track selection and splits."""

@@ -1,0 +1,100 @@
+"""`dynplayer prepare`: read sources, count neighbours, select tracks, split, label genres, save."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dynplayer.config import DataConfig
+from dynplayer.data.cooccurrence import neighbour_counts, select_tracks
+from dynplayer.data.corpus import TEST, TRAIN, VAL, Corpus, save_corpus
+from dynplayer.data.genres import assign_genre_labels, attach_genres, load_artist_genres
+from dynplayer.data.sources import read_corpus
+from dynplayer.data.split import hold_out, split_playlists
+
+
+def derive(corpus: Corpus, cfg: DataConfig) -> Corpus:
+    """Neighbour counts, track selection, split and held-out tracks, genre classes (in place)."""
+    t0 = time.perf_counter()
+    corpus.neighbour_count = neighbour_counts(
+        corpus.occ_playlist, corpus.occ_track, corpus.n_tracks, cfg.window
+    )
+    corpus.selected = select_tracks(
+        corpus.neighbour_count, fraction=cfg.select_fraction,
+        min_neighbours=cfg.select_min_neighbours,
+    )
+    t1 = time.perf_counter()
+    corpus.split = split_playlists(
+        corpus.n_playlists, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+        seed=cfg.seed,
+    )
+    corpus.heldout = hold_out(
+        corpus.occ_playlist, corpus.occ_track, corpus.split, corpus.selected,
+        fraction=cfg.heldout_fraction, seed=cfg.seed,
+    )
+    assign_genre_labels(corpus, cfg.n_genres)
+    corpus.manifest.update(
+        {
+            "config": asdict(cfg),
+            "counts": summary_counts(corpus),
+            "timings_s": {"neighbours_and_selection": round(t1 - t0, 3),
+                          "split": round(time.perf_counter() - t1, 3)},
+        }
+    )
+    return corpus
+
+
+def summary_counts(corpus: Corpus) -> dict[str, Any]:
+    """What survives selection: tracks, occurrences and playlists with >= 1 selected track."""
+    assert corpus.selected is not None and corpus.split is not None
+    sel_occ = corpus.selected[corpus.occ_track]
+    pl_with = np.bincount(corpus.occ_playlist[sel_occ], minlength=corpus.n_playlists) > 0
+    counts: dict[str, Any] = {
+        "playlists": corpus.n_playlists,
+        "occurrences": corpus.n_occurrences,
+        "tracks": corpus.n_tracks,
+        "selected_tracks": int(corpus.selected.sum()),
+        "selected_occurrences": int(sel_occ.sum()),
+        "playlists_with_selected_tracks": int(pl_with.sum()),
+        "train_playlists": int((corpus.split == TRAIN).sum()),
+        "val_playlists": int((corpus.split == VAL).sum()),
+        "test_playlists": int((corpus.split == TEST).sum()),
+        "genre_labelled_tracks": int((corpus.genre_label >= 0).sum())
+        if corpus.genre_label is not None else 0,
+    }
+    if corpus.heldout is not None:
+        counts["heldout_occurrences"] = int(corpus.heldout.sum())
+    return counts
+
+
+def prepare(
+    inputs: Iterable[Path],
+    out: Path,
+    cfg: DataConfig,
+    *,
+    fmt: str = "auto",
+    lenient: bool = False,
+    tracks: Iterable[Path] = (),
+    artist_genres: Path | None = None,
+) -> Corpus:
+    """Read `inputs`, derive everything, and write the corpus atomically to `out`."""
+    t0 = time.perf_counter()
+    corpus = read_corpus(inputs, fmt=fmt, lenient=lenient, tracks=tracks)
+    t_read = time.perf_counter() - t0
+    genre_matches = None
+    if artist_genres is not None:
+        genre_matches = attach_genres(corpus, load_artist_genres(artist_genres))
+    derive(corpus, cfg)
+    corpus.manifest["sources"] = sorted(set(corpus.sources))
+    corpus.manifest["input_format"] = fmt
+    corpus.manifest["lenient"] = lenient
+    corpus.manifest["artist_genres"] = str(artist_genres) if artist_genres else None
+    corpus.manifest["artist_genre_matches"] = genre_matches
+    corpus.manifest["timings_s"]["read"] = round(t_read, 3)
+    save_corpus(corpus, out)
+    return corpus

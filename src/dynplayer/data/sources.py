@@ -1,0 +1,341 @@
+"""Readers for playlist collections: MPD slices, Melon JSON, and the JSON-lines interchange format.
+
+Every reader feeds a `CorpusBuilder`; bad records raise `DataError` naming the file, the line or
+playlist and the field (or are skipped and counted with --lenient).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import zlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from dynplayer.data.builder import CorpusBuilder, SkipLog
+from dynplayer.data.corpus import Corpus
+from dynplayer.errors import DataError
+
+FORMATS = ("auto", "mpd", "melon", "jsonl")
+_DATA_SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
+
+
+def _open_text(path: Path) -> IO[str]:
+    try:
+        if path.suffix == ".gz":
+            return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+        return open(path, encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"cannot read file: {exc.strerror or exc}", file=str(path)) from exc
+
+
+def _read_all(path: Path) -> str:
+    try:
+        with _open_text(path) as fh:
+            text = fh.read()
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise DataError(f"cannot read file: {exc}", file=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text ({exc.reason})", file=str(path)) from exc
+    if not text.strip():
+        raise DataError("file is empty", file=str(path))
+    return text
+
+
+def expand_inputs(inputs: Iterable[Path]) -> list[Path]:
+    """Files named directly, plus the playlist files inside named directories (sorted)."""
+    files: list[Path] = []
+    for p in inputs:
+        p = Path(p)
+        if p.is_dir():
+            found = sorted(
+                f for f in p.iterdir()
+                if f.is_file() and f.name.endswith(_DATA_SUFFIXES) and not f.name.startswith(".")
+                and "genre_gn_all" not in f.name
+            )
+            if not found:
+                raise DataError("directory holds no playlist files (*.json, *.jsonl, *.gz)",
+                                file=str(p))
+            files.extend(found)
+        elif p.exists():
+            files.append(p)
+        else:
+            raise DataError("no such file or directory", file=str(p))
+    return files
+
+
+def sniff_format(path: Path) -> str:
+    """Guess the format from the name and the first non-blank characters."""
+    name = path.name.lower()
+    if ".jsonl" in name or ".ndjson" in name:
+        return "jsonl"
+    if name.startswith("mpd.slice"):
+        return "mpd"
+    try:
+        with _open_text(path) as fh:
+            head = fh.read(4096)
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise DataError(f"cannot read file: {exc}", file=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text ({exc.reason})", file=str(path)) from exc
+    stripped = head.lstrip()
+    if not stripped:
+        raise DataError("file is empty", file=str(path))
+    if stripped.startswith("["):
+        if "plylst_title" in head or '"songs"' in head:
+            return "melon"
+    if stripped.startswith("{"):
+        first_line = stripped.split("\n", 1)[0]
+        if '"playlists"' in head[:2000] and '"info"' in head[:2000]:
+            return "mpd"
+        try:
+            json.loads(first_line)
+            return "jsonl"
+        except json.JSONDecodeError:
+            if '"playlists"' in head:
+                return "mpd"
+    raise DataError(
+        "unknown format (expected an MPD slice, a Melon JSON list or playlist JSON lines); "
+        "name it with --format mpd|melon|jsonl",
+        file=str(path),
+    )
+
+
+def _load_json(path: Path) -> Any:
+    text = _read_all(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"malformed JSON: {exc.msg} (column {exc.colno})", file=str(path),
+                        line=exc.lineno) from exc
+
+
+def _str_field(rec: dict[str, Any], key: str, *, where: str, line: int | None, pid: str | None,
+               required: bool, allow_none: bool = True) -> str:
+    if key not in rec:
+        if required:
+            raise DataError("missing field", file=where, line=line, playlist=pid, field=key)
+        return ""
+    value = rec[key]
+    if value is None and allow_none:
+        return ""
+    if not isinstance(value, str):
+        raise DataError(f"expected a string, got {type(value).__name__}", file=where, line=line,
+                        playlist=pid, field=key)
+    return value
+
+
+def _pid(rec: dict[str, Any], key: str, where: str, line: int | None) -> str:
+    if key not in rec:
+        raise DataError("missing field", file=where, line=line, field=key)
+    value = rec[key]
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+        raise DataError("expected a non-empty string or integer id", file=where, line=line,
+                        field=key)
+    return str(value)
+
+
+# ---- MPD -----------------------------------------------------------------------------------
+
+def _mpd_track_id(uri: Any, where: str, pid: str, i: int) -> str:
+    if not isinstance(uri, str) or not uri:
+        raise DataError(f"track {i}: expected a 'spotify:track:<id>' string", file=where,
+                        playlist=pid, field="tracks.track_uri")
+    tid = uri.rsplit(":", 1)[-1]
+    if not tid:
+        raise DataError(f"track {i}: empty track id in {uri!r}", file=where, playlist=pid,
+                        field="tracks.track_uri")
+    return tid
+
+
+def read_mpd(path: Path, builder: CorpusBuilder) -> None:
+    """An MPD slice: {"info": ..., "playlists": [...]}, full or reduced track fields."""
+    where = str(path)
+    data = _load_json(path)
+    if not isinstance(data, dict) or "playlists" not in data:
+        raise DataError("not an MPD slice (no top-level 'playlists')", file=where,
+                        field="playlists")
+    playlists = data["playlists"]
+    if not isinstance(playlists, list):
+        raise DataError("expected a list", file=where, field="playlists")
+    source = "mpd"
+    for n, rec in enumerate(playlists):
+        try:
+            if not isinstance(rec, dict):
+                raise DataError(f"playlist #{n} is not an object", file=where, field="playlists")
+            pid = _pid(rec, "pid", where, None)
+            name = _str_field(rec, "name", where=where, line=None, pid=pid, required=True)
+            desc = _str_field(rec, "description", where=where, line=None, pid=pid, required=False)
+            tracks = rec.get("tracks")
+            if tracks is None:
+                raise DataError("missing field", file=where, playlist=pid, field="tracks")
+            if not isinstance(tracks, list):
+                raise DataError("expected a list", file=where, playlist=pid, field="tracks")
+            idxs: list[int] = []
+            for i, t in enumerate(tracks):
+                if not isinstance(t, dict) or "track_uri" not in t:
+                    raise DataError(f"track {i} has no track_uri", file=where, playlist=pid,
+                                    field="tracks.track_uri")
+                tid = _mpd_track_id(t["track_uri"], where, pid, i)
+                idxs.append(builder.track(tid, t.get("track_name"), t.get("artist_name"),
+                                          t.get("album_name")))
+            builder.add_playlist(pid, name, desc, [], idxs, source=source, where=where)
+        except DataError as err:
+            builder.skip.fail(err)
+
+
+# ---- Melon ---------------------------------------------------------------------------------
+
+def read_melon(path: Path, builder: CorpusBuilder) -> None:
+    """Melon native JSON: a list of {"id", "plylst_title", "tags", "songs", ...}."""
+    where = str(path)
+    data = _load_json(path)
+    if not isinstance(data, list):
+        raise DataError("not a Melon playlist file (expected a JSON list)", file=where)
+    for n, rec in enumerate(data):
+        try:
+            if not isinstance(rec, dict):
+                raise DataError(f"record #{n} is not an object", file=where)
+            pid = _pid(rec, "id", where, None)
+            title = _str_field(rec, "plylst_title", where=where, line=None, pid=pid,
+                               required=True)
+            tags = rec.get("tags") or []
+            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+                raise DataError("expected a list of strings", file=where, playlist=pid,
+                                field="tags")
+            songs = rec.get("songs")
+            if songs is None:
+                raise DataError("missing field", file=where, playlist=pid, field="songs")
+            if not isinstance(songs, list):
+                raise DataError("expected a list", file=where, playlist=pid, field="songs")
+            idxs = []
+            for i, s in enumerate(songs):
+                if isinstance(s, bool) or not isinstance(s, (int, str)):
+                    raise DataError(f"song {i}: expected an id", file=where, playlist=pid,
+                                    field="songs")
+                idxs.append(builder.track(str(s)))
+            builder.add_playlist(pid, title, "", list(tags), idxs, source="melon", where=where)
+        except DataError as err:
+            builder.skip.fail(err)
+
+
+# ---- JSON lines ----------------------------------------------------------------------------
+
+def _iter_json_lines(path: Path, builder: CorpusBuilder) -> Iterator[tuple[int, dict[str, Any]]]:
+    where = str(path)
+    seen_any = False
+    try:
+        with _open_text(path) as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                if not raw.strip():
+                    continue
+                seen_any = True
+                try:
+                    rec = json.loads(raw)
+                except json.JSONDecodeError as exc:
+                    builder.skip.fail(DataError(f"malformed JSON: {exc.msg} (column {exc.colno})",
+                                                file=where, line=lineno))
+                    continue
+                if not isinstance(rec, dict):
+                    builder.skip.fail(DataError("expected a JSON object", file=where,
+                                                line=lineno))
+                    continue
+                yield lineno, rec
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise DataError(f"cannot read file: {exc}", file=where) from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text ({exc.reason})", file=where) from exc
+    if not seen_any:
+        raise DataError("file is empty", file=where)
+
+
+def _genres(rec: dict[str, Any], where: str, line: int) -> list[str]:
+    g = rec.get("genres")
+    if g is None:
+        return []
+    if not isinstance(g, list) or not all(isinstance(x, str) for x in g):
+        raise DataError("expected a list of strings or null", file=where, line=line,
+                        field="genres")
+    return g
+
+
+def read_jsonl(path: Path, builder: CorpusBuilder) -> None:
+    """Playlist JSON lines, or the companion track file (lines with "track_id", no "tracks")."""
+    where = str(path)
+    for lineno, rec in _iter_json_lines(path, builder):
+        try:
+            if "track_id" in rec and "tracks" not in rec and "pid" not in rec:
+                tid = rec["track_id"]
+                if not isinstance(tid, str) or not tid:
+                    raise DataError("expected a non-empty string", file=where, line=lineno,
+                                    field="track_id")
+                meta = {}
+                for key in ("track_name", "artist", "album"):
+                    v = rec.get(key)
+                    if v is not None and not isinstance(v, str):
+                        raise DataError("expected a string or null", file=where, line=lineno,
+                                        field=key)
+                    meta[key] = v
+                builder.track(tid, meta["track_name"], meta["artist"], meta["album"],
+                              _genres(rec, where, lineno))
+                continue
+            pid = _pid(rec, "pid", where, lineno)
+            name = _str_field(rec, "name", where=where, line=lineno, pid=pid, required=True)
+            desc = _str_field(rec, "description", where=where, line=lineno, pid=pid,
+                              required=False)
+            tags = rec.get("tags") or []
+            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+                raise DataError("expected a list of strings", file=where, line=lineno,
+                                playlist=pid, field="tags")
+            tracks = rec.get("tracks")
+            if tracks is None:
+                raise DataError("missing field", file=where, line=lineno, playlist=pid,
+                                field="tracks")
+            if not isinstance(tracks, list):
+                raise DataError("expected a list of track ids", file=where, line=lineno,
+                                playlist=pid, field="tracks")
+            idxs = []
+            for i, t in enumerate(tracks):
+                if isinstance(t, bool) or not isinstance(t, (str, int)) or t == "":
+                    raise DataError(f"track {i}: expected a track id", file=where, line=lineno,
+                                    playlist=pid, field="tracks")
+                idxs.append(builder.track(str(t)))
+            builder.add_playlist(pid, name, desc, list(tags), idxs, source="jsonl", where=where,
+                                 line=lineno)
+        except DataError as err:
+            builder.skip.fail(err)
+
+
+READERS = {"mpd": read_mpd, "melon": read_melon, "jsonl": read_jsonl}
+
+
+def read_corpus(
+    inputs: Iterable[Path], *, fmt: str = "auto", lenient: bool = False,
+    tracks: Iterable[Path] = (),
+) -> Corpus:
+    """Read every input (files or directories) into one Corpus (no selection or split yet)."""
+    if fmt not in FORMATS:
+        raise DataError(f"unknown format {fmt!r} (choose one of {', '.join(FORMATS)})")
+    builder = CorpusBuilder(SkipLog(lenient=lenient))
+    files = expand_inputs(inputs)
+    if not files:
+        raise DataError("no input files given")
+    # Track files first so playlists pick up metadata (order does not change track_idx meaning).
+    for f in list(tracks):
+        read_jsonl(Path(f), builder)
+        builder.source_files.append(str(f))
+    for f in files:
+        kind = sniff_format(f) if fmt == "auto" else fmt
+        try:
+            READERS[kind](f, builder)
+        except DataError as err:
+            if err.line is None and err.playlist is None and err.field is None:
+                # File-level problems (empty, unreadable) are fatal even when lenient, unless
+                # other files still give data; count them and go on when lenient.
+                builder.skip.fail(err)
+            else:
+                raise
+        builder.source_files.append(str(f))
+    return builder.build()

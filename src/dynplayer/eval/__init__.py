@@ -1,0 +1,1 @@
+"""Evaluation: metrics, the continuation protocol, peers, hubness, genre probe, reports."""

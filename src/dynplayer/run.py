@@ -1,0 +1,101 @@
+"""The run directory: what `dynplayer train` writes and every later stage reads.
+
+Layout (RUN_DIR):
+  vectors.npy      float32 (N, d), L2-normalised track vectors, row r = track ids.txt line r
+  ids.txt          the N external track ids, one per line
+  config.json      the resolved config, with `corpus_dir` (absolute) and `corpus_hash`
+  metrics.json     training metrics (per-epoch losses, validation Recall@10, timings)
+  checkpoint.pt    model + optimizer state + config (for resume)
+  text/            the caption <-> playlist model (`dynplayer train-text`)
+  eval/            `dynplayer evaluate` output (metrics.json, report, plots)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dynplayer.errors import ArtifactError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same directory, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode())
+
+
+def atomic_save_npy(path: Path, arr: np.ndarray) -> None:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def l2_normalize(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+@dataclass
+class Run:
+    """Track vectors and ids of a trained run, plus its config."""
+
+    path: Path
+    vectors: np.ndarray  # float32 (N, d), L2-normalised
+    ids: list[str]
+    config: dict[str, Any]
+
+    @property
+    def corpus_dir(self) -> Path:
+        if "corpus_dir" not in self.config:
+            raise ArtifactError(f"{self.path}: config.json does not name its corpus_dir")
+        return Path(self.config["corpus_dir"])
+
+    def index_of(self) -> dict[str, int]:
+        return {t: i for i, t in enumerate(self.ids)}
+
+
+def save_vectors(run_dir: Path, vectors: np.ndarray, ids: list[str]) -> None:
+    """Write vectors.npy (L2-normalised float32) and ids.txt atomically."""
+    if vectors.shape[0] != len(ids):
+        raise ValueError(f"{vectors.shape[0]} vectors but {len(ids)} ids")
+    atomic_save_npy(run_dir / "vectors.npy", l2_normalize(vectors))
+    atomic_write_bytes(run_dir / "ids.txt", ("\n".join(ids) + "\n").encode())
+
+
+def load_run(run_dir: Path) -> Run:
+    """Read a run directory written by `dynplayer train`."""
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise ArtifactError(f"{d}: run directory not found (run `dynplayer train` first)")
+    missing = [f for f in ("vectors.npy", "ids.txt", "config.json") if not (d / f).exists()]
+    if missing:
+        raise ArtifactError(f"{d}: not a run directory (missing {', '.join(missing)})")
+    vectors = np.load(d / "vectors.npy", allow_pickle=False)
+    ids = (d / "ids.txt").read_text().splitlines()
+    if vectors.shape[0] != len(ids):
+        raise ArtifactError(f"{d}: vectors.npy has {vectors.shape[0]} rows, ids.txt {len(ids)}")
+    return Run(path=d, vectors=vectors.astype(np.float32), ids=ids,
+               config=json.loads((d / "config.json").read_text()))
