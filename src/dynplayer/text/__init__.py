@@ -1,0 +1,1 @@
+"""Free-text search: text encoders, the caption <-> playlist model, keyword -> tracks."""
