@@ -1,0 +1,1 @@
+"""Recommendation service: one recommender interface (exact and pgvector), FastAPI app, web page."""

@@ -1,0 +1,334 @@
+"""One recommender interface, two implementations: exact (numpy, in memory) and pgvector (HNSW).
+
+Both answer the same four questions: tracks similar to a track, the continuation of a partial
+playlist (mean of the seed vectors, seeds masked), tracks for a free-text query (the text
+model's query vector -> the most similar training playlists -> `aggregate`), and track lookup by
+name or artist. Scores are cosine similarities of L2-normalised vectors.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from dynplayer.errors import DynplayerError, QueryError, StoreError
+from dynplayer.run import l2_normalize
+from dynplayer.store.db import Catalog, ef_search_for
+from dynplayer.text.api import PlaylistHit, TextSearcherProtocol
+
+K_MAX = 200
+TEXT_MAX = 500
+SEEDS_MAX = 500
+QUERY_MAX = 200  # characters of an autocomplete query
+
+
+class UnknownTrackError(QueryError):
+    """The track id (or every seed id) is not in the served model."""
+
+
+class TextModelMissing(DynplayerError):
+    """The served run has no text model, so free-text queries cannot be answered."""
+
+
+class DatabaseUnavailable(StoreError):
+    """The database did not answer in time; the request may be retried later."""
+
+
+@dataclass(frozen=True)
+class TrackResult:
+    track_id: str
+    score: float
+    name: str | None
+    artist: str | None
+    because: list[PlaylistHit] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TrackInfo:
+    track_id: str
+    name: str | None
+    artist: str | None
+
+
+@dataclass(frozen=True)
+class Continuation:
+    tracks: list[TrackResult]
+    seeds: list[str]  # the known seed ids, in request order, deduplicated
+    unknown: list[str]  # seed ids the model does not know, in request order
+
+
+def check_k(k: int) -> int:
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= K_MAX:
+        raise QueryError(f"k must be an integer from 1 to {K_MAX}, got {k!r}")
+    return k
+
+
+def check_text(text: str) -> str:
+    stripped = text.strip()
+    if not stripped:
+        raise QueryError("text is empty")
+    if len(text) > TEXT_MAX:
+        raise QueryError(f"text is {len(text)} characters long; at most {TEXT_MAX} are allowed")
+    return stripped
+
+
+def check_seeds(track_ids: Sequence[str]) -> list[str]:
+    if not track_ids:
+        raise QueryError("track_ids is empty; give at least one seed track")
+    if len(track_ids) > SEEDS_MAX:
+        raise QueryError(f"{len(track_ids)} seed tracks; at most {SEEDS_MAX} are allowed")
+    return list(dict.fromkeys(track_ids))
+
+
+class Recommender(abc.ABC):
+    """Answers similar / continue / text / search for one model version."""
+
+    version: str
+    searcher: TextSearcherProtocol | None
+    text_playlists: int = 50
+
+    @property
+    def has_text(self) -> bool:
+        return self.searcher is not None
+
+    def similar(self, track_id: str, k: int = 20) -> list[TrackResult]:
+        """The k tracks nearest to `track_id` by cosine, the track itself excluded."""
+        check_k(k)
+        return self._nearest_to_seeds([track_id], k, single=True).tracks
+
+    def continue_playlist(self, track_ids: Sequence[str], k: int = 20) -> Continuation:
+        """Next tracks for a partial playlist: mean of the known seeds' vectors, seeds masked.
+
+        Unknown ids are reported in `unknown`; it is an error only when no seed is known.
+        """
+        check_k(k)
+        return self._nearest_to_seeds(check_seeds(track_ids), k, single=False)
+
+    def text(self, text: str, k: int = 20) -> list[TrackResult]:
+        """Tracks for a free-text query, each with the playlists that contributed to it."""
+        check_k(k)
+        query = check_text(text)
+        if self.searcher is None:
+            raise TextModelMissing("this model has no text model (run `dynplayer train-text`)")
+        qvec = np.asarray(self.searcher.encode_query(query), dtype=np.float32).reshape(-1)
+        rows, sims = self._top_playlists(qvec, self.text_playlists)
+        result = self.searcher.aggregate(rows, sims, k, query=query)
+        hits = result.tracks[:k]
+        info = self._track_info([h.track_id for h in hits])
+        return [TrackResult(track_id=h.track_id, score=float(h.score),
+                            name=info.get(h.track_id, TrackInfo(h.track_id, None, None)).name,
+                            artist=info.get(h.track_id, TrackInfo(h.track_id, None, None)).artist,
+                            because=list(h.because)) for h in hits]
+
+    def search_tracks(self, q: str, limit: int = 10) -> list[TrackInfo]:
+        """Tracks whose name or artist contains `q` (case-insensitive), most popular first."""
+        q = q.strip()
+        if not q:
+            raise QueryError("q is empty")
+        if len(q) > QUERY_MAX:
+            raise QueryError(f"q is {len(q)} characters long; at most {QUERY_MAX} are allowed")
+        if not 1 <= limit <= 50:
+            raise QueryError(f"limit must be from 1 to 50, got {limit}")
+        return self._search(q, limit)
+
+    def ping(self) -> bool:
+        """Is the backing store reachable?"""
+        return True
+
+    def close(self) -> None:
+        """Release connections."""
+
+    # ---- implementation hooks ------------------------------------------------------------
+    @abc.abstractmethod
+    def _nearest_to_seeds(self, seeds: list[str], k: int, *, single: bool) -> Continuation: ...
+
+    @abc.abstractmethod
+    def _top_playlists(self, qvec: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows into the searcher's playlist_vectors and their cosine similarity, best first."""
+
+    @abc.abstractmethod
+    def _track_info(self, track_ids: list[str]) -> dict[str, TrackInfo]: ...
+
+    @abc.abstractmethod
+    def _search(self, q: str, limit: int) -> list[TrackInfo]: ...
+
+
+def _unknown_error(seeds: list[str], single: bool) -> UnknownTrackError:
+    if single:
+        return UnknownTrackError(f"unknown track id {seeds[0]!r}")
+    shown = ", ".join(repr(s) for s in seeds[:5]) + (" ..." if len(seeds) > 5 else "")
+    return UnknownTrackError(f"none of the {len(seeds)} seed track ids is known: {shown}")
+
+
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest scores, best first; ties by index, so the order is stable."""
+    k = min(k, scores.shape[0])
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    part = np.argpartition(-scores, k - 1)[:k]
+    return part[np.lexsort((part, -scores[part]))]
+
+
+class ExactRecommender(Recommender):
+    """Brute-force cosine over the vectors in memory: the reference answer."""
+
+    def __init__(self, catalog: Catalog, searcher: TextSearcherProtocol | None = None,
+                 *, text_playlists: int = 50) -> None:
+        self.catalog = catalog
+        self.version = catalog.version
+        self.searcher = searcher
+        self.text_playlists = text_playlists
+        self._row = {t: i for i, t in enumerate(catalog.track_ids)}
+        self._vectors = l2_normalize(catalog.vectors)
+        self._names_lower = [(n or "").lower() for n in catalog.names]
+        self._artists_lower = [(a or "").lower() for a in catalog.artists]
+        self._by_popularity = np.lexsort((np.arange(len(catalog.track_ids)),
+                                          -np.asarray(catalog.popularity)))
+        self._text_vectors = None if searcher is None else \
+            np.asarray(searcher.playlist_vectors, dtype=np.float32)
+
+    def _nearest_to_seeds(self, seeds: list[str], k: int, *, single: bool) -> Continuation:
+        known = [s for s in seeds if s in self._row]
+        unknown = [s for s in seeds if s not in self._row]
+        if not known:
+            raise _unknown_error(seeds, single)
+        rows = np.array([self._row[s] for s in known], dtype=np.int64)
+        query = l2_normalize(self._vectors[rows].mean(axis=0, keepdims=True))[0]
+        scores = self._vectors @ query
+        scores[rows] = -np.inf
+        top = _top_k(scores, min(k, scores.shape[0] - rows.shape[0]))
+        c = self.catalog
+        return Continuation(
+            tracks=[TrackResult(c.track_ids[i], float(scores[i]), c.names[i], c.artists[i])
+                    for i in top],
+            seeds=known, unknown=unknown)
+
+    def _top_playlists(self, qvec: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        assert self._text_vectors is not None
+        sims = self._text_vectors @ qvec
+        rows = _top_k(sims, n)
+        return rows, sims[rows]
+
+    def _track_info(self, track_ids: list[str]) -> dict[str, TrackInfo]:
+        c = self.catalog
+        return {t: TrackInfo(t, c.names[self._row[t]], c.artists[self._row[t]])
+                for t in track_ids if t in self._row}
+
+    def _search(self, q: str, limit: int) -> list[TrackInfo]:
+        needle = q.lower()
+        out: list[TrackInfo] = []
+        c = self.catalog
+        for i in self._by_popularity:
+            if needle in self._names_lower[i] or needle in self._artists_lower[i]:
+                out.append(TrackInfo(c.track_ids[i], c.names[i], c.artists[i]))
+                if len(out) == limit:
+                    break
+        return out
+
+
+def _like_pattern(q: str) -> str:
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class PgvectorRecommender(Recommender):
+    """Approximate search in PostgreSQL with pgvector HNSW indexes (cosine)."""
+
+    def __init__(self, pool: ConnectionPool, version: str,
+                 searcher: TextSearcherProtocol | None = None, *, text_playlists: int = 50,
+                 ef_search_min: int = 100, ef_search_factor: float = 2.0) -> None:
+        self.pool = pool
+        self.version = version
+        self.searcher = searcher
+        self.text_playlists = text_playlists
+        self.ef_search_min = ef_search_min
+        self.ef_search_factor = ef_search_factor
+        self._pid_row = {} if searcher is None else \
+            {p: i for i, p in enumerate(searcher.playlist_pids)}
+
+    @contextmanager
+    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            with self.pool.connection() as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise DatabaseUnavailable(
+                f"the database is unavailable (no connection within {self.pool.timeout:g}s)"
+            ) from exc
+        except psycopg.errors.UndefinedTable as exc:
+            raise DatabaseUnavailable("nothing is indexed in the database (run `dynplayer "
+                                      "index RUN_DIR`)") from exc
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(f"the database is unavailable: {str(exc).strip()}") \
+                from exc
+
+    def _set_ef(self, conn: psycopg.Connection[Any], rows: int) -> None:
+        ef = ef_search_for(rows, minimum=self.ef_search_min, factor=self.ef_search_factor)
+        conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef)])
+
+    def _nearest_to_seeds(self, seeds: list[str], k: int, *, single: bool) -> Continuation:
+        with self._conn() as conn:
+            found = dict(conn.execute(
+                "SELECT track_id, vector FROM tracks WHERE track_id = ANY(%s)", [seeds]
+            ).fetchall())
+            known = [s for s in seeds if s in found]
+            unknown = [s for s in seeds if s not in found]
+            if not known:
+                raise _unknown_error(seeds, single)
+            stacked = np.stack([np.asarray(found[s].to_numpy(), np.float32) for s in known])
+            query = l2_normalize(stacked.mean(axis=0, keepdims=True))[0]
+            limit = k + len(known)
+            self._set_ef(conn, limit)
+            rows = conn.execute(
+                "SELECT track_id, name, artist, 1 - (vector <=> %s) FROM tracks "
+                "ORDER BY vector <=> %s LIMIT %s", [query, query, limit]).fetchall()
+        masked = set(known)
+        tracks = [TrackResult(t, float(s), n, a) for t, n, a, s in rows if t not in masked][:k]
+        return Continuation(tracks=tracks, seeds=known, unknown=unknown)
+
+    def _top_playlists(self, qvec: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        with self._conn() as conn:
+            self._set_ef(conn, n)
+            rows = conn.execute(
+                "SELECT pid, 1 - (text_vector <=> %s) FROM playlists "
+                "ORDER BY text_vector <=> %s LIMIT %s", [qvec, qvec, n]).fetchall()
+        # Rows are mapped through pids, so a table swapped in by a reindex of another run can
+        # never point `aggregate` at the wrong playlist.
+        pairs = [(self._pid_row[p], s) for p, s in rows if p in self._pid_row]
+        return (np.array([r for r, _ in pairs], dtype=np.int64),
+                np.array([s for _, s in pairs], dtype=np.float32))
+
+    def _track_info(self, track_ids: list[str]) -> dict[str, TrackInfo]:
+        if not track_ids:
+            return {}
+        with self._conn() as conn:
+            rows = conn.execute("SELECT track_id, name, artist FROM tracks "
+                                "WHERE track_id = ANY(%s)", [track_ids]).fetchall()
+        return {t: TrackInfo(t, n, a) for t, n, a in rows}
+
+    def _search(self, q: str, limit: int) -> list[TrackInfo]:
+        pattern = _like_pattern(q)
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT track_id, name, artist FROM tracks WHERE name ILIKE %s OR artist ILIKE %s"
+                " ORDER BY popularity DESC, track_idx LIMIT %s", [pattern, pattern, limit]
+            ).fetchall()
+        return [TrackInfo(t, n, a) for t, n, a in rows]
+
+    def ping(self) -> bool:
+        try:
+            with self._conn() as conn:
+                conn.execute("SELECT 1 FROM tracks LIMIT 1")
+            return True
+        except (DatabaseUnavailable, psycopg.Error):
+            return False
+
+    def close(self) -> None:
+        self.pool.close()

@@ -1,0 +1,59 @@
+"""Runtime settings from the environment (prefix DYNPLAYER_): database, data dir, serving knobs.
+
+Built on demand by `Settings()`, never at import time, so tests and commands can pass their own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import platformdirs
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the store and the service read at run time.
+
+    DYNPLAYER_DATABASE_URL   an external PostgreSQL with pgvector; unset = the embedded server
+    DYNPLAYER_DATA_DIR       where the embedded server keeps its data (default: user data dir)
+    DYNPLAYER_RUN_DIR        the run the service loads
+    DYNPLAYER_ADMIN_TOKEN    enables POST /v1/admin/* with `Authorization: Bearer <token>`
+    DYNPLAYER_CORS_ORIGINS   comma-separated origins allowed to call the API from a browser
+    """
+
+    model_config = SettingsConfigDict(env_prefix="DYNPLAYER_", extra="ignore")
+
+    database_url: str | None = None
+    data_dir: Path | None = None
+    run_dir: Path | None = None
+    backend: Literal["pgvector", "exact"] = "pgvector"
+    admin_token: str | None = None
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Index the run on startup when the database holds another version (or none).
+    auto_index: bool = True
+    pool_min_size: int = Field(2, ge=1)
+    pool_max_size: int = Field(8, ge=1)
+    # Seconds a request waits for a database connection before it fails with 503.
+    pool_timeout: float = Field(1.0, gt=0)
+    statement_timeout_ms: int = Field(2000, ge=1)
+    hnsw_m: int = Field(16, ge=2, le=100)
+    hnsw_ef_construction: int = Field(64, ge=4, le=1000)
+    # hnsw.ef_search = clamp(ef_search_factor * rows wanted, ef_search_min, 1000)
+    ef_search_min: int = Field(100, ge=1, le=1000)
+    ef_search_factor: float = Field(2.0, ge=1.0)
+    text_playlists: int = Field(50, ge=1, le=1000)  # top playlists a text query aggregates
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    def resolved_data_dir(self) -> Path:
+        """The data directory: DYNPLAYER_DATA_DIR, else the platform's user data dir."""
+        if self.data_dir is not None:
+            return Path(self.data_dir).expanduser()
+        return Path(platformdirs.user_data_dir("dynplayer"))

@@ -1,0 +1,1 @@
+"""PostgreSQL + pgvector vector store: schema, binary COPY loading, HNSW, embedded server."""

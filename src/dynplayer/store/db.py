@@ -1,0 +1,298 @@
+"""Schema, binary COPY loading with HNSW built afterwards, the atomic reindex swap, and the pool.
+
+Tables (public schema):
+  tracks          track_idx, track_id, name, artist, popularity, vector vector(d)   [HNSW cosine]
+  playlists       row_idx, pid, caption, text_vector vector(t) [HNSW cosine], playlist_vector
+                  vector(d), n_tracks
+  model_versions  version, run_dir, dims, counts, hnsw params, created_at, active
+
+`text_vector` is the text model's joint-space playlist vector (what a text query is ranked
+against, row `row_idx` of `TextSearcher.playlist_vectors`); `playlist_vector` is the normalised
+mean of the playlist's track vectors. A reindex loads into freshly named staging tables, builds
+the indexes, runs ANALYZE, and swaps them in with one transaction, so readers never see a
+partial index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+from dynplayer.errors import StoreError
+
+ADVISORY_LOCK = 0x64796E70  # serialises concurrent reindexes ("dynp")
+MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What the store holds for one run: track ids, names, vectors, and searchable playlists."""
+
+    version: str
+    run_dir: str
+    track_ids: list[str]
+    names: list[str | None]
+    artists: list[str | None]
+    popularity: np.ndarray  # int64 (N,)
+    vectors: np.ndarray  # float32 (N, d), L2-normalised
+    playlist_pids: list[str]
+    playlist_captions: list[str]
+    playlist_vectors: np.ndarray  # float32 (P, d), mean track vector, L2-normalised
+    playlist_n_tracks: np.ndarray  # int64 (P,)
+    text_vectors: np.ndarray | None  # float32 (P, t), the text model's playlist vectors
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    version: str
+    tracks: int
+    playlists: int
+    seconds: dict[str, float]
+
+
+# ---- connections --------------------------------------------------------------------------
+
+
+def _configure(statement_timeout_ms: int) -> Callable[[psycopg.Connection[Any]], None]:
+    def configure(conn: psycopg.Connection[Any]) -> None:
+        from pgvector.psycopg import register_vector
+
+        try:
+            register_vector(conn)
+        except psycopg.ProgrammingError as exc:
+            raise StoreError("the pgvector extension is not installed in this database "
+                             "(run `dynplayer index` once, or CREATE EXTENSION vector)") from exc
+        conn.execute(f"SET statement_timeout = {int(statement_timeout_ms)}")
+        conn.commit()
+
+    return configure
+
+
+def open_pool(url: str, *, min_size: int = 2, max_size: int = 8, timeout: float = 1.0,
+              statement_timeout_ms: int = 2000) -> ConnectionPool:
+    """A pool whose connections have pgvector registered (the pool's configure hook).
+
+    Prepared statements are off: a reindex swaps tables under the same names, and a statement
+    prepared against the old table must not outlive it.
+    """
+    pool = ConnectionPool(
+        url, min_size=min_size, max_size=max(min_size, max_size), timeout=timeout,
+        configure=_configure(statement_timeout_ms), check=ConnectionPool.check_connection,
+        kwargs={"prepare_threshold": None, "connect_timeout": 2}, open=False,
+        reconnect_timeout=3600.0, name="dynplayer",
+    )
+    pool.open(wait=False)
+    return pool
+
+
+def connect(url: str) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(url, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        raise StoreError(f"cannot connect to the database: {str(exc).strip()}") from exc
+
+
+def ensure_extension(conn: psycopg.Connection[Any]) -> None:
+    """CREATE EXTENSION vector when missing (the only step needing a superuser); fail loudly."""
+    have = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone()
+    if have:
+        return
+    try:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.commit()
+    except psycopg.Error as exc:
+        conn.rollback()
+        raise StoreError(
+            "the pgvector extension is missing and could not be created "
+            f"({str(exc).strip()}); ask an administrator to run CREATE EXTENSION vector"
+        ) from exc
+
+
+def ensure_schema(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS model_versions (
+             version text PRIMARY KEY,
+             run_dir text NOT NULL,
+             dim int NOT NULL,
+             text_dim int,
+             n_tracks int NOT NULL,
+             n_playlists int NOT NULL,
+             hnsw jsonb NOT NULL,
+             created_at timestamptz NOT NULL DEFAULT now(),
+             active boolean NOT NULL DEFAULT false)"""
+    )
+    conn.commit()
+
+
+def active_version(conn: psycopg.Connection[Any]) -> str | None:
+    """The model version the live tables hold, or None when nothing is indexed."""
+    exists = conn.execute("SELECT to_regclass('public.model_versions') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        return None
+    row = conn.execute("SELECT version FROM model_versions WHERE active").fetchone()
+    return None if row is None else str(row[0])
+
+
+# ---- loading ------------------------------------------------------------------------------
+
+
+def _copy_rows(conn: psycopg.Connection[Any], table: str, columns: list[str], types: list[str],
+               rows: Iterator[tuple[Any, ...]]) -> None:
+    stmt = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT BINARY)").format(
+        sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns))
+    with conn.cursor() as cur, cur.copy(stmt) as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+
+
+def index_catalog(url: str, catalog: Catalog, *, m: int = 16, ef_construction: int = 64,
+                  progress: Callable[[str], None] | None = None) -> IndexReport:
+    """Load `catalog` into new tables, build HNSW + ANALYZE, and swap them in atomically."""
+    say = progress or (lambda _msg: None)
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    token = secrets.token_hex(4)
+    t_tracks, t_playlists = f"tracks_s{token}", f"playlists_s{token}"
+    d = int(catalog.vectors.shape[1])
+    td = None if catalog.text_vectors is None else int(catalog.text_vectors.shape[1])
+    with connect(url) as conn:
+        ensure_extension(conn)
+        from pgvector.psycopg import register_vector
+
+        register_vector(conn)
+        ensure_schema(conn)
+        conn.execute("SELECT pg_advisory_lock(%s)", [ADVISORY_LOCK])
+        try:
+            _drop_leftover_staging(conn)
+            conn.execute(sql.SQL(
+                "CREATE TABLE {} (track_idx int PRIMARY KEY, track_id text NOT NULL UNIQUE, "
+                "name text, artist text, popularity int NOT NULL, vector vector({}) NOT NULL)"
+            ).format(sql.Identifier(t_tracks), sql.Literal(d)))
+            text_col = sql.SQL("text_vector vector({})").format(sql.Literal(td)) if td else \
+                sql.SQL("text_vector vector")
+            conn.execute(sql.SQL(
+                "CREATE TABLE {} (row_idx int PRIMARY KEY, pid text NOT NULL, caption text "
+                "NOT NULL, {}, playlist_vector vector({}), n_tracks int NOT NULL)"
+            ).format(sql.Identifier(t_playlists), text_col, sql.Literal(d)))
+            conn.commit()
+            t1 = time.perf_counter()
+            vecs = np.ascontiguousarray(catalog.vectors, dtype=np.float32)
+            _copy_rows(conn, t_tracks,
+                       ["track_idx", "track_id", "name", "artist", "popularity", "vector"],
+                       ["int4", "text", "text", "text", "int4", "vector"],
+                       ((i, catalog.track_ids[i], catalog.names[i], catalog.artists[i],
+                         int(catalog.popularity[i]), vecs[i])
+                        for i in range(len(catalog.track_ids))))
+            pvecs = np.ascontiguousarray(catalog.playlist_vectors, dtype=np.float32)
+            tvecs = catalog.text_vectors
+            _copy_rows(conn, t_playlists,
+                       ["row_idx", "pid", "caption", "text_vector", "playlist_vector",
+                        "n_tracks"],
+                       ["int4", "text", "text", "vector", "vector", "int4"],
+                       ((i, catalog.playlist_pids[i], catalog.playlist_captions[i],
+                         None if tvecs is None else np.ascontiguousarray(tvecs[i], np.float32),
+                         pvecs[i], int(catalog.playlist_n_tracks[i]))
+                        for i in range(len(catalog.playlist_pids))))
+            conn.commit()
+            times["copy"] = time.perf_counter() - t1
+            say(f"copied {len(catalog.track_ids):,} tracks and {len(catalog.playlist_pids):,} "
+                f"playlists in {times['copy']:.1f}s")
+            t2 = time.perf_counter()
+            conn.execute("SET maintenance_work_mem = '256MB'")
+            with_params = sql.SQL("WITH (m = {}, ef_construction = {})").format(
+                sql.Literal(int(m)), sql.Literal(int(ef_construction)))
+            conn.execute(sql.SQL("CREATE INDEX {} ON {} USING hnsw (vector vector_cosine_ops) {}")
+                         .format(sql.Identifier(f"tracks_hnsw_{token}"),
+                                 sql.Identifier(t_tracks), with_params))
+            if td:
+                conn.execute(sql.SQL(
+                    "CREATE INDEX {} ON {} USING hnsw (text_vector vector_cosine_ops) {}"
+                ).format(sql.Identifier(f"playlists_hnsw_{token}"),
+                         sql.Identifier(t_playlists), with_params))
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(t_tracks)))
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(t_playlists)))
+            conn.commit()
+            times["hnsw_and_analyze"] = time.perf_counter() - t2
+            say(f"built HNSW (m={m}, ef_construction={ef_construction}) and analysed in "
+                f"{times['hnsw_and_analyze']:.1f}s")
+            t3 = time.perf_counter()
+            _swap(conn, catalog, t_tracks, t_playlists, d, td, m, ef_construction)
+            times["swap"] = time.perf_counter() - t3
+        except BaseException:
+            conn.rollback()
+            _drop_leftover_staging(conn)
+            raise
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK])
+            conn.commit()
+    times["total"] = time.perf_counter() - t0
+    return IndexReport(version=catalog.version, tracks=len(catalog.track_ids),
+                       playlists=len(catalog.playlist_pids),
+                       seconds={k: round(v, 3) for k, v in times.items()})
+
+
+def _drop_leftover_staging(conn: psycopg.Connection[Any]) -> None:
+    """Staging tables of an indexing run that died; called under the advisory lock."""
+    rows = conn.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND "
+        "(tablename ~ '^tracks_s[0-9a-f]{8}$' OR tablename ~ '^playlists_s[0-9a-f]{8}$')"
+    ).fetchall()
+    for (name,) in rows:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+    conn.commit()
+
+
+def _swap(conn: psycopg.Connection[Any], catalog: Catalog, t_tracks: str, t_playlists: str,
+          d: int, td: int | None, m: int, ef_construction: int) -> None:
+    """One transaction: old tables out, staging tables in, active version switched."""
+    with conn.transaction():
+        conn.execute("SET LOCAL lock_timeout = '10s'")
+        conn.execute("DROP TABLE IF EXISTS tracks")
+        conn.execute("DROP TABLE IF EXISTS playlists")
+        conn.execute(sql.SQL("ALTER TABLE {} RENAME TO tracks").format(sql.Identifier(t_tracks)))
+        conn.execute(sql.SQL("ALTER TABLE {} RENAME TO playlists")
+                     .format(sql.Identifier(t_playlists)))
+        conn.execute(
+            "INSERT INTO model_versions (version, run_dir, dim, text_dim, n_tracks, n_playlists, "
+            "hnsw) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (version) DO UPDATE SET "
+            "run_dir = EXCLUDED.run_dir, hnsw = EXCLUDED.hnsw, created_at = now()",
+            [catalog.version, catalog.run_dir, d, td, len(catalog.track_ids),
+             len(catalog.playlist_pids), json.dumps({"m": m, "ef_construction": ef_construction})],
+        )
+        conn.execute("UPDATE model_versions SET active = (version = %s)", [catalog.version])
+    conn.commit()
+
+
+# ---- the run -> catalog ---------------------------------------------------------------------
+
+
+def run_version(run_dir: Path) -> str:
+    """Content hash of a run's vectors, ids and text model: the model version."""
+    d = Path(run_dir)
+    h = hashlib.sha256()
+    for name in ("vectors.npy", "ids.txt"):
+        h.update((d / name).read_bytes())
+    text = d / "text"
+    if text.is_dir():
+        for f in sorted(p for p in text.rglob("*") if p.is_file()):
+            h.update(str(f.relative_to(text)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def ef_search_for(rows: int, *, minimum: int = 100, factor: float = 2.0) -> int:
+    """hnsw.ef_search for a query wanting `rows` rows: pgvector returns at most ef_search."""
+    return int(min(MAX_EF_SEARCH, max(minimum, int(np.ceil(rows * factor)))))

