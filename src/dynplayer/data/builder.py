@@ -55,6 +55,11 @@ class CorpusBuilder:
         self._occ_playlist = array("i")
         self._occ_position = array("i")
         self.source_files: list[str] = []
+        self._caches: dict[str, dict[Any, int]] = {}
+
+    def cache(self, name: str) -> dict[Any, int]:
+        """A reader's own raw-key -> track_idx map (e.g. MPD uri), shared across its files."""
+        return self._caches.setdefault(name, {})
 
     def track(
         self,

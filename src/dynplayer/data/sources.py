@@ -22,26 +22,36 @@ FORMATS = ("auto", "mpd", "melon", "jsonl")
 _DATA_SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
 
 
+def _is_gzip(path: Path) -> bool:
+    """Gzip by content (magic bytes), not by name, so a renamed file still reads."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(2) == b"\x1f\x8b"
+    except OSError as exc:
+        raise DataError(f"cannot read file: {exc.strerror or exc}", file=str(path)) from exc
+
+
 def _open_text(path: Path) -> IO[str]:
     try:
-        if path.suffix == ".gz":
+        if _is_gzip(path):
             return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
         return open(path, encoding="utf-8")
     except OSError as exc:
         raise DataError(f"cannot read file: {exc.strerror or exc}", file=str(path)) from exc
 
 
-def _read_all(path: Path) -> str:
+def _read_bytes(path: Path) -> bytes:
+    """The whole file, decompressed; one-line errors for unreadable or empty files."""
     try:
-        with _open_text(path) as fh:
-            text = fh.read()
+        raw = Path(path).read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise DataError(f"cannot read file: {exc}", file=str(path)) from exc
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text ({exc.reason})", file=str(path)) from exc
-    if not text.strip():
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise DataError(f"cannot read file: {reason}", file=str(path)) from exc
+    if not raw.strip():
         raise DataError("file is empty", file=str(path))
-    return text
+    return raw
 
 
 def expand_inputs(inputs: Iterable[Path]) -> list[Path]:
@@ -104,9 +114,11 @@ def sniff_format(path: Path) -> str:
 
 
 def _load_json(path: Path) -> Any:
-    text = _read_all(path)
+    raw = _read_bytes(path)
     try:
-        return json.loads(text)
+        return json.loads(raw)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text ({exc.reason})", file=str(path)) from exc
     except json.JSONDecodeError as exc:
         raise DataError(f"malformed JSON: {exc.msg} (column {exc.colno})", file=str(path),
                         line=exc.lineno) from exc
@@ -150,6 +162,23 @@ def _mpd_track_id(uri: Any, where: str, pid: str, i: int) -> str:
     return tid
 
 
+def _mpd_register(builder: CorpusBuilder, cache: dict[str, int], t: Any, where: str, pid: str,
+                  i: int) -> int:
+    """Validate one MPD track entry and register it (the slow path, once per new uri)."""
+    if not isinstance(t, dict) or "track_uri" not in t:
+        raise DataError(f"track {i} has no track_uri", file=where, playlist=pid,
+                        field="tracks.track_uri")
+    uri = t["track_uri"]
+    tid = _mpd_track_id(uri, where, pid, i)
+    meta = []
+    for key in ("track_name", "artist_name", "album_name"):
+        v = t.get(key)
+        meta.append(v if isinstance(v, str) else None)
+    idx = builder.track(tid, meta[0], meta[1], meta[2])
+    cache[uri] = idx
+    return idx
+
+
 def read_mpd(path: Path, builder: CorpusBuilder) -> None:
     """An MPD slice: {"info": ..., "playlists": [...]}, full or reduced track fields."""
     where = str(path)
@@ -161,6 +190,9 @@ def read_mpd(path: Path, builder: CorpusBuilder) -> None:
     if not isinstance(playlists, list):
         raise DataError("expected a list", file=where, field="playlists")
     source = "mpd"
+    # uri -> track_idx, so a known track costs one dict lookup (no parsing, no call).
+    cache: dict[str, int] = builder.cache("mpd")
+    get = cache.get
     for n, rec in enumerate(playlists):
         try:
             if not isinstance(rec, dict):
@@ -173,14 +205,14 @@ def read_mpd(path: Path, builder: CorpusBuilder) -> None:
                 raise DataError("missing field", file=where, playlist=pid, field="tracks")
             if not isinstance(tracks, list):
                 raise DataError("expected a list", file=where, playlist=pid, field="tracks")
-            idxs: list[int] = []
-            for i, t in enumerate(tracks):
-                if not isinstance(t, dict) or "track_uri" not in t:
-                    raise DataError(f"track {i} has no track_uri", file=where, playlist=pid,
-                                    field="tracks.track_uri")
-                tid = _mpd_track_id(t["track_uri"], where, pid, i)
-                idxs.append(builder.track(tid, t.get("track_name"), t.get("artist_name"),
-                                          t.get("album_name")))
+            try:
+                idxs = [get(t["track_uri"], -1) for t in tracks]
+            except (TypeError, KeyError):  # a malformed entry: find and name it below
+                idxs = [-1] * len(tracks)
+            if -1 in idxs:
+                for i, t in enumerate(tracks):
+                    if idxs[i] == -1:
+                        idxs[i] = _mpd_register(builder, cache, t, where, pid, i)
             builder.add_playlist(pid, name, desc, [], idxs, source=source, where=where)
         except DataError as err:
             builder.skip.fail(err)
@@ -194,6 +226,8 @@ def read_melon(path: Path, builder: CorpusBuilder) -> None:
     data = _load_json(path)
     if not isinstance(data, list):
         raise DataError("not a Melon playlist file (expected a JSON list)", file=where)
+    cache: dict[Any, int] = builder.cache("melon")
+    get = cache.get
     for n, rec in enumerate(data):
         try:
             if not isinstance(rec, dict):
@@ -210,12 +244,18 @@ def read_melon(path: Path, builder: CorpusBuilder) -> None:
                 raise DataError("missing field", file=where, playlist=pid, field="songs")
             if not isinstance(songs, list):
                 raise DataError("expected a list", file=where, playlist=pid, field="songs")
-            idxs = []
-            for i, s in enumerate(songs):
-                if isinstance(s, bool) or not isinstance(s, (int, str)):
-                    raise DataError(f"song {i}: expected an id", file=where, playlist=pid,
-                                    field="songs")
-                idxs.append(builder.track(str(s)))
+            try:
+                idxs = [get(s, -1) for s in songs]
+            except TypeError:  # an unhashable entry: find and name it below
+                idxs = [-1] * len(songs)
+            if -1 in idxs:
+                for i, s in enumerate(songs):
+                    if idxs[i] != -1:
+                        continue
+                    if isinstance(s, bool) or not isinstance(s, (int, str)) or s == "":
+                        raise DataError(f"song {i}: expected an id", file=where, playlist=pid,
+                                        field="songs")
+                    idxs[i] = cache[s] = builder.track(str(s))
             builder.add_playlist(pid, title, "", list(tags), idxs, source="melon", where=where)
         except DataError as err:
             builder.skip.fail(err)
@@ -264,6 +304,8 @@ def _genres(rec: dict[str, Any], where: str, line: int) -> list[str]:
 def read_jsonl(path: Path, builder: CorpusBuilder) -> None:
     """Playlist JSON lines, or the companion track file (lines with "track_id", no "tracks")."""
     where = str(path)
+    cache: dict[Any, int] = builder.cache("jsonl")
+    get = cache.get
     for lineno, rec in _iter_json_lines(path, builder):
         try:
             if "track_id" in rec and "tracks" not in rec and "pid" not in rec:
@@ -296,12 +338,18 @@ def read_jsonl(path: Path, builder: CorpusBuilder) -> None:
             if not isinstance(tracks, list):
                 raise DataError("expected a list of track ids", file=where, line=lineno,
                                 playlist=pid, field="tracks")
-            idxs = []
-            for i, t in enumerate(tracks):
-                if isinstance(t, bool) or not isinstance(t, (str, int)) or t == "":
-                    raise DataError(f"track {i}: expected a track id", file=where, line=lineno,
-                                    playlist=pid, field="tracks")
-                idxs.append(builder.track(str(t)))
+            try:
+                idxs = [get(t, -1) for t in tracks]
+            except TypeError:  # an unhashable entry: find and name it below
+                idxs = [-1] * len(tracks)
+            if -1 in idxs:
+                for i, t in enumerate(tracks):
+                    if idxs[i] != -1:
+                        continue
+                    if isinstance(t, bool) or not isinstance(t, (str, int)) or t == "":
+                        raise DataError(f"track {i}: expected a track id", file=where,
+                                        line=lineno, playlist=pid, field="tracks")
+                    idxs[i] = cache[t] = builder.track(str(t))
             builder.add_playlist(pid, name, desc, list(tags), idxs, source="jsonl", where=where,
                                  line=lineno)
         except DataError as err:
@@ -327,15 +375,13 @@ def read_corpus(
         read_jsonl(Path(f), builder)
         builder.source_files.append(str(f))
     for f in files:
-        kind = sniff_format(f) if fmt == "auto" else fmt
         try:
+            kind = sniff_format(f) if fmt == "auto" else fmt
             READERS[kind](f, builder)
         except DataError as err:
-            if err.line is None and err.playlist is None and err.field is None:
-                # File-level problems (empty, unreadable) are fatal even when lenient, unless
-                # other files still give data; count them and go on when lenient.
-                builder.skip.fail(err)
-            else:
-                raise
+            # A whole file that cannot be read (empty, unreadable, malformed, unknown format):
+            # fatal by default; with --lenient it is skipped and counted like a bad record.
+            builder.skip.fail(err)
+            continue
         builder.source_files.append(str(f))
     return builder.build()
