@@ -33,17 +33,18 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Index the run on startup when the database holds another version (or none).
     auto_index: bool = True
-    pool_min_size: int = Field(2, ge=1)
-    pool_max_size: int = Field(8, ge=1)
+    pool_min_size: int = Field(default=2, ge=1)
+    pool_max_size: int = Field(default=8, ge=1)
     # Seconds a request waits for a database connection before it fails with 503.
-    pool_timeout: float = Field(1.0, gt=0)
-    statement_timeout_ms: int = Field(2000, ge=1)
-    hnsw_m: int = Field(16, ge=2, le=100)
-    hnsw_ef_construction: int = Field(64, ge=4, le=1000)
+    pool_timeout: float = Field(default=1.0, gt=0)
+    statement_timeout_ms: int = Field(default=2000, ge=1)
+    hnsw_m: int = Field(default=16, ge=2, le=100)
+    hnsw_ef_construction: int = Field(default=64, ge=4, le=1000)
     # hnsw.ef_search = clamp(ef_search_factor * rows wanted, ef_search_min, 1000)
-    ef_search_min: int = Field(100, ge=1, le=1000)
-    ef_search_factor: float = Field(2.0, ge=1.0)
-    text_playlists: int = Field(50, ge=1, le=1000)  # top playlists a text query aggregates
+    ef_search_min: int = Field(default=100, ge=1, le=1000)
+    ef_search_factor: float = Field(default=2.0, ge=1.0)
+    # Top playlists a text query aggregates (the reference uses 50).
+    text_playlists: int = Field(default=50, ge=1, le=1000)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -1,10 +1,100 @@
-"""`dynplayer` subcommands for the serve stage."""
+"""`dynplayer index`, `serve`, `demo` and `bench serve`: the serving stage."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from dynplayer.commands.bench import bench_app
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's subcommands to the app."""
-    del app
+    """Add the serving-stage subcommands to the app."""
+
+    @app.command()
+    def index(
+        run_dir: Annotated[Path, typer.Argument(help="Run directory (dynplayer train)")],
+        database_url: Annotated[str | None, typer.Option(
+            help="PostgreSQL with pgvector (default: DYNPLAYER_DATABASE_URL, else embedded)")]
+        = None,
+        m: Annotated[int | None, typer.Option(help="HNSW m (default 16)")] = None,
+        ef_construction: Annotated[int | None, typer.Option(
+            help="HNSW ef_construction (default 64)")] = None,
+    ) -> None:
+        """Load a run into the vector store: new tables, HNSW, ANALYZE, atomic swap."""
+        from dynplayer.serve.demo import index_run
+        from dynplayer.settings import Settings
+
+        settings = Settings()
+        overrides = {"database_url": database_url or settings.database_url}
+        if m is not None:
+            overrides["hnsw_m"] = m  # type: ignore[assignment]
+        if ef_construction is not None:
+            overrides["hnsw_ef_construction"] = ef_construction  # type: ignore[assignment]
+        report = index_run(run_dir, settings.model_copy(update=overrides), echo=typer.echo)
+        typer.echo(f"indexed model {report.version}: {report.tracks:,} tracks, "
+                   f"{report.playlists:,} playlists in {report.seconds['total']:.1f}s")
+
+    @app.command()
+    def serve(
+        run_dir: Annotated[Path, typer.Argument(help="Run directory (dynplayer train)")],
+        host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+        database_url: Annotated[str | None, typer.Option(
+            help="PostgreSQL with pgvector (default: DYNPLAYER_DATABASE_URL, else embedded)")]
+        = None,
+        backend: Annotated[str, typer.Option(help="pgvector | exact (numpy, no database)")]
+        = "pgvector",
+    ) -> None:
+        """Serve the API, its OpenAPI docs (/docs) and the web page for a run."""
+        from dynplayer.errors import ConfigError
+        from dynplayer.serve.demo import serve_run
+        from dynplayer.settings import Settings
+
+        if backend not in ("pgvector", "exact"):
+            raise ConfigError(f"--backend must be pgvector or exact, got {backend!r}")
+        settings = Settings()
+        settings = settings.model_copy(update={
+            "run_dir": run_dir, "backend": backend,
+            "database_url": database_url or settings.database_url})
+        serve_run(settings, host=host, port=port, echo=typer.echo)
+
+    @app.command()
+    def demo(
+        workdir: Annotated[Path | None, typer.Option(
+            help="Where the corpus, run and database go (default: <data dir>/demo)")] = None,
+        data: Annotated[Path | None, typer.Option(
+            help="MPD slices to use (default: ../shared/data/mpd when present, else synthetic)")]
+        = None,
+        synthetic: Annotated[bool, typer.Option(help="Use the built-in synthetic corpus")]
+        = False,
+        no_serve: Annotated[bool, typer.Option("--no-serve", help="Stop after indexing")]
+        = False,
+        host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    ) -> None:
+        """data -> train -> evaluate -> text model -> index -> serve, on the embedded database."""
+        from dynplayer.serve.demo import run_demo
+
+        run_demo(workdir=workdir, data=data, synthetic=synthetic, serve=not no_serve,
+                 host=host, port=port, echo=typer.echo)
+
+    @bench_app.command("serve")
+    def bench_serve(
+        run_dir: Annotated[Path, typer.Argument(help="Run directory with a text model")],
+        clients: Annotated[int, typer.Option(help="Concurrent clients (1..64)")] = 8,
+        duration: Annotated[float, typer.Option(help="Seconds of load (1..300)")] = 60.0,
+        queries: Annotated[int, typer.Option(help="Recall sample size")] = 500,
+        reliability: Annotated[bool, typer.Option(
+            help="Also stop/restart the database and reindex under load")] = True,
+        workdir: Annotated[Path | None, typer.Option(
+            help="Scratch dir for the benchmark's own embedded database")] = None,
+        out: Annotated[Path | None, typer.Option(help="Write the results as JSON")] = None,
+    ) -> None:
+        """Index time, HNSW recall@50 vs exact, and API latency under concurrent load."""
+        from dynplayer.serve.bench import run_bench
+
+        run_bench(run_dir, clients=clients, duration=duration, n_queries=queries,
+                  reliability=reliability, workdir=workdir, out=out, echo=typer.echo)

@@ -142,7 +142,7 @@ class Recommender(abc.ABC):
         """Is the backing store reachable?"""
         return True
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook, nothing to release by default)
         """Release connections."""
 
     # ---- implementation hooks ------------------------------------------------------------

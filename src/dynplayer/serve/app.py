@@ -1,0 +1,458 @@
+"""The FastAPI service: `create_app(settings)`; routers for recommendations, tracks, health, admin.
+
+The lifespan hook loads the model once (the run's text searcher, and either the in-memory exact
+recommender or a pool on the pgvector store). Every error is JSON `{"error", "message"}`: bad
+input gets 4xx, an unreachable database 503, and only a bug 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from dynplayer.errors import ArtifactError, DynplayerError, QueryError, StoreError
+from dynplayer.serve.recommender import (
+    K_MAX,
+    QUERY_MAX,
+    SEEDS_MAX,
+    TEXT_MAX,
+    DatabaseUnavailable,
+    ExactRecommender,
+    PgvectorRecommender,
+    Recommender,
+    TextModelMissing,
+    TrackResult,
+    UnknownTrackError,
+)
+from dynplayer.settings import Settings
+
+log = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+# ---- request and response models --------------------------------------------------------
+
+
+def _clean(value: str) -> str:
+    """Reject what no track id or query can contain and PostgreSQL cannot store."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode text") from exc
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return value
+
+
+CleanText = Annotated[str, AfterValidator(_clean)]
+TrackId = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_clean)]
+K = Annotated[int, Field(ge=1, le=K_MAX, description=f"number of tracks, 1..{K_MAX}")]
+
+
+class TextRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: Annotated[CleanText, Field(min_length=1, max_length=TEXT_MAX,
+                                     examples=["rainy day jazz", "신나는 여름 노래"]),
+                    AfterValidator(_not_blank)]
+    k: K = 20
+
+
+class ContinueRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    track_ids: Annotated[list[TrackId], Field(min_length=1, max_length=SEEDS_MAX)]
+    k: K = 20
+
+
+class PlaylistOut(BaseModel):
+    pid: str
+    caption: str
+    similarity: float
+
+
+class TrackOut(BaseModel):
+    track_id: str
+    name: str | None
+    artist: str | None
+    score: float
+    because: list[PlaylistOut] = Field(default_factory=list)
+
+
+class TrackInfoOut(BaseModel):
+    track_id: str
+    name: str | None
+    artist: str | None
+
+
+class TextResponse(BaseModel):
+    text: str
+    model_version: str
+    tracks: list[TrackOut]
+
+
+class ContinueResponse(BaseModel):
+    model_version: str
+    seeds: list[str]
+    unknown_track_ids: list[str]
+    tracks: list[TrackOut]
+
+
+class SimilarResponse(BaseModel):
+    track_id: str
+    model_version: str
+    tracks: list[TrackOut]
+
+
+class SearchResponse(BaseModel):
+    q: str
+    tracks: list[TrackInfoOut]
+
+
+class HealthResponse(BaseModel):
+    status: str
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+    model_loaded: bool
+    database: str  # "ok", "unreachable" or "not used" (exact backend)
+    model_version: str | None
+    backend: str
+    text_model: bool
+
+
+class AdminResponse(BaseModel):
+    model_version: str
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    message: str
+
+
+def _tracks_out(tracks: list[TrackResult]) -> list[TrackOut]:
+    return [TrackOut(track_id=t.track_id, name=t.name, artist=t.artist, score=t.score,
+                     because=[PlaylistOut(pid=b.pid, caption=b.caption,
+                                          similarity=float(b.similarity)) for b in t.because])
+            for t in tracks]
+
+
+# ---- service state ---------------------------------------------------------------------
+
+
+class Service:
+    """The loaded model and its resources; `reload` swaps the recommender atomically."""
+
+    def __init__(self, settings: Settings, recommender: Recommender | None = None) -> None:
+        self.settings = settings
+        self.recommender = recommender
+        self.server: Any = None  # EmbeddedServer started by this service
+        self.pool: Any = None
+        self.url: str | None = settings.database_url
+        self._lock = threading.Lock()
+
+    def database_url(self) -> str:
+        if self.url is None:
+            from dynplayer.store.embedded import EmbeddedServer, default_pgdata
+
+            self.server = EmbeddedServer(default_pgdata(self.settings.resolved_data_dir()))
+            self.url = self.server.start()
+        return self.url
+
+    def run_dir(self) -> Path:
+        if self.settings.run_dir is None:
+            raise ArtifactError("no run to serve: set DYNPLAYER_RUN_DIR (or `dynplayer serve "
+                                "RUN_DIR`)")
+        return Path(self.settings.run_dir)
+
+    def build(self, *, reindex: bool = False) -> dict[str, Any]:
+        """Load the run (and index it when the database holds another version)."""
+        from dynplayer.store.catalog import build_catalog, load_searcher
+        from dynplayer.store.db import (
+            active_version,
+            connect,
+            index_catalog,
+            open_pool,
+            run_version,
+        )
+
+        s = self.settings
+        run_dir = self.run_dir()
+        searcher = load_searcher(run_dir)
+        detail: dict[str, Any] = {}
+        if s.backend == "exact":
+            rec: Recommender = ExactRecommender(build_catalog(run_dir, searcher), searcher,
+                                                text_playlists=s.text_playlists)
+        else:
+            url = self.database_url()
+            version = run_version(run_dir)
+            with connect(url) as conn:
+                current = active_version(conn)
+            if reindex or current != version:
+                if current != version and not (reindex or s.auto_index):
+                    raise StoreError(f"the database holds model {current}, not {version}; run "
+                                     f"`dynplayer index {run_dir}`")
+                report = index_catalog(url, build_catalog(run_dir, searcher), m=s.hnsw_m,
+                                       ef_construction=s.hnsw_ef_construction)
+                detail["indexed"] = {"tracks": report.tracks, "playlists": report.playlists,
+                                     "seconds": report.seconds}
+            if self.pool is None:
+                self.pool = open_pool(url, min_size=s.pool_min_size, max_size=s.pool_max_size,
+                                      timeout=s.pool_timeout,
+                                      statement_timeout_ms=s.statement_timeout_ms)
+            rec = PgvectorRecommender(self.pool, version, searcher,
+                                      text_playlists=s.text_playlists,
+                                      ef_search_min=s.ef_search_min,
+                                      ef_search_factor=s.ef_search_factor)
+        self.recommender = rec
+        return detail
+
+    def reload(self, *, reindex: bool = False) -> dict[str, Any]:
+        with self._lock:
+            return self.build(reindex=reindex)
+
+    def close(self) -> None:
+        if self.recommender is not None:
+            self.recommender.close()
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
+def get_service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+def get_recommender(request: Request) -> Recommender:
+    rec = get_service(request).recommender
+    if rec is None:
+        raise DatabaseUnavailable("the model is not loaded yet")
+    return rec
+
+
+RecommenderDep = Annotated[Recommender, Depends(get_recommender)]
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "unknown track"},
+    422: {"model": ErrorResponse, "description": "invalid input"},
+    503: {"model": ErrorResponse, "description": "database or model unavailable"},
+}
+
+
+# ---- routers -------------------------------------------------------------------------------
+
+recommend = APIRouter(prefix="/v1/recommend", tags=["recommend"], responses=ERRORS)
+tracks = APIRouter(prefix="/v1/tracks", tags=["tracks"], responses=ERRORS)
+health = APIRouter(tags=["health"])
+admin = APIRouter(prefix="/v1/admin", tags=["admin"],
+                  responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse},
+                             **ERRORS})
+
+
+@recommend.post("/text", response_model=TextResponse)
+def recommend_text(body: TextRequest, rec: RecommenderDep) -> TextResponse:
+    """Tracks for a free-text query, each with the playlists that contributed ("because")."""
+    return TextResponse(text=body.text, model_version=rec.version,
+                        tracks=_tracks_out(rec.text(body.text, body.k)))
+
+
+@recommend.post("/continue", response_model=ContinueResponse)
+def recommend_continue(body: ContinueRequest, rec: RecommenderDep) -> ContinueResponse:
+    """Next tracks for a partial playlist; unknown seed ids are reported, not fatal."""
+    result = rec.continue_playlist(body.track_ids, body.k)
+    return ContinueResponse(model_version=rec.version, seeds=result.seeds,
+                            unknown_track_ids=result.unknown, tracks=_tracks_out(result.tracks))
+
+
+@tracks.get("/search", response_model=SearchResponse)
+def search_tracks(
+    rec: RecommenderDep,
+    q: Annotated[CleanText, Query(min_length=1, max_length=QUERY_MAX,
+                                  description="part of a track name or artist")],
+    limit: Annotated[int, Query(ge=1, le=50)] = 10,
+) -> SearchResponse:
+    """Tracks whose name or artist contains `q` (for autocomplete), most popular first."""
+    found = rec.search_tracks(_not_blank(q), limit)
+    return SearchResponse(q=q, tracks=[TrackInfoOut(track_id=t.track_id, name=t.name,
+                                                    artist=t.artist) for t in found])
+
+
+@tracks.get("/{track_id}/similar", response_model=SimilarResponse)
+def similar_tracks(
+    rec: RecommenderDep,
+    track_id: Annotated[CleanText, PathParam(min_length=1, max_length=200)],
+    k: Annotated[int, Query(ge=1, le=K_MAX)] = 20,
+) -> SimilarResponse:
+    """The k tracks nearest to a track."""
+    return SimilarResponse(track_id=track_id, model_version=rec.version,
+                           tracks=_tracks_out(rec.similar(track_id, k)))
+
+
+@health.get("/healthz", response_model=HealthResponse)
+def healthz() -> HealthResponse:
+    """The process is up."""
+    return HealthResponse(status="ok")
+
+
+@health.get("/readyz", response_model=ReadyResponse,
+            responses={503: {"model": ReadyResponse, "description": "not ready"}})
+def readyz(service: ServiceDep) -> JSONResponse:
+    """Database reachable, model loaded, and which model version is served."""
+    rec = service.recommender
+    backend = service.settings.backend if rec is None else (
+        "exact" if isinstance(rec, ExactRecommender) else "pgvector")
+    if rec is None:
+        db = "unknown"
+    elif isinstance(rec, ExactRecommender):
+        db = "not used"
+    else:
+        db = "ok" if rec.ping() else "unreachable"
+    ready = rec is not None and db in ("ok", "not used")
+    body = ReadyResponse(ready=ready, model_loaded=rec is not None, database=db,
+                         model_version=None if rec is None else rec.version, backend=backend,
+                         text_model=rec is not None and rec.has_text)
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+def _require_admin(service: ServiceDep,
+                   authorization: Annotated[str | None, Header()] = None) -> None:
+    token = service.settings.admin_token
+    if not token:
+        raise StarletteHTTPException(403, "admin operations are disabled (set "
+                                          "DYNPLAYER_ADMIN_TOKEN)")
+    given = (authorization or "").removeprefix("Bearer ").strip()
+    if not secrets.compare_digest(given.encode(), token.encode()):
+        raise StarletteHTTPException(401, "a valid admin token is required "
+                                          "(Authorization: Bearer <token>)")
+
+
+AdminDep = Annotated[None, Depends(_require_admin)]
+
+
+@admin.post("/reload", response_model=AdminResponse)
+def admin_reload(service: ServiceDep, _: AdminDep) -> AdminResponse:
+    """Reload the run from disk (indexing it when the database holds another version)."""
+    detail = service.reload()
+    assert service.recommender is not None
+    return AdminResponse(model_version=service.recommender.version, detail=detail)
+
+
+@admin.post("/reindex", response_model=AdminResponse)
+def admin_reindex(service: ServiceDep, _: AdminDep) -> AdminResponse:
+    """Rebuild the store's tables from the run and swap them in, then reload."""
+    detail = service.reload(reindex=True)
+    assert service.recommender is not None
+    return AdminResponse(model_version=service.recommender.version, detail=detail)
+
+
+# ---- errors --------------------------------------------------------------------------------
+
+
+def _error(status: int, code: str, message: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status,
+                        headers=headers or None)
+
+
+def _describe(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body",))
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}" if loc else str(err.get("msg")))
+    return "; ".join(parts) or "invalid request"
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, "invalid_request", _describe(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {401: "unauthorized", 403: "forbidden", 404: "not_found",
+                 405: "method_not_allowed"}
+        return _error(exc.status_code, codes.get(exc.status_code, "http_error"),
+                      str(exc.detail), **(exc.headers or {}))
+
+    @app.exception_handler(UnknownTrackError)
+    async def unknown(_: Request, exc: UnknownTrackError) -> JSONResponse:
+        return _error(404, "unknown_track", str(exc))
+
+    @app.exception_handler(QueryError)
+    async def bad_query(_: Request, exc: QueryError) -> JSONResponse:
+        return _error(422, "invalid_query", str(exc))
+
+    @app.exception_handler(TextModelMissing)
+    async def no_text(_: Request, exc: TextModelMissing) -> JSONResponse:
+        return _error(503, "text_model_missing", str(exc))
+
+    @app.exception_handler(StoreError)
+    async def store(_: Request, exc: StoreError) -> JSONResponse:
+        return _error(503, "database_unavailable", str(exc), **{"Retry-After": "1"})
+
+    @app.exception_handler(DynplayerError)
+    async def other(_: Request, exc: DynplayerError) -> JSONResponse:
+        return _error(422, "invalid_request", str(exc))
+
+    @app.exception_handler(Exception)
+    async def bug(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return _error(500, "internal_error", "internal error (a bug; see the server log)")
+
+
+# ---- the app -------------------------------------------------------------------------------
+
+
+def create_app(settings: Settings | None = None, *,
+               recommender: Recommender | None = None) -> FastAPI:
+    """The service. With `recommender` given (tests), nothing is loaded at startup."""
+    settings = settings or Settings()
+    service = Service(settings, recommender)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if service.recommender is None:
+            await run_in_threadpool(service.build)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(service.close)
+
+    app = FastAPI(title="Dynplayer", version="1", lifespan=lifespan,
+                  description="Music recommendations learned from playlists: free text, "
+                              "playlist continuation, similar tracks.")
+    app.state.service = service
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type", "Authorization"])
+    _install_error_handlers(app)
+    for router in (recommend, tracks, health, admin):
+        app.include_router(router)
+    app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
+    return app

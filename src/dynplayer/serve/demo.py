@@ -1,0 +1,190 @@
+"""The one-command paths: index a run, serve it, and the whole demo pipeline.
+
+`run_demo` calls each earlier stage through its CLI command when that command exists and skips it
+with a printed note when it does not, so it picks a stage up as soon as it lands.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from dynplayer.errors import DynplayerError
+from dynplayer.settings import Settings
+from dynplayer.store.db import IndexReport
+
+Echo = Callable[[str], None]
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def _embedded(settings: Settings, pgdata: Path | None = None) -> tuple[str, object | None]:
+    """The database URL: the configured one, else a started embedded server (returned too)."""
+    if settings.database_url:
+        return settings.database_url, None
+    from dynplayer.store.embedded import EmbeddedServer, default_pgdata
+
+    server = EmbeddedServer(pgdata or default_pgdata(settings.resolved_data_dir()))
+    return server.start(), server
+
+
+def index_run(run_dir: Path, settings: Settings, *, echo: Echo = print,
+              pgdata: Path | None = None) -> IndexReport:
+    """Load RUN_DIR (track vectors, names, playlists, text vectors) into the store."""
+    from dynplayer.store.catalog import build_catalog, load_searcher
+    from dynplayer.store.db import index_catalog
+
+    t0 = time.perf_counter()
+    searcher = load_searcher(run_dir)
+    if searcher is None:
+        echo(f"note: {run_dir} has no text model; playlists are indexed without text vectors")
+    catalog = build_catalog(run_dir, searcher)
+    echo(f"read run {run_dir} ({time.perf_counter() - t0:.1f}s): model {catalog.version}")
+    url, server = _embedded(settings, pgdata)
+    try:
+        return index_catalog(url, catalog, m=settings.hnsw_m,
+                             ef_construction=settings.hnsw_ef_construction, progress=echo)
+    finally:
+        if server is not None:
+            server.stop()  # type: ignore[attr-defined]
+
+
+def serve_run(settings: Settings, *, host: str, port: int, echo: Echo = print,
+              pgdata: Path | None = None) -> None:
+    """Start the database if needed, then the API and web page under uvicorn until stopped."""
+    import uvicorn
+
+    from dynplayer.serve.app import create_app
+
+    server = None
+    if settings.backend == "pgvector":
+        url, server = _embedded(settings, pgdata)
+        settings = settings.model_copy(update={"database_url": url})
+    try:
+        app = create_app(settings)
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        echo(f"Dynplayer: http://{shown}:{port}/  (API docs: http://{shown}:{port}/docs; "
+             "Ctrl-C stops)")
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        if server is not None:
+            server.stop()  # type: ignore[attr-defined]
+
+
+# ---- the demo --------------------------------------------------------------------------------
+
+
+def _cli_commands() -> set[str]:
+    import typer.main
+
+    from dynplayer.cli import app
+
+    group = typer.main.get_command(app)
+    return set(getattr(group, "commands", {}))
+
+
+def _stage(args: list[str], echo: Echo) -> bool:
+    echo(f"$ dynplayer {' '.join(args)}")
+    done = subprocess.run([sys.executable, "-m", "dynplayer.cli", *args], check=False)
+    return done.returncode == 0
+
+
+def find_mpd() -> Path | None:
+    """`../shared/data/mpd` next to the current directory or next to this repository."""
+    for root in (Path.cwd().parent, REPO_ROOT.parent):
+        mpd = root / "shared" / "data" / "mpd"
+        if mpd.is_dir() and any(mpd.glob("mpd.slice.*")):
+            return mpd
+    return None
+
+
+def standin_vectors(corpus_dir: Path, run_dir: Path, dim: int = 64) -> None:
+    """Until `dynplayer train` exists: SVD of the training playlist x track matrix."""
+    from scipy.sparse.linalg import svds
+
+    from dynplayer.data.corpus import TRAIN, load_corpus
+    from dynplayer.run import atomic_write_json, save_vectors
+
+    corpus = load_corpus(corpus_dir)
+    vocab = corpus.vocab()
+    x = corpus.interaction_matrix(corpus.playlists_in(TRAIN), vocab=vocab).astype(np.float64)
+    k = int(min(dim, min(x.shape) - 1))
+    v0 = np.random.default_rng(0).standard_normal(min(x.shape))
+    _, s, vt = svds(x, k=k, v0=v0)
+    save_vectors(run_dir, (vt.T * np.sqrt(s)).astype(np.float32),
+                 [corpus.track_ids[t] for t in vocab])
+    atomic_write_json(run_dir / "config.json", {"model": "serve-standin-svd", "dim": k,
+                                                "corpus_dir": str(corpus_dir.resolve())})
+
+
+def run_demo(*, workdir: Path | None, data: Path | None, synthetic: bool, serve: bool,
+             host: str, port: int, echo: Echo = print) -> Path:
+    """data -> train -> evaluate -> text model -> index -> serve; returns the run directory."""
+    settings = Settings()
+    work = Path(workdir) if workdir else settings.resolved_data_dir() / "demo"
+    work.mkdir(parents=True, exist_ok=True)
+    pgdata = work / "postgres" if workdir else None
+    corpus_dir, run_dir = work / "corpus", work / "run"
+    commands = _cli_commands()
+
+    # 1. data
+    mpd = None if synthetic else (data or find_mpd())
+    if (corpus_dir / "manifest.json").exists():
+        echo(f"[data] reusing {corpus_dir}")
+    elif mpd is not None:
+        args = ["prepare", str(mpd), "--out", str(corpus_dir)]
+        genres = Path(mpd).parent / "artist-genres" / "data_w_genres.csv.gz"
+        if genres.exists():
+            args += ["--artist-genres", str(genres)]
+        if not _stage(args, echo):
+            raise DynplayerError("the data stage failed (see above)")
+    else:
+        echo("[data] no ../shared/data/mpd here: using the built-in synthetic corpus")
+        if not _stage(["synth", "--out", str(corpus_dir)], echo):
+            raise DynplayerError("the data stage failed (see above)")
+
+    # 2. train
+    if (run_dir / "vectors.npy").exists():
+        echo(f"[train] reusing {run_dir}")
+    elif "train" in commands:
+        if not _stage(["train", str(corpus_dir), "--out", str(run_dir)], echo):
+            raise DynplayerError("the train stage failed (see above)")
+    else:
+        echo("[train] note: `dynplayer train` is not available yet; using stand-in SVD vectors")
+        standin_vectors(corpus_dir, run_dir)
+
+    # 3. evaluate
+    if "evaluate" not in commands:
+        echo("[evaluate] note: `dynplayer evaluate` is not available yet; skipped")
+    elif (run_dir / "eval").is_dir():
+        echo(f"[evaluate] reusing {run_dir / 'eval'}")
+    elif not _stage(["evaluate", str(run_dir)], echo):
+        echo("[evaluate] note: evaluation failed; the demo continues without it")
+
+    # 4. text model
+    if "train-text" not in commands:
+        echo("[text] note: `dynplayer train-text` is not available yet; text search is off")
+    elif (run_dir / "text").is_dir():
+        echo(f"[text] reusing {run_dir / 'text'}")
+    elif not _stage(["train-text", str(run_dir)], echo):
+        echo("[text] note: text-model training failed; text search is off")
+
+    # 5. index, 6. serve (the server started here is shared with the service)
+    url, server = _embedded(settings, pgdata)
+    try:
+        with_url = settings.model_copy(update={"database_url": url, "run_dir": run_dir})
+        report = index_run(run_dir, with_url, echo=echo)
+        echo(f"[index] model {report.version}: {report.tracks:,} tracks, {report.playlists:,} "
+             f"playlists in {report.seconds['total']:.1f}s")
+        if serve:
+            serve_run(with_url, host=host, port=port, echo=echo)
+        else:
+            echo(f"[serve] skipped (--no-serve); start it with: dynplayer serve {run_dir}")
+    finally:
+        if server is not None:
+            server.stop()  # type: ignore[attr-defined]
+    return run_dir
