@@ -110,3 +110,55 @@ def register(app: typer.Typer) -> None:
         c = corpus.manifest["counts"]
         typer.echo(f"wrote {out}: {c['playlists']:,} playlists, {c['occurrences']:,} "
                    f"occurrences, {c['tracks']:,} tracks ({c['selected_tracks']:,} selected)")
+
+    @app.command()
+    def crawl(
+        out: Annotated[Path, typer.Option("--out", "-o", help="Playlist JSON-lines file to write")],
+        keyword: Annotated[
+            list[str] | None, typer.Option("--keyword", "-k", help="Search keyword (repeatable)")
+        ] = None,
+        keywords_file: Annotated[
+            list[Path] | None, typer.Option(help="File with one keyword per line")
+        ] = None,
+        tracks_out: Annotated[
+            Path | None, typer.Option(help="Companion track file (default: OUT.tracks.jsonl)")
+        ] = None,
+        client_id: Annotated[
+            str | None, typer.Option(help="Spotify client id (or DYNPLAYER_SPOTIFY_CLIENT_ID)")
+        ] = None,
+        client_secret: Annotated[
+            str | None,
+            typer.Option(help="Spotify client secret (or DYNPLAYER_SPOTIFY_CLIENT_SECRET)"),
+        ] = None,
+        per_keyword: Annotated[int, typer.Option(help="Playlists per keyword")] = 100,
+        market: Annotated[str | None, typer.Option(help="ISO market code, e.g. US")] = None,
+        api_base: Annotated[str, typer.Option(help="Web API base URL")] = (
+            "https://api.spotify.com/v1"
+        ),
+        auth_url: Annotated[str, typer.Option(help="Token endpoint")] = (
+            "https://accounts.spotify.com/api/token"
+        ),
+        max_retries: Annotated[int, typer.Option(help="Retries per request (429, 5xx)")] = 5,
+        backoff: Annotated[float, typer.Option(help="First 5xx backoff in seconds")] = 1.0,
+        max_wait: Annotated[
+            float, typer.Option(help="Longest Retry-After to wait; longer stops the crawl")
+        ] = 120.0,
+    ) -> None:
+        """Crawl playlists from the Spotify Web API into the JSON-lines format (resumable)."""
+        from dynplayer.data.crawl import CrawlConfig, credentials, read_keywords
+        from dynplayer.data.crawl import crawl as run_crawl
+
+        if per_keyword < 1 or max_retries < 0 or backoff < 0 or max_wait < 0:
+            raise typer.BadParameter("--per-keyword must be >= 1; retries and waits >= 0")
+        words = read_keywords(keyword or [], keywords_file or [])
+        cid, secret = credentials(client_id, client_secret)
+        cfg = CrawlConfig(client_id=cid, client_secret=secret, api_base=api_base,
+                          auth_url=auth_url, per_keyword=per_keyword, market=market,
+                          max_retries=max_retries, backoff_s=backoff, max_wait_s=max_wait)
+        summary = run_crawl(words, out, cfg, tracks_out=tracks_out,
+                            progress=lambda msg: typer.echo(msg, err=True))
+        s = summary.as_dict()
+        typer.echo(f"wrote {out}: {s['playlists_written']} new playlists, "
+                   f"{s['tracks_written']} track occurrences ({s['playlists_skipped']} without "
+                   f"tracks skipped; {s['requests']} requests, {s['rate_limited']} rate limited, "
+                   f"{s['retried']} retried)")

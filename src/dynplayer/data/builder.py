@@ -46,7 +46,8 @@ class CorpusBuilder:
         self.albums: list[str | None] = []
         self.track_genres: list[list[str]] = []
         self.pids: list[str] = []
-        self._pid_seen: dict[str, str] = {}
+        self._pid_seen: dict[tuple[str, str], str] = {}
+        self._pid_used: set[str] = set()
         self.names: list[str] = []
         self.descriptions: list[str] = []
         self.tags: list[list[str]] = []
@@ -107,13 +108,18 @@ class CorpusBuilder:
             self.skip.fail(DataError("playlist has no tracks", file=where, line=line,
                                      playlist=pid, field="tracks"))
             return False
-        if pid in self._pid_seen:
-            self.skip.fail(DataError(f"duplicate playlist id (first seen in {self._pid_seen[pid]})",
+        key = (source, pid)
+        if key in self._pid_seen:
+            self.skip.fail(DataError(f"duplicate playlist id (first seen in {self._pid_seen[key]})",
                                      file=where, line=line, playlist=pid, field="pid"))
             return False
-        self._pid_seen[pid] = where if line is None else f"{where}:{line}"
+        self._pid_seen[key] = where if line is None else f"{where}:{line}"
+        # Ids are unique per source; the same id from two sources (MPD pid 7, Melon id 7) is
+        # kept apart by prefixing the later one with its source.
+        stored = pid if pid not in self._pid_used else f"{source}:{pid}"
+        self._pid_used.add(stored)
         p = len(self.pids)
-        self.pids.append(pid)
+        self.pids.append(stored)
         self.names.append(name)
         self.descriptions.append(description)
         self.tags.append(tags)
