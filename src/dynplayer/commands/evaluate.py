@@ -1,10 +1,103 @@
-"""`dynplayer` subcommands for the evaluate stage."""
+"""`dynplayer evaluate` and `bench evaluate` / `bench uniformity`: the evaluation stage."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from dynplayer.commands.bench import bench_app
+
+DOC = Path("docs/benchmarks.md")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's subcommands to the app."""
-    del app
+    """Add the evaluation subcommands to the app."""
+
+    @app.command()
+    def evaluate(
+        run_dir: Annotated[Path, typer.Argument(help="Run directory (dynplayer train)")],
+        peers: Annotated[
+            str, typer.Option(help="all | none | comma list of popularity,itemknn,ease,als,"
+                              "bpr,item2vec")
+        ] = "all",
+        test_split: Annotated[
+            Path | None, typer.Option(help="JSON lines {pid, visible, heldout} to evaluate "
+                                      "instead of the corpus split")
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print metrics JSON on stdout")]
+        = False,
+        split: Annotated[str, typer.Option(help="Corpus split to evaluate: val | test")]
+        = "test",
+        threads: Annotated[int, typer.Option(help="Threads for ALS / BPR / item2vec")] = 2,
+        no_probe: Annotated[bool, typer.Option("--no-probe", help="Skip the genre probe")]
+        = False,
+        no_hubness: Annotated[
+            bool, typer.Option("--no-hubness", help="Skip the hubness diagnostics")
+        ] = False,
+    ) -> None:
+        """Evaluate a run beside its peers; write RUN_DIR/eval/ (metrics.json, report, plots)."""
+        from dynplayer.eval.peers import parse_peers
+        from dynplayer.eval.runner import EvalOptions, evaluate_run
+
+        opts = EvalOptions(peers=parse_peers(peers), test_split=test_split, split=split,
+                           hubness=not no_hubness, probe=not no_probe, threads=threads)
+        result = evaluate_run(run_dir, opts, log=lambda m: typer.echo(m, err=True))
+        if as_json:
+            result.pop("written", None)
+            typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+            return
+        from dynplayer.eval.report import methods_table
+
+        typer.echo(methods_table(result))
+        typer.echo(result["verdict"]["text"])
+        typer.echo(f"wrote {run_dir / 'eval'} (metrics.json, report.md, report.html, plots/)")
+
+    @bench_app.command("evaluate")
+    def bench_evaluate(
+        run_dir: Annotated[Path, typer.Argument(help="Run directory to evaluate")] = Path(
+            "/tmp/run_eval"),
+        doc: Annotated[Path, typer.Option(help="Benchmarks file to update")] = DOC,
+        threads: Annotated[int, typer.Option(help="Threads for ALS / BPR / item2vec")] = 2,
+        machine: Annotated[str, typer.Option(help="Machine description for the table")]
+        = "2-core CPU dev container",
+    ) -> None:
+        """Evaluate RUN_DIR with all peers on its corpus' test split; rewrite the tables in DOC."""
+        from dynplayer.eval.bench import evaluation_section, replace_block
+        from dynplayer.eval.peers import parse_peers
+        from dynplayer.eval.runner import EvalOptions, evaluate_run
+
+        result = evaluate_run(run_dir, EvalOptions(peers=parse_peers("all"), threads=threads),
+                              log=lambda m: typer.echo(m, err=True))
+        text = evaluation_section(result, f"dynplayer bench evaluate {run_dir}", machine)
+        replace_block(doc, "evaluate", text)
+        typer.echo(text)
+
+    @bench_app.command("uniformity")
+    def bench_uniformity(
+        corpus_dir: Annotated[Path, typer.Argument(help="Corpus directory")] = Path("/tmp/c_mpd"),
+        out: Annotated[Path, typer.Option(help="Directory for the three runs")] = Path(
+            "/tmp/run_uniformity"),
+        values: Annotated[str, typer.Option(help="Uniformity weights, comma separated")]
+        = "0,0.5,1.0",
+        set_: Annotated[
+            list[str] | None, typer.Option("--set", help="Extra train override, e.g. steps=600")
+        ] = None,
+        split: Annotated[str, typer.Option(help="val | test")] = "test",
+        doc: Annotated[Path, typer.Option(help="Benchmarks file to update")] = DOC,
+        machine: Annotated[str, typer.Option(help="Machine description for the table")]
+        = "2-core CPU dev container",
+    ) -> None:
+        """Pairwise objective at each uniformity weight u: Recall/NDCG@10,20 and hubness."""
+        from dynplayer.eval.bench import replace_block, uniformity_sweep
+
+        sets = list(set_ or [])
+        us = [float(v) for v in values.split(",") if v.strip()]
+        cmd = (f"dynplayer bench uniformity {corpus_dir} --out {out} --values {values} --split "
+               f"{split}" + "".join(f" --set {s}" for s in sets))
+        text = uniformity_sweep(corpus_dir, out, us, sets, split, cmd, machine,
+                                log=lambda m: typer.echo(m, err=True))
+        replace_block(doc, "uniformity", text)
+        typer.echo(text)

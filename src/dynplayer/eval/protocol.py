@@ -3,17 +3,25 @@
 For each evaluated playlist: visible tracks -> scores over the whole vocabulary; visible tracks
 are masked; ground truth = held-out vocabulary tracks that are not also visible. Playlists with
 no visible or no held-out vocabulary track are skipped (and counted).
+
+An external split file (`--test-split FILE`) gives the visible and held-out tracks explicitly, one
+JSON object per line: {"pid": str|int, "visible": [track ids], "heldout": [track ids]}; tracks
+outside the model's vocabulary are dropped and counted.
 """
 
 from __future__ import annotations
 
+import gzip
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
+from dynplayer.errors import DataError
 from dynplayer.eval.metrics import (
     coverage,
     exposure_gini,
@@ -53,7 +61,7 @@ def make_eval_set(visible: sp.csr_matrix, heldout: sp.csr_matrix,
     heldout.eliminate_zeros()
     keep = (np.diff(visible.indptr) > 0) & (np.diff(heldout.indptr) > 0)
     rows = np.flatnonzero(keep)
-    pid_list = pids or [str(i) for i in range(visible.shape[0])]
+    pid_list = pids if pids is not None else [str(i) for i in range(visible.shape[0])]
     return EvalSet(visible=visible[rows], heldout=heldout[rows],
                    pids=[pid_list[i] for i in rows], skipped=int((~keep).sum()))
 
@@ -64,6 +72,102 @@ def corpus_eval_set(corpus: Any, split: int, vocab: np.ndarray | None = None) ->
     vis = corpus.interaction_matrix(playlists, part="visible", vocab=vocab)
     held = corpus.interaction_matrix(playlists, part="heldout", vocab=vocab)
     return make_eval_set(vis, held, [corpus.pids[p] for p in playlists])
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read the split file ({exc.strerror})", file=str(path)) from exc
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"corrupt gzip data ({exc})", file=str(path)) from exc
+    try:
+        return raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text ({exc.reason} at byte {exc.start})",
+                        file=str(path)) from exc
+
+
+def _id_list(obj: dict[str, Any], key: str, where: dict[str, Any]) -> list[str]:
+    if key not in obj:
+        raise DataError("missing", **where, field=key)
+    val = obj[key]
+    if not isinstance(val, list):
+        raise DataError(f"must be a list of track ids, got {type(val).__name__}", **where,
+                        field=key)
+    out = []
+    for i, t in enumerate(val):
+        if isinstance(t, bool) or not isinstance(t, str | int):
+            raise DataError(f"item {i} must be a track id (string), got {type(t).__name__}",
+                            **where, field=key)
+        out.append(str(t))
+    return out
+
+
+def load_split_file(path: Path, ids: list[str]) -> EvalSet:
+    """Read an external split file against a vocabulary of track ids (row r = ids[r]).
+
+    Tracks not in `ids` are dropped from `visible` and `heldout` and counted in
+    `dropped_unknown` (occurrence counts per field, plus `playlists` dropped as unusable).
+    A malformed line is a DataError naming file:line and the field.
+    """
+    path = Path(path)
+    index = {t: i for i, t in enumerate(ids)}
+    rows_v: list[int] = []
+    cols_v: list[int] = []
+    rows_h: list[int] = []
+    cols_h: list[int] = []
+    pids: list[str] = []
+    seen: dict[str, int] = {}
+    unknown = {"visible": 0, "heldout": 0}
+    for line_no, line in enumerate(_read_lines(path), start=1):
+        if not line.strip():
+            continue
+        where: dict[str, Any] = {"file": str(path), "line": line_no}
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"not valid JSON ({exc.msg} at column {exc.colno})",
+                            **where) from exc
+        if not isinstance(obj, dict):
+            raise DataError(f"expected a JSON object, got {type(obj).__name__}", **where)
+        if "pid" not in obj:
+            raise DataError("missing", **where, field="pid")
+        pid = obj["pid"]
+        if isinstance(pid, bool) or not isinstance(pid, str | int):
+            raise DataError(f"must be a string or integer, got {type(pid).__name__}", **where,
+                            field="pid")
+        pid = str(pid)
+        if pid in seen:
+            raise DataError(f"duplicate pid {pid!r} (first on line {seen[pid]})", **where,
+                            field="pid")
+        seen[pid] = line_no
+        row = len(pids)
+        pids.append(pid)
+        for key, rows, cols in (("visible", rows_v, cols_v), ("heldout", rows_h, cols_h)):
+            for t in _id_list(obj, key, where):
+                col = index.get(t)
+                if col is None:
+                    unknown[key] += 1
+                else:
+                    rows.append(row)
+                    cols.append(col)
+    if not pids:
+        raise DataError("no playlists in the split file", file=str(path))
+    shape = (len(pids), len(ids))
+
+    def csr(rows: list[int], cols: list[int]) -> sp.csr_matrix:
+        m = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=shape)
+        m.sum_duplicates()
+        return m
+
+    es = make_eval_set(csr(rows_v, cols_v), csr(rows_h, cols_h), pids)
+    es.dropped_unknown = {"visible": unknown["visible"], "heldout": unknown["heldout"],
+                          "playlists": es.skipped}
+    return es
 
 
 def top_k_masked(scores: np.ndarray, visible: sp.csr_matrix, k: int) -> np.ndarray:
@@ -121,6 +225,8 @@ def evaluate_scorer(
     out["gini@10"] = exposure_gini(top10, n_items)
     out["n_playlists"] = es.n
     out["n_skipped"] = es.skipped
+    if es.dropped_unknown:
+        out["dropped_unknown"] = dict(es.dropped_unknown)
     out["n_items"] = n_items
     return out
 

@@ -1,0 +1,227 @@
+"""`dynplayer evaluate`: one run against its peers on the same split, plus diagnostics.
+
+Writes RUN_DIR/eval/ atomically (a temporary sibling directory, then a swap):
+  metrics.json   {"run", "split", "methods": {name: {"recall@10", ...}}, "peers": {name:
+                 {"params", "validation", ...}}, "hubness", "probe", "verdict", "timings"}
+  report.md      side-by-side tables and the verdict, linking the PNGs
+  report.html    the same, self-contained (PNGs embedded)
+  plots/*.png    hubness plots
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dynplayer.data.corpus import SPLIT_NAMES, TEST, TRAIN, VAL, Corpus, load_corpus
+from dynplayer.errors import ArtifactError, ConfigError
+from dynplayer.eval.hubness import hubness_stats, plot_hubness, public
+from dynplayer.eval.peers import GRIDS, TrainData, tune_peer
+from dynplayer.eval.probe import linear_probe, random_vectors
+from dynplayer.eval.protocol import (
+    EvalSet,
+    corpus_eval_set,
+    embedding_scorer,
+    evaluate_scorer,
+    load_split_file,
+)
+from dynplayer.eval.report import verdict, write_reports
+from dynplayer.run import Run, atomic_write_json, load_run
+
+MODEL = "dynplayer"
+# Peers whose item vectors are also probed and checked for hubness.
+VECTOR_PEERS = ("als", "item2vec")
+
+
+@dataclass
+class EvalOptions:
+    peers: list[str] = field(default_factory=list)
+    test_split: Path | None = None
+    split: str = "test"
+    hubness: bool = True
+    probe: bool = True
+    threads: int = 2
+    grids: dict[str, list[dict[str, Any]]] | None = None  # None: peers.GRIDS
+
+
+def run_vocab(run: Run, corpus: Corpus) -> np.ndarray:
+    """Corpus track_idx of each run row; every run track must be in the corpus."""
+    index = {t: i for i, t in enumerate(corpus.track_ids)}
+    missing = [t for t in run.ids if t not in index]
+    if missing:
+        raise ArtifactError(f"{run.path}: {len(missing)} track ids of the run are not in the "
+                            f"corpus {run.corpus_dir} (first: {missing[0]})")
+    return np.array([index[t] for t in run.ids], dtype=np.int64)
+
+
+def describe_run(run: Run) -> dict[str, Any]:
+    """What the report says about the model: its path and the training choices that matter."""
+    keys = ("objective", "dim", "temperature", "uniformity", "logq", "epochs", "steps", "lr",
+            "seeds", "seed")
+    cfg = run.config
+    flat = cfg.get("train", cfg) if isinstance(cfg.get("train"), dict) else cfg
+    return {"path": str(run.path.resolve()), "corpus_dir": str(run.config.get("corpus_dir")),
+            "n_tracks": len(run.ids), "dim": int(run.vectors.shape[1]),
+            "config": {k: flat[k] for k in keys if k in flat}}
+
+
+def evaluate_run(
+    run_dir: Path,
+    opts: EvalOptions,
+    *,
+    log: Callable[[str], None] | None = None,
+    write: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a run and its peers on one split; write RUN_DIR/eval/ (unless write=False)."""
+    say = log or (lambda _m: None)
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+    run = load_run(run_dir)
+    corpus = load_corpus(run.corpus_dir)
+    vocab = run_vocab(run, corpus)
+    split_id = SPLIT_NAMES.get(opts.split)
+    if split_id not in (VAL, TEST):
+        raise ConfigError(f"--split must be val or test, got {opts.split!r}")
+
+    es, split_info = _eval_set(corpus, run, vocab, opts, split_id)
+    if run.config.get("full") and opts.test_split is None and split_id == TEST:
+        split_info["warning"] = ("the run was trained with --full (test playlists included), "
+                                 "so its test figures are not a fair comparison")
+        say(f"WARNING: {split_info['warning']}")
+    say(f"evaluating {es.n:,} playlists ({split_info['source']}) over {len(run.ids):,} tracks")
+
+    methods: dict[str, dict[str, Any]] = {}
+    t = time.perf_counter()
+    methods[MODEL] = evaluate_scorer(embedding_scorer(run.vectors), es)
+    timings[MODEL] = round(time.perf_counter() - t, 2)
+    say(f"{MODEL}: recall@10 {methods[MODEL]['recall@10']:.4f} "
+        f"ndcg@10 {methods[MODEL]['ndcg@10']:.4f}")
+
+    train_pl = corpus.playlists_in(TRAIN)
+    train_matrix = corpus.interaction_matrix(train_pl, vocab=vocab)
+    popularity = np.asarray(train_matrix.sum(axis=0)).ravel()
+    peers_info: dict[str, dict[str, Any]] = {}
+    item_vectors: dict[str, np.ndarray] = {MODEL: run.vectors}
+    if opts.peers:
+        seq_ip, seq_cols = corpus.sequences(train_pl, vocab=vocab)
+        data = TrainData(train_matrix, seq_ip, seq_cols)
+        val_es = corpus_eval_set(corpus, VAL, vocab)
+        grids = opts.grids if opts.grids is not None else GRIDS
+        for name in opts.peers:
+            t = time.perf_counter()
+            say(f"{name}: tuning on {val_es.n:,} validation playlists")
+            tuned = tune_peer(
+                name, data,
+                lambda p: float(evaluate_scorer(p.score, val_es)["recall@10"]),
+                grids.get(name, [{}]), threads=opts.threads, log=say,
+            )
+            methods[name] = evaluate_scorer(tuned.peer.score, es)
+            timings[name] = round(time.perf_counter() - t, 2)
+            peers_info[name] = {"params": tuned.params, "validation": tuned.validation,
+                                "fit_seconds": round(tuned.fit_seconds, 2),
+                                "seconds": timings[name]}
+            say(f"{name} {tuned.params}: recall@10 {methods[name]['recall@10']:.4f} "
+                f"ndcg@10 {methods[name]['ndcg@10']:.4f} ({timings[name]:.0f}s)")
+            vec = tuned.peer.item_vectors()
+            if name in VECTOR_PEERS and vec is not None:
+                item_vectors[name] = vec
+            del tuned
+
+    hub: dict[str, dict[str, Any]] = {}
+    if opts.hubness:
+        t = time.perf_counter()
+        for name, vec in item_vectors.items():
+            hub[name] = hubness_stats(vec, popularity)
+        timings["hubness"] = round(time.perf_counter() - t, 2)
+        say("hubness k-occurrence skewness: "
+            + ", ".join(f"{m} {h['k_occurrence_skewness']:.2f}" for m, h in hub.items()))
+
+    probe: dict[str, Any] = {}
+    if opts.probe:
+        labels = corpus.genre_label[vocab] if corpus.genre_label is not None else None
+        if labels is None or (labels >= 0).sum() < 10:
+            probe = {"skipped": "the corpus has no genre labels (prepare --artist-genres)"}
+        else:
+            t = time.perf_counter()
+            probe_vectors = dict(item_vectors)
+            probe_vectors["random"] = random_vectors(len(run.ids), run.vectors.shape[1])
+            for name, vec in probe_vectors.items():
+                probe[name] = linear_probe(vec, labels)
+            timings["probe"] = round(time.perf_counter() - t, 2)
+            say("probe top-1: " + ", ".join(f"{m} {p['top1']:.3f}" for m, p in probe.items()))
+
+    timings["total"] = round(time.perf_counter() - t_all, 2)
+    result: dict[str, Any] = {
+        "run": describe_run(run),
+        "split": split_info,
+        "methods": methods,
+        "peers": peers_info,
+        "hubness": {m: public(h) for m, h in hub.items()},
+        "probe": probe,
+        "verdict": verdict(methods, MODEL),
+        "timings": timings,
+        "threads": opts.threads,
+    }
+    if write:
+        result["written"] = _write(run.path / "eval", result, hub)
+    say(result["verdict"]["text"])
+    return _jsonable(result)
+
+
+def _eval_set(corpus: Corpus, run: Run, vocab: np.ndarray, opts: EvalOptions,
+              split_id: int | None) -> tuple[EvalSet, dict[str, Any]]:
+    if opts.test_split is not None:
+        es = load_split_file(opts.test_split, run.ids)
+        train_pids = {corpus.pids[p] for p in corpus.playlists_in(TRAIN)}
+        overlap = sum(p in train_pids for p in es.pids)
+        info = {"source": f"split file {opts.test_split}", "n_playlists": es.n,
+                "n_skipped": es.skipped, "dropped_unknown": es.dropped_unknown,
+                "playlists_also_in_training": overlap}
+        return es, info
+    assert split_id is not None
+    es = corpus_eval_set(corpus, split_id, vocab)
+    name = "test" if split_id == TEST else "validation"
+    return es, {"source": f"corpus {name} split", "n_playlists": es.n,
+                "n_skipped": es.skipped}
+
+
+def _write(out: Path, result: dict[str, Any], hub: dict[str, dict[str, Any]]) -> list[str]:
+    """Build the eval directory in a temporary sibling, then swap it into place."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        plots = plot_hubness(hub, tmp / "plots") if hub else {}
+        result["plots"] = {k: f"plots/{v}" for k, v in plots.items()}
+        files = ["metrics.json", *write_reports(tmp, result), *result["plots"].values()]
+        atomic_write_json(tmp / "metrics.json", _jsonable(result))
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            os.rename(out, old)
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return [str(out / f) for f in files]
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and obj != obj:  # NaN is not JSON
+        return None
+    return obj
