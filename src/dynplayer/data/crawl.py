@@ -192,32 +192,30 @@ class SpotifyClient:
         attempt = 0
         while True:
             self.summary.requests += 1
+            wait = self.cfg.backoff_s * 2**attempt
             try:
                 resp = self.http.request(method, url, **kwargs)
             except httpx.TransportError as exc:
-                resp = None
                 problem = f"network error ({exc.__class__.__name__})"
+                self.summary.retried += 1
             else:
                 if resp.status_code == 429:
                     self.summary.rate_limited += 1
-                    wait = _retry_after(resp, self.cfg.backoff_s * 2**attempt)
+                    wait = _retry_after(resp, wait)
                     if wait > self.cfg.max_wait_s:
                         raise CrawlError(f"rate limited by {url.split('?')[0]} for {wait:.0f} s; "
                                          "progress is saved, rerun later to resume")
                     problem = "rate limited (429)"
                 elif resp.status_code >= 500:
                     problem = f"server error {resp.status_code}"
+                    self.summary.retried += 1
                 else:
                     return resp
             if attempt >= self.cfg.max_retries:
                 raise CrawlError(f"{url.split('?')[0]}: {problem}, gave up after "
                                  f"{self.cfg.max_retries} retries; progress is saved, rerun to "
                                  "resume")
-            if resp is not None and resp.status_code == 429:
-                self.sleep(wait)
-            else:
-                self.summary.retried += 1
-                self.sleep(self.cfg.backoff_s * 2**attempt)
+            self.sleep(wait)
             attempt += 1
 
     def token(self, *, refresh: bool = False) -> str:
@@ -293,7 +291,8 @@ def _track_record(item: Any) -> dict[str, Any] | None:
         return None
     artists = t.get("artists") or []
     artist = artists[0].get("name") if artists and isinstance(artists[0], dict) else None
-    album = t.get("album").get("name") if isinstance(t.get("album"), dict) else None
+    album_rec = t.get("album")
+    album = album_rec.get("name") if isinstance(album_rec, dict) else None
     return {"track_id": tid, "track_name": t.get("name"), "artist": artist, "album": album,
             "genres": None}
 
