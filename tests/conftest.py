@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -10,6 +12,13 @@ from dynplayer.config import DataConfig
 from dynplayer.data.corpus import Corpus, save_corpus
 from dynplayer.data.prepare import derive
 from dynplayer.data.synthetic import SyntheticSpec, generate
+
+if TYPE_CHECKING:  # serving fixtures (issue 6)
+    import numpy as np
+
+    from dynplayer.store.db import Catalog
+    from dynplayer.store.embedded import EmbeddedServer
+    from dynplayer.text.api import SearchResult
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -44,3 +53,156 @@ def synthetic_corpus_dir(tmp_path_factory: pytest.TempPathFactory,
     out = tmp_path_factory.mktemp("corpus") / "synthetic"
     save_corpus(synthetic_corpus, out)
     return out
+
+
+# ---- Serving (issue 6): one embedded PostgreSQL per session, a run, a stand-in text searcher ----
+
+SERVE_SEARCHER_DIM = 256
+
+
+class StandinSearcher:
+    """Implements `dynplayer.text.api.TextSearcherProtocol` with a hashed bag-of-words encoder:
+    a deterministic test fixture (not a mock) whose captions name the planted genres and moods."""
+
+    def __init__(self, corpus: Corpus, run_ids: list[str], top_playlists: int = 20) -> None:
+        import numpy as np
+        import scipy.sparse as sp
+
+        from dynplayer.data.corpus import TRAIN
+
+        rows = corpus.playlists_in(TRAIN)
+        self.playlist_pids = [corpus.pids[p] for p in rows]
+        self.playlist_captions = [corpus.caption(int(p)) for p in rows]
+        self.track_ids = list(run_ids)
+        self.top_playlists = top_playlists
+        # A little seeded jitter breaks the exact ties of identical captions, so the top
+        # playlists are one well-defined set for every implementation.
+        jitter = np.random.default_rng(0).normal(0, 1e-3, (rows.shape[0], SERVE_SEARCHER_DIM))
+        vectors = np.stack([self._encode(c) for c in self.playlist_captions]) + jitter
+        self._vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(
+            np.float32)
+        col = {t: i for i, t in enumerate(run_ids)}
+        track_col = np.array([col.get(t, -1) for t in corpus.track_ids], dtype=np.int64)
+        row_of = np.full(corpus.n_playlists, -1, dtype=np.int64)
+        row_of[rows] = np.arange(rows.shape[0])
+        r, c = row_of[corpus.occ_playlist], track_col[corpus.occ_track]
+        keep = (r >= 0) & (c >= 0)
+        self.occ = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (r[keep], c[keep])),
+                                 shape=(rows.shape[0], len(run_ids)))
+
+    @staticmethod
+    def _encode(text: str) -> np.ndarray:
+        import zlib
+
+        import numpy as np
+
+        v = np.zeros(SERVE_SEARCHER_DIM, dtype=np.float32)
+        for token in text.lower().split():
+            v[zlib.crc32(token.encode()) % SERVE_SEARCHER_DIM] += 1.0
+        return v / max(float(np.linalg.norm(v)), 1e-12)
+
+    @property
+    def playlist_vectors(self) -> np.ndarray:
+        return self._vectors
+
+    def encode_query(self, text: str) -> np.ndarray:
+        from dynplayer.errors import QueryError
+
+        if not text.strip():
+            raise QueryError("the query is empty")
+        return self._encode(text)
+
+    def aggregate(self, playlist_rows: np.ndarray, similarities: np.ndarray, k: int,
+                  query: str = "") -> SearchResult:
+        import numpy as np
+
+        from dynplayer.text.api import PlaylistHit, SearchResult, TrackHit
+
+        rows = np.asarray(playlist_rows, dtype=np.int64)
+        w = np.clip(np.asarray(similarities, dtype=np.float32), 0.0, None)
+        hits = [PlaylistHit(self.playlist_pids[r], self.playlist_captions[r], float(s))
+                for r, s in zip(rows, similarities, strict=True)]
+        sub = self.occ[rows]
+        scores = np.asarray(sub.T @ w).ravel()
+        top = [int(t) for t in np.lexsort((np.arange(scores.shape[0]), -scores))[:k]
+               if scores[t] > 0]
+        dense = np.asarray(sub[:, top].todense())
+        tracks = [TrackHit(self.track_ids[t], float(scores[t]),
+                           [hits[i] for i in np.flatnonzero(dense[:, j] > 0)])
+                  for j, t in enumerate(top)]
+        return SearchResult(query=query, playlists=hits, tracks=tracks)
+
+    def search(self, text: str, k: int = 20) -> SearchResult:
+        import numpy as np
+
+        sims = self._vectors @ self.encode_query(text)
+        rows = np.lexsort((np.arange(sims.shape[0]), -sims))[: self.top_playlists]
+        return self.aggregate(rows, sims[rows], k, query=text)
+
+
+def make_svd_run(corpus_dir: Path, run_dir: Path, dim: int = 16) -> Path:
+    """A run (RUN_DIR contract) of SVD vectors of the training matrix, for serving tests."""
+    import numpy as np
+    from scipy.sparse.linalg import svds
+
+    from dynplayer.data.corpus import TRAIN, load_corpus
+    from dynplayer.run import atomic_write_json, save_vectors
+
+    corpus = load_corpus(corpus_dir)
+    vocab = corpus.vocab()
+    x = corpus.interaction_matrix(corpus.playlists_in(TRAIN), vocab=vocab).astype(np.float64)
+    _, s, vt = svds(x, k=dim, v0=np.random.default_rng(0).standard_normal(min(x.shape)))
+    save_vectors(run_dir, (vt.T * np.sqrt(s)).astype(np.float32),
+                 [corpus.track_ids[t] for t in vocab])
+    atomic_write_json(run_dir / "config.json", {"model": "svd", "dim": dim,
+                                                "corpus_dir": str(Path(corpus_dir).resolve())})
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[EmbeddedServer]:
+    """The real embedded PostgreSQL + pgvector in a temp dir, started once per session."""
+    import shutil
+    import tempfile
+
+    from dynplayer.store.embedded import EmbeddedServer
+
+    # Not under pytest's basetemp: pytest resets it to mode 0700, and the server runs as the
+    # unprivileged `embedded_postgres` user when the tests run as root.
+    root = Path(tempfile.mkdtemp(prefix="dynplayer-test-pg-"))
+    server = EmbeddedServer(root / "data", delete_on_stop=True)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def serve_run_dir(tmp_path_factory: pytest.TempPathFactory, synthetic_corpus_dir: Path) -> Path:
+    return make_svd_run(synthetic_corpus_dir, tmp_path_factory.mktemp("run") / "svd")
+
+
+@pytest.fixture(scope="session")
+def standin_searcher(synthetic_corpus_dir: Path, serve_run_dir: Path) -> StandinSearcher:
+    from dynplayer.data.corpus import load_corpus
+    from dynplayer.run import load_run
+
+    return StandinSearcher(load_corpus(synthetic_corpus_dir), load_run(serve_run_dir).ids)
+
+
+@pytest.fixture(scope="session")
+def serve_catalog(serve_run_dir: Path, standin_searcher: StandinSearcher) -> Catalog:
+    from dynplayer.store.catalog import build_catalog
+
+    return build_catalog(serve_run_dir, standin_searcher)
+
+
+@pytest.fixture(scope="session")
+def indexed_url(pg_server: EmbeddedServer, serve_catalog: Catalog) -> str:
+    """The session server's URL with the synthetic run indexed."""
+    from dynplayer.store.db import index_catalog
+
+    index_catalog(pg_server.url, serve_catalog, m=16, ef_construction=64)
+    return pg_server.url

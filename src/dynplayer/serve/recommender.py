@@ -172,8 +172,11 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
     k = min(k, scores.shape[0])
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
-    part = np.argpartition(-scores, k - 1)[:k]
-    return part[np.lexsort((part, -scores[part]))]
+    kth = np.partition(scores, scores.shape[0] - k)[scores.shape[0] - k]
+    above = np.flatnonzero(scores > kth)
+    ties = np.flatnonzero(scores == kth)[: k - above.shape[0]]
+    picked = np.concatenate([above, ties])
+    return picked[np.lexsort((picked, -scores[picked]))]
 
 
 class ExactRecommender(Recommender):

@@ -1,0 +1,160 @@
+"""The recommender contract, run against both implementations (exact numpy and pgvector HNSW)
+on the planted synthetic corpus, plus their agreement with each other."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from dynplayer.errors import QueryError
+from dynplayer.serve.recommender import (
+    ExactRecommender,
+    PgvectorRecommender,
+    Recommender,
+    UnknownTrackError,
+)
+from dynplayer.store.db import Catalog, ef_search_for, open_pool
+
+pytestmark = pytest.mark.db
+
+
+def genre_of(name: str | None) -> str:
+    match = re.search(r"\((.+), ", name or "")
+    assert match, name
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def exact(serve_catalog: Catalog, standin_searcher: object) -> ExactRecommender:
+    return ExactRecommender(serve_catalog, standin_searcher, text_playlists=20)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def pgvec(indexed_url: str, serve_catalog: Catalog,
+          standin_searcher: object) -> Iterator[PgvectorRecommender]:
+    pool = open_pool(indexed_url, min_size=1, max_size=4)
+    pool.wait()
+    yield PgvectorRecommender(pool, serve_catalog.version, standin_searcher,  # type: ignore[arg-type]
+                              text_playlists=20)
+    pool.close()
+
+
+@pytest.fixture(params=["exact", "pgvector"])
+def rec(request: pytest.FixtureRequest) -> Recommender:
+    return request.getfixturevalue("exact" if request.param == "exact" else "pgvec")
+
+
+def test_similar_recovers_planted_genres(rec: Recommender, serve_catalog: Catalog) -> None:
+    c = serve_catalog
+    same = []
+    for i in range(0, len(c.track_ids), 20):
+        result = rec.similar(c.track_ids[i], k=10)
+        assert len(result) == 10
+        assert c.track_ids[i] not in {t.track_id for t in result}
+        same += [genre_of(t.name) == genre_of(c.names[i]) for t in result]
+    assert np.mean(same) >= 0.9
+
+
+def test_similar_scores_are_cosines_in_order(rec: Recommender, serve_catalog: Catalog) -> None:
+    c = serve_catalog
+    row = {t: i for i, t in enumerate(c.track_ids)}
+    result = rec.similar(c.track_ids[7], k=25)
+    scores = np.array([t.score for t in result])
+    assert np.all(np.diff(scores) <= 1e-6)
+    expected = c.vectors[[row[t.track_id] for t in result]] @ c.vectors[7]
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
+    assert result[0].name == c.names[row[result[0].track_id]]
+    assert result[0].artist == c.artists[row[result[0].track_id]]
+
+
+def test_continue_masks_seeds_and_reports_unknown(rec: Recommender,
+                                                  serve_catalog: Catalog) -> None:
+    c = serve_catalog
+    seeds = [c.track_ids[1], "nope-1", c.track_ids[2], c.track_ids[1], "nope-2"]
+    result = rec.continue_playlist(seeds, k=30)
+    assert result.seeds == [c.track_ids[1], c.track_ids[2]]
+    assert result.unknown == ["nope-1", "nope-2"]
+    got = [t.track_id for t in result.tracks]
+    assert len(got) == 30 and not set(got) & set(result.seeds)
+    # the query is the normalised mean of the known seeds' vectors
+    q = c.vectors[[1, 2]].mean(axis=0)
+    q /= np.linalg.norm(q)
+    scores = c.vectors @ q
+    scores[[1, 2]] = -np.inf
+    best = set(np.argsort(-scores)[:30])
+    assert len(best & {c.track_ids.index(t) for t in got}) >= 29
+
+
+def test_continue_with_no_known_seed_is_an_error(rec: Recommender) -> None:
+    with pytest.raises(UnknownTrackError, match="none of the 2 seed track ids is known"):
+        rec.continue_playlist(["x", "y"], k=5)
+    with pytest.raises(UnknownTrackError, match="unknown track id 'x'"):
+        rec.similar("x", k=5)
+
+
+def test_text_recovers_planted_genre_with_because(rec: Recommender) -> None:
+    for word, korean in (("jazz", None), ("rock", None), ("k-pop", "케이팝")):
+        for query in filter(None, (word, korean)):
+            result = rec.text(query, k=10)
+            assert len(result) == 10, query
+            share = np.mean([genre_of(t.name) == word for t in result])
+            if query != korean:  # Korean words name moods/genres only where the corpus has them
+                assert share >= 0.8, (query, share)
+            for t in result:
+                assert t.because, t
+                assert all(-1.0 <= b.similarity <= 1.0 for b in t.because)
+                assert all(b.caption for b in t.because)
+
+
+def test_text_matches_searcher_end_to_end(rec: Recommender, standin_searcher: object) -> None:
+    expected = standin_searcher.search("chill jazz", k=15)  # type: ignore[attr-defined]
+    got = rec.text("chill jazz", k=15)
+    assert [t.track_id for t in got] == [t.track_id for t in expected.tracks]
+    np.testing.assert_allclose([t.score for t in got], [t.score for t in expected.tracks],
+                               rtol=1e-5)
+
+
+def test_search_tracks_by_name_or_artist(rec: Recommender, serve_catalog: Catalog) -> None:
+    found = rec.search_tracks("ARTIST 1", limit=50)
+    assert found and all("artist 1" in (t.artist or "").lower() or
+                         "artist 1" in (t.name or "").lower() for t in found)
+    pops = dict(zip(serve_catalog.track_ids, serve_catalog.popularity, strict=True))
+    assert [pops[t.track_id] for t in found] == sorted((pops[t.track_id] for t in found),
+                                                       reverse=True)
+    assert len(rec.search_tracks("jazz", limit=3)) == 3
+    assert rec.search_tracks("%", limit=5) == []  # LIKE wildcards are matched literally
+    assert rec.search_tracks("_", limit=5) == []
+
+
+@pytest.mark.parametrize("call", [
+    lambda r: r.similar("t", k=0), lambda r: r.similar("t", k=201),
+    lambda r: r.text("   ", k=5), lambda r: r.text("x" * 501, k=5),
+    lambda r: r.continue_playlist([], k=5), lambda r: r.continue_playlist(["a"] * 501, k=5),
+    lambda r: r.search_tracks(" ", limit=5), lambda r: r.search_tracks("a", limit=0),
+])
+def test_bad_input_is_a_query_error(rec: Recommender, call: object) -> None:
+    with pytest.raises(QueryError):
+        call(rec)  # type: ignore[operator]
+
+
+def test_hnsw_agrees_with_exact(exact: ExactRecommender, pgvec: PgvectorRecommender,
+                                serve_catalog: Catalog) -> None:
+    overlaps = []
+    for t in serve_catalog.track_ids[::4]:
+        a = {x.track_id for x in exact.similar(t, k=50)}
+        b = {x.track_id for x in pgvec.similar(t, k=50)}
+        overlaps.append(len(a & b) / 50)
+    assert np.mean(overlaps) >= 0.99
+    for q in ("jazz", "party rock", "sad"):
+        assert [t.track_id for t in exact.text(q, k=50)] == \
+            [t.track_id for t in pgvec.text(q, k=50)]
+
+
+def test_ef_search_follows_k() -> None:
+    assert ef_search_for(10) == 100
+    assert ef_search_for(200) == 400
+    assert ef_search_for(700) == 1000  # pgvector's maximum
+    assert ef_search_for(60, minimum=40, factor=1.5) == 90
