@@ -1,0 +1,215 @@
+"""The vector store on the real embedded PostgreSQL: round trip, HNSW, the atomic reindex swap,
+a missing extension, and recovery from a crashed client."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import psutil
+import psycopg
+import pytest
+
+from dynplayer.errors import StoreError
+from dynplayer.store.db import Catalog, active_version, connect, ensure_extension, index_catalog
+from dynplayer.store.embedded import EmbeddedServer
+
+pytestmark = pytest.mark.db
+
+
+def test_round_trip(indexed_url: str, serve_catalog: Catalog) -> None:
+    from pgvector.psycopg import register_vector
+
+    c = serve_catalog
+    with connect(indexed_url) as conn:
+        register_vector(conn)
+        assert active_version(conn) == c.version
+        rows = conn.execute("SELECT track_idx, track_id, name, artist, popularity, vector "
+                            "FROM tracks ORDER BY track_idx").fetchall()
+        assert [r[1] for r in rows] == c.track_ids
+        assert [r[2] for r in rows] == c.names and [r[3] for r in rows] == c.artists
+        assert [r[4] for r in rows] == c.popularity.tolist()
+        stored = np.stack([r[5].to_numpy() for r in rows])
+        np.testing.assert_array_equal(stored, c.vectors)  # float32 in, float32 out
+        pl = conn.execute("SELECT pid, caption, text_vector, playlist_vector, n_tracks "
+                          "FROM playlists ORDER BY row_idx").fetchall()
+        assert [r[0] for r in pl] == c.playlist_pids
+        assert [r[1] for r in pl] == c.playlist_captions
+        assert c.text_vectors is not None
+        np.testing.assert_array_equal(np.stack([r[2].to_numpy() for r in pl]), c.text_vectors)
+        np.testing.assert_allclose(np.stack([r[3].to_numpy() for r in pl]), c.playlist_vectors,
+                                   atol=1e-6)
+        assert [r[4] for r in pl] == c.playlist_n_tracks.tolist()
+        indexes = dict(conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN ('tracks', "
+            "'playlists') AND indexdef LIKE '%hnsw%'").fetchall())
+        assert len(indexes) == 2
+        assert all("vector_cosine_ops" in d and "m='16'" in d and "ef_construction='64'" in d
+                   for d in indexes.values()), indexes
+        # ANALYZE ran: the planner knows the row counts, and uses the index for k-NN
+        reltuples = conn.execute("SELECT reltuples FROM pg_class WHERE relname = 'tracks'"
+                                 ).fetchone()
+        assert reltuples is not None and reltuples[0] == len(c.track_ids)
+        conn.execute("SET enable_seqscan = off")
+        plan = "\n".join(r[0] for r in conn.execute(
+            "EXPLAIN SELECT track_id FROM tracks ORDER BY vector <=> %s LIMIT 10",
+            [c.vectors[0]]).fetchall())
+        assert "tracks_hnsw_" in plan
+
+
+def test_reindex_swaps_atomically_under_readers(pg_server: EmbeddedServer,
+                                                serve_catalog: Catalog) -> None:
+    """Readers running throughout a reindex see the old or the new model, never a gap."""
+    url = pg_server.url
+    index_catalog(url, serve_catalog)
+    n = len(serve_catalog.track_ids)
+    other = dataclasses.replace(
+        serve_catalog, version="other-version", track_ids=serve_catalog.track_ids[: n // 2],
+        names=serve_catalog.names[: n // 2], artists=serve_catalog.artists[: n // 2],
+        popularity=serve_catalog.popularity[: n // 2], vectors=serve_catalog.vectors[: n // 2])
+    seen: list[int] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            while not stop.is_set():
+                try:
+                    count = conn.execute("SELECT count(*) FROM tracks").fetchone()
+                    knn = conn.execute("SELECT count(*) FROM (SELECT 1 FROM tracks ORDER BY "
+                                       "vector <=> (SELECT vector FROM tracks LIMIT 1) "
+                                       "LIMIT 5) s").fetchone()
+                    assert count is not None and knn is not None and knn[0] == 5
+                    seen.append(int(count[0]))
+                except BaseException as exc:  # noqa: BLE001 (recorded, asserted below)
+                    errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.2)
+        index_catalog(url, other)
+        time.sleep(0.2)
+        index_catalog(url, serve_catalog)
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors[:3]
+    assert set(seen) == {n, n // 2}  # both models were read, nothing in between
+    with connect(url) as conn:
+        assert active_version(conn) == serve_catalog.version
+        staging = conn.execute("SELECT count(*) FROM pg_tables WHERE tablename ~ "
+                               "'^(tracks|playlists)_s'").fetchone()
+        assert staging == (0,)
+        versions = conn.execute("SELECT version, active FROM model_versions ORDER BY version"
+                                ).fetchall()
+        assert (serve_catalog.version, True) in versions and ("other-version", False) in versions
+
+
+def test_missing_extension_fails_loudly(pg_server: EmbeddedServer) -> None:
+    """A role that may not CREATE EXTENSION on a database without pgvector: a clear error."""
+    with psycopg.connect(pg_server.url, autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS novector")
+        admin.execute("DROP ROLE IF EXISTS plain_user")
+        admin.execute("CREATE ROLE plain_user LOGIN NOSUPERUSER")
+        admin.execute("CREATE DATABASE novector")
+        admin.execute("REVOKE CREATE ON DATABASE novector FROM PUBLIC")
+    url = pg_server.url.replace("postgres:@/postgres", "plain_user:@/novector")
+    with connect(url) as conn, pytest.raises(StoreError, match="pgvector extension is missing"):
+        ensure_extension(conn)
+
+
+# ---- the embedded server's lifecycle ------------------------------------------------------
+
+CLIENT = """
+import sys, time
+from pathlib import Path
+from dynplayer.store.embedded import EmbeddedServer
+server = EmbeddedServer(Path(sys.argv[1]))
+server.start()
+print(server.pid, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.fixture
+def scratch_pgdata() -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="dynplayer-test-stale-"))
+    yield root / "data"
+    pidfile = root / "data" / "postmaster.pid"
+    if pidfile.exists():  # never leave a server behind, whatever the test did
+        try:
+            psutil.Process(int(pidfile.read_text().split()[0])).kill()
+        except (psutil.NoSuchProcess, ValueError):
+            pass
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _start_client_and_kill(pgdata: Path) -> tuple[int, int]:
+    proc = subprocess.Popen([sys.executable, "-c", CLIENT, str(pgdata)], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.strip().isdigit(), line
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return proc.pid, int(line)
+
+
+def test_orphan_server_of_a_killed_client_is_reused_then_stopped(scratch_pgdata: Path) -> None:
+    client, postmaster = _start_client_and_kill(scratch_pgdata)
+    assert psutil.pid_exists(postmaster)  # the orphan the crash left behind
+    server = EmbeddedServer(scratch_pgdata)
+    server.start()
+    try:
+        assert server.recovery is not None
+        assert client in server.recovery.dead_clients
+        assert server.recovery.orphan_server == postmaster
+        assert server.pid == postmaster
+        with connect(server.url) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        server.stop()
+    # the dead client no longer counts as a user, so the last live one stopped the server
+    psutil.wait_procs([psutil.Process(postmaster)] if psutil.pid_exists(postmaster) else [],
+                      timeout=10)
+    assert not psutil.pid_exists(postmaster)
+    assert not (scratch_pgdata / "postmaster.pid").exists()
+
+
+def test_stale_pidfile_naming_another_process_is_cleared(scratch_pgdata: Path) -> None:
+    _, postmaster = _start_client_and_kill(scratch_pgdata)
+    os.kill(postmaster, signal.SIGKILL)  # the server dies too: its postmaster.pid stays
+    psutil.wait_procs([psutil.Process(postmaster)], timeout=10)
+    time.sleep(0.5)  # let the backends notice their postmaster is gone
+    sleeper = subprocess.Popen(["sleep", "60"])  # a live pid that is not postgres
+    try:
+        pidfile = scratch_pgdata / "postmaster.pid"
+        lines = pidfile.read_text().splitlines()
+        pidfile.write_text("\n".join([str(sleeper.pid), *lines[1:]]) + "\n")
+        server = EmbeddedServer(scratch_pgdata)
+        server.start()
+        try:
+            assert server.recovery is not None and server.recovery.stale_pidfile
+            assert server.recovery.orphan_server is None
+            assert server.pid not in (postmaster, sleeper.pid)
+            with connect(server.url) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+        finally:
+            server.stop()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
