@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,8 +25,10 @@ class SkipLog:
     def fail(self, err: DataError) -> None:
         if not self.lenient:
             raise err
-        key = err.field or "record"
-        self.counts[f"{key}: {err.reason}"] += 1
+        # Count by kind of problem: drop the per-record detail (column, index, first-seen place)
+        # so one bad column in a million lines is one key, not a million.
+        kind = re.sub(r"\d+", "N", err.reason.split(" (")[0].split(": ")[0])
+        self.counts[f"{err.field or 'record'}: {kind}"] += 1
         if len(self.examples) < 20:
             self.examples.append(str(err))
 

@@ -1,0 +1,209 @@
+"""Bad input through `dynplayer prepare`: one-line errors, --lenient counts, atomic replacement.
+
+Most cases call the real entry point (`dynplayer.cli.main`) in-process, which is exactly what the
+console script runs; one case runs the installed command in a subprocess end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dynplayer import cli
+from dynplayer.data.corpus import load_corpus
+
+FIX = Path(__file__).parent / "fixtures" / "data"
+
+
+def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        *args: str) -> tuple[int, str, str]:
+    """Run `dynplayer ARGS` through the console entry point; (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["dynplayer", *args])
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def jsonl(path: Path, *records: object) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n"
+                            for r in records))
+    return path
+
+
+def good(pid: str, tracks: list[str] | None = None) -> dict[str, object]:
+    return {"pid": pid, "name": f"list {pid}", "tracks": tracks or ["t1", "t2", "t3"]}
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("dynplayer: error: ")
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+CASES = {
+    "malformed JSON line": (
+        [good("a"), '{"pid": "b", "name": "x", "tracks": ["t1",}', good("c")],
+        [":2:", "malformed JSON"], "record: malformed JSON"),
+    "playlist without tracks": (
+        [good("a"), {"pid": "b", "name": "x", "tracks": []}, good("c")],
+        [":2", "playlist b", "field 'tracks'", "no tracks"], "tracks: playlist has no tracks"),
+    "missing tracks field": (
+        [good("a"), good("b"), {"pid": "c", "name": "x"}],
+        [":3", "playlist c", "field 'tracks'", "missing field"], "tracks: missing field"),
+    "missing pid field": (
+        [{"name": "x", "tracks": ["t1"]}, good("b"), good("c")],
+        [":1", "field 'pid'", "missing field"], "pid: missing field"),
+    "wrong field type": (
+        [good("a"), {"pid": "b", "name": 5, "tracks": ["t1"]}, good("c")],
+        [":2", "playlist b", "field 'name'", "expected a string"],
+        "name: expected a string, got int"),
+    "duplicate playlist id": (
+        [good("a"), good("b"), good("a", ["t4"])],
+        [":3", "playlist a", "field 'pid'", "duplicate playlist id", ":1)"],
+        "pid: duplicate playlist id"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_jsonl_record(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    records, needles, reason = CASES[case]
+    src = jsonl(tmp_path / "in.jsonl", *records)
+    out = tmp_path / "corpus"
+    code, _, err = run(capsys, monkeypatch, "prepare", str(src), "--out", str(out))
+    assert_one_line_error(code, err, str(src), *needles)
+    assert not out.exists()
+
+    code, stdout, err = run(capsys, monkeypatch, "prepare", str(src), "--out", str(out),
+                            "--lenient")
+    assert code == 0, err
+    assert "skipped 1 bad records" in stdout
+    corpus = load_corpus(out)
+    assert corpus.n_playlists == 2
+    skipped = corpus.manifest["skipped"]
+    assert skipped["total"] == 1 and len(skipped["examples"]) == 1
+    assert skipped["by_reason"] == {reason: 1}
+
+
+def test_bad_mpd_playlist_names_file_playlist_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = json.loads((FIX / "mpd_full" / "mpd.slice.0-1.json").read_text())
+    del data["playlists"][1]["name"]
+    data["playlists"].append({"pid": 5, "name": "x", "tracks": [{"track_name": "no uri"}]})
+    src = tmp_path / "mpd.slice.0-2.json"
+    src.write_text(json.dumps(data))
+    code, _, err = run(capsys, monkeypatch, "prepare", str(src), "--out", str(tmp_path / "c"))
+    assert_one_line_error(code, err, str(src), "playlist 1", "field 'name'", "missing field")
+    code, _, err = run(capsys, monkeypatch, "prepare", str(src), "--out", str(tmp_path / "c"),
+                       "--lenient")
+    assert code == 0
+    sk = load_corpus(tmp_path / "c").manifest["skipped"]
+    assert sk["by_reason"] == {"name: missing field": 1,
+                               "tracks.track_uri: track N has no track_uri": 1}
+
+
+def test_bad_files(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                   monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n  \n")
+    code, _, err = run(capsys, monkeypatch, "prepare", str(empty), "--out", str(tmp_path / "c"))
+    assert_one_line_error(code, err, str(empty), "file is empty")
+
+    corrupt = tmp_path / "mpd.slice.0-999.json.gz"
+    corrupt.write_bytes(b"\x1f\x8b\x08\x00\x00\x00\x00\x00not gzip at all")
+    code, _, err = run(capsys, monkeypatch, "prepare", str(corrupt), "--out", str(tmp_path / "c"))
+    assert_one_line_error(code, err, str(corrupt), "cannot read file")
+
+    missing = tmp_path / "nope.json"
+    code, _, err = run(capsys, monkeypatch, "prepare", str(missing), "--out", str(tmp_path / "c"))
+    assert_one_line_error(code, err, str(missing), "no such file")
+
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes(b'{"pid": "a", "name": "caf\xe9", "tracks": ["t1"]}\n')
+    code, _, err = run(capsys, monkeypatch, "prepare", str(latin1), "--out", str(tmp_path / "c"))
+    assert_one_line_error(code, err, str(latin1), "not UTF-8")
+
+    csv = tmp_path / "playlists.csv"
+    csv.write_text("pid,name,tracks\n1,x,t1\n")
+    code, _, err = run(capsys, monkeypatch, "prepare", str(csv), "--out", str(tmp_path / "c"))
+    assert_one_line_error(code, err, str(csv), "unknown format", "--format")
+
+    code, _, err = run(capsys, monkeypatch, "prepare", str(FIX / "mpd_full"), "--out",
+                       str(tmp_path / "c"), "--format", "melon")
+    assert_one_line_error(code, err, "mpd.slice.0-1.json", "not a Melon playlist file")
+
+    code, _, err = run(capsys, monkeypatch, "prepare", str(FIX / "mpd_full"), "--out",
+                       str(tmp_path / "c"), "--format", "xml")
+    assert_one_line_error(code, err, "unknown format 'xml'")
+    assert not (tmp_path / "c").exists()
+
+
+def test_lenient_skips_whole_bad_files_and_counts_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = tmp_path / "in"
+    d.mkdir()
+    jsonl(d / "a.jsonl", good("a"), good("b"))
+    (d / "b.jsonl").write_text("")
+    (d / "c.json").write_text("{not json")
+    out = tmp_path / "c"
+    code, _, err = run(capsys, monkeypatch, "prepare", str(d), "--out", str(out), "--lenient")
+    assert code == 0, err
+    corpus = load_corpus(out)
+    assert corpus.pids == ["a", "b"]
+    sk = corpus.manifest["skipped"]
+    assert sk["total"] == 2 and sk["by_reason"]["record: file is empty"] == 1
+    assert corpus.manifest["lenient"] is True
+    assert corpus.manifest["source_files"] == [str(d / "a.jsonl")]
+
+    # Everything bad: even lenient has nothing to build from.
+    code, _, err = run(capsys, monkeypatch, "prepare", str(d / "b.jsonl"), "--out",
+                       str(tmp_path / "c2"), "--lenient")
+    assert_one_line_error(code, err, "no playlists were read")
+
+
+def test_failed_prepare_keeps_the_good_corpus(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "corpus"
+    code, _, err = run(capsys, monkeypatch, "prepare", str(FIX / "mpd_full"),
+                       str(FIX / "mpd_reduced"), "--out", str(out))
+    assert code == 0, err
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    bad = jsonl(tmp_path / "bad.jsonl", good("a"), '{"pid": ')
+    code, _, err = run(capsys, monkeypatch, "prepare", str(bad), "--out", str(out))
+    assert_one_line_error(code, err, f"{bad}:2")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert load_corpus(out).n_playlists == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "corpus"]  # no debris
+
+    # A good rerun replaces it completely.
+    code, _, _ = run(capsys, monkeypatch, "prepare", str(FIX / "melon"), "--out", str(out))
+    assert code == 0 and load_corpus(out).sources == ["melon"] * 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "corpus"]
+
+
+def test_console_script_subprocess(tmp_path: Path) -> None:
+    src = jsonl(tmp_path / "in.jsonl", good("a"), {"pid": "b", "name": "x", "tracks": []})
+    exe = Path(sys.executable).with_name("dynplayer")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "dynplayer.cli"]
+    res = subprocess.run([*cmd, "prepare", str(src), "--out", str(tmp_path / "c")],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "COLUMNS": "200"})
+    assert res.returncode == 2
+    assert res.stderr == (f"dynplayer: error: {src}:2, playlist b, field 'tracks': playlist has "
+                          "no tracks\n")
