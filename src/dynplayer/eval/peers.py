@@ -9,7 +9,9 @@ validation eval set from a small grid.
 
 from __future__ import annotations
 
+import copy
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +44,8 @@ class Peer:
     """Base interface: `fit` once, then `score` batches of visible rows."""
 
     name: str = "peer"
+    # Parameters that only change scoring: tuning reuses one fit for all their values.
+    score_only: tuple[str, ...] = ()
 
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = dict(params)
@@ -56,6 +60,17 @@ class Peer:
     def item_vectors(self) -> np.ndarray | None:
         """Per-track vectors when the method has them (for hubness and the genre probe)."""
         return None
+
+
+def _stable_hash(text: str) -> int:
+    """gensim seeds each word's initial vector with hashfxn; Python's str hash is salted."""
+    return zlib.crc32(text.encode())
+
+
+def _blas_threads(n: int) -> Any:
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(n, "blas")
 
 
 def _binary(x: sp.spmatrix) -> sp.csr_matrix:
@@ -170,12 +185,13 @@ class ALS(Peer):
         from implicit.cpu.als import AlternatingLeastSquares
 
         p = self.params
-        self.model = AlternatingLeastSquares(
-            factors=p["factors"], regularization=p["regularization"], alpha=p["alpha"],
-            iterations=p["iterations"], random_state=p["seed"], num_threads=self.threads,
-            calculate_training_loss=False,
-        )
-        self.model.fit(_binary(data.matrix), show_progress=False)
+        with _blas_threads(1):  # implicit's own threads; nested BLAS threads only slow it
+            self.model = AlternatingLeastSquares(
+                factors=p["factors"], regularization=p["regularization"], alpha=p["alpha"],
+                iterations=p["iterations"], random_state=p["seed"], num_threads=self.threads,
+                calculate_training_loss=False,
+            )
+            self.model.fit(_binary(data.matrix), show_progress=False)
         return self
 
     def score(self, visible: sp.csr_matrix) -> np.ndarray:
@@ -249,15 +265,23 @@ class BPR(Peer):
 
 class Item2Vec(Peer):
     """item2vec: gensim Word2Vec skip-gram over training sequences (window 10); a playlist is
-    the normalised mean of its visible tracks' L2-normalised vectors, ranked by cosine."""
+    the normalised mean of its visible tracks' L2-normalised vectors.
+
+    scoring="cosine" ranks tracks by cosine to that mean (the reference's reading);
+    scoring="in_out" ranks by its dot product with the tracks' output (context) vectors, the
+    quantity skip-gram actually fits. Which one is used is a hyperparameter chosen on validation.
+    """
 
     name = "item2vec"
+    score_only = ("scoring",)
 
-    def __init__(self, dim: int = 128, window: int = 10, epochs: int = 20, negative: int = 5,
-                 sample: float = 1e-3, ns_exponent: float = 0.75, seed: int = 0,
-                 threads: int = 2) -> None:
+    def __init__(self, dim: int = 128, window: int = 10, epochs: int = 10, negative: int = 5,
+                 sample: float = 1e-3, ns_exponent: float = 0.75, scoring: str = "cosine",
+                 seed: int = 0, threads: int = 2) -> None:
+        if scoring not in ("cosine", "in_out"):
+            raise ConfigError(f"item2vec scoring must be cosine or in_out, got {scoring!r}")
         super().__init__(dim=dim, window=window, epochs=epochs, negative=negative,
-                         sample=sample, ns_exponent=ns_exponent, seed=seed)
+                         sample=sample, ns_exponent=ns_exponent, scoring=scoring, seed=seed)
         self.threads = threads
 
     def fit(self, data: TrainData) -> Item2Vec:
@@ -273,19 +297,22 @@ class Item2Vec(Peer):
         model = Word2Vec(sentences=sentences, vector_size=p["dim"], window=p["window"], sg=1,
                          negative=p["negative"], sample=p["sample"],
                          ns_exponent=p["ns_exponent"], min_count=1, epochs=p["epochs"],
-                         seed=p["seed"], workers=self.threads)
+                         seed=p["seed"], workers=self.threads, hashfxn=_stable_hash)
         vectors = np.zeros((data.n_items, p["dim"]), dtype=np.float32)
         keys = np.array([int(k) for k in model.wv.index_to_key], dtype=np.int64)
         vectors[keys] = model.wv.vectors
         # tracks never seen in training keep a zero vector (cosine 0 with everything)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         self.vectors = vectors / np.maximum(norms, 1e-12)
+        self.out_vectors = np.zeros_like(vectors)
+        self.out_vectors[keys] = model.syn1neg
         return self
 
     def score(self, visible: sp.csr_matrix) -> np.ndarray:
         mean = np.asarray(_binary(visible) @ self.vectors)
         mean /= np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
-        return np.asarray(mean @ self.vectors.T, dtype=np.float32)
+        targets = self.out_vectors if self.params["scoring"] == "in_out" else self.vectors
+        return np.asarray(mean @ targets.T, dtype=np.float32)
 
     def item_vectors(self) -> np.ndarray:
         return self.vectors
@@ -308,8 +335,7 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
     "als": [{"alpha": a, "regularization": r} for a, r in ((1.0, 0.05), (10.0, 0.05),
                                                             (40.0, 0.05))],
     "bpr": [{"learning_rate": lr} for lr in (0.01, 0.05)],
-    "item2vec": [{"sample": s, "ns_exponent": e} for s, e in ((1e-3, 0.75), (0.0, 0.75),
-                                                               (0.0, 0.0))],
+    "item2vec": [{"scoring": "cosine"}, {"scoring": "in_out"}],
 }
 
 
@@ -362,17 +388,26 @@ def tune_peer(
         points = points[:1]
     best: tuple[float, Peer, dict[str, Any], float] | None = None
     rows: list[dict[str, Any]] = []
+    fitted: dict[str, tuple[Peer, float]] = {}
     for point in points:
         t0 = time.perf_counter()
-        peer = make_peer(name, threads=threads, **point).fit(data)
-        fit_s = time.perf_counter() - t0
+        peer = make_peer(name, threads=threads, **point)
+        key = repr(sorted((k, v) for k, v in peer.params.items() if k not in peer.score_only))
+        if key in fitted:  # same fit, only the scoring differs
+            base, fit_s = fitted[key]
+            peer = copy.copy(base)
+            peer.params = {**base.params, **point}
+        else:
+            peer.fit(data)
+            fit_s = time.perf_counter() - t0
+            if peer.score_only:  # keep only what can be reused (EASE matrices are large)
+                fitted[key] = (peer, fit_s)
         val = evaluate(peer) if evaluate is not None and len(points) > 1 else float("nan")
         rows.append({**point, "val_recall@10": val, "fit_seconds": round(fit_s, 2)})
         if log is not None:
             log(f"  {name} {point or ''}: val recall@10 {val:.4f} (fit {fit_s:.1f}s)")
         if best is None or val > best[0]:
             best = (val, peer, dict(peer.params), fit_s)
-        else:
-            del peer
     assert best is not None
+    fitted.clear()
     return TunedPeer(peer=best[1], params=best[2], validation=rows, fit_seconds=best[3])
