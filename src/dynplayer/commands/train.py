@@ -1,10 +1,106 @@
-"""`dynplayer` subcommands for the train stage."""
+"""`dynplayer train`, `export`, `similar` and `bench train`: the track embedding stage."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from dynplayer.commands.bench import bench_app
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's subcommands to the app."""
-    del app
+    """Add the train-stage subcommands to the app."""
+
+    @app.command()
+    def train(
+        corpus_dir: Annotated[Path, typer.Argument(help="Corpus directory (dynplayer prepare)")],
+        out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write")],
+        config: Annotated[
+            Path | None, typer.Option(help="TOML file: flat keys or a [train] table")
+        ] = None,
+        set_: Annotated[
+            list[str] | None, typer.Option("--set", help="Override, e.g. temperature=0.07")
+        ] = None,
+        full: Annotated[
+            bool, typer.Option(help="Train on every playlist except the validation ones")
+        ] = False,
+        resume: Annotated[bool, typer.Option(help="Continue from RUN_DIR/checkpoint.pt")] = False,
+        device: Annotated[
+            str | None, typer.Option(help="auto|cpu|cuda (overrides the config)")
+        ] = None,
+    ) -> None:
+        """Train track embeddings and write the run directory (vectors, ids, config, metrics)."""
+        import sys
+
+        from dynplayer.train.config import load_train_config
+        from dynplayer.train.loop import train_run
+
+        sets = list(set_ or [])
+        if device is not None:
+            sets.append(f"device={device}")
+        cfg = load_train_config(config, sets)
+        tty = sys.stderr.isatty()
+        run = train_run(corpus_dir, out, cfg, full=full, resume=resume,
+                        log=(lambda m: typer.echo(m, err=True)) if tty else None)
+        metrics = json.loads((run.path / "metrics.json").read_text())
+        typer.echo(f"wrote {out}: {len(run.ids):,} tracks x {run.vectors.shape[1]}; "
+                   f"val recall@10 {metrics['val_recall@10']:.4f} "
+                   f"ndcg@10 {metrics['val_ndcg@10']:.4f}; "
+                   f"{metrics['train_seconds']:.1f} s, {metrics['pairs_per_s']:,.0f} pairs/s")
+
+    @app.command()
+    def export(
+        run_dir: Annotated[Path, typer.Argument(help="Run directory (dynplayer train)")],
+        out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write")],
+        projector: Annotated[
+            bool, typer.Option(help="Also vectors.tsv + metadata.tsv for the TensorBoard "
+                               "Embedding Projector")
+        ] = False,
+    ) -> None:
+        """Write DIR/vectors.npy (float32 N x d) and DIR/ids.txt (N track ids, same order)."""
+        from dynplayer.train.artifacts import export_run
+
+        paths = export_run(run_dir, out, projector=projector)
+        typer.echo("wrote " + ", ".join(str(p) for p in paths))
+
+    @app.command()
+    def similar(
+        run_dir: Annotated[Path, typer.Argument(help="Run directory (dynplayer train)")],
+        track_id: Annotated[str, typer.Argument(help="External track id")],
+        k: Annotated[int, typer.Option("-k", help="How many neighbours")] = 10,
+    ) -> None:
+        """Print the nearest tracks (cosine) with names and artists."""
+        from dynplayer.run import load_run
+        from dynplayer.train.artifacts import similar_tracks
+
+        for rank, n in enumerate(similar_tracks(load_run(run_dir), track_id, k), start=1):
+            typer.echo(f"{rank:>3}  {n.score:.4f}  {n.track_id}  {n.name or '?'} — "
+                       f"{n.artist or '?'}")
+
+    @bench_app.command("train")
+    def bench_train(
+        corpus_dir: Annotated[Path, typer.Argument(help="Corpus directory (dynplayer prepare)")],
+        out: Annotated[Path, typer.Option("--out", "-o", help="Scratch run directory")],
+        config: Annotated[Path | None, typer.Option(help="TOML train config")] = None,
+        set_: Annotated[list[str] | None, typer.Option("--set", help="Train override")] = None,
+        item2vec: Annotated[bool, typer.Option(help="Also time gensim item2vec")] = True,
+        test: Annotated[
+            bool, typer.Option(help="Also report the test split (report only, never tune)")
+        ] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    ) -> None:
+        """Time default training (wall, pairs/s) beside gensim item2vec on the same sequences,
+        and report validation (and with --test, test) Recall@10 / NDCG@10."""
+        from dynplayer.train.bench import bench_training
+        from dynplayer.train.config import load_train_config
+
+        result = bench_training(corpus_dir, out, load_train_config(config, set_),
+                                item2vec=item2vec, test=test)
+        if as_json:
+            typer.echo(json.dumps(result, indent=2))
+            return
+        for key, value in result.items():
+            typer.echo(f"{key}: {value}")

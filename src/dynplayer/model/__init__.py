@@ -1,0 +1,1 @@
+"""Models: the track embedding table and the losses it is trained with."""

@@ -1,0 +1,1 @@
+"""Training of the track embeddings: config, sampling, loop, artifacts."""

@@ -1,0 +1,74 @@
+"""`dynplayer bench train`: wall time and throughput of default training beside gensim item2vec
+(Word2Vec skip-gram, window 10) on the same training sequences, measured in the same process."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dynplayer.data.corpus import TEST, VAL, load_corpus
+from dynplayer.eval.protocol import corpus_eval_set, embedding_scorer, evaluate_scorer
+from dynplayer.train.config import TrainConfig
+from dynplayer.train.loop import train_run
+from dynplayer.train.sampling import build_training_data
+
+
+def item2vec_vectors(indptr: np.ndarray, cols: np.ndarray, n_items: int, *, dim: int = 128,
+                     window: int = 10, epochs: int = 5, seed: int = 0) -> np.ndarray:
+    """gensim Word2Vec skip-gram over the training sequences; rows in vocabulary order
+    (an item never seen gets a zero vector)."""
+    from gensim.models import Word2Vec
+
+    words = cols.astype(str)
+    sentences = [list(words[indptr[i]:indptr[i + 1]]) for i in range(indptr.shape[0] - 1)]
+    model = Word2Vec(sentences, vector_size=dim, window=window, sg=1, negative=5, min_count=1,
+                     workers=min(2, os.cpu_count() or 1), epochs=epochs, seed=seed)
+    out = np.zeros((n_items, dim), dtype=np.float32)
+    for key, row in model.wv.key_to_index.items():
+        out[int(key)] = model.wv.vectors[row]
+    return out
+
+
+def bench_training(corpus_dir: Path, out: Path, cfg: TrainConfig, *, item2vec: bool = True,
+                   test: bool = False) -> dict[str, Any]:
+    corpus = load_corpus(corpus_dir)
+    result: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+                              "config": cfg.objective}
+    t0 = time.perf_counter()
+    run = train_run(corpus_dir, out, cfg, progress=False)
+    wall = time.perf_counter() - t0
+    import json
+
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    result.update({
+        "train_wall_s": round(wall, 1), "train_loop_s": metrics["train_seconds"],
+        "pairs_per_s": round(metrics["pairs_per_s"]),
+        "playlists_per_s": round(metrics["playlists_per_s"]),
+        "epochs_run": len(metrics["history"]),
+        "val_recall@10": round(metrics["val_recall@10"], 4),
+        "val_ndcg@10": round(metrics["val_ndcg@10"], 4),
+    })
+    splits = [("val", VAL)] + ([("test", TEST)] if test else [])
+    if test:
+        m = evaluate_scorer(embedding_scorer(run.vectors), corpus_eval_set(corpus, TEST))
+        result.update({f"test_{k}": round(v, 4) for k, v in m.items()
+                       if k.startswith(("recall", "ndcg", "coverage"))})
+    if item2vec:
+        data = build_training_data(corpus, window=cfg.window, neighbours=False)
+        t0 = time.perf_counter()
+        vec = item2vec_vectors(data.seq_indptr, data.seq_cols, data.n_items, dim=cfg.dim,
+                               window=cfg.window)
+        i2v_wall = time.perf_counter() - t0
+        result["item2vec_wall_s"] = round(i2v_wall, 1)
+        # Word2Vec trains each occurrence against up to 2 * window context words per epoch.
+        result["item2vec_occurrences_per_s"] = round(data.n_occurrences * 5 / i2v_wall)
+        for name, split in splits:
+            m = evaluate_scorer(embedding_scorer(vec), corpus_eval_set(corpus, split), ks=(10,))
+            result[f"item2vec_{name}_recall@10"] = round(m["recall@10"], 4)
+            result[f"item2vec_{name}_ndcg@10"] = round(m["ndcg@10"], 4)
+    return result

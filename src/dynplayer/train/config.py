@@ -1,0 +1,106 @@
+"""The training configuration of the track embedding model: one flat, frozen dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from dynplayer.config import apply_overrides, flatten, load_toml, parse_set_options
+from dynplayer.errors import ConfigError
+
+OBJECTIVES = ("set", "pairwise", "mix")
+OPTIMIZERS = ("adamw", "adam", "sparse_adam")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run; stored resolved in config.json and checkpoints.
+
+    objective: "set" (anchor = normalised mean of a random subset of a playlist's tracks, full
+    softmax over the vocabulary; matches how a playlist is scored at inference), "pairwise"
+    (the reference: anchor track, one positive within `window`, in-batch negatives, symmetric
+    InfoNCE), or "mix" (both, the pairwise term weighted by `mix_weight`).
+    """
+
+    objective: str = "set"
+    dim: int = 128
+    temperature: float = 0.07
+    learnable_temperature: bool = False
+    lr: float = 5e-3
+    epochs: int = 60  # passes over the training playlists (set) or occurrences (pairwise)
+    steps: int = 0  # if > 0, overrides epochs: total optimiser steps
+    batch_size: int = 512  # playlists per step (set) or pairs per step (pairwise)
+    window: int = 10  # positive within this many positions (pairwise)
+    uniformity: float = 0.0  # weight u of the uniformity loss (reference: 0 / 0.5 / 1.0)
+    uniformity_t: float = 2.0
+    logq: bool = False  # subtract log sampling probability from in-batch logits (pairwise)
+    mask_false_negatives: bool = True
+    sparse: bool = False  # sparse embedding gradients (needs optimizer = "sparse_adam")
+    optimizer: str = "adamw"
+    weight_decay: float = 0.0
+    warmup: float = 0.05  # share of steps with linear warm-up, then cosine decay to lr_min
+    lr_min: float = 0.05  # final lr as a share of lr
+    subset_min: float = 0.2  # context share of a playlist's tracks (set): uniform in [min, max]
+    subset_max: float = 0.8
+    mix_weight: float = 0.5
+    pairwise_batch: int = 2048  # pairs per step of the pairwise term when objective = "mix"
+    seeds: int = 1  # >1: train this many seeds and average their normalised vectors
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0  # torch CPU threads; 0 = torch's default (one per core)
+    patience: int = 10  # evaluations without a better validation Recall@10 before stopping
+    eval_every: int = 1  # epochs between validation evaluations
+    eval_playlists: int = 0  # if > 0, evaluate on at most this many validation playlists
+    checkpoint_every: int = 1  # epochs between checkpoints
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Reject values that cannot train, each with one line naming the key."""
+    def bad(key: str, why: str) -> ConfigError:
+        return ConfigError(f"config key '{key}': {why} (got {getattr(cfg, key)!r})")
+
+    if cfg.objective not in OBJECTIVES:
+        raise bad("objective", f"must be one of {', '.join(OBJECTIVES)}")
+    if cfg.optimizer not in OPTIMIZERS:
+        raise bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
+    if cfg.device not in DEVICES:
+        raise bad("device", f"must be one of {', '.join(DEVICES)}")
+    if cfg.sparse and cfg.optimizer != "sparse_adam":
+        raise bad("optimizer", "sparse = true needs optimizer = sparse_adam")
+    if cfg.optimizer == "sparse_adam" and not cfg.sparse:
+        raise bad("sparse", "optimizer = sparse_adam needs sparse = true")
+    if cfg.sparse and cfg.objective != "pairwise":
+        raise bad("sparse", "sparse gradients only pay off for the pairwise objective")
+    for key in ("dim", "batch_size", "window", "seeds", "eval_every", "checkpoint_every",
+                "pairwise_batch"):
+        if getattr(cfg, key) < 1:
+            raise bad(key, "must be >= 1")
+    for key in ("temperature", "lr", "uniformity_t"):
+        if getattr(cfg, key) <= 0:
+            raise bad(key, "must be > 0")
+    if cfg.epochs < 1 and cfg.steps < 1:
+        raise bad("epochs", "epochs or steps must be >= 1")
+    if not 0 < cfg.subset_min <= cfg.subset_max < 1:
+        raise bad("subset_min", "need 0 < subset_min <= subset_max < 1")
+    if not 0 <= cfg.warmup < 1:
+        raise bad("warmup", "must be in [0, 1)")
+    if cfg.uniformity < 0 or cfg.weight_decay < 0 or cfg.mix_weight < 0:
+        raise bad("uniformity", "weights must be >= 0")
+    return cfg
+
+
+def load_train_config(file: Path | None = None, sets: list[str] | None = None,
+                      base: TrainConfig | None = None) -> TrainConfig:
+    """Defaults <- TOML file (flat, or a [train] table) <- `--set key=value` overrides.
+
+    `train.` prefixes in `--set` are accepted; an unknown key is a ConfigError naming it.
+    """
+    cfg = base or TrainConfig()
+    if file is not None:
+        table = load_toml(file)
+        if isinstance(table.get("train"), dict):
+            table = table["train"]
+        cfg = apply_overrides(cfg, flatten(table))
+    overrides = {k.removeprefix("train."): v for k, v in parse_set_options(sets).items()}
+    return validate(apply_overrides(cfg, overrides))

@@ -1,0 +1,174 @@
+"""Training data as precomputed sparse structures, and vectorised batch sampling.
+
+Two kinds of batch: a *set* batch (playlists split at random into context and targets) and a
+*pair* batch (an anchor occurrence and one positive within the window of the same playlist).
+No Python loop runs per pair or per occurrence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from dynplayer.data.corpus import TEST, TRAIN, VAL, Corpus
+from dynplayer.errors import ArtifactError
+
+
+@dataclass
+class TrainingData:
+    """Training playlists over the vocabulary.
+
+    seq_indptr/seq_cols: ordered vocabulary rows per playlist (repeats kept) for pairs;
+    set_indptr/set_cols: distinct vocabulary rows per playlist for set batches;
+    only playlists with at least two distinct vocabulary tracks are kept.
+    """
+
+    n_items: int
+    seq_indptr: np.ndarray
+    seq_cols: np.ndarray
+    set_indptr: np.ndarray
+    set_cols: np.ndarray
+    item_logq: np.ndarray  # log of each item's share of occurrences (pair sampling probability)
+    neighbours: sp.csr_matrix | None = None  # items within the window of each other
+
+    @property
+    def n_playlists(self) -> int:
+        return int(self.set_indptr.shape[0] - 1)
+
+    @property
+    def n_occurrences(self) -> int:
+        return int(self.seq_cols.shape[0])
+
+
+def training_playlists(corpus: Corpus, *, full: bool) -> np.ndarray:
+    """Train playlists; with `full`, every playlist except the validation ones."""
+    splits = (TRAIN, TEST) if full else (TRAIN,)
+    return np.sort(np.concatenate([corpus.playlists_in(s) for s in splits]))
+
+
+def build_training_data(corpus: Corpus, *, full: bool = False, window: int = 10,
+                        neighbours: bool = True) -> TrainingData:
+    """Sequences of the training playlists over `corpus.vocab()` (all tracks of each one)."""
+    vocab = corpus.vocab()
+    if vocab.shape[0] == 0:
+        raise ArtifactError("the corpus has an empty vocabulary (no selected tracks); "
+                            "prepare it with a looser selection")
+    playlists = training_playlists(corpus, full=full)
+    indptr, cols = corpus.sequences(playlists, part="all", vocab=vocab)
+    n_items = int(vocab.shape[0])
+    # Distinct items per playlist, sorted: the set view.
+    rows = np.repeat(np.arange(playlists.shape[0]), np.diff(indptr))
+    mat = sp.csr_matrix((np.ones(rows.shape[0], np.float32), (rows, cols)),
+                        shape=(playlists.shape[0], n_items))
+    mat.sum_duplicates()
+    keep = np.diff(mat.indptr) >= 2
+    if not keep.any():
+        raise ArtifactError("no training playlist has two or more vocabulary tracks; "
+                            "nothing to learn from")
+    mat = mat[np.flatnonzero(keep)]
+    mat.sort_indices()
+    lengths = np.diff(indptr)[keep]
+    seq_indptr = np.zeros(lengths.shape[0] + 1, dtype=np.int64)
+    np.cumsum(lengths, out=seq_indptr[1:])
+    seq_cols = cols[np.repeat(keep, np.diff(indptr))].astype(np.int64)
+    counts = np.bincount(seq_cols, minlength=n_items).astype(np.float64)
+    item_logq = np.log(np.maximum(counts, 0.5) / counts.sum())
+    data = TrainingData(n_items=n_items, seq_indptr=seq_indptr, seq_cols=seq_cols,
+                        set_indptr=mat.indptr.astype(np.int64),
+                        set_cols=mat.indices.astype(np.int64), item_logq=item_logq)
+    if neighbours:
+        data.neighbours = window_neighbours(seq_indptr, seq_cols, n_items, window)
+    return data
+
+
+def window_neighbours(indptr: np.ndarray, cols: np.ndarray, n_items: int,
+                      window: int) -> sp.csr_matrix:
+    """Boolean item x item matrix: the two items occur within `window` positions somewhere."""
+    pl = np.repeat(np.arange(indptr.shape[0] - 1), np.diff(indptr))
+    n = cols.shape[0]
+    src: list[np.ndarray] = []
+    dst: list[np.ndarray] = []
+    for d in range(1, window + 1):  # a loop over offsets, not over pairs
+        same = pl[d:] == pl[: n - d]
+        src.append(cols[: n - d][same])
+        dst.append(cols[d:][same])
+    a = np.concatenate(src) if src else np.zeros(0, np.int64)
+    b = np.concatenate(dst) if dst else np.zeros(0, np.int64)
+    mat = sp.csr_matrix((np.ones(2 * a.shape[0], np.float32),
+                         (np.r_[a, b], np.r_[b, a])), shape=(n_items, n_items))
+    mat.sum_duplicates()
+    mat.data[:] = 1.0
+    return mat
+
+
+@dataclass
+class SetBatch:
+    """Playlists of one step split into context (the anchor's tracks) and targets, as COO."""
+
+    n: int
+    context_rows: np.ndarray
+    context_cols: np.ndarray
+    target_rows: np.ndarray
+    target_cols: np.ndarray
+
+
+def set_batch(data: TrainingData, playlists: np.ndarray, rng: np.random.Generator,
+              subset_min: float, subset_max: float) -> SetBatch:
+    """A context share drawn uniformly in [subset_min, subset_max] per playlist; context gets
+    round(share * n) of its distinct tracks (at least 1, at most n - 1), chosen at random."""
+    starts = data.set_indptr[playlists]
+    sizes = data.set_indptr[playlists + 1] - starts
+    rows = np.repeat(np.arange(playlists.shape[0]), sizes)
+    offsets = np.arange(rows.shape[0]) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    cols = data.set_cols[np.repeat(starts, sizes) + offsets]
+    share = rng.uniform(subset_min, subset_max, playlists.shape[0])
+    n_ctx = np.clip(np.round(share * sizes).astype(np.int64), 1, sizes - 1)
+    # Random rank within each playlist: order by (row, random key).
+    key = rng.random(rows.shape[0])
+    order = np.lexsort((key, rows))
+    rank = np.empty_like(order)
+    rank[order] = offsets  # rows are contiguous, so offsets double as in-row positions
+    is_ctx = rank < np.repeat(n_ctx, sizes)
+    return SetBatch(n=int(playlists.shape[0]), context_rows=rows[is_ctx],
+                    context_cols=cols[is_ctx], target_rows=rows[~is_ctx],
+                    target_cols=cols[~is_ctx])
+
+
+@dataclass
+class PairBatch:
+    anchors: np.ndarray
+    positives: np.ndarray
+    mask: np.ndarray | None  # (B, B) bool: drop positive j as a negative of anchor i
+
+
+def pair_batch(data: TrainingData, occurrences: np.ndarray, rng: np.random.Generator,
+               window: int, *, mask_false_negatives: bool = True) -> PairBatch:
+    """Anchor = the given occurrences; positive = a uniformly drawn other occurrence of the same
+    playlist within `window` positions. False negatives: the same positive item twice, a
+    positive equal to another anchor's item, or a known window neighbour of the anchor."""
+    pl = np.searchsorted(data.seq_indptr, occurrences, side="right") - 1
+    lo = np.maximum(data.seq_indptr[pl], occurrences - window)
+    hi = np.minimum(data.seq_indptr[pl + 1] - 1, occurrences + window)
+    span = hi - lo  # candidates excluding the anchor itself; >= 1 since playlists have >= 2
+    pick = lo + np.floor(rng.random(occurrences.shape[0]) * span).astype(np.int64)
+    pick = np.where(pick >= occurrences, pick + 1, pick)
+    anchors = data.seq_cols[occurrences]
+    positives = data.seq_cols[pick]
+    mask = None
+    if mask_false_negatives:
+        mask = (positives[None, :] == positives[:, None]) | (positives[None, :] == anchors[:, None])
+        if data.neighbours is not None:
+            mask |= data.neighbours[anchors][:, positives].toarray() > 0
+        np.fill_diagonal(mask, False)
+    return PairBatch(anchors=anchors, positives=positives, mask=mask)
+
+
+def pair_anchor_pool(data: TrainingData) -> np.ndarray:
+    """Occurrences that can anchor a pair (all: every kept playlist has >= 2 occurrences)."""
+    return np.arange(data.n_occurrences, dtype=np.int64)
+
+
+__all__ = ["VAL", "PairBatch", "SetBatch", "TrainingData", "build_training_data", "pair_batch",
+           "set_batch", "training_playlists"]

@@ -1,0 +1,243 @@
+"""Training: planted structure is recovered, resume is exact, the run and export layouts hold,
+and user mistakes give one clear error."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dynplayer.data.corpus import Corpus, load_corpus, save_corpus
+from dynplayer.data.synthetic import SyntheticSpec, generate, planted_groups
+from dynplayer.errors import ArtifactError, ConfigError, QueryError
+from dynplayer.run import load_run
+from dynplayer.train.artifacts import export_run, similar_tracks
+from dynplayer.train.config import TrainConfig, load_train_config
+from dynplayer.train.loop import lr_at, train_run
+from dynplayer.train.sampling import build_training_data, pair_batch, set_batch
+
+TINY = TrainConfig(dim=32, batch_size=64, epochs=4, threads=1, seed=3)
+
+
+@pytest.fixture(scope="module")
+def set_run(tmp_path_factory: pytest.TempPathFactory, synthetic_corpus_dir: Path) -> Path:
+    """About 300 steps of the default (set-to-track) objective on the planted corpus."""
+    out = tmp_path_factory.mktemp("runs") / "set"
+    train_run(synthetic_corpus_dir, out, replace(TINY, epochs=40), progress=False)
+    return out
+
+
+def _centroid_precision(vectors: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per group: share of the 10 tracks nearest to the group's mean vector in the group."""
+    out = []
+    for g in np.unique(labels):
+        q = vectors[labels == g].mean(0)
+        top = np.argsort(-(vectors @ q), kind="stable")[:10]
+        out.append((labels[top] == g).mean())
+    return np.asarray(out)
+
+
+def test_set_objective_recovers_planted_groups(set_run: Path,
+                                               synthetic_corpus: Corpus) -> None:
+    run = load_run(set_run)
+    vocab = synthetic_corpus.vocab()
+    cell = planted_groups(synthetic_corpus)[vocab]
+    genre = np.asarray(synthetic_corpus.manifest["synthetic"]["track_genre"])[vocab]
+    # Recall@10 of each planted (genre, mood) group from its centroid: near 1 (chance 1/32).
+    assert _centroid_precision(run.vectors, cell).mean() >= 0.95
+    assert _centroid_precision(run.vectors, genre).min() == 1.0
+    # Nearest neighbours of the frequent tracks share their genre (chance 1/8).
+    s = run.vectors @ run.vectors.T
+    np.fill_diagonal(s, -np.inf)
+    top = np.argsort(-s, axis=1)[:, :10]
+    occ = synthetic_corpus.occurrence_count[vocab]
+    frequent = occ >= np.median(occ)
+    assert (genre[top] == genre[:, None])[frequent].mean() >= 0.8
+    metrics = json.loads((set_run / "metrics.json").read_text())
+    assert metrics["val_recall@10"] > 0.5
+    assert metrics["history"][-1]["loss"] < metrics["history"][0]["loss"] - 1.0
+
+
+def test_pairwise_objective_recovers_planted_genres(tmp_path: Path, synthetic_corpus_dir: Path,
+                                                    synthetic_corpus: Corpus) -> None:
+    cfg = replace(TINY, objective="pairwise", batch_size=512, epochs=6, uniformity=0.5,
+                  temperature=0.1)
+    run = train_run(synthetic_corpus_dir, tmp_path / "pw", cfg, progress=False)
+    genre = np.asarray(synthetic_corpus.manifest["synthetic"]["track_genre"])[
+        synthetic_corpus.vocab()]
+    assert _centroid_precision(run.vectors, genre).min() == 1.0
+    hist = json.loads((tmp_path / "pw" / "metrics.json").read_text())["history"]
+    assert {"info_nce", "uniformity", "loss"} <= set(hist[0])
+
+
+def test_run_directory_contract(set_run: Path, synthetic_corpus_dir: Path,
+                                synthetic_corpus: Corpus) -> None:
+    run = load_run(set_run)
+    assert run.vectors.dtype == np.float32
+    assert run.vectors.shape == (len(synthetic_corpus.vocab()), 32)
+    np.testing.assert_allclose(np.linalg.norm(run.vectors, axis=1), 1.0, atol=1e-5)
+    assert run.ids == [synthetic_corpus.track_ids[t] for t in synthetic_corpus.vocab()]
+    assert run.corpus_dir == synthetic_corpus_dir.resolve()
+    assert run.config["corpus_hash"] == load_corpus(synthetic_corpus_dir).manifest["content_hash"]
+    assert run.config["full"] is False
+    assert run.config["train"]["objective"] == "set" and run.config["train"]["dim"] == 32
+    metrics = json.loads((set_run / "metrics.json").read_text())
+    best = max(h["val_recall@10"] for h in metrics["history"])
+    assert metrics["val_recall@10"] == pytest.approx(best)  # the best epoch is the one kept
+    assert (set_run / "checkpoint.pt").exists()
+
+
+def test_export_layout(set_run: Path, tmp_path: Path) -> None:
+    run = load_run(set_run)
+    export_run(set_run, tmp_path / "plain")
+    assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == ["ids.txt", "vectors.npy"]
+    vec = np.load(tmp_path / "plain" / "vectors.npy", allow_pickle=False)
+    assert vec.dtype == np.float32 and vec.shape == run.vectors.shape
+    ids = (tmp_path / "plain" / "ids.txt").read_text().splitlines()
+    assert ids == run.ids
+    export_run(set_run, tmp_path / "proj", projector=True)
+    names = sorted(p.name for p in (tmp_path / "proj").iterdir())
+    assert names == ["ids.txt", "metadata.tsv", "vectors.npy", "vectors.tsv"]
+    tsv = (tmp_path / "proj" / "vectors.tsv").read_text().splitlines()
+    assert len(tsv) == len(ids) and len(tsv[0].split("\t")) == 32
+    meta = (tmp_path / "proj" / "metadata.tsv").read_text().splitlines()
+    assert meta[0] == "name\tartist" and len(meta) == len(ids) + 1
+    assert meta[1].startswith("Track ") and meta[1].split("\t")[1].startswith("Artist ")
+
+
+def test_similar_tracks_share_genre(set_run: Path, synthetic_corpus: Corpus) -> None:
+    run = load_run(set_run)
+    occ = synthetic_corpus.occurrence_count[synthetic_corpus.vocab()]
+    query = run.ids[int(np.argmax(occ))]  # the most frequent track
+    got = similar_tracks(run, query, k=10)
+    assert len(got) == 10 and query not in [n.track_id for n in got]
+    assert all(a.score >= b.score for a, b in zip(got, got[1:], strict=False))
+    genre = synthetic_corpus.track_genres[synthetic_corpus.track_ids.index(query)][0]
+    assert sum(n.name is not None and f"({genre}," in n.name for n in got) >= 8
+    with pytest.raises(QueryError, match="unknown track id 'nope'"):
+        similar_tracks(run, "nope")
+
+
+def test_resume_gives_the_uninterrupted_result(tmp_path: Path,
+                                               synthetic_corpus_dir: Path) -> None:
+    cfg = replace(TINY, epochs=4, seeds=2)
+    whole = train_run(synthetic_corpus_dir, tmp_path / "whole", cfg, progress=False)
+
+    class Interrupt(Exception):
+        pass
+
+    seen: list[str] = []
+
+    def stop_in_second_member(msg: str) -> None:
+        seen.append(msg)
+        if msg.startswith("member 1 epoch 2"):
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_run(synthetic_corpus_dir, tmp_path / "cut", cfg, progress=False,
+                  log=stop_in_second_member)
+    assert not (tmp_path / "cut" / "vectors.npy").exists()
+    resumed = train_run(synthetic_corpus_dir, tmp_path / "cut", cfg, progress=False,
+                        resume=True, log=seen.append)
+    # the log line of epoch 2 comes before its checkpoint, so epoch 2 is redone
+    assert "resuming member 1 after epoch 1" in seen
+    np.testing.assert_array_equal(resumed.vectors, whole.vectors)
+    a = json.loads((tmp_path / "whole" / "metrics.json").read_text())["history"]
+    b = json.loads((tmp_path / "cut" / "metrics.json").read_text())["history"]
+    assert [h["loss"] for h in a] == [h["loss"] for h in b]
+    with pytest.raises(ConfigError, match="different config"):
+        train_run(synthetic_corpus_dir, tmp_path / "cut", replace(cfg, lr=0.01),
+                  progress=False, resume=True)
+
+
+def test_full_trains_on_test_playlists_too(synthetic_corpus: Corpus) -> None:
+    part = build_training_data(synthetic_corpus, full=False, neighbours=False)
+    full = build_training_data(synthetic_corpus, full=True, neighbours=False)
+    n_train = (synthetic_corpus.split == 0).sum()
+    n_test = (synthetic_corpus.split == 2).sum()
+    assert part.n_playlists <= n_train < full.n_playlists <= n_train + n_test
+    assert full.n_playlists > part.n_playlists + 0.9 * n_test
+
+
+def test_sampling_is_vectorised_and_correct(synthetic_corpus: Corpus) -> None:
+    data = build_training_data(synthetic_corpus, window=3)
+    rng = np.random.default_rng(0)
+    pls = np.arange(50)
+    b = set_batch(data, pls, rng, 0.5, 0.5)
+    for i in (0, 7, 49):  # context + targets partition the playlist's distinct tracks
+        ctx, tgt = b.context_cols[b.context_rows == i], b.target_cols[b.target_rows == i]
+        items = data.set_cols[data.set_indptr[i]:data.set_indptr[i + 1]]
+        assert sorted(np.r_[ctx, tgt]) == sorted(items)
+        assert ctx.shape[0] == np.clip(round(0.5 * items.shape[0]), 1, items.shape[0] - 1)
+    occ = rng.integers(0, data.n_occurrences, 256)
+    pb = pair_batch(data, occ, rng, 3)
+    pl = np.searchsorted(data.seq_indptr, occ, side="right") - 1
+    assert pb.mask is not None and not pb.mask.diagonal().any()
+    # the positive is another occurrence of the same playlist within 3 positions: recover it
+    for o, p, a, pos in zip(occ[:40], pl[:40], pb.anchors[:40], pb.positives[:40], strict=True):
+        assert a == data.seq_cols[o]
+        lo, hi = max(data.seq_indptr[p], o - 3), min(data.seq_indptr[p + 1] - 1, o + 3)
+        window = [j for j in range(lo, hi + 1) if j != o]
+        assert pos in data.seq_cols[window]
+    # duplicates of a positive and known neighbours of the anchor are masked
+    dup = pb.positives[None, :] == pb.positives[:, None]
+    np.fill_diagonal(dup, False)
+    assert pb.mask[dup].all()
+    assert data.neighbours is not None
+    nb = data.neighbours[pb.anchors][:, pb.positives].toarray() > 0
+    np.fill_diagonal(nb, False)
+    assert pb.mask[nb].all()
+
+
+def test_lr_schedule() -> None:
+    cfg = TrainConfig(lr=1.0, warmup=0.1, lr_min=0.0)
+    assert lr_at(cfg, 0, 100) == pytest.approx(0.1)
+    assert lr_at(cfg, 9, 100) == pytest.approx(1.0)
+    assert lr_at(cfg, 10, 100) == pytest.approx(1.0)
+    assert lr_at(cfg, 55, 100) == pytest.approx(0.5)
+    assert lr_at(cfg, 100, 100) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_config_file_and_overrides(tmp_path: Path) -> None:
+    (tmp_path / "flat.toml").write_text('dim = 64\nobjective = "pairwise"\n')
+    (tmp_path / "table.toml").write_text('[train]\ntemperature = 0.05\nlogq = true\n')
+    cfg = load_train_config(tmp_path / "flat.toml", ["train.lr=0.01", "uniformity=0.5"])
+    assert (cfg.dim, cfg.objective, cfg.lr, cfg.uniformity) == (64, "pairwise", 0.01, 0.5)
+    cfg = load_train_config(tmp_path / "table.toml")
+    assert (cfg.temperature, cfg.logq) == (0.05, True)
+    with pytest.raises(ConfigError, match="unknown config key 'tempreature'"):
+        load_train_config(None, ["tempreature=0.1"])
+    (tmp_path / "bad.toml").write_text("[train]\nwidnow = 3\n")
+    with pytest.raises(ConfigError, match="widnow"):
+        load_train_config(tmp_path / "bad.toml")
+    with pytest.raises(ConfigError, match="objective"):
+        load_train_config(None, ["objective=triplet"])
+
+
+def test_corpus_without_split_or_vocabulary(tmp_path: Path) -> None:
+    raw = generate(SyntheticSpec(n_playlists=40, n_tracks=50))
+    save_corpus(raw, tmp_path / "raw")
+    with pytest.raises(ArtifactError, match="no track selection or split"):
+        train_run(tmp_path / "raw", tmp_path / "run", TINY, progress=False)
+    from conftest import make_synthetic
+
+    empty = make_synthetic(n_playlists=40, n_tracks=50)
+    assert empty.selected is not None
+    empty.selected[:] = False
+    save_corpus(empty, tmp_path / "empty")
+    with pytest.raises(ArtifactError, match="empty vocabulary"):
+        train_run(tmp_path / "empty", tmp_path / "run", TINY, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, synthetic_corpus_dir: Path) -> None:
+    cmd = [sys.executable, "-m", "dynplayer.cli", "train", str(synthetic_corpus_dir), "--out",
+           str(tmp_path / "r"), "--set", "windw=3"]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "unknown config key 'windw'" in out.stderr
