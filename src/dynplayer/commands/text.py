@@ -1,10 +1,140 @@
-"""`dynplayer` subcommands for the text stage."""
+"""`dynplayer` subcommands for the text stage: `train-text`, `search`, `bench text`."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from dynplayer.commands.bench import bench_app
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's subcommands to the app."""
-    del app
+
+    @app.command("train-text")
+    def train_text_cmd(
+        run_dir: Annotated[Path, typer.Argument(help="Run directory (vectors.npy, ids.txt, "
+                                                     "config.json)")],
+        encoder: Annotated[str | None, typer.Option(help="use | minilm | ngram")] = None,
+        config: Annotated[Path | None, typer.Option(help="TOML file with a [text] table")]
+        = None,
+        set_: Annotated[list[str] | None, typer.Option("--set", help="Override, e.g. epochs=20")]
+        = None,
+    ) -> None:
+        """Fit the caption <-> playlist model and write RUN_DIR/text/ atomically."""
+        from dynplayer.config import flatten, load_toml, resolve
+        from dynplayer.text.model import TextConfig
+        from dynplayer.text.train import train_text
+
+        cfg = TextConfig()
+        if config is not None:
+            table = load_toml(config)
+            cfg = resolve(cfg, None, [f"{k}={v}" for k, v in
+                                      flatten(table.get("text", table)).items()])
+        sets = [s.removeprefix("text.") for s in set_ or []]
+        if encoder is not None:
+            sets.append(f"encoder={encoder}")
+        cfg = resolve(cfg, None, sets)
+        metrics = train_text(run_dir, cfg)
+        typer.echo(f"wrote {run_dir / 'text'}: encoder {cfg.encoder}, "
+                   f"{metrics['n_train_playlists']:,} training captions, best validation "
+                   f"keyword->playlist Recall@10 {metrics['best_val_recall@10']:.4f}, "
+                   f"{metrics['total_seconds']:.1f}s")
+
+    @app.command()
+    def search(
+        run_dir: Annotated[Path, typer.Argument(help="Run directory with a text/ model")],
+        query: Annotated[str | None, typer.Argument(help="Free text, e.g. \"rainy day jazz\"")]
+        = None,
+        k: Annotated[int, typer.Option("-k", "--k", help="Number of tracks")] = 20,
+        queries: Annotated[Path | None, typer.Option(help="File with one query per line")]
+        = None,
+        jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON line per query")] = False,
+        playlists: Annotated[int, typer.Option(help="Playlists to print")] = 10,
+        set_: Annotated[list[str] | None, typer.Option("--set", help="Search override, e.g. "
+                                                       "top_playlists=50")] = None,
+    ) -> None:
+        """Tracks (and the playlists they come from) for a free-text query."""
+        from dynplayer.config import parse_set_options
+        from dynplayer.errors import QueryError
+        from dynplayer.text.search import TextSearcher
+
+        if (query is None) == (queries is None):
+            raise QueryError("give either a QUERY or --queries FILE")
+        searcher = TextSearcher.load(run_dir, **_search_overrides(parse_set_options(set_)))
+        if queries is not None:
+            try:
+                lines = queries.read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise QueryError(f"{queries}: cannot read the queries file ({exc})") from exc
+            texts = [line for line in lines if line.strip()]
+        else:
+            assert query is not None
+            texts = [query]
+        for text in texts:
+            result = searcher.search(text, k=k)
+            if jsonl:
+                sys.stdout.write(json.dumps({"query": text,
+                                             "tracks": [t.track_id for t in result.tracks],
+                                             "scores": [round(t.score, 6)
+                                                        for t in result.tracks]},
+                                            ensure_ascii=False) + "\n")
+                continue
+            typer.echo(f"query: {text}")
+            typer.echo(f"playlists (top {len(result.playlists)} by similarity):")
+            for hit in result.playlists[:playlists]:
+                typer.echo(f"  {hit.similarity:6.3f}  {hit.caption}  [{hit.pid}]")
+            typer.echo(f"tracks (top {len(result.tracks)}):")
+            for i, t in enumerate(result.tracks, 1):
+                because = ", ".join(f'"{p.caption}"' for p in t.because[:3])
+                more = f" +{len(t.because) - 3} more" if len(t.because) > 3 else ""
+                typer.echo(f"  {i:3d}. {searcher.track_label(t.track_id)}  "
+                           f"(score {t.score:.3f}; from {because}{more})")
+
+    @bench_app.command("text")
+    def bench_text(
+        run_dir: Annotated[Path, typer.Argument(help="Run directory with a text/ model")],
+        split: Annotated[str, typer.Option(help="val | test")] = "test",
+        out: Annotated[Path | None, typer.Option(help="Write the tables (markdown) here")]
+        = None,
+        latency_queries: Annotated[int, typer.Option(help="Queries timed one at a time")]
+        = 500,
+    ) -> None:
+        """Keyword -> playlist and keyword -> tracks tables, hubness, and query latency."""
+        from dynplayer.text.bench import run_bench
+
+        text = run_bench(run_dir, split=split, latency_queries=latency_queries)
+        typer.echo(text)
+        if out is not None:
+            out.write_text(text + "\n", encoding="utf-8")
+
+    @bench_app.command("text-standin")
+    def bench_text_standin(
+        corpus_dir: Annotated[Path, typer.Argument(help="Prepared corpus")],
+        run_dir: Annotated[Path, typer.Argument(help="Run directory to write")],
+        dim: Annotated[int, typer.Option(help="Dimensions")] = 128,
+    ) -> None:
+        """A stand-in track model (truncated SVD of the training playlist x track matrix)."""
+        from dynplayer.text.standin import svd_run
+
+        svd_run(corpus_dir, run_dir, dim=dim)
+        typer.echo(f"wrote {run_dir}: stand-in SVD track vectors ({dim} dimensions)")
+
+
+def _search_overrides(sets: dict[str, str]) -> dict[str, object]:
+    """Only the search settings of TextConfig may change at query time."""
+    from dynplayer.config import apply_overrides
+    from dynplayer.errors import ConfigError
+    from dynplayer.text.model import TextConfig
+
+    allowed = {"retrieval", "caption_weight", "top_playlists", "sim_power", "qbnorm_beta"}
+    bad = sorted(set(sets) - allowed)
+    if bad:
+        raise ConfigError(f"cannot change {', '.join(bad)} at search time "
+                          f"(allowed: {', '.join(sorted(allowed))})")
+    cfg = apply_overrides(TextConfig(), dict(sets))
+    return {key: getattr(cfg, key) for key in sets}

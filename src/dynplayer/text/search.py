@@ -1,0 +1,256 @@
+"""Keyword -> tracks: `TextSearcher`, the implementation of `dynplayer.text.api`.
+
+text -> query vector -> top-N most similar training playlists (cosine) -> each track scored by
+sum over those playlists of occurrence x similarity -> top K. `aggregate` is the second half on
+its own, so serving can replace the exact playlist search with pgvector HNSW.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from dynplayer.config import from_dict
+from dynplayer.errors import ArtifactError, QueryError
+from dynplayer.run import l2_normalize
+from dynplayer.text.api import PlaylistHit, SearchResult, TextSearcherProtocol, TrackHit
+from dynplayer.text.encoders import NgramEncoder, TextEncoder, make_encoder
+from dynplayer.text.model import TextConfig, project_numpy
+
+MAX_QUERY_CHARS = 500  # the API's limit too
+MAX_K = 1000
+
+
+def check_query(text: str) -> str:
+    """The normalised query text, or a QueryError naming what is wrong with it."""
+    if not isinstance(text, str):
+        raise QueryError("the query must be text")
+    if len(text) > MAX_QUERY_CHARS:
+        raise QueryError(f"query is {len(text):,} characters long; the limit is "
+                         f"{MAX_QUERY_CHARS}")
+    norm = " ".join(text.lower().split())
+    if not norm:
+        raise QueryError("the query is empty (nothing but whitespace)")
+    return norm
+
+
+def check_k(k: int) -> int:
+    if not 1 <= k <= MAX_K:
+        raise QueryError(f"k must be between 1 and {MAX_K}, got {k}")
+    return k
+
+
+def compose_playlist_vectors(joint: np.ndarray, captions: np.ndarray,
+                             cfg: TextConfig) -> np.ndarray:
+    """The search matrix for `cfg.retrieval`, L2-normalised rows.
+
+    hybrid: [sqrt(1-w) joint, sqrt(w) caption], whose cosine with a query built the same way is
+    exactly (1-w) cos_joint + w cos_caption, so one cosine index (pgvector) serves it.
+    """
+    if cfg.retrieval == "joint":
+        return l2_normalize(joint)
+    if cfg.retrieval == "caption":
+        return l2_normalize(captions)
+    w = cfg.caption_weight
+    return np.hstack([np.sqrt(1 - w) * l2_normalize(joint),
+                      np.sqrt(w) * l2_normalize(captions)]).astype(np.float32)
+
+
+def aggregate_scores(occ: sp.csr_matrix, rows: np.ndarray, sims: np.ndarray,
+                     power: float = 1.0) -> np.ndarray:
+    """Track scores for a batch of queries: sum over each query's playlists of occ x sim^power.
+
+    rows, sims: (n_queries, m) playlist rows and their similarities; negative similarities
+    contribute nothing. Returns dense (n_queries, V).
+    """
+    rows = np.atleast_2d(rows)
+    w = np.clip(np.atleast_2d(sims).astype(np.float32), 0.0, None) ** power
+    n, m = rows.shape
+    weights = sp.csr_matrix((w.ravel(), rows.ravel(), np.arange(0, n * m + 1, m)),
+                            shape=(n, occ.shape[0]))
+    return np.asarray((weights @ occ).todense(), dtype=np.float32)
+
+
+def top_rows(sims: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The m best columns per row of `sims`, best first, with their values."""
+    m = min(m, sims.shape[1])
+    part = np.argpartition(-sims, m - 1, axis=1)[:, :m]
+    vals = np.take_along_axis(sims, part, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
+
+
+class TextSearcher(TextSearcherProtocol):
+    """Search over a trained text model (RUN_DIR/text/); see `dynplayer.text.api`."""
+
+    def __init__(self, path: Path, cfg: TextConfig, weights: dict[str, np.ndarray],
+                 joint: np.ndarray, captions_x: np.ndarray, occ: sp.csr_matrix,
+                 pids: list[str], captions: list[str], tracks: dict[str, list[Any]],
+                 encoder: TextEncoder | None = None, ngram_state: Path | None = None) -> None:
+        self.path = path
+        self.cfg = cfg
+        self.weights = weights
+        self.joint = joint
+        self.captions_x = captions_x
+        self.occ = occ
+        self.occ_csc = occ.tocsc()
+        self.playlist_pids = pids
+        self.playlist_captions = captions
+        self.track_ids: list[str] = tracks["track_id"]
+        self.track_names: list[str | None] = tracks["name"]
+        self.track_artists: list[str | None] = tracks["artist"]
+        self._encoder = encoder
+        self._ngram_state = ngram_state
+        self._vectors = compose_playlist_vectors(joint, captions_x, cfg)
+        self._qb_bias: np.ndarray | None = None
+
+    # ---- loading -----------------------------------------------------------------------------
+    @classmethod
+    def load(cls, run_dir: Path, **overrides: Any) -> TextSearcher:
+        """Read RUN_DIR/text/ (written by `dynplayer train-text`); `overrides` change search
+        settings of the TextConfig (retrieval, caption_weight, top_playlists, ...)."""
+        d = Path(run_dir) / "text"
+        need = ["config.json", "model.npz", "joint.npy", "captions.npy", "occurrences.npz",
+                "pids.txt", "captions.json", "tracks.json"]
+        if not d.is_dir():
+            raise ArtifactError(f"{run_dir}: no text model (run `dynplayer train-text` first)")
+        missing = [f for f in need if not (d / f).exists()]
+        if missing:
+            raise ArtifactError(f"{d}: incomplete text model (missing {', '.join(missing)})")
+        meta = json.loads((d / "config.json").read_text())
+        cfg = from_dict(TextConfig, {**meta["text"], **overrides})
+        with np.load(d / "model.npz", allow_pickle=False) as z:
+            weights = {k: z[k] for k in z.files}
+        with np.load(d / "occurrences.npz", allow_pickle=False) as z:
+            shape = tuple(int(s) for s in z["shape"])
+            occ = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=shape)
+        pids = (d / "pids.txt").read_text().splitlines()
+        tracks = json.loads((d / "tracks.json").read_text())
+        return cls(d, cfg, weights, np.load(d / "joint.npy"), np.load(d / "captions.npy"), occ,
+                   pids, json.loads((d / "captions.json").read_text()), tracks,
+                   ngram_state=d / "ngram.npz" if cfg.encoder == "ngram" else None)
+
+    @property
+    def encoder(self) -> TextEncoder:
+        if self._encoder is None:
+            self._encoder = make_encoder(self.cfg.encoder, state=self._ngram_state)
+        return self._encoder
+
+    @cached_property
+    def track_joint(self) -> np.ndarray:
+        return np.load(self.path / "track_joint.npy")
+
+    # ---- the protocol ------------------------------------------------------------------------
+    @property
+    def playlist_vectors(self) -> np.ndarray:
+        return self._vectors
+
+    def encode_queries(self, texts: Sequence[str], retrieval: str | None = None) -> np.ndarray:
+        """(n, d) L2-normalised query vectors for already-normalised texts."""
+        raw = self.encoder.encode(list(texts))
+        mode = retrieval or self.cfg.retrieval
+        if mode == "caption":
+            return raw
+        joint = project_numpy(self.weights, "text", raw)
+        if mode == "joint":
+            return joint
+        w = self.cfg.caption_weight
+        return np.hstack([np.sqrt(1 - w) * joint, np.sqrt(w) * raw]).astype(np.float32)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self.encode_queries([check_query(text)])[0]
+
+    def top_playlists(self, query_vectors: np.ndarray,
+                      m: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The m best playlist rows per query and their cosine similarities, best first.
+
+        With query-bank normalisation the rows are chosen by cosine minus the playlist's
+        inverted-softmax bias, but the weights stay cosines.
+        """
+        m = self.cfg.top_playlists if m is None else m
+        sims = query_vectors @ self._vectors.T
+        if self.cfg.qbnorm_beta <= 0:
+            return top_rows(sims, m)
+        rows, _ = top_rows(sims - self.qb_bias[None, :], m)
+        return rows, np.take_along_axis(sims, rows, axis=1)
+
+    @property
+    def qb_bias(self) -> np.ndarray:
+        """Dynamic inverted softmax bias (QB-Norm): log sum_b exp(beta s_bj) / beta per playlist j,
+        over a query bank of the training captions (each playlist's own caption left out)."""
+        if self._qb_bias is None:
+            from dynplayer.text.hubness import inverted_softmax_bias
+
+            bank = self.encode_bank()
+            self._qb_bias = inverted_softmax_bias(bank @ self._vectors.T, self.cfg.qbnorm_beta,
+                                                  exclude_diagonal=True)
+        return self._qb_bias
+
+    def encode_bank(self) -> np.ndarray:
+        """Query-side vectors of the training captions (the query bank), without re-encoding."""
+        mode = self.cfg.retrieval
+        if mode == "caption":
+            return self.captions_x
+        joint = project_numpy(self.weights, "text", self.captions_x)
+        if mode == "joint":
+            return joint
+        w = self.cfg.caption_weight
+        return np.hstack([np.sqrt(1 - w) * joint, np.sqrt(w) * self.captions_x])
+
+    def aggregate(self, playlist_rows: np.ndarray, similarities: np.ndarray, k: int,
+                  query: str = "") -> SearchResult:
+        check_k(k)
+        rows = np.asarray(playlist_rows, dtype=np.int64).ravel()
+        sims = np.asarray(similarities, dtype=np.float32).ravel()
+        if rows.shape != sims.shape:
+            raise QueryError(f"{rows.shape[0]} playlist rows but {sims.shape[0]} similarities")
+        if rows.size and (rows.min() < 0 or rows.max() >= self.occ.shape[0]):
+            raise QueryError("playlist row out of range")
+        playlists = [PlaylistHit(self.playlist_pids[r], self.playlist_captions[r], float(s))
+                     for r, s in zip(rows, sims, strict=True)]
+        if rows.size == 0:
+            return SearchResult(query=query, playlists=[], tracks=[])
+        w = np.clip(sims, 0.0, None) ** self.cfg.sim_power
+        sub = self.occ[rows]  # (m, V) counts
+        scores = np.asarray(sub.T @ w).ravel()
+        n_pos = int((scores > 0).sum())
+        top = top_rows(scores[None, :], min(k, max(n_pos, 1)))[0][0]
+        top = top[scores[top] > 0]
+        contrib = np.asarray(sub[:, top].todense()) * w[:, None]  # (m, k)
+        tracks = []
+        for j, t in enumerate(top):
+            who = np.flatnonzero(contrib[:, j] > 0)
+            who = who[np.argsort(-contrib[who, j], kind="stable")]
+            tracks.append(TrackHit(self.track_ids[t], float(scores[t]),
+                                   [playlists[i] for i in who]))
+        return SearchResult(query=query, playlists=playlists, tracks=tracks)
+
+    def search(self, text: str, k: int = 20) -> SearchResult:
+        check_k(k)
+        q = self.encode_query(text)
+        rows, vals = self.top_playlists(q[None, :])
+        return self.aggregate(rows[0], vals[0], k, query=text)
+
+    def track_label(self, track_id: str) -> str:
+        i = self._track_index.get(track_id)
+        if i is None:
+            return track_id
+        return f"{self.track_names[i] or track_id} - {self.track_artists[i] or 'unknown artist'}"
+
+    @cached_property
+    def _track_index(self) -> dict[str, int]:
+        return {t: i for i, t in enumerate(self.track_ids)}
+
+
+def load_searcher(run_dir: Path, **overrides: Any) -> TextSearcher:
+    return TextSearcher.load(run_dir, **overrides)
+
+
+__all__ = ["MAX_QUERY_CHARS", "NgramEncoder", "TextSearcher", "aggregate_scores", "check_query",
+           "compose_playlist_vectors", "load_searcher", "top_rows"]
