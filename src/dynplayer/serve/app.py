@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,9 +19,9 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -40,8 +40,10 @@ from dynplayer.serve.recommender import (
     UnknownTrackError,
 )
 from dynplayer.settings import Settings
+from dynplayer.text.api import TextSearcherProtocol
 
 log = logging.getLogger(__name__)
+SearcherFactory = Callable[[Path], TextSearcherProtocol | None]
 STATIC_DIR = Path(__file__).parent / "static"
 
 
@@ -66,15 +68,15 @@ def _not_blank(value: str) -> str:
 
 
 CleanText = Annotated[str, AfterValidator(_clean)]
-TrackId = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_clean)]
+TrackId = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_clean)]
 K = Annotated[int, Field(ge=1, le=K_MAX, description=f"number of tracks, 1..{K_MAX}")]
 
 
 class TextRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    text: Annotated[CleanText, Field(min_length=1, max_length=TEXT_MAX,
-                                     examples=["rainy day jazz", "신나는 여름 노래"]),
-                    AfterValidator(_not_blank)]
+    text: Annotated[str, StringConstraints(min_length=1, max_length=TEXT_MAX),
+                    AfterValidator(_clean), AfterValidator(_not_blank),
+                    Field(examples=["rainy day jazz", "신나는 여름 노래"])]
     k: K = 20
 
 
@@ -164,9 +166,11 @@ def _tracks_out(tracks: list[TrackResult]) -> list[TrackOut]:
 class Service:
     """The loaded model and its resources; `reload` swaps the recommender atomically."""
 
-    def __init__(self, settings: Settings, recommender: Recommender | None = None) -> None:
+    def __init__(self, settings: Settings, recommender: Recommender | None = None,
+                 searcher_factory: SearcherFactory | None = None) -> None:
         self.settings = settings
         self.recommender = recommender
+        self.searcher_factory = searcher_factory
         self.server: Any = None  # EmbeddedServer started by this service
         self.pool: Any = None
         self.url: str | None = settings.database_url
@@ -199,7 +203,7 @@ class Service:
 
         s = self.settings
         run_dir = self.run_dir()
-        searcher = load_searcher(run_dir)
+        searcher = (self.searcher_factory or load_searcher)(run_dir)
         detail: dict[str, Any] = {}
         if s.backend == "exact":
             rec: Recommender = ExactRecommender(build_catalog(run_dir, searcher), searcher,
@@ -293,12 +297,13 @@ def recommend_continue(body: ContinueRequest, rec: RecommenderDep) -> ContinueRe
 @tracks.get("/search", response_model=SearchResponse)
 def search_tracks(
     rec: RecommenderDep,
-    q: Annotated[CleanText, Query(min_length=1, max_length=QUERY_MAX,
-                                  description="part of a track name or artist")],
+    q: Annotated[str, Query(min_length=1, max_length=QUERY_MAX,
+                            description="part of a track name or artist"),
+                 AfterValidator(_clean), AfterValidator(_not_blank)],
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
 ) -> SearchResponse:
     """Tracks whose name or artist contains `q` (for autocomplete), most popular first."""
-    found = rec.search_tracks(_not_blank(q), limit)
+    found = rec.search_tracks(q, limit)
     return SearchResponse(q=q, tracks=[TrackInfoOut(track_id=t.track_id, name=t.name,
                                                     artist=t.artist) for t in found])
 
@@ -428,11 +433,12 @@ def _install_error_handlers(app: FastAPI) -> None:
 # ---- the app -------------------------------------------------------------------------------
 
 
-def create_app(settings: Settings | None = None, *,
-               recommender: Recommender | None = None) -> FastAPI:
-    """The service. With `recommender` given (tests), nothing is loaded at startup."""
+def create_app(settings: Settings | None = None, *, recommender: Recommender | None = None,
+               searcher_factory: SearcherFactory | None = None) -> FastAPI:
+    """The service. With `recommender` given, nothing is loaded at startup; `searcher_factory`
+    replaces `TextSearcher.load` (RUN_DIR -> searcher or None) for loads and reloads."""
     settings = settings or Settings()
-    service = Service(settings, recommender)
+    service = Service(settings, recommender, searcher_factory)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -454,5 +460,11 @@ def create_app(settings: Settings | None = None, *,
     _install_error_handlers(app)
     for router in (recommend, tracks, health, admin):
         app.include_router(router)
-    app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
+    # The page lives under /ui/ (relative links), so a mount never shadows an API route.
+    app.mount("/ui", StaticFiles(directory=STATIC_DIR, html=True), name="ui")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> RedirectResponse:
+        return RedirectResponse("/ui/")
+
     return app
