@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from dynplayer.commands.bench import bench_app
 from dynplayer.config import DataConfig, resolve
 
 
@@ -162,3 +163,51 @@ def register(app: typer.Typer) -> None:
                    f"{s['tracks_written']} track occurrences ({s['playlists_skipped']} without "
                    f"tracks skipped; {s['requests']} requests, {s['rate_limited']} rate limited, "
                    f"{s['retried']} retried)")
+
+    @bench_app.command("prepare")
+    def bench_prepare(
+        mpd: Annotated[
+            Path | None, typer.Option(help="Real playlists for (a); default ../shared/data/mpd")
+        ] = None,
+        artist_genres: Annotated[
+            Path | None, typer.Option(help="Artist genres CSV read in (a)")
+        ] = None,
+        real: Annotated[bool, typer.Option(help="Run (a) prepare on real data")] = True,
+        synthetic_playlists: Annotated[
+            int, typer.Option(help="(b) synthetic playlists; 0 skips (b)")
+        ] = 1_000_000,
+        synthetic_tracks: Annotated[int, typer.Option(help="(b) synthetic tracks")] = 2_000_000,
+        mean_length: Annotated[float, typer.Option(help="(b) mean playlist length")] = 66.0,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report")] = False,
+    ) -> None:
+        """Time prepare on real data (a) and derive on a full-MPD-scale synthetic corpus (b)."""
+        from dynplayer.data.benchmark import run_benchmarks
+
+        shared = Path("..") / "shared" / "data"
+        if real and mpd is None:
+            mpd = shared / "mpd"
+            if artist_genres is None and (shared / "artist-genres").is_dir():
+                artist_genres = shared / "artist-genres" / "data_w_genres.csv.gz"
+        report = run_benchmarks(mpd=mpd if real else None, artist_genres=artist_genres,
+                                synthetic_playlists=synthetic_playlists,
+                                synthetic_tracks=synthetic_tracks, mean_length=mean_length)
+        if as_json:
+            typer.echo(json.dumps(report, indent=2))
+            return
+        m = report["machine"]
+        typer.echo(f"machine: {m['cpus']} CPUs, load {m['load_avg_1min_at_start']}")
+        if "real" in report:
+            r = report["real"]
+            c = r["counts"]
+            typer.echo(f"(a) prepare {r['input']}: {r['wall_s']} s in prepare() "
+                       f"({r['process_wall_s']} s with process start), peak RSS "
+                       f"{r['peak_rss_mb']:.0f} MiB; {c['playlists']:,} playlists, "
+                       f"{c['occurrences']:,} occurrences, {c['selected_tracks']:,} selected; "
+                       f"stages {r['timings_s']}")
+        if "synthetic" in report:
+            s = report["synthetic"]
+            c = s["counts"]
+            typer.echo(f"(b) synthetic {c['playlists']:,} playlists, {c['occurrences']:,} "
+                       f"occurrences, {c['tracks']:,} tracks: generate {s['generate_s']} s, "
+                       f"derive {s['derive_s']} s (stages {s['timings_s']}), peak RSS "
+                       f"{s['peak_rss_mb']:.0f} MiB; {c['selected_tracks']:,} selected")

@@ -2,13 +2,16 @@
 
 Everything is vectorised over occurrence arrays: for each offset d the pairs (track at i,
 track at i + d) inside one playlist are formed at once. Distinct neighbours are counted by
-de-duplicating unordered pairs, processed in ranges of the smaller track index so that the
-memory held at once stays bounded at MPD scale (66M occurrences).
+de-duplicating unordered pairs; at MPD scale (66M occurrences) the pairs are bucketed by the
+smaller track index through temporary files so the memory held at once stays bounded.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -47,6 +50,38 @@ def _sorted_unique(keys: np.ndarray) -> np.ndarray:
     return keys[first]
 
 
+def _pair_keys(pl: np.ndarray, tr: np.ndarray, window: int, n_tracks: int) -> np.ndarray:
+    """Distinct unordered pairs lo * n_tracks + hi (lo < hi) within `window` in one slice.
+
+    The slice must hold whole playlists. Pairs come from shifted views (no gathers), one
+    offset at a time, so the work is sequential over memory.
+    """
+    keys_list: list[np.ndarray] = []
+    for d in range(1, window + 1):
+        if d >= tr.shape[0]:
+            break
+        left, right = tr[:-d], tr[d:]
+        keep = (pl[d:] == pl[:-d]) & (left != right)
+        a = left[keep].astype(np.int64)
+        b = right[keep].astype(np.int64)
+        lo = np.minimum(a, b)
+        np.maximum(a, b, out=b)
+        lo *= n_tracks
+        lo += b
+        keys_list.append(lo)
+        del a, b, keep
+    if not keys_list:
+        return np.zeros(0, dtype=np.int64)
+    return _sorted_unique(np.concatenate(keys_list))
+
+
+def _credit(keys: np.ndarray, n_tracks: int, counts: np.ndarray) -> None:
+    """Add one neighbour to both tracks of every (distinct) pair key."""
+    lo = keys // n_tracks
+    counts += np.bincount(lo, minlength=n_tracks)
+    counts += np.bincount(keys - lo * n_tracks, minlength=n_tracks)
+
+
 def neighbour_counts(
     occ_playlist: np.ndarray,
     occ_track: np.ndarray,
@@ -54,15 +89,20 @@ def neighbour_counts(
     window: int = 10,
     *,
     max_pairs_in_memory: int = 100_000_000,
+    tmp_dir: str | Path | None = None,
 ) -> np.ndarray:
     """Number of distinct other tracks each track co-occurs with within `window` positions.
 
-    Occurrences must be sorted by playlist, then position. Each unordered pair {lo, hi} of
-    distinct tracks is formed from the occurrences of `lo` (its neighbours with a larger index),
-    de-duplicated by sorting, and credited to both tracks. When more than `max_pairs_in_memory`
-    pairs would be formed, tracks are processed in contiguous index ranges (via an inverted
-    index of occurrences by track), each range forming at most about that many pairs, so memory
-    stays bounded (about 20 bytes per pair) at full MPD scale without forming any pair twice.
+    Occurrences must be sorted by playlist, then position. Every unordered pair {lo, hi} of
+    distinct tracks within the window becomes the key lo * n_tracks + hi; distinct keys are
+    found by sorting and each credits both tracks.
+
+    When more than `max_pairs_in_memory` pairs could be formed (full MPD: 66M occurrences,
+    ~660M pairs, 5 GB of keys), the occurrences are processed in chunks of whole playlists;
+    each chunk's distinct keys are split by ranges of `lo` into bucket files in a temporary
+    directory (under `tmp_dir`), and each bucket is then de-duplicated on its own. A pair
+    always lands in the bucket of its `lo`, so no pair is counted twice, and memory holds at
+    most about one chunk or one bucket of keys at once (~16 bytes per pair).
     """
     occ_playlist = np.ascontiguousarray(occ_playlist)
     occ_track = np.ascontiguousarray(occ_track)
@@ -72,50 +112,44 @@ def neighbour_counts(
         return counts
     if n_occ > 1 and np.any(occ_playlist[1:] < occ_playlist[:-1]):
         raise ValueError("occurrences must be sorted by playlist")
-    per_track = np.bincount(occ_track, minlength=n_tracks).astype(np.int64)
-    # Pairs formed for a track: its occurrences times 2 * window (an upper bound).
-    load = per_track * (2 * window)
-    if int(load.sum()) <= max_pairs_in_memory:
-        ranges = [(0, n_tracks)]
-        order = None
-    else:
-        cum = np.cumsum(load)
-        ranges = []
-        a = 0
-        while a < n_tracks:
-            base = int(cum[a - 1]) if a else 0
-            b = int(np.searchsorted(cum, base + max_pairs_in_memory, side="right"))
-            b = max(b, a + 1)
-            ranges.append((a, min(b, n_tracks)))
-            a = b
-        order = np.argsort(occ_track, kind="stable")
-        track_ptr = np.zeros(n_tracks + 1, dtype=np.int64)
-        np.cumsum(per_track, out=track_ptr[1:])
-    for a, b in ranges:
-        if order is None:
-            occ = np.arange(n_occ, dtype=np.int64)
-        else:
-            occ = order[track_ptr[a]:track_ptr[b]]
-        if occ.shape[0] == 0:
-            continue
-        own = occ_track[occ].astype(np.int64)
-        own_pl = occ_playlist[occ]
-        keys_list: list[np.ndarray] = []
-        for d in range(-window, window + 1):
-            if d == 0:
-                continue
-            j = occ + d
-            ok = (j >= 0) & (j < n_occ)
-            j_ok = j[ok]
-            other = occ_track[j_ok].astype(np.int64)
-            lo = own[ok]
-            keep = (occ_playlist[j_ok] == own_pl[ok]) & (other > lo)
-            keys_list.append((lo[keep] - a) * n_tracks + other[keep])
-        keys = _sorted_unique(np.concatenate(keys_list))
-        del keys_list
-        lo_idx = keys // n_tracks
-        counts[a:b] += np.bincount(lo_idx, minlength=b - a)
-        counts += np.bincount(keys - lo_idx * n_tracks, minlength=n_tracks)
+    if n_occ * window <= max_pairs_in_memory:
+        _credit(_pair_keys(occ_playlist, occ_track, window, n_tracks), n_tracks, counts)
+        return counts
+
+    # Bucket ranges of lo: a track is lo in at most 2 * window pairs per occurrence.
+    load = np.cumsum(np.bincount(occ_track, minlength=n_tracks).astype(np.int64) * 2 * window)
+    bounds = [0]
+    while bounds[-1] < n_tracks:
+        base = int(load[bounds[-1] - 1]) if bounds[-1] else 0
+        nxt = int(np.searchsorted(load, base + max_pairs_in_memory, side="right"))
+        bounds.append(min(n_tracks, max(nxt, bounds[-1] + 1)))
+    key_bounds = np.asarray(bounds, dtype=np.int64) * n_tracks
+    chunk = max(1, max_pairs_in_memory // window)
+    spill = Path(tempfile.mkdtemp(prefix="dynplayer-pairs-", dir=tmp_dir))
+    try:
+        files = [spill / f"bucket{i}.bin" for i in range(len(bounds) - 1)]
+        start = 0
+        while start < n_occ:
+            stop = min(n_occ, start + chunk)
+            if stop < n_occ:  # cut at a playlist start so no window spans two chunks
+                p = occ_playlist[stop]
+                stop = int(np.searchsorted(occ_playlist, p, side="left"))
+                if stop <= start:
+                    stop = int(np.searchsorted(occ_playlist, p, side="right"))
+            keys = _pair_keys(occ_playlist[start:stop], occ_track[start:stop], window, n_tracks)
+            cuts = np.searchsorted(keys, key_bounds)
+            for i, f in enumerate(files):
+                if cuts[i + 1] > cuts[i]:
+                    with open(f, "ab") as fh:
+                        keys[cuts[i]:cuts[i + 1]].tofile(fh)
+            del keys
+            start = stop
+        for f in files:
+            if f.exists():
+                _credit(_sorted_unique(np.fromfile(f, dtype=np.int64)), n_tracks, counts)
+                f.unlink()
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
     return counts
 
 
