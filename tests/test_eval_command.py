@@ -1,0 +1,115 @@
+"""`dynplayer evaluate` end to end on the synthetic corpus with an SVD run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dynplayer.cli import app
+from dynplayer.data.corpus import TRAIN, load_corpus
+from dynplayer.errors import ArtifactError, ConfigError, DataError
+from dynplayer.eval.bench import replace_block
+from dynplayer.run import atomic_write_json, save_vectors
+
+
+def svd_run(corpus_dir: Path, out: Path, dim: int = 16) -> Path:
+    """Track vectors from a truncated SVD of the training matrix (a stand-in model)."""
+    c = load_corpus(corpus_dir)
+    x = c.interaction_matrix(c.playlists_in(TRAIN)).toarray()
+    _, s, vt = np.linalg.svd(x, full_matrices=False)
+    save_vectors(out, (vt[:dim].T * np.sqrt(s[:dim])).astype(np.float32),
+                 [c.track_ids[t] for t in c.vocab()])
+    atomic_write_json(out / "config.json", {"corpus_dir": str(corpus_dir.resolve()),
+                                            "train": {"objective": "svd", "dim": dim}})
+    return out
+
+
+@pytest.fixture(scope="module")
+def run_dir(synthetic_corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return svd_run(synthetic_corpus_dir, tmp_path_factory.mktemp("run") / "svd")
+
+
+def test_evaluate_json_report_and_verdict(run_dir: Path) -> None:
+    res = CliRunner().invoke(app, ["evaluate", str(run_dir), "--peers", "popularity,ease",
+                                   "--json", "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)  # stdout holds the JSON and nothing else
+    m = out["methods"]
+    assert set(m) == {"dynplayer", "popularity", "ease"}
+    for name in m:
+        assert 0.0 <= m[name]["recall@10"] <= 1.0 and "ndcg@50" in m[name]
+    # planted genres: both learned models are far above popularity
+    assert m["dynplayer"]["recall@10"] > 2 * m["popularity"]["recall@10"]
+    assert m["ease"]["recall@10"] > 2 * m["popularity"]["recall@10"]
+    assert out["peers"]["ease"]["params"]["lam"] in (50.0, 100.0, 200.0, 500.0)
+    assert len(out["peers"]["ease"]["validation"]) == 4
+    v = out["verdict"]
+    beats = m["dynplayer"]["recall@10"] > max(m["popularity"]["recall@10"],
+                                              m["ease"]["recall@10"])
+    assert v["beats_best_peer_recall@10"] == beats
+    assert ("does NOT beat" in v["text"]) != v["beats_best_peer"]
+    # the probe has the synthetic genre labels; random vectors stay far below the model
+    assert out["probe"]["dynplayer"]["top1"] > out["probe"]["random"]["top1"] + 0.3
+    assert out["hubness"]["dynplayer"]["k"] == 10
+    saved = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    assert saved["methods"]["ease"] == pytest.approx(m["ease"])
+    html = (run_dir / "eval" / "report.html").read_text()
+    assert "data:image/png;base64," in html and "Verdict" in html
+    md = (run_dir / "eval" / "report.md").read_text()
+    assert "| ease (lam=" in md and "plots/hubness_k_occurrence.png" in md
+    assert not list(run_dir.glob(".eval.*"))  # no temporary directories left behind
+
+
+def test_evaluate_split_file_with_unknown_tracks(run_dir: Path, tmp_path: Path) -> None:
+    ids = (run_dir / "ids.txt").read_text().split()
+    f = tmp_path / "split.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in [
+        {"pid": "a", "visible": ids[:5] + ["unknown1"], "heldout": ids[5:10]},
+        {"pid": "b", "visible": ["unknown2"], "heldout": ids[10:12]},
+    ]) + "\n")
+    res = CliRunner().invoke(app, ["evaluate", str(run_dir), "--peers", "none", "--json",
+                                   "--test-split", str(f), "--no-probe", "--no-hubness"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["split"]["n_playlists"] == 1
+    assert out["split"]["dropped_unknown"] == {"visible": 2, "heldout": 0, "playlists": 1}
+    assert out["methods"]["dynplayer"]["n_playlists"] == 1
+    assert "no comparison" in out["verdict"]["text"]
+
+
+def test_bad_input_is_one_clean_line(run_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"pid": 1, "visible": ["x"]}\n')
+    r = CliRunner().invoke(app, ["evaluate", str(run_dir), "--peers", "none",
+                                 "--test-split", str(bad)])
+    assert isinstance(r.exception, DataError)
+    assert "bad.jsonl:1, field 'heldout': missing" in str(r.exception)
+    r = CliRunner().invoke(app, ["evaluate", str(run_dir), "--peers", "ease,nope"])
+    assert isinstance(r.exception, ConfigError)
+    r = CliRunner().invoke(app, ["evaluate", str(tmp_path / "absent")])
+    assert isinstance(r.exception, ArtifactError)
+    # through the real entry point: exit status 2 and one line on stderr, no traceback
+    p = subprocess.run([sys.executable, "-c", "from dynplayer.cli import main; main()",
+                        "evaluate", str(run_dir), "--peers", "none", "--split", "train"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2
+    assert p.stderr.strip().count("\n") == 0 and "--split must be val or test" in p.stderr
+
+
+def test_replace_block_touches_only_its_block(tmp_path: Path) -> None:
+    doc = tmp_path / "b.md"
+    doc.write_text("# B\n\n## Evaluation (issue 4)\n\nintro\n\n## Text search (issue 5)\n\nx\n")
+    replace_block(doc, "evaluate", "table one")
+    replace_block(doc, "evaluate", "table two")
+    replace_block(doc, "uniformity", "sweep")
+    text = doc.read_text()
+    assert text.count("table") == 1 and "table two" in text
+    assert text.index("intro") < text.index("table two") < text.index("sweep") < text.index(
+        "## Text search")
+    assert text.endswith("## Text search (issue 5)\n\nx\n")
