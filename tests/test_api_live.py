@@ -1,0 +1,150 @@
+"""End to end against a live uvicorn on 127.0.0.1: the routes over real HTTP, a reindex under
+load with zero failed requests, and the database stopped and restarted under load."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from dynplayer.serve.app import create_app
+from dynplayer.settings import Settings
+from dynplayer.store.db import Catalog
+from dynplayer.store.embedded import EmbeddedServer
+
+pytestmark = pytest.mark.db
+TOKEN = "live-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def live_url(indexed_url: str, serve_run_dir: Path, standin_searcher: object) -> Iterator[str]:
+    settings = Settings(database_url=indexed_url, run_dir=serve_run_dir, backend="pgvector",
+                        admin_token=TOKEN, text_playlists=20, pool_timeout=1.0)
+    app = create_app(settings, searcher_factory=lambda _run: standin_searcher)  # type: ignore[arg-type,return-value]
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+class Load:
+    """Client threads sending a mix of requests until stopped; records (status, seconds)."""
+
+    def __init__(self, url: str, track_ids: list[str], clients: int = 3) -> None:
+        self.url, self.track_ids = url, track_ids
+        self.results: list[tuple[float, int, float]] = []  # (start time, status, seconds)
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(clients)]
+
+    def _run(self, i: int) -> None:
+        with httpx.Client(base_url=self.url, timeout=10) as client:
+            n = 0
+            while not self.stop.is_set():
+                n += 1
+                t0 = time.monotonic()
+                try:
+                    if n % 3 == 0:
+                        r = client.post("/v1/recommend/text", json={"text": "jazz", "k": 10})
+                    elif n % 3 == 1:
+                        r = client.post("/v1/recommend/continue",
+                                        json={"track_ids": self.track_ids[i:i + 3], "k": 10})
+                    else:
+                        r = client.get(f"/v1/tracks/{self.track_ids[n % 50]}/similar?k=10")
+                    status = r.status_code
+                    if status == 503:
+                        assert r.json()["error"] == "database_unavailable"
+                except httpx.HTTPError:
+                    status = -1
+                self.results.append((t0, status, time.monotonic() - t0))
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+
+
+def test_routes_over_http(live_url: str, serve_catalog: Catalog) -> None:
+    with httpx.Client(base_url=live_url, timeout=10) as c:
+        assert c.get("/readyz").json()["model_version"] == serve_catalog.version
+        r = c.post("/v1/recommend/text", json={"text": "신나는 party", "k": 5})
+        assert r.status_code == 200 and len(r.json()["tracks"]) == 5
+        r = c.post("/v1/recommend/continue", json={"track_ids": serve_catalog.track_ids[:2]})
+        assert r.status_code == 200 and len(r.json()["tracks"]) == 20
+        r = c.get(f"/v1/tracks/{serve_catalog.track_ids[0]}/similar", params={"k": 3})
+        assert [t["score"] for t in r.json()["tracks"]] == sorted(
+            (t["score"] for t in r.json()["tracks"]), reverse=True)
+        assert c.get("/v1/tracks/search", params={"q": "Track 1"}).json()["tracks"]
+        page = c.get("/", follow_redirects=True)
+        assert page.status_code == 200 and "Dynplayer" in page.text
+
+
+def test_reindex_under_load_fails_no_request(live_url: str, serve_catalog: Catalog) -> None:
+    with Load(live_url, serve_catalog.track_ids) as load, \
+            httpx.Client(base_url=live_url, timeout=60) as admin:
+        time.sleep(0.5)
+        for _ in range(2):
+            r = admin.post("/v1/admin/reindex", headers={"Authorization": f"Bearer {TOKEN}"})
+            assert r.status_code == 200, r.text
+            assert r.json()["detail"]["indexed"]["tracks"] == len(serve_catalog.track_ids)
+        time.sleep(0.5)
+    statuses = [s for _, s, _ in load.results]
+    assert len(statuses) > 30
+    assert set(statuses) == {200}, sorted(set(statuses))
+
+
+def test_database_restart_under_load(live_url: str, pg_server: EmbeddedServer) -> None:
+    """Requests fail fast with 503 while the database is down; the service recovers alone."""
+    ids = [f"t{i:07d}" for i in range(50)]
+    with Load(live_url, ids) as load:
+        time.sleep(0.5)
+        t_down = time.monotonic()
+        pg_server.halt()
+        try:
+            time.sleep(3.0)
+            with httpx.Client(base_url=live_url, timeout=10) as c:
+                ready = c.get("/readyz")
+                assert ready.status_code == 503 and ready.json()["database"] == "unreachable"
+        finally:
+            pg_server.resume()
+        t_up = time.monotonic()
+        deadline = t_up + 20
+        while time.monotonic() < deadline:
+            recent = [s for t0, s, _ in load.results if t0 > time.monotonic() - 0.5]
+            if recent and set(recent) == {200}:
+                break
+            time.sleep(0.2)
+        t_recovered = time.monotonic()
+        time.sleep(0.5)
+    during = [(s, d) for t0, s, d in load.results if t_down + 0.3 < t0 < t_up]
+    assert during and {s for s, _ in during} == {503}, {s for s, _ in during}
+    assert max(d for _, d in during) < 2.5  # fails fast: bounded by the pool timeout (1 s)
+    assert t_recovered - t_up < 20, "the service did not recover by itself"
+    after = [s for t0, s, _ in load.results if t0 > t_recovered]
+    assert after and set(after) == {200}
+    assert -1 not in {s for _, s, _ in load.results}  # never a dropped connection or a 500
+    assert 500 not in {s for _, s, _ in load.results}
