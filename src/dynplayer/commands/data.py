@@ -87,6 +87,7 @@ def register(app: typer.Typer) -> None:
         playlists: Annotated[int, typer.Option(help="Number of playlists")] = 2000,
         n_tracks: Annotated[int, typer.Option("--tracks", help="Number of tracks")] = 3000,
         seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+        mean_length: Annotated[float, typer.Option(help="Mean playlist length")] = 30.0,
         jsonl: Annotated[
             Path | None, typer.Option(help="Also write the JSON-lines interchange files here")
         ] = None,
@@ -98,7 +99,8 @@ def register(app: typer.Typer) -> None:
         from dynplayer.data.prepare import derive
         from dynplayer.data.synthetic import SyntheticSpec, generate, write_jsonl
 
-        spec = SyntheticSpec(n_playlists=playlists, n_tracks=n_tracks, seed=seed)
+        spec = SyntheticSpec(n_playlists=playlists, n_tracks=n_tracks, seed=seed,
+                             mean_length=mean_length)
         corpus = generate(spec)
         if jsonl is not None:
             jsonl.mkdir(parents=True, exist_ok=True)

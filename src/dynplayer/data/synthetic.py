@@ -67,10 +67,15 @@ def generate(spec: SyntheticSpec) -> Corpus:
     genre_members = [np.flatnonzero(track_genre == g) for g in range(g_n)]
 
     def zipf_pick(members: list[np.ndarray], which: np.ndarray) -> np.ndarray:
-        out = np.empty(which.shape[0], dtype=np.int64)
+        out = np.empty(which.shape[0], dtype=np.int32)
         sizes = np.array([m.shape[0] for m in members])
-        for c in np.unique(which):
-            sel = np.flatnonzero(which == c)
+        # Group positions by cell with one stable sort (not one pass per cell); cells are
+        # visited in ascending order, so the random stream is the same as before.
+        order = np.argsort(which, kind="stable")
+        per_cell = np.bincount(which, minlength=len(members))
+        ends = np.cumsum(per_cell)
+        for c in np.flatnonzero(per_cell):
+            sel = order[ends[c] - per_cell[c]:ends[c]]
             size = sizes[c]
             w = 1.0 / np.arange(1, size + 1) ** spec.zipf_a
             ranks = rng.choice(size, size=sel.shape[0], p=w / w.sum())
@@ -83,18 +88,22 @@ def generate(spec: SyntheticSpec) -> Corpus:
     lengths = np.clip(rng.poisson(spec.mean_length, p_n), 5, None)
     occ_playlist = np.repeat(np.arange(p_n, dtype=np.int32), lengths)
     n_occ = occ_playlist.shape[0]
-    g = pl_genre[occ_playlist]
-    m = pl_mood[occ_playlist]
-    u = rng.random(n_occ)
-    tracks = np.empty(n_occ, dtype=np.int64)
-    noise = u < spec.noise
-    in_mood = (~noise) & (rng.random(n_occ) < spec.mood_affinity)
+    # Small integer types and early `del`s keep a 66M-occurrence corpus within a few GB.
+    g = pl_genre.astype(np.int16)[occ_playlist]
+    m = pl_mood.astype(np.int16)[occ_playlist]
+    noise = rng.random(n_occ) < spec.noise
+    tracks = np.empty(n_occ, dtype=np.int32)
+    in_mood = rng.random(n_occ) < spec.mood_affinity
+    in_mood &= ~noise
     genre_only = ~noise & ~in_mood
     tracks[noise] = rng.integers(0, t_n, int(noise.sum()))
-    tracks[in_mood] = zipf_pick(cell_members, (g * m_n + m)[in_mood])
-    tracks[genre_only] = zipf_pick(genre_members, g[genre_only])
-    starts = np.r_[0, np.cumsum(lengths)[:-1]]
-    occ_position = (np.arange(n_occ) - np.repeat(starts, lengths)).astype(np.int32)
+    del noise
+    tracks[in_mood] = zipf_pick(cell_members, (g[in_mood] * m_n + m[in_mood]).astype(np.int64))
+    del in_mood, m
+    tracks[genre_only] = zipf_pick(genre_members, g[genre_only].astype(np.int64))
+    del genre_only, g
+    starts = np.r_[0, np.cumsum(lengths)[:-1]].astype(np.int32)
+    occ_position = np.arange(n_occ, dtype=np.int32) - np.repeat(starts, lengths)
 
     used = np.zeros(t_n, dtype=bool)
     used[tracks] = True
@@ -102,21 +111,25 @@ def generate(spec: SyntheticSpec) -> Corpus:
     kept = np.flatnonzero(used)
     occ_track = remap[tracks].astype(np.int32)
 
-    def caption(i: int) -> tuple[str, str, list[str]]:
-        gw = GENRES[pl_genre[i]][1]
-        mw = MOODS[pl_mood[i]][1]
-        a = gw[int(rng.integers(len(gw)))]
-        b = mw[int(rng.integers(len(mw)))]
-        name = f"{b} {a}" if rng.random() < 0.5 else f"{a} {b}"
-        return name, "", [GENRES[pl_genre[i]][0], MOODS[pl_mood[i]][0]]
+    pl_genre_list, pl_mood_list = pl_genre.tolist(), pl_mood.tolist()
+    integers, random = rng.integers, rng.random
 
-    names, descs, tags = [], [], []
+    def caption(i: int) -> tuple[str, str, list[str]]:
+        gw = GENRES[pl_genre_list[i]][1]
+        mw = MOODS[pl_mood_list[i]][1]
+        a = gw[int(integers(len(gw)))]
+        b = mw[int(integers(len(mw)))]
+        name = f"{b} {a}" if random() < 0.5 else f"{a} {b}"
+        return name, "", [GENRES[pl_genre_list[i]][0], MOODS[pl_mood_list[i]][0]]
+
+    names, descs, tags = [], [""] * p_n, []
     for i in range(p_n):
-        n_, d_, t_ = caption(i)
+        n_, _, t_ = caption(i)
         names.append(n_)
-        descs.append(d_)
         tags.append(t_)
     artist_of = kept % (g_n * spec.artists_per_genre)  # artist k belongs to genre k % g_n
+    kept_list = kept.tolist()
+    cell_label = [f"{GENRES[c // m_n][0]}, {MOODS[c % m_n][0]}" for c in range(g_n * m_n)]
     return Corpus(
         pids=[f"syn{i}" for i in range(p_n)],
         names=names,
@@ -126,12 +139,12 @@ def generate(spec: SyntheticSpec) -> Corpus:
         occ_playlist=occ_playlist,
         occ_position=occ_position,
         occ_track=occ_track,
-        track_ids=[f"t{t:07d}" for t in kept],
-        track_names=[f"Track {t} ({GENRES[track_genre[t]][0]}, {MOODS[track_mood[t]][0]})"
-                     for t in kept],
-        artists=[f"Artist {a}" for a in artist_of],
+        track_ids=[f"t{t:07d}" for t in kept_list],
+        track_names=[f"Track {t} ({cell_label[c]})"
+                     for t, c in zip(kept_list, cell[kept].tolist(), strict=True)],
+        artists=[f"Artist {a}" for a in artist_of.tolist()],
         albums=[None] * kept.shape[0],
-        track_genres=[[GENRES[track_genre[t]][0]] for t in kept],
+        track_genres=[[GENRES[gi][0]] for gi in track_genre[kept].tolist()],
         manifest={"synthetic": {"spec": spec.__dict__,
                                 "track_genre": track_genre[kept].tolist()
                                 if kept.shape[0] <= 200_000 else None,
