@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from dynplayer.data.cooccurrence import _sorted_unique
 from dynplayer.data.corpus import Corpus
 
 
@@ -37,11 +38,12 @@ def corpus_stats(corpus: Corpus) -> dict[str, Any]:
                 "genre_labelled_tracks"):
         if key in counts:
             out[key] = counts[key]
-    out["tracks_in_5_or_more_playlists"] = int(
-        (np.bincount(np.unique(corpus.occ_playlist.astype(np.int64) * corpus.n_tracks
-                               + corpus.occ_track)
-                     % corpus.n_tracks, minlength=corpus.n_tracks) >= 5).sum()
-    )
+    pairs = _sorted_unique(corpus.occ_playlist.astype(np.int64) * corpus.n_tracks
+                           + corpus.occ_track)
+    playlists_per_track = np.bincount(pairs % max(1, corpus.n_tracks),
+                                      minlength=corpus.n_tracks)
+    out["tracks_in_5_or_more_playlists"] = int((playlists_per_track >= 5).sum())
+    out["tracks_with_5_or_more_occurrences"] = int((pop >= 5).sum())
     out["playlist_length"] = _quantiles(lengths.astype(float))
     out["occurrences_per_track"] = _quantiles(pop.astype(float))
     if corpus.neighbour_count is not None:
