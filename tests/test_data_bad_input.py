@@ -207,3 +207,18 @@ def test_console_script_subprocess(tmp_path: Path) -> None:
     assert res.returncode == 2
     assert res.stderr == (f"dynplayer: error: {src}:2, playlist b, field 'tracks': playlist has "
                           "no tracks\n")
+
+
+def test_prepare_refuses_to_replace_a_non_corpus_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    precious = tmp_path / "notes"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("do not delete")
+    code, _, err = run(capsys, monkeypatch, "prepare", str(FIX / "melon"), "--out", str(precious))
+    assert_one_line_error(code, err, str(precious), "not a corpus directory")
+    assert (precious / "thesis.txt").read_text() == "do not delete"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run(capsys, monkeypatch, "prepare", str(FIX / "melon"), "--out", str(empty))
+    assert code == 0, err

@@ -122,3 +122,17 @@ def test_real_melon_val_counts(shared_data: Path) -> None:
     c = read_corpus([shared_data / "melon" / "val.json.gz"])
     assert (c.n_playlists, c.n_occurrences, c.n_tracks) == (1802, 82976, 47873)
     assert c.sources[0] == "melon"
+
+
+def test_long_first_line_jsonl_without_telling_name(tmp_path: Path) -> None:
+    f = tmp_path / "export.json"
+    tracks = [f"track-{i:05d}" for i in range(600)]  # a first line far longer than 4 KiB
+    f.write_text(json.dumps({"pid": "x", "name": "long", "tracks": tracks}) + "\n")
+    assert sniff_format(f) == "jsonl"
+    assert read_corpus([tmp_path]).n_occurrences == 600
+
+
+def test_directory_skips_crawl_state(tmp_path: Path) -> None:
+    (tmp_path / "c.jsonl").write_text(json.dumps({"pid": 1, "name": "a", "tracks": ["t"]}) + "\n")
+    (tmp_path / "c.jsonl.state.json").write_text('{\n "version": 1\n}\n')
+    assert read_corpus([tmp_path]).pids == ["1"]

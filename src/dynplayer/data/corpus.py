@@ -198,6 +198,12 @@ def save_corpus(corpus: Corpus, out: Path) -> Path:
     A previous corpus at `out` is replaced only once the new one is complete.
     """
     out = Path(out)
+    if out.exists() and not (out / "manifest.json").exists() and (
+        not out.is_dir() or any(out.iterdir())
+    ):
+        # Replacing means deleting: never do that to something that is not a corpus.
+        raise ArtifactError(f"{out}: exists and is not a corpus directory; refusing to "
+                            "replace it (choose another --out or remove it)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:

@@ -63,7 +63,7 @@ def expand_inputs(inputs: Iterable[Path]) -> list[Path]:
             found = sorted(
                 f for f in p.iterdir()
                 if f.is_file() and f.name.endswith(_DATA_SUFFIXES) and not f.name.startswith(".")
-                and "genre_gn_all" not in f.name
+                and "genre_gn_all" not in f.name and not f.name.endswith(".state.json")
             )
             if not found:
                 raise DataError("directory holds no playlist files (*.json, *.jsonl, *.gz)",
@@ -74,6 +74,20 @@ def expand_inputs(inputs: Iterable[Path]) -> list[Path]:
         else:
             raise DataError("no such file or directory", file=str(p))
     return files
+
+
+def _first_line(path: Path, limit: int = 64 << 20) -> str:
+    """The first non-blank line of a text file (read up to `limit` characters)."""
+    try:
+        with _open_text(path) as fh:
+            for line in fh:
+                if line.strip():
+                    return line[:limit]
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise DataError(f"cannot read file: {exc}", file=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text ({exc.reason})", file=str(path)) from exc
+    return ""
 
 
 def sniff_format(path: Path) -> str:
@@ -97,11 +111,10 @@ def sniff_format(path: Path) -> str:
         if "plylst_title" in head or '"songs"' in head:
             return "melon"
     if stripped.startswith("{"):
-        first_line = stripped.split("\n", 1)[0]
         if '"playlists"' in head[:2000] and '"info"' in head[:2000]:
             return "mpd"
         try:
-            json.loads(first_line)
+            json.loads(_first_line(path))  # in full: one playlist line can exceed any head
             return "jsonl"
         except json.JSONDecodeError:
             if '"playlists"' in head:
