@@ -202,7 +202,8 @@ def register(app: typer.Typer) -> None:
             r = report["real"]
             c = r["counts"]
             typer.echo(f"(a) prepare {r['input']}: {r['wall_s']} s in prepare() "
-                       f"({r['process_wall_s']} s with process start), peak RSS "
+                       f"({r['process_wall_s']} s with process start; {r['cpu_s']} CPU s), "
+                       f"peak RSS "
                        f"{r['peak_rss_mb']:.0f} MiB; {c['playlists']:,} playlists, "
                        f"{c['occurrences']:,} occurrences, {c['selected_tracks']:,} selected; "
                        f"stages {r['timings_s']}")
@@ -211,5 +212,6 @@ def register(app: typer.Typer) -> None:
             c = s["counts"]
             typer.echo(f"(b) synthetic {c['playlists']:,} playlists, {c['occurrences']:,} "
                        f"occurrences, {c['tracks']:,} tracks: generate {s['generate_s']} s, "
-                       f"derive {s['derive_s']} s (stages {s['timings_s']}), peak RSS "
+                       f"derive {s['derive_s']} s ({s['derive_cpu_s']} CPU s; stages "
+                       f"{s['timings_s']}), peak RSS "
                        f"{s['peak_rss_mb']:.0f} MiB; {c['selected_tracks']:,} selected")

@@ -28,6 +28,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def cpu_s() -> float:
+    """CPU seconds (user + system) this process has used: on a shared machine this is the
+    figure that does not depend on what else runs, beside the wall time."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def machine() -> dict[str, Any]:
     try:
         cpus = len(os.sched_getaffinity(0))
@@ -47,7 +54,8 @@ def bench_real(inputs: list[str], artist_genres: str | None, out: str) -> dict[s
     corpus = prepare([Path(p) for p in inputs], Path(out), DataConfig(),
                      artist_genres=Path(artist_genres) if artist_genres else None)
     wall = time.perf_counter() - t0
-    return {"wall_s": round(wall, 2), "timings_s": corpus.manifest["timings_s"],
+    return {"wall_s": round(wall, 2), "cpu_s": round(cpu_s(), 2),
+            "timings_s": corpus.manifest["timings_s"],
             "counts": corpus.manifest["counts"], "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
@@ -63,9 +71,11 @@ def bench_synthetic(n_playlists: int, n_tracks: int, mean_length: float,
                                     mean_length=mean_length, seed=seed))
     t1 = time.perf_counter()
     rss_generated = peak_rss_mb()
+    cpu1 = cpu_s()
     derive(corpus, DataConfig(seed=seed))
     t2 = time.perf_counter()
     return {"generate_s": round(t1 - t0, 2), "derive_s": round(t2 - t1, 2),
+            "generate_cpu_s": round(cpu1, 2), "derive_cpu_s": round(cpu_s() - cpu1, 2),
             "timings_s": corpus.manifest["timings_s"], "counts": corpus.manifest["counts"],
             "peak_rss_mb_after_generate": round(rss_generated, 1),
             "peak_rss_mb": round(peak_rss_mb(), 1)}
