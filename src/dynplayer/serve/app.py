@@ -237,8 +237,10 @@ class Service:
             return self.build(reindex=reindex)
 
     def close(self) -> None:
+        """Release everything; a later startup (a new lifespan) builds again from settings."""
         if self.recommender is not None:
             self.recommender.close()
+            self.recommender = None
         if self.pool is not None:
             self.pool.close()
             self.pool = None
