@@ -104,6 +104,7 @@ def test_hold_out_rule() -> None:
     assert h[10:].sum() == 2  # round(1.5) = 2, and at least one stays visible
     again = hold_out(occ_playlist, occ_track, split, selected, fraction=0.5, seed=0)
     assert np.array_equal(h, again)
+    assert not hold_out(occ_playlist, occ_track, split, selected, fraction=0.0, seed=0).any()
 
 
 def test_derive_is_deterministic_and_counts_survivors() -> None:

@@ -222,3 +222,13 @@ def test_prepare_refuses_to_replace_a_non_corpus_directory(
     empty.mkdir()
     code, _, err = run(capsys, monkeypatch, "prepare", str(FIX / "melon"), "--out", str(empty))
     assert code == 0, err
+
+
+def test_bad_config_value_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    code, _, err = run(capsys, monkeypatch, "prepare", str(FIX / "melon"), "--out",
+                       str(tmp_path / "c"), "--set", "select_fraction=1.5", "--set", "window=0")
+    assert_one_line_error(code, err, "select_fraction must be in (0, 1]", "window must be >= 1")
+    code, _, err = run(capsys, monkeypatch, "prepare", str(FIX / "melon"), "--out",
+                       str(tmp_path / "c"), "--set", "windw=3")
+    assert_one_line_error(code, err, "unknown config key 'windw'")

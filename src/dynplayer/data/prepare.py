@@ -16,10 +16,31 @@ from dynplayer.data.corpus import TEST, TRAIN, VAL, Corpus, save_corpus
 from dynplayer.data.genres import assign_genre_labels, attach_genres, load_artist_genres
 from dynplayer.data.sources import read_corpus
 from dynplayer.data.split import hold_out, split_playlists
+from dynplayer.errors import ConfigError
+
+
+def check_config(cfg: DataConfig) -> None:
+    """One-line errors for values that cannot work (instead of a traceback deep inside)."""
+    problems = []
+    if cfg.window < 1:
+        problems.append(f"window must be >= 1 (got {cfg.window})")
+    if cfg.select_min_neighbours is None and not 0.0 < cfg.select_fraction <= 1.0:
+        problems.append(f"select_fraction must be in (0, 1] (got {cfg.select_fraction})")
+    if cfg.select_min_neighbours is not None and cfg.select_min_neighbours < 0:
+        problems.append("select_min_neighbours must be >= 0")
+    if cfg.val_fraction < 0 or cfg.test_fraction < 0 or cfg.val_fraction + cfg.test_fraction >= 1:
+        problems.append("val_fraction and test_fraction must be >= 0 and sum to less than 1")
+    if not 0.0 <= cfg.heldout_fraction <= 1.0:
+        problems.append(f"heldout_fraction must be in [0, 1] (got {cfg.heldout_fraction})")
+    if cfg.n_genres < 0:
+        problems.append("n_genres must be >= 0")
+    if problems:
+        raise ConfigError("data config: " + "; ".join(problems))
 
 
 def derive(corpus: Corpus, cfg: DataConfig) -> Corpus:
     """Neighbour counts, track selection, split and held-out tracks, genre classes (in place)."""
+    check_config(cfg)
     t0 = time.perf_counter()
     corpus.neighbour_count = neighbour_counts(
         corpus.occ_playlist, corpus.occ_track, corpus.n_tracks, cfg.window
@@ -83,6 +104,7 @@ def prepare(
     artist_genres: Path | None = None,
 ) -> Corpus:
     """Read `inputs`, derive everything, and write the corpus atomically to `out`."""
+    check_config(cfg)  # before reading: a bad value should not cost a full read
     t0 = time.perf_counter()
     corpus = read_corpus(inputs, fmt=fmt, lenient=lenient, tracks=tracks)
     t_read = time.perf_counter() - t0

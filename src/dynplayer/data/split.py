@@ -38,6 +38,8 @@ def hold_out(
     rounded, and always leave at least one selected track visible and hold out at least one
     when the playlist has two or more. Unselected occurrences are never held out.
     """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"held-out fraction must be in [0, 1], got {fraction}")
     rng = np.random.default_rng(seed + 1)
     n_occ = occ_track.shape[0]
     eligible = (split[occ_playlist] != TRAIN) & selected[occ_track]
@@ -53,7 +55,9 @@ def hold_out(
     starts = np.r_[0, np.flatnonzero(pl[1:] != pl[:-1]) + 1]
     sizes = np.diff(np.r_[starts, pl.shape[0]])
     rank = np.arange(pl.shape[0]) - np.repeat(starts, sizes)
-    n_hold = np.clip(np.round(sizes * fraction).astype(np.int64), 1, None)
+    n_hold = np.round(sizes * fraction).astype(np.int64)
+    if fraction > 0:  # fraction 0 means no hold-out at all, not "at least one"
+        n_hold = np.clip(n_hold, 1, None)
     n_hold = np.where(sizes >= 2, np.minimum(n_hold, sizes - 1), 0)
     heldout[idx[rank < np.repeat(n_hold, sizes)]] = True
     return heldout
