@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -206,3 +207,37 @@ def indexed_url(pg_server: EmbeddedServer, serve_catalog: Catalog) -> str:
 
     index_catalog(pg_server.url, serve_catalog, m=16, ef_construction=64)
     return pg_server.url
+
+
+@pytest.fixture(scope="session")
+def live_server() -> Any:
+    """`with live_server(app) as url:` runs the app under uvicorn on 127.0.0.1."""
+    return _live_server
+
+
+@contextlib.contextmanager
+def _live_server(app: Any) -> Iterator[str]:
+    """Run an ASGI app under uvicorn on 127.0.0.1 (a free port) in a thread; yields its URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -3,15 +3,14 @@ load with zero failed requests, and the database stopped and restarted under loa
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from dynplayer.serve.app import create_app
 from dynplayer.settings import Settings
@@ -22,29 +21,14 @@ pytestmark = pytest.mark.db
 TOKEN = "live-token"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def live_url(indexed_url: str, serve_run_dir: Path, standin_searcher: object) -> Iterator[str]:
+def live_url(indexed_url: str, serve_run_dir: Path, standin_searcher: object,
+             live_server: Any) -> Iterator[str]:
     settings = Settings(database_url=indexed_url, run_dir=serve_run_dir, backend="pgvector",
                         admin_token=TOKEN, text_playlists=20, pool_timeout=1.0)
     app = create_app(settings, searcher_factory=lambda _run: standin_searcher)  # type: ignore[arg-type,return-value]
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with live_server(app) as url:
+        yield url
 
 
 class Load:

@@ -7,6 +7,7 @@ const params = new URLSearchParams(window.location.search);
 const API = (params.get("api") || window.DYNPLAYER_API || "").replace(/\/+$/, "");
 const $ = (id) => document.getElementById(id);
 const seeds = new Map(); // track_id -> label, in pick order
+let modelLabel = "";
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -76,7 +77,7 @@ function render(title, tracks) {
 async function busy(what, work) {
   $("status").textContent = what;
   try { await work(); } catch (err) { showError(err.message); }
-  finally { $("status").textContent = ""; }
+  finally { $("status").textContent = modelLabel; }
 }
 
 function searchText(text) {
@@ -158,6 +159,7 @@ window.addEventListener("DOMContentLoaded", () => {
   $("track-input").addEventListener("input", suggest);
   $("continue-button").addEventListener("click", continuePlaylist);
   call("/readyz").then((r) => {
-    $("status").textContent = `model ${r.model_version}`;
+    modelLabel = `model ${r.model_version}${r.text_model ? "" : " (no text model)"}`;
+    $("status").textContent = modelLabel;
   }).catch(() => { $("status").textContent = "service not ready"; });
 });
