@@ -161,6 +161,12 @@ def make_svd_run(corpus_dir: Path, run_dir: Path, dim: int = 16) -> Path:
 
 
 @pytest.fixture(scope="session")
+def make_svd_run_factory() -> Any:
+    """`make_svd_run(corpus_dir, run_dir, dim)` for test modules."""
+    return make_svd_run
+
+
+@pytest.fixture(scope="session")
 def pg_server() -> Iterator[EmbeddedServer]:
     """The real embedded PostgreSQL + pgvector in a temp dir, started once per session."""
     import shutil

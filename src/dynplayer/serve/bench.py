@@ -1,0 +1,315 @@
+"""`dynplayer bench serve`: indexing time, HNSW recall against exact search, API latency under
+concurrent load over loopback, and reliability (database restart, reindex) under load.
+
+Everything runs on this machine: a fresh embedded PostgreSQL in a scratch directory, the API in a
+uvicorn subprocess on 127.0.0.1, and client threads with keep-alive connections.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dynplayer.errors import ConfigError, DynplayerError
+
+Echo = Callable[[str], None]
+TOKEN = "bench-admin-token"
+
+
+@dataclass
+class Sample:
+    start: float
+    status: int  # -1: connection error
+    seconds: float
+
+
+@dataclass
+class LoadRun:
+    samples: list[Sample] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def summary(self, t0: float | None = None, t1: float | None = None) -> dict[str, Any]:
+        chosen = [s for s in self.samples if (t0 is None or s.start >= t0)
+                  and (t1 is None or s.start < t1)]
+        ok = np.array([s.seconds for s in chosen if s.status == 200]) * 1000
+        statuses: dict[str, int] = {}
+        for s in chosen:
+            statuses[str(s.status)] = statuses.get(str(s.status), 0) + 1
+        span = (max(s.start for s in chosen) - min(s.start for s in chosen)) if chosen else 0
+        out: dict[str, Any] = {"requests": len(chosen), "statuses": statuses,
+                               "errors": len(chosen) - int(ok.shape[0]),
+                               "throughput_rps": round(len(chosen) / span, 1) if span else 0.0}
+        if ok.size:
+            out.update({f"p{q}_ms": round(float(np.percentile(ok, q)), 2) for q in (50, 90, 99)})
+            out["max_ms"] = round(float(ok.max()), 2)
+        return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _request(conn: http.client.HTTPConnection, method: str, path: str,
+             body: dict[str, Any] | None = None,
+             headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    data = None if body is None else json.dumps(body).encode()
+    hdrs = {"Content-Type": "application/json", **(headers or {})}
+    conn.request(method, path, body=data, headers=hdrs)
+    resp = conn.getresponse()
+    return resp.status, resp.read()
+
+
+class Clients:
+    """`n` threads posting text queries (keep-alive) until stopped."""
+
+    def __init__(self, port: int, queries: list[str], n: int, k: int, record: LoadRun) -> None:
+        self.port, self.queries, self.k, self.record = port, queries, k, record
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                        for i in range(n)]
+
+    def _run(self, i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        j = i
+        while not self.stop.is_set():
+            q = self.queries[j % len(self.queries)]
+            j += len(self.threads)
+            t0 = time.perf_counter()
+            try:
+                status, _ = _request(conn, "POST", "/v1/recommend/text", {"text": q, "k": self.k})
+            except (OSError, http.client.HTTPException):
+                status = -1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            with self.record.lock:
+                self.record.samples.append(Sample(t0, status, time.perf_counter() - t0))
+        conn.close()
+
+    def __enter__(self) -> Clients:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=60)
+
+
+def _overlap(a: list[str], b: list[str]) -> float:
+    return len(set(a) & set(b)) / max(len(a), 1)
+
+
+def recall_against_exact(exact: Any, hnsw: Any, track_ids: list[str], seeds: list[list[str]],
+                         texts: list[str], k: int = 50) -> dict[str, Any]:
+    """Mean (and min) overlap of HNSW top-k lists with the exact top-k lists."""
+    def stats(values: list[float]) -> dict[str, float]:
+        return {"mean": round(float(np.mean(values)), 4), "min": round(float(np.min(values)), 4),
+                "n": len(values)}
+
+    out: dict[str, Any] = {"k": k}
+    out["similar"] = stats([_overlap([t.track_id for t in exact.similar(x, k)],
+                                     [t.track_id for t in hnsw.similar(x, k)])
+                            for x in track_ids])
+    out["continue"] = stats([_overlap([t.track_id for t in exact.continue_playlist(s, k).tracks],
+                                      [t.track_id for t in hnsw.continue_playlist(s, k).tracks])
+                             for s in seeds])
+    if texts and exact.has_text:
+        out["text"] = stats([_overlap([t.track_id for t in exact.text(q, k)],
+                                      [t.track_id for t in hnsw.text(q, k)]) for q in texts])
+        vecs = [exact.searcher.encode_query(q) for q in texts]
+        out["text_playlists"] = stats(
+            [_overlap([str(r) for r in exact._top_playlists(v, exact.text_playlists)[0]],
+                      [str(r) for r in hnsw._top_playlists(v, hnsw.text_playlists)[0]])
+             for v in vecs])
+    return out
+
+
+def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_queries: int = 500,
+              reliability: bool = True, workdir: Path | None = None, out: Path | None = None,
+              echo: Echo = print, k: int = 20) -> dict[str, Any]:
+    """Measure everything; print a summary; return (and optionally write) the results."""
+    if not 1 <= clients <= 64:
+        raise ConfigError(f"--clients must be from 1 to 64, got {clients}")
+    if not 1 <= duration <= 300:
+        raise ConfigError(f"--duration must be from 1 to 300 seconds, got {duration}")
+    from dynplayer.data.corpus import TEST, load_corpus
+    from dynplayer.run import load_run
+    from dynplayer.serve.recommender import ExactRecommender, PgvectorRecommender
+    from dynplayer.store.catalog import build_catalog, load_searcher
+    from dynplayer.store.db import index_catalog, open_pool
+    from dynplayer.store.embedded import EmbeddedServer
+
+    results: dict[str, Any] = {"run_dir": str(run_dir), "clients": clients,
+                               "duration_s": duration, "cpus": os.cpu_count()}
+    scratch = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="dynplayer-bench-"))
+    server = EmbeddedServer(scratch / "pgdata", delete_on_stop=True)
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        t0 = time.perf_counter()
+        searcher = load_searcher(run_dir)
+        catalog = build_catalog(run_dir, searcher)
+        results["read_run_s"] = round(time.perf_counter() - t0, 2)
+        url = server.start()
+        report = index_catalog(url, catalog, progress=echo)
+        results["index"] = {"tracks": report.tracks, "playlists": report.playlists,
+                            "seconds": report.seconds}
+        echo(f"indexed {report.tracks:,} tracks, {report.playlists:,} playlists in "
+             f"{report.seconds['total']:.2f}s (+ {results['read_run_s']}s reading the run)")
+
+        run = load_run(run_dir)
+        corpus = load_corpus(run.corpus_dir)
+        rng = np.random.default_rng(0)
+        sample = [catalog.track_ids[i] for i in
+                  rng.choice(len(catalog.track_ids), min(n_queries, len(catalog.track_ids)),
+                             replace=False)]
+        known = set(catalog.track_ids)
+        indptr = corpus.playlist_indptr
+        seeds: list[list[str]] = []
+        texts: list[str] = []
+        for p in corpus.playlists_in(TEST):
+            occ = corpus.occ_track[indptr[p]:indptr[p + 1]]
+            ids = [corpus.track_ids[t] for t in occ if corpus.track_ids[t] in known][:50]
+            if ids and len(seeds) < n_queries // 2:
+                seeds.append(ids[: max(1, len(ids) // 2)])
+            caption = corpus.caption(int(p))
+            if caption and len(texts) < n_queries:
+                texts.append(caption[:500])
+        exact = ExactRecommender(catalog, searcher)
+        pool = open_pool(url, min_size=1, max_size=2)
+        pool.wait()
+        hnsw = PgvectorRecommender(pool, catalog.version, searcher)
+        results["recall"] = recall_against_exact(exact, hnsw, sample, seeds,
+                                                 texts[: n_queries // 2])
+        pool.close()
+        echo(f"HNSW vs exact top-50 overlap: {json.dumps(results['recall'])}")
+
+        if searcher is None:
+            echo("note: the run has no text model; the text load test is skipped")
+            return results
+        port = _free_port()
+        env = {**os.environ, "DYNPLAYER_DATABASE_URL": url, "DYNPLAYER_RUN_DIR": str(run_dir),
+               "DYNPLAYER_AUTO_INDEX": "false", "DYNPLAYER_ADMIN_TOKEN": TOKEN,
+               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "dynplayer.serve.app:create_app", "--factory",
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+             "--no-access-log"], env=env)
+        _wait_ready(port, proc)
+        queries = texts or ["rainy day jazz"]
+        warm = LoadRun()
+        with Clients(port, queries, clients, k, warm):
+            time.sleep(min(5.0, duration / 4))
+        record = LoadRun()
+        echo(f"load: {clients} clients, POST /v1/recommend/text k={k}, {duration:.0f}s ...")
+        with Clients(port, queries, clients, k, record):
+            time.sleep(duration)
+        results["load"] = record.summary()
+        echo(f"load: {json.dumps(results['load'])}")
+        if reliability:
+            results["reindex_under_load"] = _reindex_under_load(port, queries, clients, k)
+            echo(f"reindex under load: {json.dumps(results['reindex_under_load'])}")
+            results["db_restart_under_load"] = _restart_under_load(server, port, queries,
+                                                                   clients, k)
+            echo(f"database restart under load: {json.dumps(results['db_restart_under_load'])}")
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        server.stop()
+        if workdir is None:
+            shutil.rmtree(scratch, ignore_errors=True)
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DynplayerError(f"the API process exited with status {proc.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            status, _ = _request(conn, "GET", "/readyz")
+            conn.close()
+            if status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise DynplayerError("the API did not become ready")
+
+
+def _reindex_under_load(port: int, queries: list[str], clients: int, k: int) -> dict[str, Any]:
+    record = LoadRun()
+    with Clients(port, queries, clients, k, record):
+        time.sleep(2.0)
+        t0 = time.perf_counter()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        status, body = _request(conn, "POST", "/v1/admin/reindex",
+                                headers={"Authorization": f"Bearer {TOKEN}"})
+        conn.close()
+        reindex_s = time.perf_counter() - t0
+        time.sleep(2.0)
+    out = record.summary()
+    out.update({"reindex_status": status, "reindex_s": round(reindex_s, 2)})
+    if status != 200:
+        out["reindex_body"] = body.decode(errors="replace")[:300]
+    return out
+
+
+def _restart_under_load(server: Any, port: int, queries: list[str], clients: int,
+                        k: int, down_s: float = 5.0) -> dict[str, Any]:
+    record = LoadRun()
+    with Clients(port, queries, clients, k, record):
+        time.sleep(2.0)
+        t_down = time.perf_counter()
+        server.halt()
+        time.sleep(down_s)
+        t_up = time.perf_counter()
+        server.resume()
+        t_started = time.perf_counter()
+        deadline = t_started + 60
+        recovered = None
+        while time.perf_counter() < deadline:
+            with record.lock:
+                recent = [s for s in record.samples if s.start > time.perf_counter() - 0.5]
+            if len(recent) >= clients and all(s.status == 200 for s in recent):
+                recovered = min(s.start for s in recent)
+                break
+            time.sleep(0.1)
+        time.sleep(2.0)
+    during = [s for s in record.samples if t_down + 0.5 <= s.start < t_up]
+    failed = [s for s in during if s.status != 200]
+    statuses = sorted({s.status for s in record.samples})
+    return {
+        "down_s": down_s, "restart_s": round(t_started - t_up, 2),
+        "requests_while_down": len(during),
+        "statuses_while_down": sorted({s.status for s in during}),
+        "max_failed_latency_ms": round(max((s.seconds for s in failed), default=0) * 1000, 1),
+        "recovered_after_restart_s": None if recovered is None else
+        round(recovered - t_started, 2),
+        "statuses_overall": statuses,
+        "after_recovery": record.summary(t0=recovered + 0.5) if recovered else None,
+    }

@@ -1,0 +1,70 @@
+"""Real data: a corpus from ../shared/data/mpd (a slice of it, to stay fast) and an SVD run,
+indexed in the embedded PostgreSQL; HNSW top-50 lists overlap the exact ones >= 0.99."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dynplayer.config import DataConfig
+from dynplayer.data.corpus import TEST
+from dynplayer.data.prepare import prepare
+from dynplayer.serve.recommender import ExactRecommender, PgvectorRecommender
+from dynplayer.serve.recommender import Recommender as _Rec
+from dynplayer.store.catalog import build_catalog
+from dynplayer.store.db import Catalog, index_catalog, open_pool
+from dynplayer.store.embedded import EmbeddedServer
+
+pytestmark = [pytest.mark.realdata, pytest.mark.db]
+SLICES = 200  # of 932 files: about 1,500 playlists
+
+
+@pytest.fixture(scope="module")
+def mpd_catalog(shared_data: Path, tmp_path_factory: pytest.TempPathFactory,
+                make_svd_run_factory: Any) -> tuple[Catalog, Any]:
+    files = sorted((shared_data / "mpd").glob("mpd.slice.*"))[:SLICES]
+    corpus_dir = tmp_path_factory.mktemp("mpd") / "corpus"
+    corpus = prepare(files, corpus_dir, DataConfig(select_fraction=0.1))
+    run_dir = make_svd_run_factory(corpus_dir, tmp_path_factory.mktemp("mpdrun") / "run", 64)
+    return build_catalog(run_dir), corpus
+
+
+@pytest.fixture(scope="module")
+def pair(pg_server: EmbeddedServer,
+         mpd_catalog: tuple[Catalog, Any]) -> Iterator[tuple[_Rec, _Rec]]:
+    catalog, _ = mpd_catalog
+    index_catalog(pg_server.url, catalog)
+    pool = open_pool(pg_server.url, min_size=1, max_size=2)
+    pool.wait()
+    yield ExactRecommender(catalog), PgvectorRecommender(pool, catalog.version)
+    pool.close()
+
+
+def test_hnsw_top50_overlaps_exact(pair: tuple[_Rec, _Rec],
+                                   mpd_catalog: tuple[Catalog, Any]) -> None:
+    exact, hnsw = pair
+    catalog, corpus = mpd_catalog
+    assert len(catalog.track_ids) > 1000
+    rng = np.random.default_rng(0)
+    sample = rng.choice(len(catalog.track_ids), 200, replace=False)
+    overlaps = []
+    for i in sample:
+        a = [t.track_id for t in exact.similar(catalog.track_ids[i], 50)]
+        b = [t.track_id for t in hnsw.similar(catalog.track_ids[i], 50)]
+        overlaps.append(len(set(a) & set(b)) / 50)
+    known = set(catalog.track_ids)
+    indptr = corpus.playlist_indptr
+    for p in corpus.playlists_in(TEST)[:100]:
+        seeds = [corpus.track_ids[t] for t in corpus.occ_track[indptr[p]:indptr[p + 1]]
+                 if corpus.track_ids[t] in known][:10]
+        if not seeds:
+            continue
+        a = [t.track_id for t in exact.continue_playlist(seeds, 50).tracks]
+        b = [t.track_id for t in hnsw.continue_playlist(seeds, 50).tracks]
+        overlaps.append(len(set(a) & set(b)) / 50)
+    assert len(overlaps) > 250
+    assert float(np.mean(overlaps)) >= 0.99, np.mean(overlaps)
