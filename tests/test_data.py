@@ -208,3 +208,29 @@ def test_stats_json(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert stats["playlist_length"]["max"] == 4
     for png in ("popularity", "neighbours"):
         assert Path(stats["plots"][png]).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.realdata
+def test_real_prepare_and_stats(shared_data: Path, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str],
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "mpd"
+    run_cli(monkeypatch, "prepare", str(shared_data / "mpd"), "--out", str(out),
+            "--artist-genres", str(shared_data / "artist-genres" / "data_w_genres.csv.gz"))
+    capsys.readouterr()
+    run_cli(monkeypatch, "stats", str(out), "--json", "--plots", str(tmp_path / "plots"))
+    stats = json.loads(capsys.readouterr().out)
+    assert {k: stats[k] for k in ("playlists", "occurrences", "tracks", "selected_tracks",
+                                  "train_playlists", "val_playlists", "test_playlists")} == {
+        "playlists": 7071, "occurrences": 696957, "tracks": 201730,
+        "selected_tracks": 10087,  # ceil(5% of 201,730)
+        "train_playlists": 5303, "val_playlists": 707, "test_playlists": 1061}
+    assert stats["caption_coverage"]["name"] == 1.0
+    assert stats["caption_coverage"]["description"] == round(702 / 7071, 4)
+    corpus = load_corpus(out)
+    assert len(corpus.genre_classes) == 51 and corpus.genre_classes[0] == "pop"
+    assert corpus.manifest["artist_genre_matches"] > 100_000
+    # About 21,000 of the 23,939 frequent tracks match an artist (../shared/data/README.md).
+    frequent = corpus.occurrence_count >= 5
+    matched = np.array([bool(g) for g in corpus.track_genres])
+    assert 20_000 < int((frequent & matched).sum()) < 22_500
