@@ -405,7 +405,8 @@ def tune_peer(
         val = evaluate(peer) if evaluate is not None and len(points) > 1 else float("nan")
         rows.append({**point, "val_recall@10": val, "fit_seconds": round(fit_s, 2)})
         if log is not None:
-            log(f"  {name} {point or ''}: val recall@10 {val:.4f} (fit {fit_s:.1f}s)")
+            got = f"val recall@10 {val:.4f}" if val == val else "one setting, not tuned"
+            log(f"  {name} {point or ''}: {got} (fit {fit_s:.1f}s)")
         if best is None or val > best[0]:
             best = (val, peer, dict(peer.params), fit_s)
     assert best is not None
