@@ -9,6 +9,8 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import sys
+import time
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -374,9 +376,12 @@ READERS = {"mpd": read_mpd, "melon": read_melon, "jsonl": read_jsonl}
 
 def read_corpus(
     inputs: Iterable[Path], *, fmt: str = "auto", lenient: bool = False,
-    tracks: Iterable[Path] = (),
+    tracks: Iterable[Path] = (), progress: bool | None = None,
 ) -> Corpus:
-    """Read every input (files or directories) into one Corpus (no selection or split yet)."""
+    """Read every input (files or directories) into one Corpus (no selection or split yet).
+
+    Progress (files/s, ETA) goes to stderr when it is a terminal, unless `progress` says.
+    """
     if fmt not in FORMATS:
         raise DataError(f"unknown format {fmt!r} (choose one of {', '.join(FORMATS)})")
     builder = CorpusBuilder(SkipLog(lenient=lenient))
@@ -387,7 +392,9 @@ def read_corpus(
     for f in list(tracks):
         read_jsonl(Path(f), builder)
         builder.source_files.append(str(f))
-    for f in files:
+    show = sys.stderr.isatty() if progress is None else progress
+    t0 = last = time.monotonic()
+    for n, f in enumerate(files, start=1):
         try:
             kind = sniff_format(f) if fmt == "auto" else fmt
             READERS[kind](f, builder)
@@ -396,5 +403,13 @@ def read_corpus(
             # fatal by default; with --lenient it is skipped and counted like a bad record.
             builder.skip.fail(err)
             continue
+        finally:
+            now = time.monotonic()
+            if show and (now - last > 1.0 or n == len(files)):
+                last = now
+                rate = n / max(now - t0, 1e-9)
+                print(f"\rread {n}/{len(files)} files, {len(builder.pids):,} playlists "
+                      f"({rate:.1f} files/s, ETA {(len(files) - n) / rate:.0f} s)",
+                      end="\n" if n == len(files) else "", file=sys.stderr, flush=True)
         builder.source_files.append(str(f))
     return builder.build()
