@@ -232,3 +232,19 @@ def test_bad_config_value_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     code, _, err = run(capsys, monkeypatch, "prepare", str(FIX / "melon"), "--out",
                        str(tmp_path / "c"), "--set", "windw=3")
     assert_one_line_error(code, err, "unknown config key 'windw'")
+
+
+def test_damaged_corpus_and_bad_genre_file_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "c"
+    code, _, err = run(capsys, monkeypatch, "prepare", str(FIX / "melon"), "--out", str(out))
+    assert code == 0, err
+    (out / "tracks.parquet").write_bytes(b"garbage")
+    code, _, err = run(capsys, monkeypatch, "stats", str(out))
+    assert_one_line_error(code, err, str(out), "damaged corpus", "prepare")
+    latin = tmp_path / "genres.csv"
+    latin.write_bytes(b"genres,artists\nrock,Mot\xf6rhead\n")
+    code, _, err = run(capsys, monkeypatch, "prepare", str(FIX / "mpd_full"), "--out",
+                       str(tmp_path / "c2"), "--artist-genres", str(latin))
+    assert_one_line_error(code, err, str(latin), "not UTF-8")

@@ -170,6 +170,8 @@ class Corpus:
             keep &= ~self.heldout
         elif part == "heldout":
             keep &= self.heldout
+        elif part != "all":
+            raise ValueError(f"unknown part {part!r}")
         rows = row_of[self.occ_playlist[keep]]
         cols = col_of[self.occ_track[keep]]
         pos = self.occ_position[keep]
@@ -290,10 +292,18 @@ def load_corpus(path: Path) -> Corpus:
     missing = [f for f in files if not (d / f).exists()]
     if missing:
         raise ArtifactError(f"{d}: not a corpus directory (missing {', '.join(missing)})")
-    manifest = json.loads((d / "manifest.json").read_text())
-    pl = pq.read_table(d / "playlists.parquet")
-    oc = pq.read_table(d / "occurrences.parquet")
-    tr = pq.read_table(d / "tracks.parquet")
+    try:
+        manifest = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
+        pl = pq.read_table(d / "playlists.parquet")
+        oc = pq.read_table(d / "occurrences.parquet")
+        tr = pq.read_table(d / "tracks.parquet")
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        # json.JSONDecodeError and UnicodeDecodeError are ValueErrors.
+        raise ArtifactError(f"{d}: damaged corpus ({exc.__class__.__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''}); run "
+                            "`dynplayer prepare` again") from exc
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{d}: damaged corpus (manifest.json is not an object)")
     has_split = bool(manifest.get("has_split", False))
 
     def strs(table: pa.Table, col: str) -> list[Any]:

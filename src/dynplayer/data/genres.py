@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -41,10 +42,16 @@ def load_artist_genres(path: Path) -> dict[str, list[str]]:
     """Map normalised artist name -> genres from `data_w_genres.csv(.gz)`."""
     path = Path(path)
     try:
-        raw = gzip.open(path, "rb").read() if path.suffix == ".gz" else path.read_bytes()
-    except OSError as exc:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        text = raw.decode("utf-8")
+    except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"cannot read artist genres: {exc}", file=str(path)) from exc
-    reader = csv.DictReader(io.StringIO(raw.decode("utf-8")))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"artist genres file is not UTF-8 text ({exc.reason})",
+                        file=str(path)) from exc
+    reader = csv.DictReader(io.StringIO(text))
     if reader.fieldnames is None or "genres" not in reader.fieldnames or \
             "artists" not in reader.fieldnames:
         raise DataError("expected a CSV header with 'genres' and 'artists'", file=str(path),
