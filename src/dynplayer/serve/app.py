@@ -204,6 +204,8 @@ class Service:
         s = self.settings
         run_dir = self.run_dir()
         searcher = (self.searcher_factory or load_searcher)(run_dir)
+        if searcher is not None:
+            searcher.encode_query("warm up")  # load the text encoder before the first request
         detail: dict[str, Any] = {}
         if s.backend == "exact":
             rec: Recommender = ExactRecommender(build_catalog(run_dir, searcher), searcher,

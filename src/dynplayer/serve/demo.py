@@ -66,6 +66,8 @@ def serve_run(settings: Settings, *, host: str, port: int, echo: Echo = print,
         settings = settings.model_copy(update={"database_url": url})
     try:
         app = create_app(settings)
+        # Load now, not in the lifespan, so a bad run or database is a one-line error.
+        app.state.service.build()
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         echo(f"Dynplayer: http://{shown}:{port}/  (API docs: http://{shown}:{port}/docs; "
              "Ctrl-C stops)")

@@ -1,0 +1,59 @@
+"""`dynplayer index` / `serve` / `bench serve` from the command line: a run indexed into the
+embedded database, and user mistakes as one-line errors (exit 2), never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dynplayer.store.db import active_version, connect
+from dynplayer.store.embedded import EmbeddedServer
+
+
+def dynplayer(*args: str, env: dict[str, str] | None = None,
+              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dynplayer.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.db
+def test_index_command_loads_a_run(pg_server: EmbeddedServer, serve_run_dir: Path,
+                                   tmp_path: Path) -> None:
+    from dynplayer.store.db import run_version
+
+    done = dynplayer("index", str(serve_run_dir), "--database-url", pg_server.url, "--m", "8",
+                     "--ef-construction", "32")
+    assert done.returncode == 0, done.stderr
+    version = run_version(serve_run_dir)
+    assert f"indexed model {version}: 400 tracks, 450 playlists" in done.stdout
+    assert "no text model" in done.stdout  # the run has none: playlists without text vectors
+    with connect(pg_server.url) as conn:
+        assert active_version(conn) == version
+        (defn,) = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname LIKE "
+                               "'tracks_hnsw_%'").fetchone() or ("",)
+        assert "m='8'" in defn and "ef_construction='32'" in defn
+        # leave the session's model in place for the other tests
+        conn.execute("SELECT 1")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["serve", "/nonexistent/run", "--backend", "exact"], "run directory not found"),
+    (["serve", "/nonexistent/run", "--backend", "nope"], "--backend must be pgvector or exact"),
+    (["bench", "serve", "/nonexistent/run", "--clients", "0"], "--clients must be from 1"),
+])
+def test_user_mistakes_are_one_line_errors(args: list[str], message: str) -> None:
+    done = dynplayer(*args)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_unreachable_database_url_is_a_one_line_error(serve_run_dir: Path) -> None:
+    done = dynplayer("index", str(serve_run_dir), "--database-url",
+                     "postgresql://nobody@127.0.0.1:1/none")
+    assert done.returncode == 2 and "cannot connect to the database" in done.stderr
+    assert "Traceback" not in done.stderr
