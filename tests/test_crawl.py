@@ -30,6 +30,7 @@ CLIENT_ID, CLIENT_SECRET = "test-client", "test-secret"
 TOKEN = json.loads((FIXTURES / "token.json").read_text())["access_token"]
 P1, P2, P3, P4 = ("37i9dQZF1DX4WYpdgoIcn6", "1a2B3c4D5e6F7g8H9i0J1k", "0vvXsWCC9xrXsKd4FyS8kM",
                   "6ZQGZAD1nS4F9BBgZpLKQq")
+P5 = "37i9dQZF1DXcBWIGoYBM5M"
 
 
 def tid(i: int) -> str:
@@ -38,7 +39,8 @@ def tid(i: int) -> str:
 
 # What a complete crawl of ["chill", "workout"] must write (see the fixture files):
 # P1 has a removed (null) track and a repeat, P2 a local file, P4 only an episode and a local
-# file (so it is skipped), and "workout" finds P1 again (so it is not written twice).
+# file (so it is skipped), "workout" finds P1 again (so it is not written twice), and P5 is an
+# editorial playlist the API answers 404 for (skipped, the crawl goes on).
 EXPECTED = [
     (P1, "Chill Hits", [tid(1), tid(2), tid(4), tid(5), tid(1)]),
     (P2, "piano & rain", [tid(3), tid(2)]),
@@ -180,7 +182,8 @@ def test_crawl_writes_interchange_format_and_honours_retry_after(
     assert [t["track_id"] for t in tracks] == [tid(i) for i in (1, 2, 4, 5, 3, 6, 7, 8)]
     assert tracks[1] == {"track_id": tid(2), "track_name": "Song 2", "artist": "Ólafur Arnalds",
                          "album": "Album 2", "genres": None}
-    assert summary.playlists_written == 3 and summary.playlists_skipped == 1
+    assert summary.playlists_written == 3 and summary.playlists_skipped == 2
+    assert [s for _, r, s in server.log if r == f"playlist/{P5}/0"] == [404]
     assert summary.rate_limited == 1
 
     # The 429 said Retry-After: 1; the retry came no sooner.

@@ -34,6 +34,10 @@ class CrawlError(DynplayerError):
     """The API refused or kept failing; progress so far is saved and a rerun resumes."""
 
 
+class NotAvailable(CrawlError):
+    """404/403 for one resource (e.g. a playlist the app may not read): skip it, go on."""
+
+
 @dataclass(frozen=True)
 class CrawlConfig:
     """Where to crawl from and how patiently."""
@@ -246,6 +250,8 @@ class SpotifyClient:
             resp = self._request("GET", url, params=params, headers=headers)
             if resp.status_code == 401 and not refreshed:
                 continue
+            if resp.status_code in (403, 404):
+                raise NotAvailable(f"{path}: HTTP {resp.status_code} ({_error_text(resp)})")
             if resp.status_code != 200:
                 raise CrawlError(f"{path}: HTTP {resp.status_code} ({_error_text(resp)})")
             try:
@@ -388,7 +394,12 @@ def _fetch_playlist(client: SpotifyClient, meta: dict[str, Any], out: Path, trac
                                   "additional_types": "track"}
         if cfg.market:
             params["market"] = cfg.market
-        body = client.get(f"/playlists/{pid}/tracks", params)
+        try:
+            body = client.get(f"/playlists/{pid}/tracks", params)
+        except NotAvailable:
+            # Spotify answers 404 for playlists a client-credentials app may not read (its own
+            # editorial ones, since 2024): skip the playlist rather than stop the crawl.
+            return 0
         items = body.get("items")
         if not isinstance(items, list):
             raise CrawlError(f"/playlists/{pid}/tracks: response has no items")
