@@ -104,3 +104,18 @@ def register(app: typer.Typer) -> None:
             return
         for key, value in result.items():
             typer.echo(f"{key}: {value}")
+
+    @bench_app.command("train-scale")
+    def bench_train_scale(
+        work: Annotated[Path, typer.Option("--work", help="Scratch directory")],
+        playlists: Annotated[int, typer.Option(help="Synthetic playlists")] = 1_000_000,
+        n_tracks: Annotated[int, typer.Option("--tracks", help="Synthetic tracks")] = 100_000,
+        set_: Annotated[list[str] | None, typer.Option("--set", help="Train override")] = None,
+    ) -> None:
+        """Time training epochs on a synthetic corpus at MPD scale (default 1M playlists)."""
+        from dynplayer.train.bench import bench_scale
+        from dynplayer.train.config import load_train_config
+
+        cfg = load_train_config(None, ["epochs=1", "eval_playlists=2000", *(set_ or [])])
+        typer.echo(json.dumps(bench_scale(work, cfg, n_playlists=playlists, n_tracks=n_tracks),
+                              indent=2))

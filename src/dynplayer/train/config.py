@@ -25,6 +25,7 @@ class TrainConfig:
 
     objective: str = "set"
     dim: int = 128
+    init: str = "random"  # "random" (normal) or "svd" (item factors of the training matrix)
     temperature: float = 0.07
     learnable_temperature: bool = False
     lr: float = 5e-3
@@ -45,7 +46,7 @@ class TrainConfig:
     subset_max: float = 0.8
     mix_weight: float = 0.5
     pairwise_batch: int = 2048  # pairs per step of the pairwise term when objective = "mix"
-    seeds: int = 1  # >1: train this many seeds and average their normalised vectors
+    seeds: int = 1  # >1: train this many seeds; vectors = members side by side (dim * seeds)
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # torch CPU threads; 0 = torch's default (one per core)
@@ -64,6 +65,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise bad("objective", f"must be one of {', '.join(OBJECTIVES)}")
     if cfg.optimizer not in OPTIMIZERS:
         raise bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
+    if cfg.init not in ("random", "svd"):
+        raise bad("init", "must be random or svd")
     if cfg.device not in DEVICES:
         raise bad("device", f"must be one of {', '.join(DEVICES)}")
     if cfg.sparse and cfg.optimizer != "sparse_adam":

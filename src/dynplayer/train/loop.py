@@ -117,6 +117,26 @@ def planned_epochs(cfg: TrainConfig, data: TrainingData) -> tuple[int, int]:
     return cfg.epochs, cfg.epochs * spe
 
 
+def svd_init(data: TrainingData, dim: int, seed: int) -> np.ndarray:
+    """Item factors V_k S_k^(1/2) of the playlist x item matrix with columns scaled by
+    popularity^(-1/2) (so cosines of the rows approximate item-item cosine similarity), rows
+    L2-normalised. Dimensions beyond the matrix rank are filled with small noise."""
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import svds
+
+    rows = np.repeat(np.arange(data.n_playlists), np.diff(data.set_indptr))
+    x = sp.csr_matrix((np.ones(rows.shape[0]), (rows, data.set_cols)),
+                      shape=(data.n_playlists, data.n_items))
+    pop = np.asarray(x.sum(0)).ravel()
+    x = x @ sp.diags(1.0 / np.sqrt(np.maximum(pop, 1.0)))
+    k = min(dim, min(x.shape) - 1)
+    rng = np.random.default_rng(seed)
+    _, s, vt = svds(x, k=k, random_state=seed)
+    out = rng.normal(0, 1e-3, (data.n_items, dim))
+    out[:, :k] = vt.T * np.sqrt(s)[None, :]
+    return l2_normalize(out.astype(np.float32))
+
+
 class Trainer:
     """One member (one seed) of a run; the loop is `run_epoch` until `state.done`."""
 
@@ -130,6 +150,10 @@ class Trainer:
         self.model = TrackEncoder(data.n_items, cfg.dim, temperature=cfg.temperature,
                                   learnable_temperature=cfg.learnable_temperature,
                                   sparse=cfg.sparse).to(device)
+        if cfg.init == "svd":
+            with torch.no_grad():
+                self.model.embedding.weight.copy_(torch.as_tensor(
+                    svd_init(data, cfg.dim, self.seed), device=device))
         self.net: torch.nn.Module = self.model
         if dist_info.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
@@ -357,7 +381,7 @@ def train_run(corpus_dir: Path, out: Path, cfg: TrainConfig, *, full: bool = Fal
     `full` trains on every playlist except the validation ones (test included). With `resume`,
     an existing checkpoint in `out` (same config, corpus and `full`) is continued; the result is
     the same as an uninterrupted run. Returns the written run (vectors of the best epoch; with
-    seeds > 1, the normalised mean of the members' best vectors).
+    seeds > 1, the members' best vectors side by side: see `ensemble`).
     """
     cfg = validate(cfg)
     if cfg.threads > 0:
@@ -368,6 +392,8 @@ def train_run(corpus_dir: Path, out: Path, cfg: TrainConfig, *, full: bool = Fal
     corpus.require_split()
     dist_info = _init_distributed(cfg.device)
     device = resolve_device(cfg.device, dist_info)
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls: the logits need no more
     data = build_training_data(corpus, full=full, window=cfg.window,
                                neighbours=cfg.mask_false_negatives
                                and cfg.objective in ("pairwise", "mix"))
@@ -437,7 +463,7 @@ def train_run(corpus_dir: Path, out: Path, cfg: TrainConfig, *, full: bool = Fal
         if dist_info.main:
             _save_checkpoint(out, cfg, meta, None, state, member_vectors)
 
-    vectors = l2_normalize(np.mean([l2_normalize(v) for v in member_vectors], axis=0))
+    vectors = ensemble(member_vectors)
     final = evaluate_scorer(embedding_scorer(vectors), eval_set, ks=(10,))
     metrics = {
         "val_recall@10": final["recall@10"], "val_ndcg@10": final["ndcg@10"],
@@ -459,6 +485,18 @@ def train_run(corpus_dir: Path, out: Path, cfg: TrainConfig, *, full: bool = Fal
         dist.barrier()
     return load_run(out) if dist_info.main else Run(path=out, vectors=vectors, ids=ids,
                                                      config={**meta, "train": to_dict(cfg)})
+
+
+def ensemble(member_vectors: list[np.ndarray]) -> np.ndarray:
+    """One table from several seeds: the members' normalised vectors side by side, scaled by
+    1/sqrt(n) and renormalised. Independently trained tables are arbitrarily rotated against
+    each other, so averaging them would mix unrelated axes; concatenating keeps each member's
+    geometry, and the cosine of a mean-pooled playlist with a track is close to the mean of the
+    members' cosines."""
+    if len(member_vectors) == 1:
+        return l2_normalize(member_vectors[0])
+    scale = 1.0 / math.sqrt(len(member_vectors))
+    return l2_normalize(np.concatenate([l2_normalize(v) * scale for v in member_vectors], axis=1))
 
 
 def config_of_run(run: Run) -> TrainConfig:
