@@ -59,6 +59,9 @@ class RecordedSpotify(ThreadingHTTPServer):
         self.rate_limit_once: dict[str, int] = {}  # route -> Retry-After seconds
         self.fail_playlists_after: int | None = None  # 503 after this many item pages
         self.item_pages_served = 0
+        self.tokens_issued = 0
+        self.valid_token: str | None = None  # the last token handed out; None = all revoked
+        self.revoke_after_item_pages: int | None = None  # expire the token at this point
         self.lock = threading.Lock()
 
     @property
@@ -98,7 +101,12 @@ class Handler(BaseHTTPRequestHandler):
             self._answer("token", 400, {"error": "invalid_client",
                                         "error_description": "Invalid client"})
         else:
-            self._answer("token", 200, json.loads((FIXTURES / "token.json").read_text()))
+            body = json.loads((FIXTURES / "token.json").read_text())
+            with self.server.lock:
+                self.server.tokens_issued += 1
+                body["access_token"] = f"{TOKEN}-{self.server.tokens_issued}"
+                self.server.valid_token = body["access_token"]
+            self._answer("token", 200, body)
 
     def do_GET(self) -> None:  # noqa: N802
         url = urlparse(self.path)
@@ -112,8 +120,14 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._answer(url.path, 404, {"error": {"status": 404, "message": "Not found"}})
             return
-        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-            self._answer(route, 401, {"error": {"status": 401, "message": "Invalid token"}})
+        with self.server.lock:
+            if self.server.revoke_after_item_pages == self.server.item_pages_served:
+                self.server.revoke_after_item_pages = None
+                self.server.valid_token = None  # the token expires now
+            valid = self.server.valid_token
+        if valid is None or self.headers.get("Authorization") != f"Bearer {valid}":
+            self._answer(route, 401, {"error": {"status": 401,
+                                                "message": "The access token expired"}})
             return
         with self.server.lock:
             retry = self.server.rate_limit_once.pop(route, None)
@@ -200,6 +214,15 @@ def test_crawl_writes_interchange_format_and_honours_retry_after(
     assert corpus.pids == [P1, P2, P3]
     assert corpus.n_occurrences == 10 and corpus.n_tracks == 8
     assert corpus.artists[corpus.track_ids.index(tid(4))] == "Bonobo"
+
+
+def test_crawl_refreshes_an_expired_token(server: RecordedSpotify, tmp_path: Path) -> None:
+    server.revoke_after_item_pages = 1  # expires after P1's first page
+    out = tmp_path / "spotify.jsonl"
+    crawl(["chill", "workout"], out, config(server))
+    assert [(r["pid"], r["name"], r["tracks"]) for r in lines(out)] == EXPECTED
+    assert server.tokens_issued == 2
+    assert [s for _, r, s in server.log if r == f"playlist/{P1}/3"] == [401, 200]
 
 
 def test_crawl_resumes_after_server_failure_without_duplicates(

@@ -28,6 +28,7 @@ DEFAULT_AUTH_URL = "https://accounts.spotify.com/api/token"
 ENV_CLIENT_ID = "DYNPLAYER_SPOTIFY_CLIENT_ID"
 ENV_CLIENT_SECRET = "DYNPLAYER_SPOTIFY_CLIENT_SECRET"
 STATE_VERSION = 1
+MAX_SEARCH_RESULTS = 1000  # the Web API refuses search offsets beyond this
 
 
 class CrawlError(DynplayerError):
@@ -46,7 +47,7 @@ class CrawlConfig:
     client_secret: str
     api_base: str = DEFAULT_API_BASE
     auth_url: str = DEFAULT_AUTH_URL
-    per_keyword: int = 100  # playlists taken from the search results of each keyword
+    per_keyword: int = 100  # search results taken per keyword (the API serves at most 1,000)
     search_page: int = 50  # Spotify's maximum page size for search
     items_page: int = 100  # and for playlist items
     market: str | None = None
@@ -356,9 +357,10 @@ def _search(client: SpotifyClient, kw: str, state: CrawlState, state_file: Path,
             done: set[str], cfg: CrawlConfig) -> None:
     offset = state.search_offset.get(kw, 0)
     queued = {str(p["id"]) for p in state.pending}
-    while offset < cfg.per_keyword:
+    wanted = min(cfg.per_keyword, MAX_SEARCH_RESULTS)
+    while offset < wanted:
         params: dict[str, Any] = {"q": kw, "type": "playlist", "offset": offset,
-                                  "limit": min(cfg.search_page, cfg.per_keyword - offset)}
+                                  "limit": min(cfg.search_page, wanted - offset)}
         if cfg.market:
             params["market"] = cfg.market
         body = client.get("/search", params)
