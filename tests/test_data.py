@@ -234,3 +234,22 @@ def test_real_prepare_and_stats(shared_data: Path, tmp_path: Path,
     frequent = corpus.occurrence_count >= 5
     matched = np.array([bool(g) for g in corpus.track_genres])
     assert 20_000 < int((frequent & matched).sum()) < 22_500
+
+
+def test_save_corpus_failing_mid_write_keeps_the_old_one(tmp_path: Path) -> None:
+    from dynplayer.data.corpus import save_corpus
+
+    good = derive(generate(SyntheticSpec(n_playlists=50, n_tracks=40, seed=0)),
+                  DataConfig(select_fraction=1.0))
+    out = tmp_path / "corpus"
+    save_corpus(good, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    broken = derive(generate(SyntheticSpec(n_playlists=60, n_tracks=40, seed=1)),
+                    DataConfig(select_fraction=1.0))
+    # The three Parquet files are written, then the manifest fails to serialise.
+    broken.manifest["not_json"] = {1, 2}
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        save_corpus(broken, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["corpus"]  # no temporary debris
+    assert load_corpus(out).n_playlists == 50
