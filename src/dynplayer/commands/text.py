@@ -103,11 +103,13 @@ def register(app: typer.Typer) -> None:
         = None,
         latency_queries: Annotated[int, typer.Option(help="Queries timed one at a time")]
         = 500,
+        tune: Annotated[bool, typer.Option(help="The validation grid the defaults come from")]
+        = False,
     ) -> None:
         """Keyword -> playlist and keyword -> tracks tables, hubness, and query latency."""
         from dynplayer.text.bench import run_bench
 
-        text = run_bench(run_dir, split=split, latency_queries=latency_queries)
+        text = run_bench(run_dir, split=split, latency_queries=latency_queries, tune=tune)
         typer.echo(text)
         if out is not None:
             out.write_text(text + "\n", encoding="utf-8")

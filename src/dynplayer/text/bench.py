@@ -1,9 +1,196 @@
-"""`dynplayer bench text`: the text-search tables of docs/benchmarks.md (work in progress)."""
+"""`dynplayer bench text`: the text-search tables of docs/benchmarks.md, as markdown.
+
+Without --tune: keyword -> playlist, keyword -> tracks (every method), hubness and one-query
+latency on one split. With --tune (validation only): the grid the search defaults were chosen
+from.
+"""
 
 from __future__ import annotations
 
+import json
+import platform
+import time
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dynplayer.errors import ConfigError
+from dynplayer.text.evaluate import (
+    TextEval,
+    playlist_retrieval,
+    prepare_eval,
+    ranking_metrics,
+    retrieval_hubness,
+    track_scores,
+)
+from dynplayer.text.search import TextSearcher
+
+METRIC_KEYS = ("recall@10", "ndcg@10", "recall@50", "ndcg@50")
 
 
-def run_bench(run_dir: Path, split: str = "test", latency_queries: int = 500) -> str:
-    raise NotImplementedError("bench text is being written")
+def _row(cells: list[Any]) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4f}"
+
+
+def _header(searcher: TextSearcher, ev: TextEval, split: str) -> list[str]:
+    run_cfg = json.loads((searcher.path.parent / "config.json").read_text())
+    meta = json.loads((searcher.path / "config.json").read_text())
+    track_model = run_cfg.get("model") or run_cfg.get("objective") or "dynplayer train"
+    m = meta["metrics"]
+    c = searcher.cfg
+    return [
+        f"run `{searcher.path.parent}` (track model: {track_model}; corpus "
+        f"`{meta['corpus_dir']}`), text encoder `{c.encoder}`; split `{split}`: {ev.n:,} "
+        f"held-out playlists with a caption and a vocabulary track; {len(searcher.playlist_pids):,}"
+        f" searchable training playlists; vocabulary {len(searcher.track_ids):,} tracks.",
+        f"text model: {m['n_train_playlists']:,} training captions, trained in "
+        f"{m['train_seconds']:.1f}s ({m['total_seconds']:.1f}s with loading, encoding and "
+        f"writing); search defaults: retrieval `{c.retrieval}` (caption weight "
+        f"{c.caption_weight}), top {c.top_playlists} playlists, similarity power {c.sim_power}, "
+        f"QB-Norm beta {c.qbnorm_beta}. Machine: {platform.machine()}, "
+        f"{_cpu_count()} CPU cores.",
+        "",
+    ]
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
+
+
+def run_bench(run_dir: Path, split: str = "test", latency_queries: int = 500,
+              tune: bool = False) -> str:
+    searcher = TextSearcher.load(run_dir)
+    ev = prepare_eval(searcher, split)
+    if tune:
+        if split != "val":
+            raise ConfigError("--tune runs on the validation split only (use --split val)")
+        return "\n".join(_header(searcher, ev, split) + tune_grid(ev))
+    lines = _header(searcher, ev, split)
+    lines += _playlist_table(ev)
+    lines += _track_table(ev)
+    lines += _hubness_table(ev)
+    lines += _latency(searcher, ev, latency_queries)
+    return "\n".join(lines)
+
+
+def _playlist_table(ev: TextEval) -> list[str]:
+    res = playlist_retrieval(ev)
+    lines = ["Keyword -> playlist (query: a held-out playlist's caption; candidates: the held-out "
+             "playlists of the split, by their tracks only; relevant: its own playlist)", "",
+             _row(["method", "Recall@10", "Recall@20", "candidate pool"]),
+             _row(["---"] * 4)]
+    for name, r in res.items():
+        lines.append(_row([name, _fmt(r["recall@10"]), _fmt(r["recall@20"]), f"{r['pool']:,}"]))
+    return lines + [""]
+
+
+def _track_table(ev: TextEval) -> list[str]:
+    c = ev.searcher.cfg
+    tuned = {"top_playlists": c.top_playlists, "sim_power": c.sim_power}
+    ref = {"top_playlists": 50, "sim_power": 1.0}
+    rows: list[tuple[str, bool, dict[str, float]]] = []
+
+    def add(name: str, peer: bool, method: str, **kw: Any) -> None:
+        kw.setdefault("caption_weight", c.caption_weight)
+        rows.append((name, peer, ranking_metrics(track_scores(ev, method, **kw), ev.relevant)))
+
+    add("popularity", True, "popularity")
+    add("BM25 -> top-50 playlists, occurrence x similarity", True, "bm25", **ref)
+    add("zero-shot caption cosine -> top-50 playlists", True, "caption", **ref)
+    add("direct text -> track cosine (joint space)", True, "direct")
+    pfx = f"-> top-{c.top_playlists}, similarity^{c.sim_power:g}"
+    add(f"BM25 {pfx} (default aggregation)", True, "bm25", **tuned)
+    add(f"zero-shot caption {pfx} (default aggregation)", True, "caption", **tuned)
+    add("joint space -> top-50 playlists (reference aggregation)", False, "joint", **ref)
+    add("hybrid -> top-50 playlists (reference aggregation)", False, "hybrid", **ref)
+    add(f"joint space {pfx}", False, "joint", **tuned)
+    add(f"**default**: {c.retrieval} {pfx}" + (f", QB-Norm beta {c.qbnorm_beta:g}"
+                                              if c.qbnorm_beta > 0 else ""),
+        False, c.retrieval, **tuned, qbnorm_beta=c.qbnorm_beta)
+    if c.qbnorm_beta <= 0:
+        add(f"{c.retrieval} {pfx}, QB-Norm beta 10", False, c.retrieval, **tuned, qbnorm_beta=10)
+    best_peer = max(r["recall@50"] for _, peer, r in rows if peer)
+    lines = [f"Keyword -> tracks ({ev.n:,} queries; relevant: all vocabulary tracks of the "
+             f"held-out playlist; candidates: {len(ev.searcher.track_ids):,} tracks; ratio = "
+             "Recall@50 / best peer's Recall@50)", "",
+             _row(["method", "peer", "Recall@10", "NDCG@10", "Recall@50", "NDCG@50", "ratio"]),
+             _row(["---"] * 7)]
+    for name, peer, r in rows:
+        lines.append(_row([name, "yes" if peer else "", *(_fmt(r[k]) for k in METRIC_KEYS),
+                           f"{r['recall@50'] / best_peer:.2f}x"]))
+    return lines + [""]
+
+
+def _hubness_table(ev: TextEval) -> list[str]:
+    c = ev.searcher.cfg
+    lines = [f"Text-side hubness: k-occurrence of the top-{c.top_playlists} training playlists "
+             f"over the {ev.n:,} queries ({len(ev.searcher.playlist_pids):,} playlists)", "",
+             _row(["retrieval", "QB-Norm beta", "skewness", "Gini", "share of slots in top 1%",
+                   "never retrieved", "max N_k"]), _row(["---"] * 7)]
+    for method in ("bm25", "caption", "joint", "hybrid"):
+        for beta in ((0.0,) if method == "bm25" else (0.0, 10.0)):
+            h = retrieval_hubness(ev, method, c.top_playlists, beta, c.caption_weight)
+            lines.append(_row([method, f"{beta:g}", f"{h['skewness']:.2f}", f"{h['gini']:.3f}",
+                               f"{h['top1pct_share']:.3f}", f"{h['never_retrieved']:.3f}",
+                               h["max_occurrence"]]))
+    return lines + [""]
+
+
+def _latency(searcher: TextSearcher, ev: TextEval, n: int) -> list[str]:
+    queries = list(dict.fromkeys(ev.queries))[:max(n, 1)]
+    for q in queries[:20]:  # warm-up: lazy loads, caches
+        searcher.search(q, k=50)
+    total, encode = [], []
+    for q in queries:
+        t0 = time.perf_counter()
+        searcher.encode_query(q)
+        t1 = time.perf_counter()
+        searcher.search(q, k=50)
+        t2 = time.perf_counter()
+        encode.append(t1 - t0)
+        total.append(t2 - t1)
+    tot = np.array(total) * 1e3
+    enc = np.array(encode) * 1e3
+    return [f"One-query latency after loading (`TextSearcher.search(q, k=50)`, one query at a "
+            f"time, {len(queries)} distinct held-out captions): p50 {np.percentile(tot, 50):.2f} "
+            f"ms, p99 {np.percentile(tot, 99):.2f} ms; of which encoding the query "
+            f"p50 {np.percentile(enc, 50):.2f} ms, p99 {np.percentile(enc, 99):.2f} ms.", ""]
+
+
+def tune_grid(ev: TextEval) -> list[str]:
+    """Validation grid: retrieval x caption weight x top playlists x similarity power (+QB)."""
+    lines = ["Validation grid (keyword -> tracks)", "",
+             _row(["retrieval", "caption weight", "top playlists", "similarity power",
+                   "QB-Norm beta", "Recall@10", "NDCG@10", "Recall@50", "NDCG@50"]),
+             _row(["---"] * 9)]
+    results: list[tuple[float, list[Any]]] = []
+    settings: list[tuple[str, float]] = [("bm25", 0.0), ("caption", 1.0), ("joint", 0.0)]
+    settings += [("hybrid", w) for w in (0.25, 0.5, 0.75)]
+    for method, w in settings:
+        sims = ev.similarities(method, w)
+        for top in (20, 50, 100):
+            for power in (1.0, 2.0, 4.0):
+                r = ranking_metrics(track_scores(ev, method, top_playlists=top, sim_power=power,
+                                                 sims=sims), ev.relevant)
+                cells = [method, w, top, power, 0, *(_fmt(r[k]) for k in METRIC_KEYS)]
+                results.append((r["recall@50"], cells))
+                lines.append(_row(cells))
+    best = max((x for x in results if x[1][0] != "bm25"), key=lambda x: x[0])[1]
+    method, w, top, power = best[0], float(best[1]), int(best[2]), float(best[3])
+    for beta in (5.0, 10.0, 20.0, 40.0):
+        r = ranking_metrics(track_scores(ev, method, top_playlists=top, sim_power=power,
+                                         caption_weight=w, qbnorm_beta=beta), ev.relevant)
+        lines.append(_row([method, w, top, power, beta, *(_fmt(r[k]) for k in METRIC_KEYS)]))
+    for name in ("bm25", "caption", "joint", "hybrid"):
+        b = max((x for x in results if x[1][0] == name), key=lambda x: x[0])[1]
+        lines.append("")
+        lines.append(f"best {name} by Recall@50: caption weight {b[1]}, top {b[2]}, "
+                     f"power {b[3]}: Recall@50 {b[7]}")
+    return lines

@@ -28,17 +28,18 @@ class TextConfig:
     embed_dim: int = 256
     hidden: int = 512
     dropout: float = 0.1
-    epochs: int = 40
+    epochs: int = 10
     batch_size: int = 256
     lr: float = 2e-3
     weight_decay: float = 1e-4
+    track_loss_weight: float = 0.0  # weight of the text -> track softmax term (0 = CLIP only)
     track_keep_min: float = 0.5  # playlist side sees a random 50-100% of its tracks per epoch
     seed: int = 0
     # search (the defaults are the best on the MPD validation split; see docs/benchmarks.md)
     retrieval: str = "hybrid"  # joint | caption | hybrid
     caption_weight: float = 0.5  # hybrid: share of the caption-caption cosine in the similarity
-    top_playlists: int = 50
-    sim_power: float = 1.0  # track score = sum occurrence x similarity ** sim_power
+    top_playlists: int = 100
+    sim_power: float = 4.0  # track score = sum occurrence x similarity ** sim_power
     qbnorm_beta: float = 0.0  # > 0: query-bank (dynamic inverted softmax) normalisation
 
 
@@ -68,6 +69,7 @@ class CaptionPlaylistModel(nn.Module):
         self.text_head = ResidualProjection(text_dim, cfg.embed_dim, cfg.hidden, cfg.dropout)
         self.playlist_head = ResidualProjection(track_dim, cfg.embed_dim, cfg.hidden, cfg.dropout)
         self.logit_scale = nn.Parameter(torch.tensor(LOGIT_SCALE_INIT))
+        self.track_logit_scale = nn.Parameter(torch.tensor(LOGIT_SCALE_INIT))
 
     def encode_text(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.text_head(x), dim=-1)
@@ -99,6 +101,18 @@ def clip_loss(text_features: torch.Tensor, playlist_features: torch.Tensor,
     t2p = F.cross_entropy(logits, labels)
     p2t = F.cross_entropy(logits.T, labels)
     return {"text_to_playlist": t2p, "playlist_to_text": p2t, "contrastive_loss": (t2p + p2t) / 2}
+
+
+def track_loss(text_features: torch.Tensor, track_features: torch.Tensor,
+               targets: torch.Tensor, logit_scale: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Text -> track softmax over the whole vocabulary (features L2-normalised).
+
+    logits = exp(logit_scale) T V^T; targets (batch, V) are the playlists' tracks (any
+    non-negative weights). Loss = - sum_v y_v log softmax(logits)_v with y rows summing to 1.
+    """
+    logits = logit_scale.exp() * text_features @ track_features.T
+    y = targets / targets.sum(dim=1, keepdim=True).clamp_min(1e-12)
+    return {"text_to_track": -(y * F.log_softmax(logits, dim=1)).sum(dim=1).mean()}
 
 
 # ---- numpy inference (queries must not pay torch's per-call overhead) -------------------------

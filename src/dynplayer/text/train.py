@@ -36,7 +36,13 @@ from dynplayer.data.corpus import TRAIN, VAL, Corpus, load_corpus
 from dynplayer.errors import ArtifactError, ConfigError
 from dynplayer.run import Run, atomic_save_npy, atomic_write_bytes, atomic_write_json, load_run
 from dynplayer.text.encoders import ENCODERS, NgramEncoder, TextEncoder, encode_cached, make_encoder
-from dynplayer.text.model import CaptionPlaylistModel, TextConfig, clip_loss, head_to_numpy
+from dynplayer.text.model import (
+    CaptionPlaylistModel,
+    TextConfig,
+    clip_loss,
+    head_to_numpy,
+    track_loss,
+)
 
 
 @dataclass
@@ -118,6 +124,7 @@ def fit_model(data: TextData, text_x: np.ndarray, cfg: TextConfig,
                                                 total_steps=cfg.epochs * steps_per_epoch)
     tx = torch.from_numpy(np.ascontiguousarray(text_x, dtype=np.float32))
     cid = torch.from_numpy(caption_ids.astype(np.int64))
+    tv = torch.from_numpy(np.ascontiguousarray(data.track_vectors, dtype=np.float32))
     base = data.counts[rows].tocoo()
     first_of_row = np.unique(base.row, return_index=True)[1]
     history: list[dict[str, float]] = []
@@ -140,15 +147,22 @@ def fit_model(data: TextData, text_x: np.ndarray, cfg: TextConfig,
                 continue
             t, p, scale = model(tx[b], px[b])
             losses = clip_loss(t, p, scale, cid[b])
+            total_loss = losses["contrastive_loss"]
+            if cfg.track_loss_weight > 0:
+                targets = torch.from_numpy(sub[b.numpy()].toarray())
+                losses.update(track_loss(t, model.encode_playlist(tv), targets,
+                                         model.track_logit_scale))
+                total_loss = total_loss + cfg.track_loss_weight * losses["text_to_track"]
             opt.zero_grad()
-            losses["contrastive_loss"].backward()  # type: ignore[no-untyped-call]
+            total_loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             sched.step()
             with torch.no_grad():
                 model.logit_scale.clamp_(0.0, math.log(100.0))
+                model.track_logit_scale.clamp_(0.0, math.log(100.0))
             total += float(losses["contrastive_loss"].detach()) * b.shape[0]
         rec: dict[str, float] = {"epoch": epoch + 1, "loss": total / rows.shape[0],
-                                 "logit_scale": float(model.logit_scale.exp())}
+                                 "logit_scale": float(model.logit_scale.detach().exp())}
         if val_text_x is not None and val_rows is not None and val_rows.shape[0] > 1:
             rec["val_recall@10"] = _val_recall(model, data, val_text_x, val_rows)
             if best is None or rec["val_recall@10"] > best[0]:
@@ -194,7 +208,8 @@ def train_text(run_dir: Path, cfg: TextConfig) -> dict[str, Any]:
         raise ConfigError(f"unknown text encoder {cfg.encoder!r} (known: {', '.join(ENCODERS)})")
     if cfg.retrieval not in ("joint", "caption", "hybrid"):
         raise ConfigError(f"retrieval must be joint, caption or hybrid, not {cfg.retrieval!r}")
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    # One thread: the heads are small, and two threads on a shared 2-core machine were 12x slower.
+    torch.set_num_threads(1)
     t_start = time.perf_counter()
     run = load_run(run_dir)
     data = load_text_data(run)

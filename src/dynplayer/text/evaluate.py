@@ -1,0 +1,183 @@
+"""Evaluation of text search on held-out playlists, from their captions alone.
+
+Queries are the captions of the held-out playlists of one split (validation or test) that have a
+caption and at least one vocabulary track.
+
+* keyword -> playlist: the candidate pool is those same held-out playlists, each represented
+  only by its tracks (mean of its track vectors); the relevant item is the query's own playlist.
+  The text model compares the query with the candidates in the joint space. The peers cannot
+  see candidate captions either: they retrieve the top-50 training playlists by caption (BM25,
+  or zero-shot encoder cosine), and rank the candidates by cosine between the similarity-weighted
+  mean of those playlists' track means and each candidate's track mean.
+* keyword -> tracks: every vocabulary track of the held-out playlist is relevant; scores come
+  from popularity, from the reference aggregation (top-N training playlists -> sum of
+  occurrence x similarity) over BM25, zero-shot caption, joint-space or hybrid retrieval, or
+  from direct text -> track cosine in the joint space. Ties (tracks no retrieved playlist holds)
+  are broken by training popularity for every method alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from dynplayer.data.corpus import SPLIT_NAMES, TRAIN
+from dynplayer.errors import ConfigError
+from dynplayer.eval.metrics import ndcg_at_k, recall_at_k
+from dynplayer.run import l2_normalize, load_run
+from dynplayer.text.bm25 import BM25
+from dynplayer.text.hubness import hubness_stats, inverted_softmax_bias
+from dynplayer.text.model import project_numpy
+from dynplayer.text.search import TextSearcher, aggregate_scores, top_rows
+from dynplayer.text.train import TextData, load_text_data
+
+RETRIEVALS = ("bm25", "caption", "joint", "hybrid")
+
+
+@dataclass
+class TextEval:
+    """A held-out split's queries and answers, aligned with a trained searcher."""
+
+    searcher: TextSearcher
+    data: TextData
+    split: int
+    rows: np.ndarray  # corpus playlist_idx of the queries
+    queries: list[str]
+    relevant: sp.csr_matrix  # (n_queries, V) binary
+
+    @property
+    def n(self) -> int:
+        return len(self.queries)
+
+    @cached_property
+    def raw(self) -> np.ndarray:
+        return self.searcher.encoder.encode(self.queries)
+
+    @cached_property
+    def joint_q(self) -> np.ndarray:
+        return project_numpy(self.searcher.weights, "text", self.raw)
+
+    @cached_property
+    def bm25(self) -> BM25:
+        return BM25(self.searcher.playlist_captions)
+
+    @cached_property
+    def popularity(self) -> np.ndarray:
+        pop = np.asarray(self.searcher.occ.sum(axis=0)).ravel().astype(np.float32)
+        return pop / max(float(pop.max()), 1.0)
+
+    @cached_property
+    def train_track_mean(self) -> np.ndarray:
+        return self.data.track_mean(self.data.corpus.playlists_in(TRAIN))
+
+    def similarities(self, retrieval: str, caption_weight: float = 0.5) -> np.ndarray:
+        """(n_queries, P) query -> training playlist similarity under `retrieval`."""
+        s = self.searcher
+        if retrieval == "bm25":
+            return self.bm25.scores(self.queries)
+        if retrieval == "caption":
+            return self.raw @ l2_normalize(s.captions_x).T
+        if retrieval == "joint":
+            return self.joint_q @ s.joint.T
+        if retrieval == "hybrid":
+            return ((1 - caption_weight) * self.similarities("joint")
+                    + caption_weight * self.similarities("caption"))
+        raise ConfigError(f"unknown retrieval {retrieval!r} (known: {', '.join(RETRIEVALS)})")
+
+    def bank_bias(self, retrieval: str, beta: float, caption_weight: float = 0.5) -> np.ndarray:
+        """QB-Norm bias from the training captions as query bank (own caption left out)."""
+        s = self.searcher
+        cap = l2_normalize(s.captions_x)
+        if retrieval == "caption":
+            bank = cap @ cap.T
+        else:
+            jq = project_numpy(s.weights, "text", s.captions_x)
+            bank = jq @ s.joint.T
+            if retrieval == "hybrid":
+                bank = (1 - caption_weight) * bank + caption_weight * (cap @ cap.T)
+        return inverted_softmax_bias(bank, beta, exclude_diagonal=True)
+
+
+def prepare_eval(searcher: TextSearcher, split: str = "test") -> TextEval:
+    if split not in SPLIT_NAMES or SPLIT_NAMES[split] == TRAIN:
+        raise ConfigError(f"split must be val or test, not {split!r}")
+    data = load_text_data(load_run(searcher.path.parent))
+    if [data.corpus.track_ids[t] for t in data.vocab] != searcher.track_ids:
+        raise ConfigError(f"{searcher.path}: the text model was trained on other track vectors; "
+                          "rerun `dynplayer train-text`")
+    rows = data.usable(SPLIT_NAMES[split])
+    rel = data.counts[rows].tocsr()
+    rel.data[:] = 1.0
+    return TextEval(searcher=searcher, data=data, split=SPLIT_NAMES[split], rows=rows,
+                    queries=[data.captions[p] for p in rows], relevant=rel)
+
+
+def ranking_metrics(scores: np.ndarray, relevant: sp.csr_matrix,
+                    ks: tuple[int, ...] = (10, 50)) -> dict[str, float]:
+    """Recall@K and NDCG@K of each row's top-K (no masking: nothing of the playlist is seen)."""
+    top, _ = top_rows(scores, max(ks))
+    hits = np.asarray(relevant[np.arange(top.shape[0])[:, None], top].todense()) > 0
+    n_rel = np.diff(relevant.indptr).astype(np.int64)
+    out: dict[str, float] = {}
+    for k in ks:
+        out[f"recall@{k}"] = float(recall_at_k(hits, n_rel, k).mean())
+        out[f"ndcg@{k}"] = float(ndcg_at_k(hits, n_rel, k).mean())
+    return out
+
+
+def track_scores(ev: TextEval, method: str, *, top_playlists: int = 50, sim_power: float = 1.0,
+                 caption_weight: float = 0.5, qbnorm_beta: float = 0.0,
+                 sims: np.ndarray | None = None) -> np.ndarray:
+    """(n_queries, V) keyword -> track scores of `method` (popularity, direct, or a retrieval)."""
+    if method == "popularity":
+        return np.broadcast_to(ev.popularity, (ev.n, ev.popularity.shape[0])).copy()
+    if method == "direct":
+        return ev.joint_q @ ev.searcher.track_joint.T + 1e-6 * ev.popularity[None, :]
+    s = ev.similarities(method, caption_weight) if sims is None else sims
+    if qbnorm_beta > 0 and method != "bm25":
+        rows, _ = top_rows(s - ev.bank_bias(method, qbnorm_beta, caption_weight)[None, :],
+                           top_playlists)
+        vals = np.take_along_axis(s, rows, axis=1)
+    else:
+        rows, vals = top_rows(s, top_playlists)
+    scores = aggregate_scores(ev.searcher.occ, rows, vals, sim_power)
+    return scores + 1e-6 * ev.popularity[None, :]
+
+
+def playlist_retrieval(ev: TextEval, top_playlists: int = 50) -> dict[str, dict[str, Any]]:
+    """Keyword -> playlist Recall@10/@20 over the held-out pool, for the model and its peers."""
+    pool = ev.n
+    cand = ev.data.track_mean(ev.rows)
+    out: dict[str, dict[str, Any]] = {}
+
+    def recall(sims: np.ndarray) -> dict[str, Any]:
+        own = sims[np.arange(pool), np.arange(pool)][:, None]
+        rank = (sims > own).sum(axis=1)
+        return {"recall@10": float((rank < 10).mean()), "recall@20": float((rank < 20).mean()),
+                "pool": pool}
+
+    joint_c = project_numpy(ev.searcher.weights, "playlist", cand)
+    out["text model (joint space)"] = recall(ev.joint_q @ joint_c.T)
+    cand_n = l2_normalize(cand)
+    for name, method in (("BM25 -> training playlists' tracks", "bm25"),
+                         ("zero-shot caption -> training playlists' tracks", "caption")):
+        rows, vals = top_rows(ev.similarities(method), top_playlists)
+        w = np.clip(vals, 0.0, None)
+        pseudo = np.einsum("qm,qmd->qd", w, ev.train_track_mean[rows])
+        out[name] = recall(l2_normalize(pseudo) @ cand_n.T)
+    out["random"] = {"recall@10": min(10, pool) / pool, "recall@20": min(20, pool) / pool,
+                     "pool": pool}
+    return out
+
+
+def retrieval_hubness(ev: TextEval, method: str, top_playlists: int = 50,
+                      qbnorm_beta: float = 0.0, caption_weight: float = 0.5) -> dict[str, Any]:
+    s = ev.similarities(method, caption_weight)
+    if qbnorm_beta > 0:
+        s = s - ev.bank_bias(method, qbnorm_beta, caption_weight)[None, :]
+    rows, _ = top_rows(s, top_playlists)
+    return hubness_stats(rows, s.shape[1])
