@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     hnsw_ef_construction: int = Field(default=64, ge=4, le=1000)
     # hnsw.ef_search = clamp(ef_search_factor * rows wanted, ef_search_min, 1000)
     ef_search_min: int = Field(default=100, ge=1, le=1000)
-    ef_search_factor: float = Field(default=2.0, ge=1.0)
+    ef_search_factor: float = Field(default=4.0, ge=1.0)
     # Top playlists a text query aggregates (the reference uses 50).
     text_playlists: int = Field(default=50, ge=1, le=1000)
 

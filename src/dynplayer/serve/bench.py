@@ -124,9 +124,10 @@ def recall_against_exact(exact: Any, hnsw: Any, track_ids: list[str], seeds: lis
                 "n": len(values)}
 
     out: dict[str, Any] = {"k": k}
-    out["similar"] = stats([_overlap([t.track_id for t in exact.similar(x, k)],
-                                     [t.track_id for t in hnsw.similar(x, k)])
-                            for x in track_ids])
+    similar = [_overlap([t.track_id for t in exact.similar(x, k)],
+                        [t.track_id for t in hnsw.similar(x, k)]) for x in track_ids]
+    out["similar"] = stats(similar)
+    out["similar"]["worst_track_id"] = track_ids[int(np.argmin(similar))]
     out["continue"] = stats([_overlap([t.track_id for t in exact.continue_playlist(s, k).tracks],
                                       [t.track_id for t in hnsw.continue_playlist(s, k).tracks])
                              for s in seeds])
@@ -284,8 +285,8 @@ def _restart_under_load(server: Any, port: int, queries: list[str], clients: int
     record = LoadRun()
     with Clients(port, queries, clients, k, record):
         time.sleep(2.0)
-        t_down = time.perf_counter()
         server.halt()
+        t_down = time.perf_counter()  # the server is down from here
         time.sleep(down_s)
         t_up = time.perf_counter()
         server.resume()
@@ -300,7 +301,7 @@ def _restart_under_load(server: Any, port: int, queries: list[str], clients: int
                 break
             time.sleep(0.1)
         time.sleep(2.0)
-    during = [s for s in record.samples if t_down + 0.5 <= s.start < t_up]
+    during = [s for s in record.samples if t_down <= s.start < t_up]
     failed = [s for s in during if s.status != 200]
     statuses = sorted({s.status for s in record.samples})
     return {

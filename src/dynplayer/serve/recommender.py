@@ -246,7 +246,7 @@ class PgvectorRecommender(Recommender):
 
     def __init__(self, pool: ConnectionPool, version: str,
                  searcher: TextSearcherProtocol | None = None, *, text_playlists: int = 50,
-                 ef_search_min: int = 100, ef_search_factor: float = 2.0) -> None:
+                 ef_search_min: int = 100, ef_search_factor: float = 4.0) -> None:
         self.pool = pool
         self.version = version
         self.searcher = searcher
