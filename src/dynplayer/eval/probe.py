@@ -35,7 +35,7 @@ def linear_probe(
     *,
     test_fraction: float = 0.2,
     weight_decay: float = 1e-4,
-    max_iter: int = 200,
+    max_iter: int = 100,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Top-1 / Top-5 test accuracy of a multinomial logistic regression on frozen vectors.
