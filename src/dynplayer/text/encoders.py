@@ -110,7 +110,8 @@ class NgramEncoder:
         self.n_buckets = n_buckets
         self.dim = dim
         self.idf: np.ndarray | None = None  # (n_buckets,)
-        self.components: np.ndarray | None = None  # (n_buckets, dim)
+        self.used: np.ndarray | None = None  # int64 (U,): buckets seen in the fitted captions
+        self.components: np.ndarray | None = None  # (U, dim): SVD basis over those buckets
 
     def _hashed(self, texts: Sequence[str]) -> sp.csr_matrix:
         rows: list[int] = []
@@ -134,38 +135,36 @@ class NgramEncoder:
             raise ConfigError("the ngram encoder needs at least 3 non-empty captions to fit")
         tf = self._hashed(texts)
         df = np.bincount(tf.indices, minlength=self.n_buckets)
-        self.idf = np.log((1 + len(texts)) / (1 + df)).astype(np.float32) + 1.0
-        x = _row_normalize(tf @ sp.diags(self.idf))
+        self.idf = (np.log((1 + len(texts)) / (1 + df)) + 1.0).astype(np.float32)
         used = np.flatnonzero(df)
+        x = _row_normalize(tf @ sp.diags(self.idf))[:, used]
         k = int(min(self.dim, used.shape[0] - 1, len(texts) - 1))
-        rng = np.random.default_rng(seed)
-        v0 = rng.standard_normal(min(x[:, used].shape))
-        _, _, vt = svds(x[:, used].astype(np.float64), k=k, v0=v0)
-        comps = np.zeros((self.n_buckets, self.dim), dtype=np.float32)
-        comps[used, :k] = vt[::-1].T
-        self.components = comps
+        v0 = np.random.default_rng(seed).standard_normal(min(x.shape))
+        _, _, vt = svds(x.astype(np.float64), k=k, v0=v0)
+        comps = np.zeros((used.shape[0], self.dim), dtype=np.float32)
+        comps[:, :k] = vt[::-1].T
+        self.used, self.components = used, comps
         return self
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        if self.idf is None or self.components is None:
+        if self.idf is None or self.components is None or self.used is None:
             raise ConfigError("the ngram encoder is not fitted")
-        x = _row_normalize(self._hashed(texts) @ sp.diags(self.idf))
+        x = _row_normalize(self._hashed(texts) @ sp.diags(self.idf))[:, self.used]
         return l2_normalize(np.asarray(x @ self.components, dtype=np.float32))
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
-        for arr in (self.idf, self.components):
+        for arr in (self.idf, self.used, self.components):
             if arr is not None:
                 h.update(np.ascontiguousarray(arr).tobytes())
         return f"ngram-{h.hexdigest()[:16]}"
 
     def save(self, path: Path) -> None:
-        if self.idf is None or self.components is None:
+        if self.idf is None or self.components is None or self.used is None:
             raise ConfigError("the ngram encoder is not fitted")
-        used = np.flatnonzero(np.abs(self.components).sum(1) > 0)
         buf = io.BytesIO()
         np.savez(buf, n_buckets=np.int64(self.n_buckets), dim=np.int64(self.dim), idf=self.idf,
-                 used=used, components=self.components[used])
+                 used=self.used, components=self.components)
         from dynplayer.run import atomic_write_bytes
 
         atomic_write_bytes(path, buf.getvalue())
@@ -175,9 +174,8 @@ class NgramEncoder:
         with np.load(path, allow_pickle=False) as z:
             enc = cls(n_buckets=int(z["n_buckets"]), dim=int(z["dim"]))
             enc.idf = z["idf"].astype(np.float32)
-            comps = np.zeros((enc.n_buckets, enc.dim), dtype=np.float32)
-            comps[z["used"]] = z["components"]
-            enc.components = comps
+            enc.used = z["used"].astype(np.int64)
+            enc.components = z["components"].astype(np.float32)
         return enc
 
 

@@ -249,7 +249,7 @@ def write_artifacts(d: Path, data: TextData, encoder: TextEncoder, model: Captio
 
     weights = {**head_to_numpy(model.text_head, "text"),
                **head_to_numpy(model.playlist_head, "playlist")}
-    weights["logit_scale"] = np.array(float(model.logit_scale), dtype=np.float32)
+    weights["logit_scale"] = np.array(float(model.logit_scale.detach()), dtype=np.float32)
     buf = io.BytesIO()
     np.savez(buf, **weights)  # type: ignore[arg-type]
     atomic_write_bytes(d / "model.npz", buf.getvalue())

@@ -1,0 +1,204 @@
+"""Text search end to end on the planted synthetic corpus (its captions name the genre and mood,
+some in Korean), offline encoders, the CLI, and the real Melon data (Korean)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dynplayer.data.corpus import TEST, Corpus, load_corpus
+from dynplayer.errors import ConfigError, QueryError
+from dynplayer.text.evaluate import playlist_retrieval, prepare_eval, ranking_metrics, track_scores
+from dynplayer.text.model import TextConfig
+from dynplayer.text.search import TextSearcher
+from dynplayer.text.standin import svd_run
+from dynplayer.text.train import train_text
+
+GENRE_OF_QUERY = {"smooth jazz for a rainy day": "jazz", "신나는 케이팝": "k-pop",
+                  "heavy metal gym": "metal", "잔잔한 piano": "classical"}
+
+
+@pytest.fixture()
+def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """HF_HUB_OFFLINE=1 and every socket connection refused."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("network blocked by the test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    yield
+
+
+def _track_genres(corpus: Corpus, searcher: TextSearcher, track_ids: list[str]) -> list[str]:
+    genre_of = dict(zip(corpus.track_ids, (g[0] for g in corpus.track_genres), strict=True))
+    return [genre_of[t] for t in track_ids]
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory: pytest.TempPathFactory,
+                  synthetic_corpus_dir: Path) -> Path:
+    run = tmp_path_factory.mktemp("textrun") / "run"
+    svd_run(synthetic_corpus_dir, run, dim=32)
+    train_text(run, TextConfig(encoder="use", epochs=15, batch_size=64, embed_dim=64,
+                               hidden=128))
+    return run
+
+
+@pytest.mark.parametrize("encoder", ["use", "minilm", "ngram"])
+def test_encoders_load_and_encode_offline(no_network: None, encoder: str,
+                                          synthetic_corpus: Corpus) -> None:
+    from dynplayer.text.encoders import make_encoder
+
+    enc = make_encoder(encoder, fit_texts=synthetic_corpus.captions())
+    texts = ["rainy day jazz", "jazz for a rainy day", "heavy metal workout", "신나는 여름 노래"]
+    v = enc.encode(texts)
+    assert v.shape == (4, enc.dim) and v.dtype == np.float32
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
+    assert v[0] @ v[1] > v[0] @ v[2]  # paraphrase nearer than another genre
+
+
+def test_ngram_encoder_handles_korean(synthetic_corpus: Corpus, tmp_path: Path) -> None:
+    from dynplayer.text.encoders import NgramEncoder
+
+    enc = NgramEncoder(dim=32).fit(synthetic_corpus.captions())
+    enc.save(tmp_path / "ngram.npz")
+    again = NgramEncoder.load(tmp_path / "ngram.npz")
+    v = again.encode(["케이팝 아이돌", "k-pop 케이팝 party", "heavy metal gym"])
+    assert np.allclose(v, enc.encode(["케이팝 아이돌", "k-pop 케이팝 party", "heavy metal gym"]),
+                       atol=1e-6)
+    assert v[0] @ v[1] > v[0] @ v[2]
+    with pytest.raises(ConfigError):
+        NgramEncoder().fit(["only one"])
+
+
+def test_planted_genres_are_retrieved_from_captions(synthetic_run: Path,
+                                                    synthetic_corpus: Corpus) -> None:
+    searcher = TextSearcher.load(synthetic_run)
+    for query, genre in GENRE_OF_QUERY.items():
+        result = searcher.search(query, k=20)
+        genres = _track_genres(synthetic_corpus, searcher, [t.track_id for t in result.tracks])
+        assert len(genres) == 20
+        assert genres.count(genre) >= 18, (query, genres)
+        # Captions end with the planted tags, so the best playlists must name the genre.
+        assert all(genre in p.caption for p in result.playlists[:5]), result.playlists[:5]
+    # Held-out playlists: their own caption finds tracks of their planted genre.
+    ev = prepare_eval(searcher, "test")
+    top = np.argsort(-track_scores(ev, searcher.cfg.retrieval,
+                                   top_playlists=searcher.cfg.top_playlists,
+                                   sim_power=searcher.cfg.sim_power), axis=1)[:, :10]
+    genre_ids = np.array([synthetic_corpus.track_genres[t][0] for t in ev.data.vocab])
+    wanted = np.array([synthetic_corpus.tags[p][0] for p in ev.rows])
+    assert (genre_ids[top] == wanted[:, None]).mean() >= 0.95
+    # And the model beats popularity on the track task, and chance on the playlist task.
+    ours = ranking_metrics(track_scores(ev, "hybrid"), ev.relevant)["recall@50"]
+    pop = ranking_metrics(track_scores(ev, "popularity"), ev.relevant)["recall@50"]
+    assert ours > 2 * pop
+    pl = playlist_retrieval(ev)["text model (joint space)"]
+    assert pl["recall@10"] > 5 * playlist_retrieval(ev)["random"]["recall@10"]
+
+
+def test_aggregate_explains_every_track_score(synthetic_run: Path) -> None:
+    searcher = TextSearcher.load(synthetic_run)
+    q = searcher.encode_query("chill jazz")
+    assert q.shape == (searcher.playlist_vectors.shape[1],)
+    assert np.linalg.norm(q) == pytest.approx(1.0, abs=1e-5)
+    assert np.allclose(np.linalg.norm(searcher.playlist_vectors, axis=1), 1.0, atol=1e-5)
+    rows, sims = searcher.top_playlists(q[None, :], m=10)
+    result = searcher.aggregate(rows[0], sims[0], k=15, query="chill jazz")
+    assert [p.pid for p in result.playlists] == [searcher.playlist_pids[r] for r in rows[0]]
+    p = searcher.cfg.sim_power
+    col = {t: i for i, t in enumerate(searcher.track_ids)}
+    row_of = {pid: i for i, pid in enumerate(searcher.playlist_pids)}
+    scores = [t.score for t in result.tracks]
+    assert scores == sorted(scores, reverse=True)
+    for hit in result.tracks:
+        parts = [searcher.occ[row_of[b.pid], col[hit.track_id]] * max(b.similarity, 0) ** p
+                 for b in hit.because]
+        assert hit.score == pytest.approx(sum(parts), rel=1e-4)
+        assert parts == sorted(parts, reverse=True)  # contributors best first
+    # search() is exactly encode -> top playlists -> aggregate.
+    direct = searcher.search("chill jazz", k=15)
+    assert [t.track_id for t in direct.tracks] == [t.track_id for t in result.tracks[:15]] or \
+        searcher.cfg.top_playlists != 10
+    with pytest.raises(QueryError):
+        searcher.search("   ")
+    with pytest.raises(QueryError):
+        searcher.search("jazz", k=0)
+
+
+def _cli(args: list[str], capsys: pytest.CaptureFixture[str],
+         monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
+    """Run `dynplayer ARGS` in this process (the model stays loaded); (exit code, out, err)."""
+    from dynplayer.cli import main
+
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "argv", ["dynplayer", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    captured = capsys.readouterr()
+    return int(exit_info.value.code or 0), captured.out, captured.err
+
+
+def test_korean_query_round_trip_through_the_cli(synthetic_run: Path, tmp_path: Path,
+                                                  synthetic_corpus: Corpus,
+                                                  capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    queries = tmp_path / "queries.txt"
+    queries.write_text("신나는 케이팝\n\nheavy metal gym\n", encoding="utf-8")
+    code, out, _ = _cli(["search", str(synthetic_run), "--queries", str(queries), "-k", "12",
+                         "--jsonl"], capsys, monkeypatch)
+    assert code == 0
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [x["query"] for x in lines] == ["신나는 케이팝", "heavy metal gym"]
+    assert "신나는" in out  # written as UTF-8, not \u escapes
+    assert all(list(x) == ["query", "tracks", "scores"] for x in lines)
+    assert all(len(x["tracks"]) == 12 == len(x["scores"]) for x in lines)
+    assert lines[0]["scores"] == sorted(lines[0]["scores"], reverse=True)
+    searcher = TextSearcher.load(synthetic_run)
+    assert _track_genres(synthetic_corpus, searcher, lines[0]["tracks"]).count("k-pop") >= 11
+    assert _track_genres(synthetic_corpus, searcher, lines[1]["tracks"]).count("metal") >= 11
+    code, out, _ = _cli(["search", str(synthetic_run), "잔잔한 케이팝", "-k", "3"], capsys,
+                        monkeypatch)
+    assert code == 0 and "tracks (top 3)" in out and 'from "' in out
+    assert "케이팝" in out.split("tracks (top 3)")[0]  # contributing playlists are printed
+    for bad, why in (("x" * 10_000, "limit is 500"), (" \t ", "empty")):
+        code, _, err = _cli(["search", str(synthetic_run), bad], capsys, monkeypatch)
+        assert code == 2 and err.count("\n") == 1 and why in err, err
+
+
+def test_failed_retrain_leaves_the_text_model_in_place(synthetic_run: Path) -> None:
+    before = (synthetic_run / "text" / "config.json").read_bytes()
+    with pytest.raises(ConfigError):
+        train_text(synthetic_run, TextConfig(encoder="nonsense"))
+    with pytest.raises(ConfigError):
+        train_text(synthetic_run, TextConfig(retrieval="nonsense"))
+    assert (synthetic_run / "text" / "config.json").read_bytes() == before
+    assert not [p for p in synthetic_run.iterdir() if p.name.startswith(".text.tmp")]
+
+
+@pytest.mark.realdata
+def test_korean_melon_end_to_end(shared_data: Path, tmp_path: Path) -> None:
+    """Prepare the Melon split, stand-in track vectors, the n-gram text model, a Korean query."""
+    from dynplayer.config import DataConfig
+    from dynplayer.data.prepare import prepare
+
+    prepare([shared_data / "melon" / "val.json.gz"], tmp_path / "melon",
+            DataConfig(select_fraction=0.2))
+    corpus = load_corpus(tmp_path / "melon")
+    assert corpus.playlists_in(TEST).shape[0] > 100
+    svd_run(tmp_path / "melon", tmp_path / "run", dim=32)
+    train_text(tmp_path / "run", TextConfig(encoder="ngram", epochs=5))
+    searcher = TextSearcher.load(tmp_path / "run")
+    result = searcher.search("신나는 여름 노래", k=10)
+    assert len(result.tracks) == 10
+    assert any(w in p.caption for p in result.playlists[:10] for w in ("여름", "신나는"))
