@@ -9,6 +9,7 @@ name or artist. Scores are cosine similarities of L2-normalised vectors.
 from __future__ import annotations
 
 import abc
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -255,9 +256,14 @@ class PgvectorRecommender(Recommender):
         self.ef_search_factor = ef_search_factor
         self._pid_row = {} if searcher is None else \
             {p: i for i, p in enumerate(searcher.playlist_pids)}
+        self._local = threading.local()  # the connection a multi-step request holds
 
     @contextmanager
     def _conn(self) -> Iterator[psycopg.Connection[Any]]:
+        held = getattr(self._local, "conn", None)
+        if held is not None:
+            yield held
+            return
         try:
             with self.pool.connection() as conn:
                 yield conn
@@ -272,9 +278,23 @@ class PgvectorRecommender(Recommender):
             raise DatabaseUnavailable(f"the database is unavailable: {str(exc).strip()}") \
                 from exc
 
-    def _set_ef(self, conn: psycopg.Connection[Any], rows: int) -> None:
+    def _knn(self, conn: psycopg.Connection[Any], query: str, params: list[Any],
+             rows: int) -> list[tuple[Any, ...]]:
+        """An HNSW query with hnsw.ef_search set for `rows`, sent in one round trip."""
         ef = ef_search_for(rows, minimum=self.ef_search_min, factor=self.ef_search_factor)
-        conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef)])
+        with conn.pipeline():
+            conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", [str(ef)])
+            cur = conn.execute(query, params)
+        return cur.fetchall()
+
+    def text(self, text: str, k: int = 20) -> list[TrackResult]:
+        # One connection for the playlist search and the track lookup that follows it.
+        with self._conn() as conn:
+            self._local.conn = conn
+            try:
+                return super().text(text, k)
+            finally:
+                self._local.conn = None
 
     def _nearest_to_seeds(self, seeds: list[str], k: int, *, single: bool) -> Continuation:
         with self._conn() as conn:
@@ -288,20 +308,17 @@ class PgvectorRecommender(Recommender):
             stacked = np.stack([np.asarray(found[s].to_numpy(), np.float32) for s in known])
             query = l2_normalize(stacked.mean(axis=0, keepdims=True))[0]
             limit = k + len(known)
-            self._set_ef(conn, limit)
-            rows = conn.execute(
-                "SELECT track_id, name, artist, 1 - (vector <=> %s) FROM tracks "
-                "ORDER BY vector <=> %s LIMIT %s", [query, query, limit]).fetchall()
+            rows = self._knn(conn, "SELECT track_id, name, artist, 1 - (vector <=> %s) FROM "
+                             "tracks ORDER BY vector <=> %s LIMIT %s", [query, query, limit],
+                             limit)
         masked = set(known)
         tracks = [TrackResult(t, float(s), n, a) for t, n, a, s in rows if t not in masked][:k]
         return Continuation(tracks=tracks, seeds=known, unknown=unknown)
 
     def _top_playlists(self, qvec: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         with self._conn() as conn:
-            self._set_ef(conn, n)
-            rows = conn.execute(
-                "SELECT pid, 1 - (text_vector <=> %s) FROM playlists "
-                "ORDER BY text_vector <=> %s LIMIT %s", [qvec, qvec, n]).fetchall()
+            rows = self._knn(conn, "SELECT pid, 1 - (text_vector <=> %s) FROM playlists "
+                             "ORDER BY text_vector <=> %s LIMIT %s", [qvec, qvec, n], n)
         # Rows are mapped through pids, so a table swapped in by a reindex of another run can
         # never point `aggregate` at the wrong playlist.
         pairs = [(self._pid_row[p], s) for p, s in rows if p in self._pid_row]

@@ -68,20 +68,21 @@ def _configure(statement_timeout_ms: int) -> Callable[[psycopg.Connection[Any]],
     def configure(conn: psycopg.Connection[Any]) -> None:
         from pgvector.psycopg import register_vector
 
+        # Autocommit: every query is its own transaction, so no BEGIN/COMMIT round trips.
+        conn.autocommit = True
         try:
             register_vector(conn)
         except psycopg.ProgrammingError as exc:
             raise StoreError("the pgvector extension is not installed in this database "
                              "(run `dynplayer index` once, or CREATE EXTENSION vector)") from exc
         conn.execute(f"SET statement_timeout = {int(statement_timeout_ms)}")
-        conn.commit()
 
     return configure
 
 
 def open_pool(url: str, *, min_size: int = 2, max_size: int = 8, timeout: float = 1.0,
               statement_timeout_ms: int = 2000) -> ConnectionPool:
-    """A pool whose connections have pgvector registered (the pool's configure hook).
+    """A pool of autocommit connections with pgvector registered (the pool's configure hook).
 
     Prepared statements are off: a reindex swaps tables under the same names, and a statement
     prepared against the old table must not outlive it.
