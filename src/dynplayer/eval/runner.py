@@ -96,7 +96,12 @@ def evaluate_run(
         split_info["warning"] = ("the run was trained with --full (test playlists included), "
                                  "so its test figures are not a fair comparison")
         say(f"WARNING: {split_info['warning']}")
-    say(f"evaluating {es.n:,} playlists ({split_info['source']}) over {len(run.ids):,} tracks")
+    say(f"evaluating {es.n:,} playlists ({split_info['source']}) over {len(run.ids):,} tracks; "
+        f"{es.skipped:,} skipped (no visible or no held-out vocabulary track)")
+    if es.dropped_unknown:
+        d = es.dropped_unknown
+        say(f"tracks outside the model's vocabulary dropped: {d['visible']:,} visible, "
+            f"{d['heldout']:,} held out")
 
     methods: dict[str, dict[str, Any]] = {}
     t = time.perf_counter()
