@@ -145,7 +145,8 @@ def run_demo(*, workdir: Path | None, data: Path | None, synthetic: bool, serve:
         if not _stage(args, echo):
             raise DynplayerError("the data stage failed (see above)")
     else:
-        echo("[data] no ../shared/data/mpd here: using the built-in synthetic corpus")
+        echo("[data] the built-in synthetic corpus (--synthetic)" if synthetic else
+             "[data] no ../shared/data/mpd here: using the built-in synthetic corpus")
         if not _stage(["synth", "--out", str(corpus_dir)], echo):
             raise DynplayerError("the data stage failed (see above)")
 

@@ -1,0 +1,56 @@
+"""`dynplayer demo --no-serve` runs every stage to completion on the built-in synthetic corpus
+and leaves the run indexed in its own embedded database."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from dynplayer.store.db import active_version, connect, run_version
+from dynplayer.store.embedded import EmbeddedServer
+
+pytestmark = [pytest.mark.slow, pytest.mark.db]
+
+
+def test_demo_runs_every_stage_and_indexes() -> None:
+    # Not under pytest's basetemp (mode 0700): the server runs as an unprivileged user as root.
+    work = Path(tempfile.mkdtemp(prefix="dynplayer-test-demo-"))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "dynplayer.cli", "demo", "--synthetic", "--no-serve",
+             "--workdir", str(work)], capture_output=True, text=True, timeout=1500,
+            env={**os.environ, "DYNPLAYER_DATA_DIR": str(work / "data")})
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        out = done.stdout
+        run_dir = work / "run"
+        assert "[data] the built-in synthetic corpus (--synthetic)" in out
+        for stage in ("$ dynplayer synth", "[index] model", "[serve] skipped (--no-serve)"):
+            assert stage in out, out
+        assert (run_dir / "vectors.npy").exists() and (run_dir / "config.json").exists()
+        has_text = (run_dir / "text").is_dir()
+        assert has_text == ("$ dynplayer train-text" in out)
+        server = EmbeddedServer(work / "postgres")
+        server.start()
+        try:
+            with connect(server.url) as conn:
+                assert active_version(conn) == run_version(run_dir)
+                n = conn.execute("SELECT count(*) FROM tracks").fetchone()
+                assert n is not None and n[0] == len((run_dir / "ids.txt").read_text().split())
+                texts = conn.execute("SELECT count(text_vector) FROM playlists").fetchone()
+                assert texts is not None and (texts[0] > 0) == has_text
+        finally:
+            server.stop()
+        # a second run reuses every stage's output
+        again = subprocess.run(
+            [sys.executable, "-m", "dynplayer.cli", "demo", "--synthetic", "--no-serve",
+             "--workdir", str(work)], capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert "[data] reusing" in again.stdout and "[train] reusing" in again.stdout
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
