@@ -142,6 +142,28 @@ def recall_against_exact(exact: Any, hnsw: Any, track_ids: list[str], seeds: lis
     return out
 
 
+def text_breakdown(rec: Any, texts: list[str], k: int) -> dict[str, dict[str, float]]:
+    """Median and p99 milliseconds of each step of the pgvector text path, in process."""
+    steps: dict[str, list[float]] = {"encode": [], "playlist_search": [], "aggregate": [],
+                                     "track_lookup": [], "total": []}
+    searcher = rec.searcher
+    searcher.encode_query(texts[0])
+    for text in texts:
+        t0 = time.perf_counter()
+        q = np.asarray(searcher.encode_query(text), dtype=np.float32)
+        t1 = time.perf_counter()
+        rows, sims = rec._top_playlists(q, rec.text_playlists)
+        t2 = time.perf_counter()
+        hits = searcher.aggregate(rows, sims, k, query=text).tracks
+        t3 = time.perf_counter()
+        rec._track_info([h.track_id for h in hits])
+        t4 = time.perf_counter()
+        for name, dt in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0), strict=True):
+            steps[name].append(dt * 1000)
+    return {name: {"p50": round(float(np.median(v)), 2),
+                   "p99": round(float(np.percentile(v, 99)), 2)} for name, v in steps.items()}
+
+
 def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_queries: int = 500,
               reliability: bool = True, workdir: Path | None = None, out: Path | None = None,
               echo: Echo = print, k: int = 20) -> dict[str, Any]:
@@ -198,6 +220,9 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
         hnsw = PgvectorRecommender(pool, catalog.version, searcher)
         results["recall"] = recall_against_exact(exact, hnsw, sample, seeds,
                                                  texts[: n_queries // 2])
+        if searcher is not None and texts:
+            results["text_breakdown_ms"] = text_breakdown(hnsw, texts[:200], k)
+            echo(f"text path, one query at a time: {json.dumps(results['text_breakdown_ms'])}")
         pool.close()
         echo(f"HNSW vs exact top-50 overlap: {json.dumps(results['recall'])}")
 
@@ -217,6 +242,11 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
         warm = LoadRun()
         with Clients(port, queries, clients, k, warm):
             time.sleep(min(5.0, duration / 4))
+        single = LoadRun()
+        with Clients(port, queries, 1, k, single):
+            time.sleep(min(20.0, duration / 3))
+        results["load_1_client"] = single.summary()
+        echo(f"load, 1 client: {json.dumps(results['load_1_client'])}")
         record = LoadRun()
         echo(f"load: {clients} clients, POST /v1/recommend/text k={k}, {duration:.0f}s ...")
         with Clients(port, queries, clients, k, record):
