@@ -43,10 +43,12 @@ def test_index_command_loads_a_run(pg_server: EmbeddedServer, serve_run_dir: Pat
 @pytest.mark.parametrize(("args", "message"), [
     (["serve", "/nonexistent/run", "--backend", "exact"], "run directory not found"),
     (["serve", "/nonexistent/run", "--backend", "nope"], "--backend must be pgvector or exact"),
+    (["index", "RUN", "--m", "40", "--ef-construction", "64"], "ef_construction must be from"),
     (["bench", "serve", "/nonexistent/run", "--clients", "0"], "--clients must be from 1"),
 ])
-def test_user_mistakes_are_one_line_errors(args: list[str], message: str) -> None:
-    done = dynplayer(*args)
+def test_user_mistakes_are_one_line_errors(args: list[str], message: str,
+                                           serve_run_dir: Path) -> None:
+    done = dynplayer(*[str(serve_run_dir) if a == "RUN" else a for a in args])
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert message in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr

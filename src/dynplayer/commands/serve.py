@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -28,11 +28,11 @@ def register(app: typer.Typer) -> None:
         from dynplayer.settings import Settings
 
         settings = Settings()
-        overrides = {"database_url": database_url or settings.database_url}
+        overrides: dict[str, Any] = {"database_url": database_url or settings.database_url}
         if m is not None:
-            overrides["hnsw_m"] = m  # type: ignore[assignment]
+            overrides["hnsw_m"] = m
         if ef_construction is not None:
-            overrides["hnsw_ef_construction"] = ef_construction  # type: ignore[assignment]
+            overrides["hnsw_ef_construction"] = ef_construction
         report = index_run(run_dir, settings.model_copy(update=overrides), echo=typer.echo)
         typer.echo(f"indexed model {report.version}: {report.tracks:,} tracks, "
                    f"{report.playlists:,} playlists in {report.seconds['total']:.1f}s")

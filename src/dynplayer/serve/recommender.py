@@ -191,8 +191,8 @@ class ExactRecommender(Recommender):
         self.text_playlists = text_playlists
         self._row = {t: i for i, t in enumerate(catalog.track_ids)}
         self._vectors = l2_normalize(catalog.vectors)
-        self._names_lower = [(n or "").lower() for n in catalog.names]
-        self._artists_lower = [(a or "").lower() for a in catalog.artists]
+        self._names_lower = np.array([(n or "").lower() for n in catalog.names], dtype=str)
+        self._artists_lower = np.array([(a or "").lower() for a in catalog.artists], dtype=str)
         self._by_popularity = np.lexsort((np.arange(len(catalog.track_ids)),
                                           -np.asarray(catalog.popularity)))
         self._text_vectors = None if searcher is None else \
@@ -227,14 +227,11 @@ class ExactRecommender(Recommender):
 
     def _search(self, q: str, limit: int) -> list[TrackInfo]:
         needle = q.lower()
-        out: list[TrackInfo] = []
+        hit = (np.char.find(self._names_lower, needle) >= 0) | \
+            (np.char.find(self._artists_lower, needle) >= 0)
+        order = self._by_popularity[hit[self._by_popularity]][:limit]
         c = self.catalog
-        for i in self._by_popularity:
-            if needle in self._names_lower[i] or needle in self._artists_lower[i]:
-                out.append(TrackInfo(c.track_ids[i], c.names[i], c.artists[i]))
-                if len(out) == limit:
-                    break
-        return out
+        return [TrackInfo(c.track_ids[i], c.names[i], c.artists[i]) for i in order]
 
 
 def _like_pattern(q: str) -> str:

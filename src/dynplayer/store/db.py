@@ -29,7 +29,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from dynplayer.errors import StoreError
+from dynplayer.errors import ConfigError, StoreError
 
 ADVISORY_LOCK = 0x64796E70  # serialises concurrent reindexes ("dynp")
 MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
@@ -161,6 +161,11 @@ def _copy_rows(conn: psycopg.Connection[Any], table: str, columns: list[str], ty
 def index_catalog(url: str, catalog: Catalog, *, m: int = 16, ef_construction: int = 64,
                   progress: Callable[[str], None] | None = None) -> IndexReport:
     """Load `catalog` into new tables, build HNSW + ANALYZE, and swap them in atomically."""
+    if not 2 <= m <= 100:
+        raise ConfigError(f"HNSW m must be from 2 to 100, got {m}")
+    if not max(4, 2 * m) <= ef_construction <= 1000:
+        raise ConfigError(f"HNSW ef_construction must be from 2 x m ({max(4, 2 * m)}) to 1000, "
+                          f"got {ef_construction}")
     say = progress or (lambda _msg: None)
     times: dict[str, float] = {}
     t0 = time.perf_counter()
