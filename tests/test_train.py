@@ -21,7 +21,8 @@ from dynplayer.train.config import TrainConfig, load_train_config
 from dynplayer.train.loop import lr_at, train_run
 from dynplayer.train.sampling import build_training_data, pair_batch, set_batch
 
-TINY = TrainConfig(dim=32, batch_size=64, epochs=4, threads=1, seed=3)
+TINY = TrainConfig(objective="set", init="random", dim=32, batch_size=64, epochs=4, threads=1,
+                   seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +74,31 @@ def test_pairwise_objective_recovers_planted_genres(tmp_path: Path, synthetic_co
     assert _centroid_precision(run.vectors, genre).min() == 1.0
     hist = json.loads((tmp_path / "pw" / "metrics.json").read_text())["history"]
     assert {"info_nce", "uniformity", "loss"} <= set(hist[0])
+
+
+def test_mix_objective_from_svd_init_recovers_planted_groups(
+        tmp_path: Path, synthetic_corpus_dir: Path, synthetic_corpus: Corpus) -> None:
+    cfg = replace(TINY, objective="mix", init="svd", epochs=6, pairwise_batch=256)
+    run = train_run(synthetic_corpus_dir, tmp_path / "mix", cfg, progress=False)
+    vocab = synthetic_corpus.vocab()
+    cell = planted_groups(synthetic_corpus)[vocab]
+    assert _centroid_precision(run.vectors, cell).mean() >= 0.95
+    hist = json.loads((tmp_path / "mix" / "metrics.json").read_text())["history"]
+    assert {"set_nce", "info_nce", "loss"} <= set(hist[0])
+    assert hist[0]["loss"] == pytest.approx(hist[0]["set_nce"] + 0.5 * hist[0]["info_nce"],
+                                            rel=1e-6)
+
+
+def test_svd_init_is_normalised_and_already_clusters(synthetic_corpus: Corpus) -> None:
+    from dynplayer.train.loop import svd_init
+
+    data = build_training_data(synthetic_corpus, neighbours=False)
+    v = svd_init(data, 32, seed=0)
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    genre = np.asarray(synthetic_corpus.manifest["synthetic"]["track_genre"])[
+        synthetic_corpus.vocab()]
+    assert _centroid_precision(v, genre).mean() >= 0.9
+    np.testing.assert_array_equal(v, svd_init(data, 32, seed=0))
 
 
 def test_run_directory_contract(set_run: Path, synthetic_corpus_dir: Path,

@@ -16,7 +16,8 @@ from dynplayer.config import to_dict
 from dynplayer.train.config import TrainConfig
 from dynplayer.train.loop import train_run
 
-CFG = TrainConfig(dim=32, batch_size=64, epochs=3, threads=1, seed=5, device="cpu")
+CFG = TrainConfig(objective="set", init="svd", dim=32, batch_size=64, epochs=3, threads=1, seed=5,
+                  device="cpu")
 
 SCRIPT = """
 import json, sys

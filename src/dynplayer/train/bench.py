@@ -38,15 +38,18 @@ def bench_training(corpus_dir: Path, out: Path, cfg: TrainConfig, *, item2vec: b
                    test: bool = False) -> dict[str, Any]:
     corpus = load_corpus(corpus_dir)
     result: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-                              "config": cfg.objective}
-    t0 = time.perf_counter()
+                              "objective": cfg.objective, "init": cfg.init,
+                              "epochs": cfg.epochs, "threads": cfg.threads,
+                              "load_average_1m_before": round(os.getloadavg()[0], 1)}
+    t0, c0 = time.perf_counter(), time.process_time()
     run = train_run(corpus_dir, out, cfg, progress=False)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     import json
 
     metrics = json.loads((run.path / "metrics.json").read_text())
     result.update({
-        "train_wall_s": round(wall, 1), "train_loop_s": metrics["train_seconds"],
+        "train_wall_s": round(wall, 1), "train_cpu_s": round(cpu, 1),
+        "train_loop_s": metrics["train_seconds"],
         "pairs_per_s": round(metrics["pairs_per_s"]),
         "playlists_per_s": round(metrics["playlists_per_s"]),
         "epochs_run": len(metrics["history"]),
@@ -60,11 +63,12 @@ def bench_training(corpus_dir: Path, out: Path, cfg: TrainConfig, *, item2vec: b
                        if k.startswith(("recall", "ndcg", "coverage"))})
     if item2vec:
         data = build_training_data(corpus, window=cfg.window, neighbours=False)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         vec = item2vec_vectors(data.seq_indptr, data.seq_cols, data.n_items, dim=cfg.dim,
                                window=cfg.window)
         i2v_wall = time.perf_counter() - t0
         result["item2vec_wall_s"] = round(i2v_wall, 1)
+        result["item2vec_cpu_s"] = round(time.process_time() - c0, 1)
         # Word2Vec trains each occurrence against up to 2 * window context words per epoch.
         result["item2vec_occurrences_per_s"] = round(data.n_occurrences * 5 / i2v_wall)
         for name, split in splits:

@@ -20,16 +20,18 @@ class TrainConfig:
     objective: "set" (anchor = normalised mean of a random subset of a playlist's tracks, full
     softmax over the vocabulary; matches how a playlist is scored at inference), "pairwise"
     (the reference: anchor track, one positive within `window`, in-batch negatives, symmetric
-    InfoNCE), or "mix" (both, the pairwise term weighted by `mix_weight`).
+    InfoNCE), or "mix" (the default: the set term plus the pairwise term on `pairwise_batch`
+    random pairs, weighted by `mix_weight`). The defaults were chosen on the validation split of
+    the MPD corpus (docs/benchmarks.md).
     """
 
-    objective: str = "set"
+    objective: str = "mix"
     dim: int = 128
-    init: str = "random"  # "random" (normal) or "svd" (item factors of the training matrix)
+    init: str = "svd"  # "svd" (item factors of the training matrix) or "random" (normal)
     temperature: float = 0.07
     learnable_temperature: bool = False
     lr: float = 5e-3
-    epochs: int = 60  # passes over the training playlists (set) or occurrences (pairwise)
+    epochs: int = 30  # passes over the training playlists (set) or occurrences (pairwise)
     steps: int = 0  # if > 0, overrides epochs: total optimiser steps
     batch_size: int = 512  # playlists per step (set) or pairs per step (pairwise)
     window: int = 10  # positive within this many positions (pairwise)
@@ -49,7 +51,10 @@ class TrainConfig:
     seeds: int = 1  # >1: train this many seeds; vectors = members side by side (dim * seeds)
     seed: int = 0
     device: str = "auto"
-    threads: int = 0  # torch CPU threads; 0 = torch's default (one per core)
+    # torch CPU threads; 0 = torch's default (one per core). 1 by default: on a shared 2-core
+    # machine 2 threads ran a step 2-8x slower than 1 (spinning workers), and alone they gain
+    # less than 2x.
+    threads: int = 1
     patience: int = 10  # evaluations without a better validation Recall@10 before stopping
     eval_every: int = 1  # epochs between validation evaluations
     eval_playlists: int = 0  # if > 0, evaluate on at most this many validation playlists
