@@ -105,7 +105,9 @@ def bench_scale(work: Path, cfg: TrainConfig, *, n_playlists: int, n_tracks: int
     import torch
 
     t0 = time.perf_counter()
-    corpus_dir = synthetic_training_corpus(work / "corpus", n_playlists, n_tracks)
+    corpus_dir = work / f"corpus-{n_playlists}-{n_tracks}"
+    if not (corpus_dir / "manifest.json").exists():  # reused by a second config
+        synthetic_training_corpus(corpus_dir, n_playlists, n_tracks)
     gen_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     run = train_run(corpus_dir, work / "run", cfg, progress=False)
