@@ -188,7 +188,7 @@ def test_failed_retrain_leaves_the_text_model_in_place(synthetic_run: Path) -> N
 
 @pytest.mark.realdata
 def test_korean_melon_end_to_end(shared_data: Path, tmp_path: Path) -> None:
-    """Prepare the Melon split, stand-in track vectors, the n-gram text model, a Korean query."""
+    """Prepare the Melon split, stand-in track vectors, the USE text model, a Korean query."""
     from dynplayer.config import DataConfig
     from dynplayer.data.prepare import prepare
 
@@ -197,7 +197,7 @@ def test_korean_melon_end_to_end(shared_data: Path, tmp_path: Path) -> None:
     corpus = load_corpus(tmp_path / "melon")
     assert corpus.playlists_in(TEST).shape[0] > 100
     svd_run(tmp_path / "melon", tmp_path / "run", dim=32)
-    train_text(tmp_path / "run", TextConfig(encoder="ngram", epochs=5))
+    train_text(tmp_path / "run", TextConfig(encoder="use", epochs=5))
     searcher = TextSearcher.load(tmp_path / "run")
     result = searcher.search("신나는 여름 노래", k=10)
     assert len(result.tracks) == 10

@@ -241,7 +241,10 @@ class TextSearcher(TextSearcherProtocol):
         i = self._track_index.get(track_id)
         if i is None:
             return track_id
-        return f"{self.track_names[i] or track_id} - {self.track_artists[i] or 'unknown artist'}"
+        name, artist = self.track_names[i], self.track_artists[i]
+        if name is None and artist is None:
+            return f"{track_id} (no name or artist in the corpus)"
+        return f"{name or track_id} - {artist or 'unknown artist'}"
 
     @cached_property
     def _track_index(self) -> dict[str, int]:
