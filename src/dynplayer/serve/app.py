@@ -207,9 +207,13 @@ class Service:
         if searcher is not None:
             searcher.encode_query("warm up")  # load the text encoder before the first request
         detail: dict[str, Any] = {}
+        # How many playlists a text query aggregates: the setting when given, else the text
+        # model's own (TextConfig.top_playlists), so serving answers as `dynplayer search` does.
+        n_playlists = s.text_playlists if "text_playlists" in s.model_fields_set else int(
+            getattr(getattr(searcher, "cfg", None), "top_playlists", s.text_playlists))
         if s.backend == "exact":
             rec: Recommender = ExactRecommender(build_catalog(run_dir, searcher), searcher,
-                                                text_playlists=s.text_playlists)
+                                                text_playlists=n_playlists)
         else:
             url = self.database_url()
             version = run_version(run_dir)
@@ -228,7 +232,7 @@ class Service:
                                       timeout=s.pool_timeout,
                                       statement_timeout_ms=s.statement_timeout_ms)
             rec = PgvectorRecommender(self.pool, version, searcher,
-                                      text_playlists=s.text_playlists,
+                                      text_playlists=n_playlists,
                                       ef_search_min=s.ef_search_min,
                                       ef_search_factor=s.ef_search_factor)
         self.recommender = rec
@@ -249,6 +253,7 @@ class Service:
         if self.server is not None:
             self.server.stop()
             self.server = None
+            self.url = self.settings.database_url
 
 
 def get_service(request: Request) -> Service:
