@@ -164,8 +164,9 @@ def _latency(searcher: TextSearcher, ev: TextEval, n: int) -> list[str]:
     tot = np.array(total) * 1e3
     enc = np.array(encode) * 1e3
     return [f"One-query latency after loading (`TextSearcher.search(q, k=50)`, one query at a "
-            f"time, one BLAS thread, {len(queries)} distinct held-out captions): p50 {np.percentile(tot, 50):.2f} "
-            f"ms, p99 {np.percentile(tot, 99):.2f} ms; of which encoding the query "
+            f"time, one BLAS thread, {len(queries)} distinct held-out captions): "
+            f"p50 {np.percentile(tot, 50):.2f} ms, p99 {np.percentile(tot, 99):.2f} ms; "
+            "of which encoding the query "
             f"p50 {np.percentile(enc, 50):.2f} ms, p99 {np.percentile(enc, 99):.2f} ms.", ""]
 
 
