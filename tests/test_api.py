@@ -50,6 +50,9 @@ def test_text(client: TestClient, serve_catalog: Catalog) -> None:
         assert t["name"] == names[t["track_id"]] and t["artist"].startswith("Artist ")
         assert t["because"] and all(set(b) == {"pid", "caption", "similarity"}
                                     for b in t["because"])
+        assert len(t["because"]) <= 10  # DYNPLAYER_BECAUSE_LIMIT
+        sims = [b["similarity"] for b in t["because"]]
+        assert sims == sorted(sims, reverse=True) or len(sims) == 1
     assert sum("jazz" in t["name"] for t in body["tracks"]) >= 6
     scores = [t["score"] for t in body["tracks"]]
     assert scores == sorted(scores, reverse=True)

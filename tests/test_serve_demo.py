@@ -13,10 +13,21 @@ from pathlib import Path
 import pytest
 
 from dynplayer.data.corpus import Corpus, save_corpus
-from dynplayer.store.db import active_version, connect, run_version
+from dynplayer.serve.recommender import ExactRecommender, PgvectorRecommender, TrackResult
+from dynplayer.store.catalog import build_catalog, load_searcher
+from dynplayer.store.db import active_version, connect, open_pool, run_version
 from dynplayer.store.embedded import EmbeddedServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.db]
+
+
+def searcher_tracks(searcher: object, query: str,
+                    like: list[TrackResult]) -> list[TrackResult]:
+    """The searcher's own end-to-end answer, in the recommenders' result type."""
+    result = searcher.search(query, k=len(like))  # type: ignore[attr-defined]
+    names = {t.track_id: (t.name, t.artist) for t in like}
+    return [TrackResult(h.track_id, h.score, *names.get(h.track_id, (None, None)),
+                        because=list(h.because)) for h in result.tracks]
 
 
 def test_demo_runs_every_stage_and_indexes(synthetic_corpus: Corpus) -> None:
@@ -48,6 +59,23 @@ def test_demo_runs_every_stage_and_indexes(synthetic_corpus: Corpus) -> None:
                 assert n is not None and n[0] == len((run_dir / "ids.txt").read_text().split())
                 texts = conn.execute("SELECT count(text_vector) FROM playlists").fetchone()
                 assert texts is not None and (texts[0] > 0) == has_text
+            if has_text:  # the real text model (issue 5) behind both recommenders
+                searcher = load_searcher(run_dir)
+                assert searcher is not None
+                pool = open_pool(server.url, min_size=1, max_size=2)
+                try:
+                    hnsw = PgvectorRecommender(pool, run_version(run_dir), searcher)
+                    exact = ExactRecommender(build_catalog(run_dir, searcher), searcher)
+                    for query in ("smooth jazz", "신나는 k-pop"):
+                        a, b = exact.text(query, 10), hnsw.text(query, 10)
+                        assert [t.track_id for t in a] == [t.track_id for t in b], query
+                        assert a and all(t.because and t.name for t in a)
+                        own = searcher_tracks(searcher, query, a)
+                        assert [t.track_id for t in own] == [t.track_id for t in a]
+                        assert [t.score for t in own] == pytest.approx([t.score for t in a],
+                                                                       rel=1e-4)
+                finally:
+                    pool.close()
         finally:
             server.stop()
         # a second run reuses every stage's output

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     ef_search_factor: float = Field(default=4.0, ge=1.0)
     # Top playlists a text query aggregates (the reference uses 50).
     text_playlists: int = Field(default=50, ge=1, le=1000)
+    # Contributing playlists listed per track in a text answer (best first).
+    because_limit: int = Field(default=10, ge=1, le=1000)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -153,10 +153,11 @@ class ErrorResponse(BaseModel):
     message: str
 
 
-def _tracks_out(tracks: list[TrackResult]) -> list[TrackOut]:
+def _tracks_out(tracks: list[TrackResult], because_limit: int = 10) -> list[TrackOut]:
     return [TrackOut(track_id=t.track_id, name=t.name, artist=t.artist, score=t.score,
                      because=[PlaylistOut(pid=b.pid, caption=b.caption,
-                                          similarity=float(b.similarity)) for b in t.because])
+                                          similarity=float(b.similarity))
+                              for b in t.because[:because_limit]])
             for t in tracks]
 
 
@@ -289,10 +290,12 @@ admin = APIRouter(prefix="/v1/admin", tags=["admin"],
 
 
 @recommend.post("/text", response_model=TextResponse)
-def recommend_text(body: TextRequest, rec: RecommenderDep) -> TextResponse:
-    """Tracks for a free-text query, each with the playlists that contributed ("because")."""
+def recommend_text(body: TextRequest, rec: RecommenderDep, service: ServiceDep) -> TextResponse:
+    """Tracks for a free-text query, each with the playlists that contributed most ("because",
+    best first, at most DYNPLAYER_BECAUSE_LIMIT of them)."""
     return TextResponse(text=body.text, model_version=rec.version,
-                        tracks=_tracks_out(rec.text(body.text, body.k)))
+                        tracks=_tracks_out(rec.text(body.text, body.k),
+                                           service.settings.because_limit))
 
 
 @recommend.post("/continue", response_model=ContinueResponse)

@@ -254,6 +254,8 @@ class PgvectorRecommender(Recommender):
         self._pid_row = {} if searcher is None else \
             {p: i for i, p in enumerate(searcher.playlist_pids)}
         self._local = threading.local()  # the connection a multi-step request holds
+        self._names: dict[str, tuple[str | None, str | None]] | None = None
+        self._names_lock = threading.Lock()
 
     @contextmanager
     def _conn(self) -> Iterator[psycopg.Connection[Any]]:
@@ -323,12 +325,16 @@ class PgvectorRecommender(Recommender):
                 np.array([s for _, s in pairs], dtype=np.float32))
 
     def _track_info(self, track_ids: list[str]) -> dict[str, TrackInfo]:
-        if not track_ids:
-            return {}
-        with self._conn() as conn:
-            rows = conn.execute("SELECT track_id, name, artist FROM tracks "
-                                "WHERE track_id = ANY(%s)", [track_ids]).fetchall()
-        return {t: TrackInfo(t, n, a) for t, n, a in rows}
+        # Names and artists of this model version are read once and kept in memory (a few MB
+        # at most): a text answer then needs no second query.
+        if self._names is None:
+            with self._names_lock:
+                if self._names is None:
+                    with self._conn() as conn:
+                        rows = conn.execute("SELECT track_id, name, artist FROM tracks")
+                        self._names = {t: (n, a) for t, n, a in rows.fetchall()}
+        names = self._names
+        return {t: TrackInfo(t, *names[t]) for t in track_ids if t in names}
 
     def _search(self, q: str, limit: int) -> list[TrackInfo]:
         pattern = _like_pattern(q)

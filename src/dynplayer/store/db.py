@@ -19,6 +19,7 @@ import hashlib
 import json
 import secrets
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,27 @@ def _configure(statement_timeout_ms: int) -> Callable[[psycopg.Connection[Any]],
     return configure
 
 
+class _IdleCheck:
+    """Check a connection on checkout only when it sat idle in the pool for a while.
+
+    A connection in steady use proves itself; one that has been idle may have lost its server
+    (a restart), and checking it costs a round trip that busy connections need not pay. A busy
+    connection broken by an outage fails its request with 503 and is discarded by the pool.
+    """
+
+    def __init__(self, idle_s: float = 1.0) -> None:
+        self.idle_s = idle_s
+        self.returned: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = \
+            weakref.WeakKeyDictionary()
+
+    def reset(self, conn: psycopg.Connection[Any]) -> None:
+        self.returned[conn] = time.monotonic()
+
+    def check(self, conn: psycopg.Connection[Any]) -> None:
+        if time.monotonic() - self.returned.get(conn, 0.0) > self.idle_s:
+            ConnectionPool.check_connection(conn)
+
+
 def open_pool(url: str, *, min_size: int = 2, max_size: int = 8, timeout: float = 1.0,
               statement_timeout_ms: int = 2000) -> ConnectionPool:
     """A pool of autocommit connections with pgvector registered (the pool's configure hook).
@@ -87,9 +109,10 @@ def open_pool(url: str, *, min_size: int = 2, max_size: int = 8, timeout: float 
     Prepared statements are off: a reindex swaps tables under the same names, and a statement
     prepared against the old table must not outlive it.
     """
+    idle = _IdleCheck()
     pool = ConnectionPool(
         url, min_size=min_size, max_size=max(min_size, max_size), timeout=timeout,
-        configure=_configure(statement_timeout_ms), check=ConnectionPool.check_connection,
+        configure=_configure(statement_timeout_ms), check=idle.check, reset=idle.reset,
         kwargs={"prepare_threshold": None, "connect_timeout": 2}, open=False,
         reconnect_timeout=3600.0, name="dynplayer",
     )
