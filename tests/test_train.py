@@ -66,7 +66,7 @@ def test_set_objective_recovers_planted_groups(set_run: Path,
 
 def test_pairwise_objective_recovers_planted_genres(tmp_path: Path, synthetic_corpus_dir: Path,
                                                     synthetic_corpus: Corpus) -> None:
-    cfg = replace(TINY, objective="pairwise", batch_size=512, epochs=6, uniformity=0.5,
+    cfg = replace(TINY, objective="pairwise", batch_size=512, epochs=4, uniformity=0.5,
                   temperature=0.1)
     run = train_run(synthetic_corpus_dir, tmp_path / "pw", cfg, progress=False)
     genre = np.asarray(synthetic_corpus.manifest["synthetic"]["track_genre"])[
@@ -267,3 +267,41 @@ def test_cli_errors_are_one_line(tmp_path: Path, synthetic_corpus_dir: Path) -> 
     out = subprocess.run(cmd, capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "unknown config key 'windw'" in out.stderr
+
+
+def test_sparse_adam_pairwise_trains(tmp_path: Path, synthetic_corpus_dir: Path,
+                                     synthetic_corpus: Corpus) -> None:
+    cfg = replace(TINY, objective="pairwise", sparse=True, optimizer="sparse_adam",
+                  batch_size=512, epochs=3, temperature=0.1, lr=0.02, logq=True)
+    run = train_run(synthetic_corpus_dir, tmp_path / "sparse", cfg, progress=False)
+    hist = json.loads((tmp_path / "sparse" / "metrics.json").read_text())["history"]
+    assert hist[-1]["loss"] < hist[0]["loss"]
+    genre = np.asarray(synthetic_corpus.manifest["synthetic"]["track_genre"])[
+        synthetic_corpus.vocab()]
+    assert _centroid_precision(run.vectors, genre).mean() >= 0.9
+
+
+def test_cli_train_export_similar(tmp_path: Path, synthetic_corpus_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from dynplayer.cli import app
+
+    cli = CliRunner()
+    (tmp_path / "t.toml").write_text('[train]\nobjective = "set"\ninit = "random"\ndim = 16\n'
+                                     'epochs = 2\nbatch_size = 64\n')
+    res = cli.invoke(app, ["train", str(synthetic_corpus_dir), "--out", str(tmp_path / "run"),
+                           "--config", str(tmp_path / "t.toml"), "--set", "seed=1",
+                           "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "val recall@10" in res.output
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
+    assert (cfg["dim"], cfg["epochs"], cfg["seed"], cfg["device"]) == (16, 2, 1, "cpu")
+    res = cli.invoke(app, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "exp")])
+    assert res.exit_code == 0 and (tmp_path / "exp" / "vectors.npy").exists()
+    first = (tmp_path / "exp" / "ids.txt").read_text().splitlines()[0]
+    res = cli.invoke(app, ["similar", str(tmp_path / "run"), first, "-k", "3"])
+    assert res.exit_code == 0
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 3 and all(" — Artist " in line for line in lines)
+    res = cli.invoke(app, ["similar", str(tmp_path / "run"), "no-such-id"])
+    assert isinstance(res.exception, QueryError)
