@@ -47,8 +47,8 @@ def test_evaluate_json_report_and_verdict(run_dir: Path) -> None:
     # planted genres: both learned models are far above popularity
     assert m["dynplayer"]["recall@10"] > 2 * m["popularity"]["recall@10"]
     assert m["ease"]["recall@10"] > 2 * m["popularity"]["recall@10"]
-    assert out["peers"]["ease"]["params"]["lam"] in (50.0, 100.0, 200.0, 500.0)
-    assert len(out["peers"]["ease"]["validation"]) == 4
+    assert out["peers"]["ease"]["params"]["lam"] in (50.0, 100.0, 200.0)
+    assert len(out["peers"]["ease"]["validation"]) == 3
     v = out["verdict"]
     beats = m["dynplayer"]["recall@10"] > max(m["popularity"]["recall@10"],
                                               m["ease"]["recall@10"])

@@ -85,21 +85,22 @@ def uniformity_sweep(
 
     say = log or (lambda _m: None)
     rows = []
+    cfg = ""
     for u in values:
-        cfg = load_train_config(None, ["objective=pairwise", *sets, f"uniformity={u}"])
+        train_cfg = load_train_config(None, ["objective=pairwise", *sets, f"uniformity={u}"])
         run_dir = Path(out) / f"u{u:g}"
         t0 = time.perf_counter()
         say(f"training u={u:g} -> {run_dir}")
-        train_run(corpus_dir, run_dir, cfg, log=say)
+        train_run(corpus_dir, run_dir, train_cfg, log=say)
         train_s = time.perf_counter() - t0
         res = evaluate_run(run_dir, EvalOptions(peers=[], split=split, probe=False), log=say)
         m, h = res["methods"]["dynplayer"], res["hubness"]["dynplayer"]
         rows.append((u, m, h, train_s))
+        cfg = ", ".join(f"{k}={v}" for k, v in res["run"]["config"].items() if k != "uniformity")
     lines = [
         f"Command: `{command}`. Machine: {machine}. Measured "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Pairwise objective, every other "
-        f"training setting at its default{' plus ' + ', '.join(sets) if sets else ''}; "
-        f"{split} split. Reference figures from the issue beside ours.", "",
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Training config of every row "
+        f"except u: {cfg}; {split} split. Reference figures from the issue beside ours.", "",
         "| u | Recall@10 | ref Recall@10 | NDCG@10 | ref NDCG@10 | Recall@20 | NDCG@20 | "
         "coverage@10 | mean pairwise cos | k-occ skewness | anti-hubs | Spearman(pop, k-occ) | "
         "train s |",

@@ -64,8 +64,8 @@ def run_vocab(run: Run, corpus: Corpus) -> np.ndarray:
 
 def describe_run(run: Run) -> dict[str, Any]:
     """What the report says about the model: its path and the training choices that matter."""
-    keys = ("objective", "dim", "temperature", "uniformity", "logq", "epochs", "steps", "lr",
-            "seeds", "seed")
+    keys = ("objective", "init", "mix_weight", "dim", "temperature", "uniformity", "logq",
+            "epochs", "steps", "lr", "seeds", "seed")
     cfg = run.config
     flat = cfg.get("train", cfg) if isinstance(cfg.get("train"), dict) else cfg
     return {"path": str(run.path.resolve()), "corpus_dir": str(run.config.get("corpus_dir")),
