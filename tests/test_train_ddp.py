@@ -16,7 +16,8 @@ from dynplayer.config import to_dict
 from dynplayer.train.config import TrainConfig
 from dynplayer.train.loop import train_run
 
-CFG = TrainConfig(objective="set", init="svd", dim=32, batch_size=64, epochs=3, threads=1, seed=5,
+CFG = TrainConfig(objective="mix", init="svd", dim=32, batch_size=64, epochs=3, threads=1, seed=5,
+                  pairwise_batch=256,
                   device="cpu")
 
 SCRIPT = """
@@ -30,6 +31,7 @@ train_run(Path(sys.argv[1]), Path(sys.argv[2]), cfg, progress=False)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_two_processes_follow_one(tmp_path: Path, synthetic_corpus_dir: Path) -> None:
     single = train_run(synthetic_corpus_dir, tmp_path / "one", CFG, progress=False)
@@ -44,8 +46,9 @@ def test_two_processes_follow_one(tmp_path: Path, synthetic_corpus_dir: Path) ->
     one = json.loads((tmp_path / "one" / "metrics.json").read_text())
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert two["world_size"] == 2 and one["world_size"] == 1
-    # Each process takes every other playlist of the same batch and gradients are averaged, so
-    # the loss per epoch matches the single process up to float summation order.
+    # Each process takes every other playlist of the same set batch (and the same whole pair
+    # batch) and gradients are averaged, so the loss per epoch matches the single process up to
+    # float summation order.
     loss_one = np.array([h["loss"] for h in one["history"]])
     loss_two = np.array([h["loss"] for h in two["history"]])
     assert loss_one.shape == loss_two.shape == (3,)

@@ -185,8 +185,8 @@ class Trainer:
     def _t(self, a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(a, dtype=torch.long, device=self.device)
 
-    def _set_terms(self, playlists: np.ndarray, rng: np.random.Generator) -> tuple[
-            dict[str, torch.Tensor], int]:
+    def _set_terms(self, playlists: np.ndarray, rng: np.random.Generator,
+                   table: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
         cfg = self.cfg
         b = set_batch(self.data, playlists, rng, cfg.subset_min, cfg.subset_max)
         # Every rank draws the whole batch (same rng), then keeps its share of the playlists, so
@@ -200,7 +200,6 @@ class Trainer:
             ctx_rows, ctx_cols = new_row[ctx_rows[keep_c]], ctx_cols[keep_c]
             tgt_rows, tgt_cols = new_row[tgt_rows[keep_t]], tgt_cols[keep_t]
             n = int(mine.sum())
-        table = self.net(None)
         anchors = TrackEncoder.pool(table[self._t(ctx_cols)], self._t(ctx_rows), n)
         terms = set_to_track(anchors, table, self.model.scale(), self._t(ctx_rows),
                              self._t(ctx_cols), self._t(tgt_rows), self._t(tgt_cols))
@@ -211,15 +210,20 @@ class Trainer:
             terms = self._add_uniformity(terms, table[self._t(items)])
         return terms, int(tgt_rows.shape[0])
 
-    def _pair_terms(self, occurrences: np.ndarray, rng: np.random.Generator) -> tuple[
-            dict[str, torch.Tensor], int]:
+    def _pair_terms(self, occurrences: np.ndarray, rng: np.random.Generator,
+                    table: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], int]:
+        """Pairwise InfoNCE. Alone (objective "pairwise") each process takes every other pair
+        and its in-batch negatives are its own; inside "mix" (`table` given, one forward per
+        step as DDP requires) every process computes the same whole pair batch, so the averaged
+        gradient is the single-process one."""
         cfg = self.cfg
-        if self.dist.world > 1:
+        if self.dist.world > 1 and table is None:
             occurrences = occurrences[self.dist.rank::self.dist.world]
         b = pair_batch(self.data, occurrences, rng, cfg.window,
                        mask_false_negatives=cfg.mask_false_negatives)
         a_t, p_t = self._t(b.anchors), self._t(b.positives)
-        vecs = self.net(torch.cat([a_t, p_t]))
+        both = torch.cat([a_t, p_t])
+        vecs = table[both] if table is not None else self.net(both)
         a, p = vecs[: a_t.shape[0]], vecs[a_t.shape[0]:]
         mask = torch.as_tensor(b.mask, device=self.device) if b.mask is not None else None
         terms = info_nce(a, p, self.model.scale(), mask=mask,
@@ -227,7 +231,8 @@ class Trainer:
                          logq_positives=self.logq[p_t] if cfg.logq else None)
         if cfg.uniformity > 0:
             terms = self._add_uniformity(terms, torch.cat([a, p])[:UNIFORMITY_SAMPLE])
-        return terms, int(a_t.shape[0])
+        replicated = table is not None and self.dist.world > 1
+        return terms, int(a_t.shape[0]) // (self.dist.world if replicated else 1)
 
     def _add_uniformity(self, terms: dict[str, torch.Tensor],
                         x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -270,10 +275,11 @@ class Trainer:
             if cfg.objective == "pairwise":
                 terms, n_pairs = self._pair_terms(idx, rng)
             else:
-                terms, n_pairs = self._set_terms(idx, rng)
+                table = self.net(None)
+                terms, n_pairs = self._set_terms(idx, rng, table)
                 if cfg.objective == "mix":
                     occ = rng.integers(0, self.data.n_occurrences, cfg.pairwise_batch)
-                    pterms, p_pairs = self._pair_terms(occ, rng)
+                    pterms, p_pairs = self._pair_terms(occ, rng, table)
                     merged = {**terms, **{k: v for k, v in pterms.items() if k != "loss"}}
                     merged["loss"] = terms["loss"] + cfg.mix_weight * pterms["loss"]
                     terms, n_pairs = merged, n_pairs + p_pairs
