@@ -72,7 +72,7 @@ class TextEval:
 
     @cached_property
     def train_track_mean(self) -> np.ndarray:
-        return self.data.track_mean(self.data.corpus.playlists_in(TRAIN))
+        return self.data.track_mean(self.data.searchable())
 
     def similarities(self, retrieval: str, caption_weight: float = 0.5) -> np.ndarray:
         """(n_queries, P) query -> training playlist similarity under `retrieval`."""

@@ -20,7 +20,7 @@ from dynplayer.config import from_dict
 from dynplayer.errors import ArtifactError, QueryError
 from dynplayer.run import l2_normalize
 from dynplayer.text.api import PlaylistHit, SearchResult, TextSearcherProtocol, TrackHit
-from dynplayer.text.encoders import NgramEncoder, TextEncoder, make_encoder
+from dynplayer.text.encoders import TextEncoder, make_encoder
 from dynplayer.text.model import TextConfig, project_numpy
 
 MAX_QUERY_CHARS = 500  # the API's limit too
@@ -99,7 +99,6 @@ class TextSearcher(TextSearcherProtocol):
         self.joint = joint
         self.captions_x = captions_x
         self.occ = occ
-        self.occ_csc = occ.tocsc()
         self.playlist_pids = pids
         self.playlist_captions = captions
         self.track_ids: list[str] = tracks["track_id"]
@@ -264,5 +263,5 @@ def load_searcher(run_dir: Path, **overrides: Any) -> TextSearcher:
     return TextSearcher.load(run_dir, **overrides)
 
 
-__all__ = ["MAX_QUERY_CHARS", "NgramEncoder", "TextSearcher", "aggregate_scores", "check_query",
+__all__ = ["MAX_QUERY_CHARS", "TextSearcher", "aggregate_scores", "check_query",
            "compose_playlist_vectors", "load_searcher", "top_rows"]

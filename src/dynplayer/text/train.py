@@ -63,6 +63,12 @@ class TextData:
         has_caption = np.array([bool(self.captions[p]) for p in rows], dtype=bool)
         return rows[has_tracks & has_caption]
 
+    def searchable(self) -> np.ndarray:
+        """The playlists search ranks: training playlists with at least one vocabulary track
+        (one without tracks could only take a slot in the top-N and contribute nothing)."""
+        rows = self.corpus.playlists_in(TRAIN)
+        return rows[np.diff(self.counts.indptr)[rows] > 0]
+
     def track_mean(self, rows: np.ndarray, counts: sp.csr_matrix | None = None) -> np.ndarray:
         """Mean of the distinct tracks' vectors per playlist (unnormalised: its length matters)."""
         binary = (self.counts[rows] if counts is None else counts).copy()
@@ -217,7 +223,7 @@ def train_text(run_dir: Path, cfg: TextConfig) -> dict[str, Any]:
     encoder = build_encoder(cfg.encoder, data)
     train_rows = data.usable(TRAIN)
     val_rows = data.usable(VAL)
-    all_train = data.corpus.playlists_in(TRAIN)
+    searchable = data.searchable()
     t_enc = time.perf_counter()
     train_x = encode_cached(encoder, [data.captions[p] for p in train_rows], cache)
     val_x = encode_cached(encoder, [data.captions[p] for p in val_rows], cache)
@@ -228,7 +234,7 @@ def train_text(run_dir: Path, cfg: TextConfig) -> dict[str, Any]:
     out = Path(run_dir) / "text"
     tmp = Path(tempfile.mkdtemp(prefix=".text.tmp-", dir=run_dir))
     try:
-        write_artifacts(tmp, data, encoder, model, cfg, all_train, cache)
+        write_artifacts(tmp, data, encoder, model, cfg, searchable, cache)
         metrics["total_seconds"] = time.perf_counter() - t_start
         atomic_write_json(tmp / "config.json", {
             "text": to_dict(cfg), "encoder_fingerprint": encoder.fingerprint(),
@@ -243,7 +249,7 @@ def train_text(run_dir: Path, cfg: TextConfig) -> dict[str, Any]:
 
 def write_artifacts(d: Path, data: TextData, encoder: TextEncoder, model: CaptionPlaylistModel,
                     cfg: TextConfig, rows: np.ndarray, cache: Path | None) -> None:
-    """Everything `TextSearcher.load` needs, for the searchable (training) playlists `rows`."""
+    """Everything `TextSearcher.load` needs, for the searchable playlists `rows`."""
     from dynplayer.text.model import project_numpy
     from dynplayer.text.search import compose_playlist_vectors
 
