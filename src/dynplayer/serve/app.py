@@ -38,6 +38,7 @@ from dynplayer.serve.recommender import (
     TextModelMissing,
     TrackResult,
     UnknownTrackError,
+    text_playlists_of,
 )
 from dynplayer.settings import Settings
 from dynplayer.text.api import TextSearcherProtocol
@@ -210,8 +211,8 @@ class Service:
         detail: dict[str, Any] = {}
         # How many playlists a text query aggregates: the setting when given, else the text
         # model's own (TextConfig.top_playlists), so serving answers as `dynplayer search` does.
-        n_playlists = s.text_playlists if "text_playlists" in s.model_fields_set else int(
-            getattr(getattr(searcher, "cfg", None), "top_playlists", s.text_playlists))
+        n_playlists = s.text_playlists if "text_playlists" in s.model_fields_set else \
+            text_playlists_of(searcher, s.text_playlists)
         if s.backend == "exact":
             rec: Recommender = ExactRecommender(build_catalog(run_dir, searcher), searcher,
                                                 text_playlists=n_playlists)

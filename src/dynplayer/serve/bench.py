@@ -174,7 +174,11 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
         raise ConfigError(f"--duration must be from 1 to 300 seconds, got {duration}")
     from dynplayer.data.corpus import TEST, load_corpus
     from dynplayer.run import load_run
-    from dynplayer.serve.recommender import ExactRecommender, PgvectorRecommender
+    from dynplayer.serve.recommender import (
+        ExactRecommender,
+        PgvectorRecommender,
+        text_playlists_of,
+    )
     from dynplayer.store.catalog import build_catalog, load_searcher
     from dynplayer.store.db import index_catalog, open_pool
     from dynplayer.store.embedded import EmbeddedServer
@@ -214,10 +218,12 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
             caption = corpus.caption(int(p))
             if caption and len(texts) < n_queries:
                 texts.append(caption[:500])
-        exact = ExactRecommender(catalog, searcher)
+        n_playlists = text_playlists_of(searcher)  # as the service aggregates
+        results["text_playlists"] = n_playlists
+        exact = ExactRecommender(catalog, searcher, text_playlists=n_playlists)
         pool = open_pool(url, min_size=1, max_size=2)
         pool.wait()
-        hnsw = PgvectorRecommender(pool, catalog.version, searcher)
+        hnsw = PgvectorRecommender(pool, catalog.version, searcher, text_playlists=n_playlists)
         results["recall"] = recall_against_exact(exact, hnsw, sample, seeds,
                                                  texts[: n_queries // 2])
         if searcher is not None and texts:

@@ -65,6 +65,11 @@ class Continuation:
     unknown: list[str]  # seed ids the model does not know, in request order
 
 
+def text_playlists_of(searcher: TextSearcherProtocol | None, default: int = 50) -> int:
+    """How many playlists the text model aggregates (its `cfg.top_playlists`), else `default`."""
+    return int(getattr(getattr(searcher, "cfg", None), "top_playlists", default))
+
+
 def check_k(k: int) -> int:
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= K_MAX:
         raise QueryError(f"k must be an integer from 1 to {K_MAX}, got {k!r}")
@@ -244,7 +249,7 @@ class PgvectorRecommender(Recommender):
 
     def __init__(self, pool: ConnectionPool, version: str,
                  searcher: TextSearcherProtocol | None = None, *, text_playlists: int = 50,
-                 ef_search_min: int = 100, ef_search_factor: float = 4.0) -> None:
+                 ef_search_min: int = 200, ef_search_factor: float = 3.0) -> None:
         self.pool = pool
         self.version = version
         self.searcher = searcher

@@ -321,6 +321,6 @@ def run_version(run_dir: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def ef_search_for(rows: int, *, minimum: int = 100, factor: float = 4.0) -> int:
+def ef_search_for(rows: int, *, minimum: int = 200, factor: float = 3.0) -> int:
     """hnsw.ef_search for a query wanting `rows` rows: pgvector returns at most ef_search."""
     return int(min(MAX_EF_SEARCH, max(minimum, int(np.ceil(rows * factor)))))
