@@ -87,6 +87,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
         split: Annotated[str, typer.Option(help="val | test")] = "test",
         doc: Annotated[Path, typer.Option(help="Benchmarks file to update")] = DOC,
+        block: Annotated[str, typer.Option(help="Name of the block in DOC to rewrite")]
+        = "uniformity",
         machine: Annotated[str, typer.Option(help="Machine description for the table")]
         = "2-core CPU dev container",
     ) -> None:
@@ -96,8 +98,9 @@ def register(app: typer.Typer) -> None:
         sets = list(set_ or [])
         us = [float(v) for v in values.split(",") if v.strip()]
         cmd = (f"dynplayer bench uniformity {corpus_dir} --out {out} --values {values} --split "
-               f"{split}" + "".join(f" --set {s}" for s in sets))
+               f"{split}" + "".join(f" --set {s}" for s in sets)
+               + (f" --block {block}" if block != "uniformity" else ""))
         text = uniformity_sweep(corpus_dir, out, us, sets, split, cmd, machine,
                                 log=lambda m: typer.echo(m, err=True))
-        replace_block(doc, "uniformity", text)
+        replace_block(doc, block, text)
         typer.echo(text)
