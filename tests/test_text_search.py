@@ -202,3 +202,28 @@ def test_korean_melon_end_to_end(shared_data: Path, tmp_path: Path) -> None:
     result = searcher.search("신나는 여름 노래", k=10)
     assert len(result.tracks) == 10
     assert any(w in p.caption for p in result.playlists[:10] for w in ("여름", "신나는"))
+
+
+def test_stale_damaged_or_misconfigured_model_is_a_clear_error(synthetic_run: Path,
+                                                               tmp_path: Path) -> None:
+    import shutil
+
+    from dynplayer.errors import ArtifactError
+    from dynplayer.run import load_run, save_vectors
+
+    copy = tmp_path / "run"
+    shutil.copytree(synthetic_run, copy)
+    with pytest.raises(ConfigError, match="retrieval"):
+        TextSearcher.load(copy, retrieval="nope")
+    with pytest.raises(ConfigError, match="caption_weight"):
+        TextSearcher.load(copy, caption_weight=1.5)
+    run = load_run(copy)
+    save_vectors(copy, run.vectors[::-1].copy(), run.ids)  # the track model was retrained
+    with pytest.raises(ArtifactError, match="other track vectors"):
+        TextSearcher.load(copy)
+    (copy / "text" / "config.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match="unreadable"):
+        TextSearcher.load(copy)
+    shutil.rmtree(copy / "text")
+    with pytest.raises(ArtifactError, match="train-text"):
+        TextSearcher.load(copy)

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from dynplayer.config import from_dict
-from dynplayer.errors import ArtifactError, QueryError
+from dynplayer.errors import ArtifactError, ConfigError, QueryError
 from dynplayer.run import l2_normalize
 from dynplayer.text.api import PlaylistHit, SearchResult, TextSearcherProtocol, TrackHit
 from dynplayer.text.encoders import TextEncoder, make_encoder
@@ -122,8 +122,13 @@ class TextSearcher(TextSearcherProtocol):
         missing = [f for f in need if not (d / f).exists()]
         if missing:
             raise ArtifactError(f"{d}: incomplete text model (missing {', '.join(missing)})")
-        meta = json.loads((d / "config.json").read_text())
-        cfg = from_dict(TextConfig, {**meta["text"], **overrides})
+        try:
+            meta = json.loads((d / "config.json").read_text())
+            cfg = from_dict(TextConfig, {**meta["text"], **overrides})
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ArtifactError(f"{d}/config.json: unreadable text model config ({exc})") from exc
+        _check_search_config(cfg)
+        _check_fresh(Path(run_dir), meta)
         with np.load(d / "model.npz", allow_pickle=False) as z:
             weights = {k: z[k] for k in z.files}
         with np.load(d / "occurrences.npz", allow_pickle=False) as z:
@@ -181,8 +186,9 @@ class TextSearcher(TextSearcherProtocol):
 
     @property
     def qb_bias(self) -> np.ndarray:
-        """Dynamic inverted softmax bias (QB-Norm): log sum_b exp(beta s_bj) / beta per playlist j,
-        over a query bank of the training captions (each playlist's own caption left out)."""
+        """Inverted-softmax bias (QB-Norm's IS, applied to every query: no activation set):
+        log sum_b exp(beta s_bj) / beta per playlist j, over a query bank of the training
+        captions (each playlist's own caption left out)."""
         if self._qb_bias is None:
             from dynplayer.text.hubness import inverted_softmax_bias
 
@@ -257,6 +263,29 @@ class TextSearcher(TextSearcherProtocol):
     @cached_property
     def _track_index(self) -> dict[str, int]:
         return {t: i for i, t in enumerate(self.track_ids)}
+
+
+def _check_search_config(cfg: TextConfig) -> None:
+    if cfg.retrieval not in ("joint", "caption", "hybrid"):
+        raise ConfigError(f"retrieval must be joint, caption or hybrid, not {cfg.retrieval!r}")
+    if not 0.0 <= cfg.caption_weight <= 1.0:
+        raise ConfigError(f"caption_weight must be in [0, 1], got {cfg.caption_weight}")
+    if not 1 <= cfg.top_playlists <= 10_000:
+        raise ConfigError(f"top_playlists must be in 1..10000, got {cfg.top_playlists}")
+    if cfg.sim_power <= 0 or cfg.qbnorm_beta < 0:
+        raise ConfigError("sim_power must be > 0 and qbnorm_beta >= 0")
+
+
+def _check_fresh(run_dir: Path, meta: dict[str, Any]) -> None:
+    """The text model must come from the run's current track vectors."""
+    if not (run_dir / "vectors.npy").exists() or "vectors_hash" not in meta:
+        return
+    from dynplayer.run import load_run
+    from dynplayer.text.train import vectors_hash
+
+    if vectors_hash(load_run(run_dir)) != meta["vectors_hash"]:
+        raise ArtifactError(f"{run_dir}: the text model was trained on other track vectors "
+                            "(the run was retrained); rerun `dynplayer train-text`")
 
 
 def load_searcher(run_dir: Path, **overrides: Any) -> TextSearcher:
