@@ -22,7 +22,7 @@ from dynplayer.train.loop import lr_at, train_run
 from dynplayer.train.sampling import build_training_data, pair_batch, set_batch
 
 TINY = TrainConfig(objective="set", init="random", dim=32, batch_size=64, epochs=4, threads=1,
-                   seed=3)
+                   seeds=1, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -288,7 +288,7 @@ def test_cli_train_export_similar(tmp_path: Path, synthetic_corpus_dir: Path) ->
 
     cli = CliRunner()
     (tmp_path / "t.toml").write_text('[train]\nobjective = "set"\ninit = "random"\ndim = 16\n'
-                                     'epochs = 2\nbatch_size = 64\n')
+                                     'epochs = 2\nbatch_size = 64\nseeds = 1\n')
     res = cli.invoke(app, ["train", str(synthetic_corpus_dir), "--out", str(tmp_path / "run"),
                            "--config", str(tmp_path / "t.toml"), "--set", "seed=1",
                            "--device", "cpu"])

@@ -17,7 +17,7 @@ from dynplayer.train.config import TrainConfig
 from dynplayer.train.loop import train_run
 
 CFG = TrainConfig(objective="mix", init="svd", dim=32, batch_size=64, epochs=3, threads=1, seed=5,
-                  pairwise_batch=256,
+                  pairwise_batch=256, seeds=1,
                   device="cpu")
 
 SCRIPT = """

@@ -122,6 +122,13 @@ def svd_init(data: TrainingData, dim: int, seed: int, n_iter: int = 4) -> np.nda
     popularity^(-1/2) (so dot products of the rows approximate item-item cosine similarity),
     rows L2-normalised. A randomized SVD (Halko et al., `n_iter` power iterations) in float32:
     ARPACK took minutes on the MPD corpus, this takes seconds."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, "blas"):
+        return _svd_init(data, dim, seed, n_iter)
+
+
+def _svd_init(data: TrainingData, dim: int, seed: int, n_iter: int) -> np.ndarray:
     import scipy.sparse as sp
 
     rows = np.repeat(np.arange(data.n_playlists), np.diff(data.set_indptr))
