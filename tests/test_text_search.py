@@ -171,6 +171,10 @@ def test_korean_query_round_trip_through_the_cli(synthetic_run: Path, tmp_path: 
                         monkeypatch)
     assert code == 0 and "tracks (top 3)" in out and 'from "' in out
     assert "케이팝" in out.split("tracks (top 3)")[0]  # contributing playlists are printed
+    queries.write_text("jazz\n" + "y" * 600 + "\n", encoding="utf-8")
+    code, out, err = _cli(["search", str(synthetic_run), "--queries", str(queries), "--jsonl"],
+                          capsys, monkeypatch)
+    assert code == 2 and out == "" and f"{queries}:2: query is 600 characters" in err
     for bad, why in (("x" * 10_000, "limit is 500"), (" \t ", "empty")):
         code, _, err = _cli(["search", str(synthetic_run), bad], capsys, monkeypatch)
         assert code == 2 and err.count("\n") == 1 and why in err, err

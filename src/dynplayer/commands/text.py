@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
         """Tracks (and the playlists they come from) for a free-text query."""
         from dynplayer.config import parse_set_options
         from dynplayer.errors import QueryError
-        from dynplayer.text.search import TextSearcher
+        from dynplayer.text.search import TextSearcher, check_query
 
         if (query is None) == (queries is None):
             raise QueryError("give either a QUERY or --queries FILE")
@@ -72,6 +72,13 @@ def register(app: typer.Typer) -> None:
             except OSError as exc:
                 raise QueryError(f"{queries}: cannot read the queries file ({exc})") from exc
             texts = [line for line in lines if line.strip()]
+            # Check every line before answering any, so a bad line leaves no partial output.
+            for lineno, line in enumerate(lines, 1):
+                if line.strip():
+                    try:
+                        check_query(line)
+                    except QueryError as err:
+                        raise QueryError(f"{queries}:{lineno}: {err}") from err
         else:
             assert query is not None
             texts = [query]
