@@ -113,3 +113,19 @@ def test_replace_block_touches_only_its_block(tmp_path: Path) -> None:
     assert text.index("intro") < text.index("table two") < text.index("sweep") < text.index(
         "## Text search")
     assert text.endswith("## Text search (issue 5)\n\nx\n")
+
+
+def test_verdict_says_plainly_which_metric_is_beaten() -> None:
+    from dynplayer.eval.report import verdict
+
+    methods = {"dynplayer": {"recall@10": 0.30, "ndcg@10": 0.29},
+               "ease": {"recall@10": 0.29, "ndcg@10": 0.30},
+               "als": {"recall@10": 0.20, "ndcg@10": 0.31}}
+    v = verdict(methods, "dynplayer")
+    assert v["best_peer_recall@10"] == "ease" and v["beats_best_peer_recall@10"]
+    assert v["best_peer_ndcg@10"] == "als" and not v["beats_best_peer_ndcg@10"]
+    assert not v["beats_best_peer"]
+    assert v["text"].startswith("Dynplayer does NOT beat the best peer at both")
+    assert "recall@10: Dynplayer 0.3000 beats the best peer ease 0.2900 (+3.4%)" in v["text"]
+    methods["dynplayer"]["ndcg@10"] = 0.32
+    assert verdict(methods, "dynplayer")["text"].startswith("Dynplayer beats the best peer")
