@@ -57,7 +57,7 @@ class TrainConfig:
     # machine 2 threads ran a step 2-8x slower than 1 (spinning workers), and alone they gain
     # less than 2x.
     threads: int = 1
-    patience: int = 10  # evaluations without a better validation Recall@10 before stopping
+    patience: int = 5  # evaluations without a better validation Recall@10 before stopping
     eval_every: int = 1  # epochs between validation evaluations
     eval_playlists: int = 0  # if > 0, evaluate on at most this many validation playlists
     checkpoint_every: int = 1  # epochs between checkpoints
