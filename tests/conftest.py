@@ -187,6 +187,25 @@ def pg_server() -> Iterator[EmbeddedServer]:
 
 
 @pytest.fixture(scope="session")
+def new_database(pg_server: EmbeddedServer) -> Any:
+    """`new_database(name)`: a fresh, empty database on the session server; returns its URL.
+    Tests that index something else than the session's model use one, so they never change
+    what `indexed_url` serves to the other tests."""
+    import psycopg
+    from psycopg import sql
+
+    def make(name: str) -> str:
+        with psycopg.connect(pg_server.url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                         .format(sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        assert "@/postgres?" in pg_server.url, pg_server.url
+        return pg_server.url.replace("@/postgres?", f"@/{name}?")
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def serve_run_dir(tmp_path_factory: pytest.TempPathFactory, synthetic_corpus_dir: Path) -> Path:
     return make_svd_run(synthetic_corpus_dir, tmp_path_factory.mktemp("run") / "svd")
 

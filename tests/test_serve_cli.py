@@ -7,11 +7,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dynplayer.store.db import active_version, connect
-from dynplayer.store.embedded import EmbeddedServer
 
 
 def dynplayer(*args: str, env: dict[str, str] | None = None,
@@ -21,23 +21,21 @@ def dynplayer(*args: str, env: dict[str, str] | None = None,
 
 
 @pytest.mark.db
-def test_index_command_loads_a_run(pg_server: EmbeddedServer, serve_run_dir: Path,
-                                   tmp_path: Path) -> None:
+def test_index_command_loads_a_run(new_database: Any, serve_run_dir: Path) -> None:
     from dynplayer.store.db import run_version
 
-    done = dynplayer("index", str(serve_run_dir), "--database-url", pg_server.url, "--m", "8",
+    url = new_database("cli")
+    done = dynplayer("index", str(serve_run_dir), "--database-url", url, "--m", "8",
                      "--ef-construction", "32")
     assert done.returncode == 0, done.stderr
     version = run_version(serve_run_dir)
     assert f"indexed model {version}: 400 tracks, 450 playlists" in done.stdout
     assert "no text model" in done.stdout  # the run has none: playlists without text vectors
-    with connect(pg_server.url) as conn:
+    with connect(url) as conn:
         assert active_version(conn) == version
         (defn,) = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname LIKE "
                                "'tracks_hnsw_%'").fetchone() or ("",)
         assert "m='8'" in defn and "ef_construction='32'" in defn
-        # leave the session's model in place for the other tests
-        conn.execute("SELECT 1")
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -17,7 +17,6 @@ from dynplayer.serve.recommender import ExactRecommender, PgvectorRecommender
 from dynplayer.serve.recommender import Recommender as _Rec
 from dynplayer.store.catalog import build_catalog
 from dynplayer.store.db import Catalog, index_catalog, open_pool
-from dynplayer.store.embedded import EmbeddedServer
 
 pytestmark = [pytest.mark.realdata, pytest.mark.db]
 SLICES = 200  # of 932 files: about 1,500 playlists
@@ -34,11 +33,12 @@ def mpd_catalog(shared_data: Path, tmp_path_factory: pytest.TempPathFactory,
 
 
 @pytest.fixture(scope="module")
-def pair(pg_server: EmbeddedServer,
+def pair(new_database: Any,
          mpd_catalog: tuple[Catalog, Any]) -> Iterator[tuple[_Rec, _Rec]]:
     catalog, _ = mpd_catalog
-    index_catalog(pg_server.url, catalog)
-    pool = open_pool(pg_server.url, min_size=1, max_size=2)
+    url = new_database("mpd")
+    index_catalog(url, catalog)
+    pool = open_pool(url, min_size=1, max_size=2)
     pool.wait()
     yield ExactRecommender(catalog), PgvectorRecommender(pool, catalog.version)
     pool.close()

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -67,10 +68,10 @@ def test_round_trip(indexed_url: str, serve_catalog: Catalog) -> None:
         assert "tracks_hnsw_" in plan
 
 
-def test_reindex_swaps_atomically_under_readers(pg_server: EmbeddedServer,
+def test_reindex_swaps_atomically_under_readers(new_database: Any,
                                                 serve_catalog: Catalog) -> None:
     """Readers running throughout a reindex see the old or the new model, never a gap."""
-    url = pg_server.url
+    url = new_database("swap")
     index_catalog(url, serve_catalog)
     n = len(serve_catalog.track_ids)
     other = dataclasses.replace(
@@ -137,6 +138,7 @@ def test_missing_extension_fails_loudly(pg_server: EmbeddedServer) -> None:
 CLIENT = """
 import sys, time
 from pathlib import Path
+from typing import Any
 from dynplayer.store.embedded import EmbeddedServer
 server = EmbeddedServer(Path(sys.argv[1]))
 server.start()
