@@ -31,7 +31,6 @@ train_run(Path(sys.argv[1]), Path(sys.argv[2]), cfg, progress=False)
 """
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_two_processes_follow_one(tmp_path: Path, synthetic_corpus_dir: Path) -> None:
     single = train_run(synthetic_corpus_dir, tmp_path / "one", CFG, progress=False)
