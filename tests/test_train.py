@@ -220,6 +220,23 @@ def test_sampling_is_vectorised_and_correct(synthetic_corpus: Corpus) -> None:
     assert pb.mask[nb].all()
 
 
+def test_window_neighbours_match_brute_force() -> None:
+    from dynplayer.train.sampling import window_neighbours
+
+    indptr = np.array([0, 5, 8])
+    cols = np.array([0, 1, 2, 3, 0, 4, 5, 4])  # playlists [0 1 2 3 0] and [4 5 4]
+    got = window_neighbours(indptr, cols, 6, window=2).toarray() > 0
+    want = np.zeros((6, 6), dtype=bool)
+    for p in range(2):
+        seq = cols[indptr[p]:indptr[p + 1]]
+        for i in range(len(seq)):
+            for j in range(i + 1, min(len(seq), i + 3)):
+                want[seq[i], seq[j]] = want[seq[j], seq[i]] = True
+    np.testing.assert_array_equal(got, want)
+    assert got[4, 4] and not got[0, 0]  # repeated within the window (2 apart), or not (4)
+    assert got[1, 3] and got[3, 0] and not got[1, 4]
+
+
 def test_lr_schedule() -> None:
     cfg = TrainConfig(lr=1.0, warmup=0.1, lr_min=0.0)
     assert lr_at(cfg, 0, 100) == pytest.approx(0.1)

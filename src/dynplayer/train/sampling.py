@@ -85,22 +85,25 @@ def build_training_data(corpus: Corpus, *, full: bool = False, window: int = 10,
 
 def window_neighbours(indptr: np.ndarray, cols: np.ndarray, n_items: int,
                       window: int) -> sp.csr_matrix:
-    """Boolean item x item matrix: the two items occur within `window` positions somewhere."""
+    """Boolean item x item matrix: the two items occur within `window` positions somewhere.
+
+    Built one offset at a time and merged as sparse matrices, so peak memory follows the
+    number of distinct neighbour pairs rather than occurrences x window.
+    """
     pl = np.repeat(np.arange(indptr.shape[0] - 1), np.diff(indptr))
     n = cols.shape[0]
-    src: list[np.ndarray] = []
-    dst: list[np.ndarray] = []
+    mat = sp.csr_matrix((n_items, n_items), dtype=np.float32)
     for d in range(1, window + 1):  # a loop over offsets, not over pairs
         same = pl[d:] == pl[: n - d]
-        src.append(cols[: n - d][same])
-        dst.append(cols[d:][same])
-    a = np.concatenate(src) if src else np.zeros(0, np.int64)
-    b = np.concatenate(dst) if dst else np.zeros(0, np.int64)
-    mat = sp.csr_matrix((np.ones(2 * a.shape[0], np.float32),
-                         (np.r_[a, b], np.r_[b, a])), shape=(n_items, n_items))
+        a, b = cols[: n - d][same], cols[d:][same]
+        step = sp.csr_matrix((np.ones(a.shape[0], np.float32), (a, b)),
+                             shape=(n_items, n_items))
+        step.sum_duplicates()
+        mat = mat + step + step.T
+        mat.data[:] = 1.0
     mat.sum_duplicates()
     mat.data[:] = 1.0
-    return mat
+    return mat.tocsr()
 
 
 @dataclass
