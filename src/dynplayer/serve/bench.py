@@ -166,7 +166,7 @@ def text_breakdown(rec: Any, texts: list[str], k: int) -> dict[str, dict[str, fl
 
 def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_queries: int = 500,
               reliability: bool = True, workdir: Path | None = None, out: Path | None = None,
-              echo: Echo = print, k: int = 20) -> dict[str, Any]:
+              echo: Echo = print, k: int = 20, workers: int = 1) -> dict[str, Any]:
     """Measure everything; print a summary; return (and optionally write) the results."""
     if not 1 <= clients <= 64:
         raise ConfigError(f"--clients must be from 1 to 64, got {clients}")
@@ -183,7 +183,9 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
     from dynplayer.store.db import index_catalog, open_pool
     from dynplayer.store.embedded import EmbeddedServer
 
-    results: dict[str, Any] = {"run_dir": str(run_dir), "clients": clients,
+    if not 1 <= workers <= 8:
+        raise ConfigError(f"--workers must be from 1 to 8, got {workers}")
+    results: dict[str, Any] = {"run_dir": str(run_dir), "clients": clients, "workers": workers,
                                "duration_s": duration, "cpus": os.cpu_count()}
     scratch = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="dynplayer-bench-"))
     server = EmbeddedServer(scratch / "pgdata", delete_on_stop=True)
@@ -242,7 +244,7 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "dynplayer.serve.app:create_app", "--factory",
              "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-             "--no-access-log"], env=env)
+             "--no-access-log", "--workers", str(workers)], env=env)
         _wait_ready(port, proc)
         queries = texts or ["rainy day jazz"]
         warm = LoadRun()
