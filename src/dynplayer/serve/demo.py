@@ -67,7 +67,11 @@ def serve_run(settings: Settings, *, host: str, port: int, echo: Echo = print,
     try:
         app = create_app(settings)
         # Load now, not in the lifespan, so a bad run or database is a one-line error.
-        app.state.service.build()
+        detail = app.state.service.build()
+        if "indexed" in detail:
+            done = detail["indexed"]
+            echo(f"indexed {done['tracks']:,} tracks and {done['playlists']:,} playlists "
+                 f"(the database held another model) in {done['seconds']['total']:.1f}s")
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         echo(f"Dynplayer: http://{shown}:{port}/  (API docs: http://{shown}:{port}/docs; "
              "Ctrl-C stops)")
