@@ -410,6 +410,13 @@ def train_run(corpus_dir: Path, out: Path, cfg: TrainConfig, *, full: bool = Fal
                           log=log)
 
 
+RUNTIME_KEYS = ("device", "threads")  # may change on resume: where, not what, is trained
+
+
+def _decisive(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in RUNTIME_KEYS}
+
+
 def _train_run(corpus_dir: Path, out: Path, cfg: TrainConfig, *, full: bool,
                resume: bool, progress: bool | None,
                log: Callable[[str], None] | None) -> Run:
@@ -441,7 +448,7 @@ def _train_run(corpus_dir: Path, out: Path, cfg: TrainConfig, *, full: bool,
     member_vectors: list[np.ndarray] = []
     ckpt = _load_checkpoint(out) if resume else None
     if ckpt is not None:
-        if ckpt["config"] != to_dict(cfg) or {k: ckpt["meta"].get(k) for k in
+        if _decisive(ckpt["config"]) != _decisive(to_dict(cfg)) or {k: ckpt["meta"].get(k) for k in
                                               ("corpus_hash", "full")} != {
                 k: meta[k] for k in ("corpus_hash", "full")}:
             raise ConfigError(f"{out}: the checkpoint was made with a different config, corpus "
