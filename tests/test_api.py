@@ -203,3 +203,17 @@ def test_exact_backend_needs_no_database(serve_run_dir: Path, serve_catalog: Cat
         assert ready["model_version"] == serve_catalog.version
         r = c.post("/v1/recommend/text", json={"text": "metal", "k": 3})
         assert r.status_code == 200 and len(r.json()["tracks"]) == 3
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DYNPLAYER_CORS_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("DYNPLAYER_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DYNPLAYER_POOL_TIMEOUT", "0.5")
+    monkeypatch.delenv("DYNPLAYER_DATABASE_URL", raising=False)
+    s = Settings()
+    assert s.cors_origins == ["https://a.example", "https://b.example"]
+    assert s.resolved_data_dir() == tmp_path and s.pool_timeout == 0.5
+    assert s.database_url is None and s.backend == "pgvector"
+    monkeypatch.setenv("DYNPLAYER_BACKEND", "sqlite")
+    with pytest.raises(ValueError, match="backend"):
+        Settings()
