@@ -1,7 +1,7 @@
 """The one-command paths: index a run, serve it, and the whole demo pipeline.
 
-`run_demo` calls each earlier stage through its CLI command when that command exists and skips it
-with a printed note when it does not, so it picks a stage up as soon as it lands.
+`run_demo` calls each stage through its own CLI command in a child process (so each stage's
+memory is returned before the next starts) and reuses the output of stages that already finished.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-import numpy as np
 
 from dynplayer.errors import DynplayerError
 from dynplayer.settings import Settings
@@ -84,15 +82,6 @@ def serve_run(settings: Settings, *, host: str, port: int, echo: Echo = print,
 # ---- the demo --------------------------------------------------------------------------------
 
 
-def _cli_commands() -> set[str]:
-    import typer.main
-
-    from dynplayer.cli import app
-
-    group = typer.main.get_command(app)
-    return set(getattr(group, "commands", {}))
-
-
 def _stage(args: list[str], echo: Echo) -> bool:
     echo(f"$ dynplayer {' '.join(args)}")
     done = subprocess.run([sys.executable, "-m", "dynplayer.cli", *args], check=False)
@@ -108,25 +97,6 @@ def find_mpd() -> Path | None:
     return None
 
 
-def standin_vectors(corpus_dir: Path, run_dir: Path, dim: int = 64) -> None:
-    """Until `dynplayer train` exists: SVD of the training playlist x track matrix."""
-    from scipy.sparse.linalg import svds
-
-    from dynplayer.data.corpus import TRAIN, load_corpus
-    from dynplayer.run import atomic_write_json, save_vectors
-
-    corpus = load_corpus(corpus_dir)
-    vocab = corpus.vocab()
-    x = corpus.interaction_matrix(corpus.playlists_in(TRAIN), vocab=vocab).astype(np.float64)
-    k = int(min(dim, min(x.shape) - 1))
-    v0 = np.random.default_rng(0).standard_normal(min(x.shape))
-    _, s, vt = svds(x, k=k, v0=v0)
-    save_vectors(run_dir, (vt.T * np.sqrt(s)).astype(np.float32),
-                 [corpus.track_ids[t] for t in vocab])
-    atomic_write_json(run_dir / "config.json", {"model": "serve-standin-svd", "dim": k,
-                                                "corpus_dir": str(corpus_dir.resolve())})
-
-
 def run_demo(*, workdir: Path | None, data: Path | None, synthetic: bool, serve: bool,
              host: str, port: int, echo: Echo = print) -> Path:
     """data -> train -> evaluate -> text model -> index -> serve; returns the run directory."""
@@ -135,7 +105,6 @@ def run_demo(*, workdir: Path | None, data: Path | None, synthetic: bool, serve:
     work.mkdir(parents=True, exist_ok=True)
     pgdata = work / "postgres" if workdir else None
     corpus_dir, run_dir = work / "corpus", work / "run"
-    commands = _cli_commands()
 
     # 1. data
     mpd = None if synthetic else (data or find_mpd())
@@ -157,25 +126,17 @@ def run_demo(*, workdir: Path | None, data: Path | None, synthetic: bool, serve:
     # 2. train
     if (run_dir / "vectors.npy").exists():
         echo(f"[train] reusing {run_dir}")
-    elif "train" in commands:
-        if not _stage(["train", str(corpus_dir), "--out", str(run_dir)], echo):
-            raise DynplayerError("the train stage failed (see above)")
-    else:
-        echo("[train] note: `dynplayer train` is not available yet; using stand-in SVD vectors")
-        standin_vectors(corpus_dir, run_dir)
+    elif not _stage(["train", str(corpus_dir), "--out", str(run_dir)], echo):
+        raise DynplayerError("the train stage failed (see above)")
 
     # 3. evaluate
-    if "evaluate" not in commands:
-        echo("[evaluate] note: `dynplayer evaluate` is not available yet; skipped")
-    elif (run_dir / "eval").is_dir():
+    if (run_dir / "eval").is_dir():
         echo(f"[evaluate] reusing {run_dir / 'eval'}")
     elif not _stage(["evaluate", str(run_dir)], echo):
         echo("[evaluate] note: evaluation failed; the demo continues without it")
 
     # 4. text model
-    if "train-text" not in commands:
-        echo("[text] note: `dynplayer train-text` is not available yet; text search is off")
-    elif (run_dir / "text").is_dir():
+    if (run_dir / "text").is_dir():
         echo(f"[text] reusing {run_dir / 'text'}")
     elif not _stage(["train-text", str(run_dir)], echo):
         echo("[text] note: text-model training failed; text search is off")
