@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,20 +203,10 @@ def save_corpus(corpus: Corpus, out: Path) -> Path:
         # Replacing means deleting: never do that to something that is not a corpus.
         raise ArtifactError(f"{out}: exists and is not a corpus directory; refusing to "
                             "replace it (choose another --out or remove it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    from dynplayer.run import atomic_directory
+
+    with atomic_directory(out) as tmp:
         _write(corpus, tmp)
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.rename(out, old)
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -10,9 +10,6 @@ Writes RUN_DIR/eval/ atomically (a temporary sibling directory, then a swap):
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +31,7 @@ from dynplayer.eval.protocol import (
     load_split_file,
 )
 from dynplayer.eval.report import verdict, write_reports
-from dynplayer.run import Run, atomic_write_json, load_run
+from dynplayer.run import Run, atomic_directory, atomic_write_json, load_run
 
 MODEL = "dynplayer"
 # Peers whose item vectors are also probed and checked for hubness.
@@ -200,23 +197,11 @@ def _eval_set(corpus: Corpus, run: Run, vocab: np.ndarray, opts: EvalOptions,
 
 def _write(out: Path, result: dict[str, Any], hub: dict[str, dict[str, Any]]) -> list[str]:
     """Build the eval directory in a temporary sibling, then swap it into place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         plots = plot_hubness(hub, tmp / "plots") if hub else {}
         result["plots"] = {k: f"plots/{v}" for k, v in plots.items()}
         files = ["metrics.json", *write_reports(tmp, result), *result["plots"].values()]
         atomic_write_json(tmp / "metrics.json", _jsonable(result))
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.rename(out, old)
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return [str(out / f) for f in files]
 
 

@@ -18,10 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +31,14 @@ import torch
 from dynplayer.config import to_dict
 from dynplayer.data.corpus import TRAIN, VAL, Corpus, load_corpus
 from dynplayer.errors import ArtifactError, ConfigError
-from dynplayer.run import Run, atomic_save_npy, atomic_write_bytes, atomic_write_json, load_run
+from dynplayer.run import (
+    Run,
+    atomic_directory,
+    atomic_save_npy,
+    atomic_write_bytes,
+    atomic_write_json,
+    load_run,
+)
 from dynplayer.text.encoders import ENCODERS, NgramEncoder, TextEncoder, encode_cached, make_encoder
 from dynplayer.text.model import (
     CaptionPlaylistModel,
@@ -198,16 +202,6 @@ def _val_recall(model: CaptionPlaylistModel, data: TextData, text_x: np.ndarray,
     return float((rank < 10).float().mean())
 
 
-def _swap_dir(tmp: Path, out: Path) -> None:
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.rename(out, old)
-        os.rename(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, out)
-
-
 def train_text(run_dir: Path, cfg: TextConfig) -> dict[str, Any]:
     """Fit the text model on RUN_DIR's vectors and corpus; write RUN_DIR/text/ atomically."""
     if cfg.encoder not in ENCODERS:
@@ -232,18 +226,13 @@ def train_text(run_dir: Path, cfg: TextConfig) -> dict[str, Any]:
     metrics["encode_seconds"] = encode_seconds
 
     out = Path(run_dir) / "text"
-    tmp = Path(tempfile.mkdtemp(prefix=".text.tmp-", dir=run_dir))
-    try:
+    with atomic_directory(out) as tmp:
         write_artifacts(tmp, data, encoder, model, cfg, searchable, cache)
         metrics["total_seconds"] = time.perf_counter() - t_start
         atomic_write_json(tmp / "config.json", {
             "text": to_dict(cfg), "encoder_fingerprint": encoder.fingerprint(),
             "vectors_hash": data.vectors_hash, "corpus_dir": str(run.corpus_dir),
             "corpus_hash": data.corpus.manifest.get("content_hash"), "metrics": metrics})
-        _swap_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return metrics
 
 
