@@ -101,7 +101,7 @@ def test_bad_jsonl_record(case: str, tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_bad_mpd_playlist_names_file_playlist_and_field(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data = json.loads((FIX / "mpd_full" / "mpd.slice.0-1.json").read_text())
+    data = json.loads((FIX / "mpd_full" / "sample_full_fields.json").read_text())
     del data["playlists"][1]["name"]
     data["playlists"].append({"pid": 5, "name": "x", "tracks": [{"track_name": "no uri"}]})
     src = tmp_path / "mpd.slice.0-2.json"
@@ -144,7 +144,7 @@ def test_bad_files(tmp_path: Path, capsys: pytest.CaptureFixture[str],
 
     code, _, err = run(capsys, monkeypatch, "prepare", str(FIX / "mpd_full"), "--out",
                        str(tmp_path / "c"), "--format", "melon")
-    assert_one_line_error(code, err, "mpd.slice.0-1.json", "not a Melon playlist file")
+    assert_one_line_error(code, err, "sample_full_fields.json", "not a Melon playlist file")
 
     code, _, err = run(capsys, monkeypatch, "prepare", str(FIX / "mpd_full"), "--out",
                        str(tmp_path / "c"), "--format", "xml")

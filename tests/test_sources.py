@@ -45,14 +45,14 @@ def test_mpd_reduced_gzip_and_mixed_directories() -> None:
     assert playlist_tracks(c, 0) == [E, D, E]
     assert c.track_names[c.track_ids.index(E)] == "Yeah!" and c.albums == [None] * 4
     assert c.caption(1) == "road trip 🚗 windows down"
-    both = read_corpus([FIX / "mpd_full", FIX / "mpd_reduced" / "mpd.slice.2-3.json.gz"])
+    both = read_corpus([FIX / "mpd_full", FIX / "mpd_reduced" / "sample_reduced_fields.json.gz"])
     assert both.n_playlists == 4 and both.n_occurrences == 12 and both.n_tracks == 5
     # The full fields of the first file give the album even for the reduced occurrences.
     assert both.albums[both.track_ids.index(E)] == "Confessions"
 
 
 def test_melon_native() -> None:
-    c = read_corpus([FIX / "melon" / "val.json"])
+    c = read_corpus([FIX / "melon" / "sample_melon.json"])
     assert c.pids == ["61281", "10532", "76951"]
     assert c.names == ["여행같은 음악", "", "추억의 노래"]
     assert c.tags[0] == ["운동", "힙합"]
@@ -81,11 +81,13 @@ def test_jsonl_gzip_and_sniffing(tmp_path: Path) -> None:
     gz.write_bytes(gzip.compress((FIX / "jsonl" / "playlists.jsonl").read_bytes()))
     assert sniff_format(gz) == "jsonl"
     assert read_corpus([gz]).n_occurrences == 8
-    assert sniff_format(FIX / "melon" / "val.json") == "melon"
-    assert sniff_format(FIX / "mpd_full" / "mpd.slice.0-1.json") == "mpd"
-    renamed = tmp_path / "slice.json"
-    renamed.write_text((FIX / "mpd_full" / "mpd.slice.0-1.json").read_text())
-    assert sniff_format(renamed) == "mpd"
+    assert sniff_format(FIX / "melon" / "sample_melon.json") == "melon"
+    # The committed fixture has a neutral name, so its content decides; a copy named like an MPD
+    # slice checks the name rule too.
+    assert sniff_format(FIX / "mpd_full" / "sample_full_fields.json") == "mpd"
+    named = tmp_path / "mpd.slice.0-1.json"
+    named.write_text((FIX / "mpd_full" / "sample_full_fields.json").read_text())
+    assert sniff_format(named) == "mpd"
 
 
 def test_same_pid_in_two_sources_is_kept_apart(tmp_path: Path) -> None:
