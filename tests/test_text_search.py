@@ -17,8 +17,8 @@ from dynplayer.errors import ConfigError, QueryError
 from dynplayer.text.evaluate import playlist_retrieval, prepare_eval, ranking_metrics, track_scores
 from dynplayer.text.model import TextConfig
 from dynplayer.text.search import TextSearcher
-from dynplayer.text.standin import svd_run
 from dynplayer.text.train import train_text
+from svd_vectors import svd_run
 
 GENRE_OF_QUERY = {"smooth jazz for a rainy day": "jazz", "신나는 케이팝": "k-pop",
                   "heavy metal gym": "metal", "잔잔한 piano": "classical"}

@@ -121,18 +121,6 @@ def register(app: typer.Typer) -> None:
         if out is not None:
             out.write_text(text + "\n", encoding="utf-8")
 
-    @bench_app.command("text-standin")
-    def bench_text_standin(
-        corpus_dir: Annotated[Path, typer.Argument(help="Prepared corpus")],
-        run_dir: Annotated[Path, typer.Argument(help="Run directory to write")],
-        dim: Annotated[int, typer.Option(help="Dimensions")] = 128,
-    ) -> None:
-        """A stand-in track model (truncated SVD of the training playlist x track matrix)."""
-        from dynplayer.text.standin import svd_run
-
-        svd_run(corpus_dir, run_dir, dim=dim)
-        typer.echo(f"wrote {run_dir}: stand-in SVD track vectors ({dim} dimensions)")
-
 
 def _search_overrides(sets: dict[str, str]) -> dict[str, object]:
     """Only the search settings of TextConfig may change at query time."""

@@ -1,5 +1,5 @@
-"""A stand-in track model for developing the text stage before `dynplayer train` exists:
-truncated SVD of the training playlist x track matrix, written in the RUN_DIR layout."""
+"""Test helper: quick track vectors (truncated SVD of the training playlist x track matrix) in the
+RUN_DIR layout, so text-stage tests need not train a track model first."""
 
 from __future__ import annotations
 
