@@ -113,6 +113,28 @@ class Corpus:
         assert self.split is not None
         return np.flatnonzero(self.split == split).astype(np.int64)
 
+    def _vocab_occurrences(
+        self, playlists: np.ndarray, part: str, vocab: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(keep mask over occurrences, row in `playlists`, column in `vocab`) of the kept ones.
+
+        part: "all" (every selected occurrence), "visible" (not held out) or "heldout".
+        """
+        self.require_split()
+        assert self.heldout is not None
+        col_of = np.full(self.n_tracks, -1, dtype=np.int64)
+        col_of[vocab] = np.arange(vocab.shape[0])
+        row_of = np.full(self.n_playlists, -1, dtype=np.int64)
+        row_of[playlists] = np.arange(playlists.shape[0])
+        keep = (row_of[self.occ_playlist] >= 0) & (col_of[self.occ_track] >= 0)
+        if part == "visible":
+            keep &= ~self.heldout
+        elif part == "heldout":
+            keep &= self.heldout
+        elif part != "all":
+            raise ValueError(f"unknown part {part!r}")
+        return keep, row_of[self.occ_playlist[keep]], col_of[self.occ_track[keep]]
+
     def interaction_matrix(
         self,
         playlists: np.ndarray,
@@ -126,22 +148,8 @@ class Corpus:
         part: "all" (every selected occurrence), "visible" (not held out) or "heldout".
         Tracks outside the vocabulary are dropped; binary=True collapses repeats to 1.
         """
-        self.require_split()
-        assert self.heldout is not None
         vocab = self.vocab() if vocab is None else vocab
-        col_of = np.full(self.n_tracks, -1, dtype=np.int64)
-        col_of[vocab] = np.arange(vocab.shape[0])
-        row_of = np.full(self.n_playlists, -1, dtype=np.int64)
-        row_of[playlists] = np.arange(playlists.shape[0])
-        keep = (row_of[self.occ_playlist] >= 0) & (col_of[self.occ_track] >= 0)
-        if part == "visible":
-            keep &= ~self.heldout
-        elif part == "heldout":
-            keep &= self.heldout
-        elif part != "all":
-            raise ValueError(f"unknown part {part!r}")
-        rows = row_of[self.occ_playlist[keep]]
-        cols = col_of[self.occ_track[keep]]
+        _, rows, cols = self._vocab_occurrences(playlists, part, vocab)
         mat = sp.csr_matrix(
             (np.ones(rows.shape[0], dtype=np.float32), (rows, cols)),
             shape=(playlists.shape[0], vocab.shape[0]),
@@ -155,24 +163,9 @@ class Corpus:
         self, playlists: np.ndarray, *, part: str = "all", vocab: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Ordered vocabulary rows per playlist as (indptr, cols), positions kept in order."""
-        self.require_split()
-        assert self.heldout is not None
         vocab = self.vocab() if vocab is None else vocab
-        col_of = np.full(self.n_tracks, -1, dtype=np.int64)
-        col_of[vocab] = np.arange(vocab.shape[0])
-        row_of = np.full(self.n_playlists, -1, dtype=np.int64)
-        row_of[playlists] = np.arange(playlists.shape[0])
-        keep = (row_of[self.occ_playlist] >= 0) & (col_of[self.occ_track] >= 0)
-        if part == "visible":
-            keep &= ~self.heldout
-        elif part == "heldout":
-            keep &= self.heldout
-        elif part != "all":
-            raise ValueError(f"unknown part {part!r}")
-        rows = row_of[self.occ_playlist[keep]]
-        cols = col_of[self.occ_track[keep]]
-        pos = self.occ_position[keep]
-        order = np.lexsort((pos, rows))
+        keep, rows, cols = self._vocab_occurrences(playlists, part, vocab)
+        order = np.lexsort((self.occ_position[keep], rows))
         rows, cols = rows[order], cols[order]
         indptr = np.zeros(playlists.shape[0] + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=playlists.shape[0]), out=indptr[1:])
