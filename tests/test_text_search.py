@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from dynplayer.data.corpus import TEST, Corpus, load_corpus
-from dynplayer.errors import ConfigError, QueryError
+from dynplayer.errors import ArtifactError, ConfigError, QueryError
 from dynplayer.text.evaluate import playlist_retrieval, prepare_eval, ranking_metrics, track_scores
 from dynplayer.text.model import TextConfig
-from dynplayer.text.search import TextSearcher
+from dynplayer.text.search import TextSearcher, feedback_scores
 from dynplayer.text.train import train_text
 from svd_vectors import svd_run
 
@@ -93,22 +93,101 @@ def test_planted_genres_are_retrieved_from_captions(synthetic_run: Path,
         assert all(genre in p.caption for p in result.playlists[:5]), result.playlists[:5]
     # Held-out playlists: their own caption finds tracks of their planted genre.
     ev = prepare_eval(searcher, "test")
-    top = np.argsort(-track_scores(ev, searcher.cfg.retrieval,
-                                   top_playlists=searcher.cfg.top_playlists,
-                                   sim_power=searcher.cfg.sim_power), axis=1)[:, :10]
     genre_ids = np.array([synthetic_corpus.track_genres[t][0] for t in ev.data.vocab])
     wanted = np.array([synthetic_corpus.tags[p][0] for p in ev.rows])
-    assert (genre_ids[top] == wanted[:, None]).mean() >= 0.95
+    assert searcher.cfg.prf_weight > 0  # the default re-ranks with pseudo-relevance feedback
+    for prf in (0.0, searcher.cfg.prf_weight):
+        top = np.argsort(-track_scores(ev, searcher.cfg.retrieval,
+                                       top_playlists=searcher.cfg.top_playlists,
+                                       sim_power=searcher.cfg.sim_power, prf_weight=prf),
+                         axis=1)[:, :10]
+        assert (genre_ids[top] == wanted[:, None]).mean() >= 0.95, prf
     # And the model beats popularity on the track task, and chance on the playlist task.
-    ours = ranking_metrics(track_scores(ev, "hybrid"), ev.relevant)["recall@50"]
     pop = ranking_metrics(track_scores(ev, "popularity"), ev.relevant)["recall@50"]
-    assert ours > 2 * pop
+    for prf in (0.0, searcher.cfg.prf_weight):
+        ours = ranking_metrics(track_scores(ev, "hybrid", prf_weight=prf),
+                               ev.relevant)["recall@50"]
+        assert ours > 2 * pop, prf
     pl = playlist_retrieval(ev)["text model (joint space)"]
     assert pl["recall@10"] > 5 * playlist_retrieval(ev)["random"]["recall@10"]
 
 
-def test_aggregate_explains_every_track_score(synthetic_run: Path) -> None:
+def test_feedback_reranks_by_the_pseudo_playlist_hand_computed(tmp_path: Path) -> None:
+    """Two retrieved playlists (similarity 1 and 0.5, power 1): p0 = {t0 x2, t2},
+    p1 = {t1 x2, t4}; p2 = {t3} is not retrieved. Track vectors in 2-d:
+    t0 (1, 0), t1 (0, 1), t2 (1, 1)/sqrt 2, t3 (-1, 0), t4 (0.6, 0.8).
+    Aggregated s = (2, 1, 1, 0, 0.5); s / max(s) = (1, 0.5, 0.5, 0, 0.25).
+    Playlist means m0 = (0.853553, 0.353553), m1 = (0.3, 0.9); q = m0 + 0.5 m1 = (1.003553,
+    0.803553), normalised (0.780599, 0.625032); cos(q, t) = (0.780599, 0.625032, 0.993931, -,
+    0.968385).
+    With prf_weight 1: t0 1.780599, t2 1.493931, t4 1.218385, t1 1.125032 (t4 overtakes t1)."""
+    import scipy.sparse as sp
+
+    r = 1 / np.sqrt(2)
+    vectors = np.array([[1, 0], [0, 1], [r, r], [-1, 0], [0.6, 0.8]], dtype=np.float32)
+    occ = sp.csr_matrix(np.array([[2, 0, 1, 0, 0], [0, 2, 0, 0, 1], [0, 0, 0, 1, 0]],
+                                 dtype=np.float32))
+    tracks = {"track_id": [f"t{i}" for i in range(5)], "name": [None] * 5, "artist": [None] * 5}
+
+    def searcher(prf: float) -> TextSearcher:
+        cfg = TextConfig(retrieval="joint", sim_power=1.0, prf_weight=prf)
+        return TextSearcher(tmp_path, cfg, {}, np.eye(3, dtype=np.float32),
+                            np.eye(3, dtype=np.float32), occ, ["p0", "p1", "p2"],
+                            ["zero", "one", "two"], tracks, track_vectors=vectors)
+
+    rows, sims = np.array([0, 1]), np.array([1.0, 0.5])
+    got = searcher(1.0).aggregate(rows, sims, k=10)
+    assert [t.track_id for t in got.tracks] == ["t0", "t2", "t4", "t1"]  # t3: not retrieved
+    assert [t.score for t in got.tracks] == pytest.approx([1.780599, 1.493931, 1.218385,
+                                                            1.125032], abs=1e-5)
+    assert [[b.pid for b in t.because] for t in got.tracks] == [["p0"], ["p0"], ["p1"], ["p1"]]
+    plain = searcher(0.0).aggregate(rows, sims, k=10)
+    assert [t.track_id for t in plain.tracks][-1] == "t4"
+    assert [t.score for t in plain.tracks] == pytest.approx([2.0, 1.0, 1.0, 0.5])
+    s = searcher(1.0)
+    assert s.playlist_means is not None and s.track_vectors is not None
+    assert s.playlist_means[:2] == pytest.approx(np.array([[0.853553, 0.353553], [0.3, 0.9]]),
+                                                 abs=1e-5)
+    batch = feedback_scores(np.array([[2.0, 1.0, 1.0, 0.0, 0.5]], dtype=np.float32),
+                            rows[None, :], sims[None, :], s.playlist_means, s.track_vectors, 1.0)
+    assert batch[0] == pytest.approx([1.780599, 1.125032, 1.493931, 0.0, 1.218385], abs=1e-5)
+    with pytest.raises(ArtifactError, match="track vectors"):
+        TextSearcher(tmp_path, TextConfig(prf_weight=1.0), {}, np.eye(3, dtype=np.float32),
+                     np.eye(3, dtype=np.float32), occ, ["p0", "p1", "p2"], ["a", "b", "c"],
+                     tracks)
+
+
+def test_aggregate_matches_the_batch_evaluation_and_a_naive_feedback(synthetic_run: Path) -> None:
+    """The serving path (`aggregate`) and the benchmark (`track_scores`) give the same scores,
+    and every score is s / max(s) + prf_weight * max(cos(pseudo-playlist, track), 0)."""
     searcher = TextSearcher.load(synthetic_run)
+    lam, p = searcher.cfg.prf_weight, searcher.cfg.sim_power
+    assert searcher.track_vectors is not None and searcher.playlist_means is not None
+    ev = prepare_eval(searcher, "test")
+    batch = track_scores(ev, searcher.cfg.retrieval, top_playlists=searcher.cfg.top_playlists,
+                         sim_power=p, prf_weight=lam) - 1e-6 * ev.popularity[None, :]
+    col = {t: i for i, t in enumerate(searcher.track_ids)}
+    row_of = {pid: i for i, pid in enumerate(searcher.playlist_pids)}
+    for i, query in enumerate(ev.queries[:5]):
+        result = searcher.search(query, k=20)
+        ids = [col[t.track_id] for t in result.tracks]
+        assert [t.score for t in result.tracks] == pytest.approx(batch[i, ids], abs=1e-4)
+        # Naive reference: loops over the playlists.
+        w = [max(h.similarity, 0) ** p for h in result.playlists]
+        q = sum(wj * searcher.playlist_means[row_of[h.pid]]
+                for wj, h in zip(w, result.playlists, strict=True))
+        q = q / np.linalg.norm(q)
+        agg = {t: sum(wj * searcher.occ[row_of[h.pid], t]
+                      for wj, h in zip(w, result.playlists, strict=True)) for t in ids}
+        top = max(agg.values())
+        for t, hit in zip(ids, result.tracks, strict=True):
+            cos = max(float(searcher.track_vectors[t] @ q), 0.0)
+            assert hit.score == pytest.approx(agg[t] / top + lam * cos, abs=1e-4)
+            assert hit.because  # re-ranking keeps every track explained by its playlists
+
+
+def test_aggregate_explains_every_track_score(synthetic_run: Path) -> None:
+    searcher = TextSearcher.load(synthetic_run, prf_weight=0.0)  # the aggregation alone
     q = searcher.encode_query("chill jazz")
     assert q.shape == (searcher.playlist_vectors.shape[1],)
     assert np.linalg.norm(q) == pytest.approx(1.0, abs=1e-5)
@@ -212,7 +291,6 @@ def test_stale_damaged_or_misconfigured_model_is_a_clear_error(synthetic_run: Pa
                                                                tmp_path: Path) -> None:
     import shutil
 
-    from dynplayer.errors import ArtifactError
     from dynplayer.run import load_run, save_vectors
 
     copy = tmp_path / "run"
@@ -221,6 +299,13 @@ def test_stale_damaged_or_misconfigured_model_is_a_clear_error(synthetic_run: Pa
         TextSearcher.load(copy, retrieval="nope")
     with pytest.raises(ConfigError, match="caption_weight"):
         TextSearcher.load(copy, caption_weight=1.5)
+    with pytest.raises(ConfigError, match="prf_weight"):
+        TextSearcher.load(copy, prf_weight=-1.0)
+    (copy / "vectors.npy").rename(copy / "moved.npy")
+    with pytest.raises(ArtifactError, match="prf_weight > 0 needs the run's track vectors"):
+        TextSearcher.load(copy)
+    assert len(TextSearcher.load(copy, prf_weight=0.0).search("jazz", k=5).tracks) == 5
+    (copy / "moved.npy").rename(copy / "vectors.npy")
     run = load_run(copy)
     save_vectors(copy, run.vectors[::-1].copy(), run.ids)  # the track model was retrained
     with pytest.raises(ArtifactError, match="other track vectors"):

@@ -128,7 +128,8 @@ def _search_overrides(sets: dict[str, str]) -> dict[str, object]:
     from dynplayer.errors import ConfigError
     from dynplayer.text.model import TextConfig
 
-    allowed = {"retrieval", "caption_weight", "top_playlists", "sim_power", "qbnorm_beta"}
+    allowed = {"retrieval", "caption_weight", "top_playlists", "sim_power", "qbnorm_beta",
+               "prf_weight"}
     bad = sorted(set(sets) - allowed)
     if bad:
         raise ConfigError(f"cannot change {', '.join(bad)} at search time "

@@ -52,7 +52,7 @@ def _header(searcher: TextSearcher, ev: TextEval, split: str) -> list[str]:
         f"{m['train_seconds']:.1f}s ({m['total_seconds']:.1f}s with loading, encoding and "
         f"writing); search defaults: retrieval `{c.retrieval}` (caption weight "
         f"{c.caption_weight}), top {c.top_playlists} playlists, similarity power {c.sim_power}, "
-        f"QB-Norm beta {c.qbnorm_beta}. Machine: {platform.machine()}, "
+        f"QB-Norm beta {c.qbnorm_beta}, PRF weight {c.prf_weight}. Machine: {platform.machine()}, "
         f"{_cpu_count()} CPU cores.",
         "",
     ]
@@ -95,11 +95,12 @@ def _track_table(ev: TextEval) -> list[str]:
     c = ev.searcher.cfg
     tuned = {"top_playlists": c.top_playlists, "sim_power": c.sim_power}
     ref = {"top_playlists": 50, "sim_power": 1.0}
-    rows: list[tuple[str, bool, dict[str, float]]] = []
+    rows: list[tuple[str, str, dict[str, float]]] = []
 
-    def add(name: str, peer: bool, method: str, **kw: Any) -> None:
+    def add(name: str, peer: bool | str, method: str, **kw: Any) -> None:
         kw.setdefault("caption_weight", c.caption_weight)
-        rows.append((name, peer, ranking_metrics(track_scores(ev, method, **kw), ev.relevant)))
+        kind = "yes" if peer is True else (peer or "")
+        rows.append((name, kind, ranking_metrics(track_scores(ev, method, **kw), ev.relevant)))
 
     add("popularity", True, "popularity")
     add("BM25 -> top-50 playlists, occurrence x similarity", True, "bm25", **ref)
@@ -108,23 +109,41 @@ def _track_table(ev: TextEval) -> list[str]:
     pfx = f"-> top-{c.top_playlists}, similarity^{c.sim_power:g}"
     add(f"BM25 {pfx} (default aggregation)", True, "bm25", **tuned)
     add(f"zero-shot caption {pfx} (default aggregation)", True, "caption", **tuned)
+    prf = c.prf_weight if c.prf_weight > 0 else 5.0
+    ablation = "ablation: peer + our PRF"
+    add(f"BM25 {pfx}, PRF weight {prf:g}", ablation, "bm25", **tuned, prf_weight=prf)
+    add(f"zero-shot caption {pfx}, PRF weight {prf:g}", ablation, "caption", **tuned,
+        prf_weight=prf)
     add("joint space -> top-50 playlists (reference aggregation)", False, "joint", **ref)
     add("hybrid -> top-50 playlists (reference aggregation)", False, "hybrid", **ref)
     add(f"joint space {pfx}", False, "joint", **tuned)
-    add(f"**default**: {c.retrieval} {pfx}" + (f", QB-Norm beta {c.qbnorm_beta:g}"
-                                              if c.qbnorm_beta > 0 else ""),
-        False, c.retrieval, **tuned, qbnorm_beta=c.qbnorm_beta)
+    qb = f", QB-Norm beta {c.qbnorm_beta:g}" if c.qbnorm_beta > 0 else ""
+    if c.prf_weight > 0:
+        add(f"{c.retrieval} {pfx}{qb}, no PRF", False, c.retrieval, **tuned,
+            qbnorm_beta=c.qbnorm_beta)
+    default = f"**default**: {c.retrieval} {pfx}{qb}" + (
+        f", PRF weight {c.prf_weight:g}" if c.prf_weight > 0 else "")
+    add(default, False, c.retrieval, **tuned, qbnorm_beta=c.qbnorm_beta,
+        prf_weight=c.prf_weight)
     if c.qbnorm_beta <= 0:
-        add(f"{c.retrieval} {pfx}, QB-Norm beta 10", False, c.retrieval, **tuned, qbnorm_beta=10)
-    best_peer = max(r["recall@50"] for _, peer, r in rows if peer)
+        add(f"{c.retrieval} {pfx}, QB-Norm beta 10" + (
+            f", PRF weight {c.prf_weight:g}" if c.prf_weight > 0 else ""), False, c.retrieval,
+            **tuned, qbnorm_beta=10, prf_weight=c.prf_weight)
+    best_peer = max(r["recall@50"] for _, peer, r in rows if peer == "yes")
     lines = [f"Keyword -> tracks ({ev.n:,} queries; relevant: all vocabulary tracks of the "
              f"held-out playlist; candidates: {len(ev.searcher.track_ids):,} tracks; ratio = "
-             "Recall@50 / best peer's Recall@50)", "",
+             "Recall@50 / best peer's Recall@50; ablation rows are peers' retrieval with this "
+             "project's pseudo-relevance feedback (PRF), not the issue's peers)", "",
              _row(["method", "peer", "Recall@10", "NDCG@10", "Recall@50", "NDCG@50", "ratio"]),
              _row(["---"] * 7)]
     for name, peer, r in rows:
-        lines.append(_row([name, "yes" if peer else "", *(_fmt(r[k]) for k in METRIC_KEYS),
+        lines.append(_row([name, peer, *(_fmt(r[k]) for k in METRIC_KEYS),
                            f"{r['recall@50'] / best_peer:.2f}x"]))
+    ours = next(r for name, _, r in rows if name == default)["recall@50"]
+    best_abl = max(rows, key=lambda x: x[2]["recall@50"] if x[1] == ablation else -1.0)
+    lines += ["", f"Default Recall@50 {_fmt(ours)}: {ours / best_peer:.2f}x the best peer row "
+              f"({_fmt(best_peer)}); {ours / best_abl[2]['recall@50']:.2f}x the best ablation "
+              f"row ({best_abl[0]}, {_fmt(best_abl[2]['recall@50'])})."]
     return lines + [""]
 
 
@@ -147,7 +166,7 @@ def _latency(searcher: TextSearcher, ev: TextEval, n: int) -> list[str]:
     from threadpoolctl import threadpool_limits
 
     queries = list(dict.fromkeys(ev.queries))[:max(n, 1)]
-    total, encode, cpu = [], [], []
+    total, encode, cpu, agg, agg_cpu = [], [], [], [], []
     # One BLAS thread: a single query is a matrix-vector product, where threads only add
     # synchronisation (and the dev machine is shared).
     with threadpool_limits(limits=1, user_api="blas"):
@@ -164,6 +183,12 @@ def _latency(searcher: TextSearcher, ev: TextEval, n: int) -> list[str]:
             encode.append(t1 - t0)
             total.append(t2 - t1)
             cpu.append(c2 - c1)
+            # The track ranking alone (what serving runs after its pgvector playlist search).
+            rows, sims = searcher.top_playlists(searcher.encode_query(q)[None, :])
+            c3, t3 = time.thread_time(), time.perf_counter()
+            searcher.aggregate(rows[0], sims[0], 50)
+            agg.append(time.perf_counter() - t3)
+            agg_cpu.append(time.thread_time() - c3)
     tot = np.array(total) * 1e3
     enc = np.array(encode) * 1e3
     cpu_ms = np.array(cpu) * 1e3
@@ -174,7 +199,11 @@ def _latency(searcher: TextSearcher, ev: TextEval, n: int) -> list[str]:
             f"p50 {np.percentile(enc, 50):.2f} ms, p99 {np.percentile(enc, 99):.2f} ms. CPU time "
             f"of the query's thread (what an unshared core would take; wall time above includes "
             f"waiting for a shared core): p50 {np.percentile(cpu_ms, 50):.2f} ms, "
-            f"p99 {np.percentile(cpu_ms, 99):.2f} ms.", ""]
+            f"p99 {np.percentile(cpu_ms, 99):.2f} ms. The track ranking alone (`aggregate`, "
+            f"PRF weight {searcher.cfg.prf_weight:g}): wall p50 "
+            f"{np.percentile(agg, 50) * 1e3:.2f} ms, p99 {np.percentile(agg, 99) * 1e3:.2f} ms; "
+            f"CPU p50 {np.percentile(agg_cpu, 50) * 1e3:.2f} ms, "
+            f"p99 {np.percentile(agg_cpu, 99) * 1e3:.2f} ms.", ""]
 
 
 def tune_grid(ev: TextEval) -> list[str]:
@@ -206,4 +235,35 @@ def tune_grid(ev: TextEval) -> list[str]:
         lines.append("")
         lines.append(f"best {name} by Recall@50: caption weight {b[1]}, top {b[2]}, "
                      f"power {b[3]}: Recall@50 {b[7]}")
+    return lines + [""] + prf_grid(ev)
+
+
+PRF_WEIGHTS = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0)
+
+
+def prf_grid(ev: TextEval) -> list[str]:
+    """Validation grid of pseudo-relevance feedback: the configured retrieval, and the zero-shot
+    and BM25 peers' retrievals with the same feedback (an ablation: is the gain ours alone?)."""
+    c = ev.searcher.cfg
+    lines = ["Validation grid: pseudo-relevance feedback (the retrieved playlists' tracks "
+             "re-ranked in the track model's space)", "",
+             _row(["retrieval", "caption weight", "top playlists", "similarity power",
+                   "PRF weight", "Recall@10", "NDCG@10", "Recall@50", "NDCG@50"]),
+             _row(["---"] * 9)]
+    best: dict[str, tuple[float, list[Any]]] = {}
+    for method, w in ((c.retrieval, c.caption_weight), ("caption", 1.0), ("bm25", 0.0)):
+        sims = ev.similarities(method, w)
+        for top in (50, 100):
+            for power in (2.0, 4.0):
+                for prf in PRF_WEIGHTS:
+                    r = ranking_metrics(track_scores(ev, method, top_playlists=top,
+                                                     sim_power=power, prf_weight=prf,
+                                                     sims=sims), ev.relevant)
+                    cells = [method, w, top, power, prf, *(_fmt(r[k]) for k in METRIC_KEYS)]
+                    lines.append(_row(cells))
+                    if method not in best or r["recall@50"] > best[method][0]:
+                        best[method] = (r["recall@50"], cells)
+    for method, (_, b) in best.items():
+        lines += ["", f"best {method} with PRF by Recall@50: top {b[2]}, power {b[3]}, "
+                      f"PRF weight {b[4]}: Recall@50 {b[7]}"]
     return lines

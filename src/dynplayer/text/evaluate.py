@@ -12,8 +12,10 @@ caption and at least one vocabulary track.
 * keyword -> tracks: every vocabulary track of the held-out playlist is relevant; scores come
   from popularity, from the reference aggregation (top-N training playlists -> sum of
   occurrence x similarity) over BM25, zero-shot caption, joint-space or hybrid retrieval, or
-  from direct text -> track cosine in the joint space. Ties (tracks no retrieved playlist holds)
-  are broken by training popularity for every method alike.
+  from direct text -> track cosine in the joint space. Any retrieval can add pseudo-relevance
+  feedback (`prf_weight`: the retrieved playlists' tracks re-ranked in the track model's space).
+  Ties (tracks no retrieved playlist holds) are broken by training popularity for every method
+  alike.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from dynplayer.run import l2_normalize, load_run
 from dynplayer.text.bm25 import BM25
 from dynplayer.text.hubness import hubness_stats, inverted_softmax_bias
 from dynplayer.text.model import project_numpy
-from dynplayer.text.search import TextSearcher, aggregate_scores, top_rows
+from dynplayer.text.search import TextSearcher, aggregate_scores, feedback_scores, top_rows
 from dynplayer.text.train import TextData, load_text_data
 
 RETRIEVALS = ("bm25", "caption", "joint", "hybrid")
@@ -130,9 +132,10 @@ def ranking_metrics(scores: np.ndarray, relevant: sp.csr_matrix,
 
 
 def track_scores(ev: TextEval, method: str, *, top_playlists: int = 50, sim_power: float = 1.0,
-                 caption_weight: float = 0.5, qbnorm_beta: float = 0.0,
+                 caption_weight: float = 0.5, qbnorm_beta: float = 0.0, prf_weight: float = 0.0,
                  sims: np.ndarray | None = None) -> np.ndarray:
-    """(n_queries, V) keyword -> track scores of `method` (popularity, direct, or a retrieval)."""
+    """(n_queries, V) keyword -> track scores of `method` (popularity, direct, or a retrieval);
+    the same numbers as `TextSearcher.aggregate`, batched."""
     if method == "popularity":
         return np.broadcast_to(ev.popularity, (ev.n, ev.popularity.shape[0])).copy()
     if method == "direct":
@@ -145,6 +148,13 @@ def track_scores(ev: TextEval, method: str, *, top_playlists: int = 50, sim_powe
     else:
         rows, vals = top_rows(s, top_playlists)
     scores = aggregate_scores(ev.searcher.occ, rows, vals, sim_power)
+    if prf_weight > 0:
+        ts = ev.searcher
+        if ts.track_vectors is None or ts.playlist_means is None:
+            raise ConfigError(f"{ts.path}: pseudo-relevance feedback needs the run's track "
+                              "vectors")
+        scores = feedback_scores(scores, rows, np.clip(vals, 0.0, None) ** sim_power,
+                                 ts.playlist_means, ts.track_vectors, prf_weight)
     return scores + 1e-6 * ev.popularity[None, :]
 
 

@@ -41,6 +41,10 @@ class TextConfig:
     top_playlists: int = 50  # as the reference and serving's default; 100 was +0.002 R@50 (noise)
     sim_power: float = 4.0  # track score = sum occurrence x similarity ** sim_power
     qbnorm_beta: float = 0.0  # > 0: query-bank (dynamic inverted softmax) normalisation
+    # > 0: pseudo-relevance feedback in the track model's space re-ranks the tracks of the top
+    # playlists: score = s / max(s) + prf_weight * max(cos(q, track), 0), q = the
+    # similarity^sim_power-weighted mean of those playlists' mean track vectors (0 = off)
+    prf_weight: float = 5.0
 
 
 class ResidualProjection(nn.Module):

@@ -1,8 +1,10 @@
 """Keyword -> tracks: `TextSearcher`, the implementation of `dynplayer.text.api`.
 
 text -> query vector -> top-N most similar training playlists (cosine) -> each track scored by
-sum over those playlists of occurrence x similarity -> top K. `aggregate` is the second half on
-its own, so serving can replace the exact playlist search with pgvector HNSW.
+sum over those playlists of occurrence x similarity^power -> (pseudo-relevance feedback: those
+tracks re-ranked by their cosine, in the track model's space, with the weighted mean of the
+playlists' mean track vectors) -> top K. `aggregate` is the second half on its own, so serving
+can replace the exact playlist search with pgvector HNSW.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import scipy.sparse as sp
 
 from dynplayer.config import from_dict
 from dynplayer.errors import ArtifactError, ConfigError, QueryError
-from dynplayer.run import l2_normalize
+from dynplayer.run import Run, l2_normalize
 from dynplayer.text.api import PlaylistHit, SearchResult, TextSearcherProtocol, TrackHit
 from dynplayer.text.encoders import TextEncoder, make_encoder
 from dynplayer.text.model import TextConfig, project_numpy
@@ -77,6 +79,32 @@ def aggregate_scores(occ: sp.csr_matrix, rows: np.ndarray, sims: np.ndarray,
     return np.asarray((weights @ occ).todense(), dtype=np.float32)
 
 
+def playlist_track_means(occ: sp.csr_matrix, track_vectors: np.ndarray) -> np.ndarray:
+    """(P, d) mean of each playlist's distinct tracks' (L2-normalised) vectors."""
+    binary = occ.copy()
+    binary.data[:] = 1.0
+    n = np.maximum(np.diff(binary.indptr), 1).astype(np.float32)
+    return np.asarray(binary @ track_vectors, dtype=np.float32) / n[:, None]
+
+
+def feedback_scores(scores: np.ndarray, rows: np.ndarray, weights: np.ndarray,
+                    playlist_means: np.ndarray, track_vectors: np.ndarray,
+                    prf_weight: float) -> np.ndarray:
+    """Pseudo-relevance feedback for a batch of queries (n, V): the aggregated `scores` of the
+    tracks they hold, re-ranked in the track model's space.
+
+    q = L2-normalised sum over the query's playlists `rows` of weight x the playlist's mean track
+    vector (a pseudo-playlist, scored the way the track model continues a playlist);
+    result = scores / max(scores) + prf_weight * max(cos(q, track), 0) where scores > 0, else 0,
+    so only tracks of the retrieved playlists are ranked and each keeps its contributors.
+    """
+    rows, weights = np.atleast_2d(rows), np.atleast_2d(weights)
+    q = l2_normalize(np.einsum("qm,qmd->qd", weights.astype(np.float32), playlist_means[rows]))
+    top = np.maximum(scores.max(axis=1, keepdims=True), 1e-30)
+    cos = np.clip(q @ track_vectors.T, 0.0, None)
+    return np.where(scores > 0, scores / top + prf_weight * cos, 0.0).astype(np.float32)
+
+
 def top_rows(sims: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
     """The m best columns per row of `sims`, best first, with their values."""
     m = min(m, sims.shape[1])
@@ -92,7 +120,8 @@ class TextSearcher(TextSearcherProtocol):
     def __init__(self, path: Path, cfg: TextConfig, weights: dict[str, np.ndarray],
                  joint: np.ndarray, captions_x: np.ndarray, occ: sp.csr_matrix,
                  pids: list[str], captions: list[str], tracks: dict[str, list[Any]],
-                 encoder: TextEncoder | None = None, ngram_state: Path | None = None) -> None:
+                 encoder: TextEncoder | None = None, ngram_state: Path | None = None,
+                 track_vectors: np.ndarray | None = None) -> None:
         self.path = path
         self.cfg = cfg
         self.weights = weights
@@ -108,6 +137,19 @@ class TextSearcher(TextSearcherProtocol):
         self._ngram_state = ngram_state
         self._vectors = compose_playlist_vectors(joint, captions_x, cfg)
         self._qb_bias: np.ndarray | None = None
+        # The track model's vectors (V, d) in track_ids order, L2-normalised, and each playlist's
+        # mean of them: pseudo-relevance feedback needs both, computed once here.
+        self.track_vectors: np.ndarray | None = None
+        self.playlist_means: np.ndarray | None = None
+        if track_vectors is not None:
+            if track_vectors.shape[0] != occ.shape[1]:
+                raise ArtifactError(f"{path}: {track_vectors.shape[0]} track vectors for "
+                                    f"{occ.shape[1]} vocabulary tracks")
+            self.track_vectors = l2_normalize(track_vectors)
+            self.playlist_means = playlist_track_means(occ, self.track_vectors)
+        elif cfg.prf_weight > 0:
+            raise ArtifactError(f"{path}: prf_weight > 0 needs the run's track vectors "
+                                "(vectors.npy, ids.txt beside text/); or set prf_weight=0")
 
     # ---- loading -----------------------------------------------------------------------------
     @classmethod
@@ -128,7 +170,7 @@ class TextSearcher(TextSearcherProtocol):
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ArtifactError(f"{d}/config.json: unreadable text model config ({exc})") from exc
         _check_search_config(cfg)
-        _check_fresh(Path(run_dir), meta)
+        run = _fresh_run(Path(run_dir), meta)
         with np.load(d / "model.npz", allow_pickle=False) as z:
             weights = {k: z[k] for k in z.files}
         with np.load(d / "occurrences.npz", allow_pickle=False) as z:
@@ -136,9 +178,18 @@ class TextSearcher(TextSearcherProtocol):
             occ = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=shape)
         pids = (d / "pids.txt").read_text().splitlines()
         tracks = json.loads((d / "tracks.json").read_text())
+        track_vectors = None
+        if run is not None:
+            row_of = run.index_of()
+            run_rows = np.array([row_of.get(t, -1) for t in tracks["track_id"]], dtype=np.int64)
+            if (run_rows < 0).any():
+                raise ArtifactError(f"{run_dir}: {int((run_rows < 0).sum())} vocabulary tracks "
+                                    "have no track vector; rerun `dynplayer train-text`")
+            track_vectors = run.vectors[run_rows]
         return cls(d, cfg, weights, np.load(d / "joint.npy"), np.load(d / "captions.npy"), occ,
                    pids, json.loads((d / "captions.json").read_text()), tracks,
-                   ngram_state=d / "ngram.npz" if cfg.encoder == "ngram" else None)
+                   ngram_state=d / "ngram.npz" if cfg.encoder == "ngram" else None,
+                   track_vectors=track_vectors)
 
     @property
     def encoder(self) -> TextEncoder:
@@ -230,6 +281,8 @@ class TextSearcher(TextSearcherProtocol):
         owner = np.repeat(np.arange(rows.shape[0]), lens)
         contrib = dat[np.concatenate([np.arange(ptr[r], ptr[r + 1]) for r in rows])] * w[owner]
         scores = np.bincount(cols, weights=contrib, minlength=self.occ.shape[1])
+        if self.cfg.prf_weight > 0 and self.track_vectors is not None:
+            scores = self._feedback(scores, rows, w)
         n_pos = int((scores > 0).sum())
         if n_pos == 0:
             return SearchResult(query=query, playlists=playlists, tracks=[])
@@ -244,6 +297,20 @@ class TextSearcher(TextSearcherProtocol):
                            [playlists[i] for i in owner[sel[bounds[j]:bounds[j + 1]]]])
                   for j, t in enumerate(top)]
         return SearchResult(query=query, playlists=playlists, tracks=tracks)
+
+    def _feedback(self, scores: np.ndarray, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """`feedback_scores` for one query, touching only the tracks the playlists hold."""
+        assert self.track_vectors is not None and self.playlist_means is not None
+        held = np.flatnonzero(scores > 0)
+        out = np.zeros_like(scores)
+        if held.size == 0:
+            return out
+        q = w.astype(np.float32) @ self.playlist_means[rows]
+        q /= max(float(np.linalg.norm(q)), 1e-12)
+        cos = self.track_vectors[held] @ q
+        out[held] = (scores[held] / scores[held].max()
+                     + self.cfg.prf_weight * np.clip(cos, 0.0, None))
+        return out
 
     def search(self, text: str, k: int = 20) -> SearchResult:
         check_k(k)
@@ -274,18 +341,23 @@ def _check_search_config(cfg: TextConfig) -> None:
         raise ConfigError(f"top_playlists must be in 1..10000, got {cfg.top_playlists}")
     if cfg.sim_power <= 0 or cfg.qbnorm_beta < 0:
         raise ConfigError("sim_power must be > 0 and qbnorm_beta >= 0")
+    if not 0.0 <= cfg.prf_weight < float("inf"):
+        raise ConfigError(f"prf_weight must be >= 0 (0 = no feedback), got {cfg.prf_weight}")
 
 
-def _check_fresh(run_dir: Path, meta: dict[str, Any]) -> None:
-    """The text model must come from the run's current track vectors."""
-    if not (run_dir / "vectors.npy").exists() or "vectors_hash" not in meta:
-        return
+def _fresh_run(run_dir: Path, meta: dict[str, Any]) -> Run | None:
+    """The run beside text/, which must be the one the text model was trained on; None when the
+    run's vectors are not there."""
+    if not (run_dir / "vectors.npy").exists():
+        return None
     from dynplayer.run import load_run
     from dynplayer.text.train import vectors_hash
 
-    if vectors_hash(load_run(run_dir)) != meta["vectors_hash"]:
+    run = load_run(run_dir)
+    if "vectors_hash" in meta and vectors_hash(run) != meta["vectors_hash"]:
         raise ArtifactError(f"{run_dir}: the text model was trained on other track vectors "
                             "(the run was retrained); rerun `dynplayer train-text`")
+    return run
 
 
 def load_searcher(run_dir: Path, **overrides: Any) -> TextSearcher:
@@ -293,4 +365,5 @@ def load_searcher(run_dir: Path, **overrides: Any) -> TextSearcher:
 
 
 __all__ = ["MAX_QUERY_CHARS", "TextSearcher", "aggregate_scores", "check_query",
-           "compose_playlist_vectors", "load_searcher", "top_rows"]
+           "compose_playlist_vectors", "feedback_scores", "load_searcher",
+           "playlist_track_means", "top_rows"]
