@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from dynplayer.serve.app import create_app
+from dynplayer.serve.app import TextResponse, create_app
 from dynplayer.settings import Settings
 from dynplayer.store.db import Catalog
 
@@ -42,6 +42,8 @@ def test_text(client: TestClient, serve_catalog: Catalog) -> None:
     r = client.post("/v1/recommend/text", json={"text": "smooth jazz bebop", "k": 7})
     assert r.status_code == 200, r.text
     body = r.json()
+    assert r.headers["content-type"] == "application/json"
+    TextResponse.model_validate_json(r.content, strict=True)  # the documented response model
     assert body["model_version"] == serve_catalog.version and body["text"] == "smooth jazz bebop"
     assert len(body["tracks"]) == 7
     names = dict(zip(serve_catalog.track_ids, serve_catalog.names, strict=True))

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import psycopg
+from pgvector import HalfVector
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from dynplayer.errors import DynplayerError, QueryError, StoreError
 from dynplayer.run import l2_normalize
+from dynplayer.serve.batching import BatchingEncoder
 from dynplayer.store.db import Catalog, ef_search_for
 from dynplayer.text.api import PlaylistHit, TextSearcherProtocol
 
@@ -68,6 +72,20 @@ class Continuation:
 def text_playlists_of(searcher: TextSearcherProtocol | None, default: int = 50) -> int:
     """How many playlists the text model aggregates (its `cfg.top_playlists`), else `default`."""
     return int(getattr(getattr(searcher, "cfg", None), "top_playlists", default))
+
+
+def query_encoder(searcher: TextSearcherProtocol | None) -> Callable[[str], np.ndarray]:
+    """text -> query vector. Searchers that encode lists (`encode_queries`, as `TextSearcher`
+    does) get a `BatchingEncoder`, so concurrent requests share one encoder call."""
+    if searcher is None:
+        raise TextModelMissing("this model has no text model (run `dynplayer train-text`)")
+    many = getattr(searcher, "encode_queries", None)
+    if many is None:
+        return searcher.encode_query
+    from dynplayer.text.search import check_query
+
+    batcher = BatchingEncoder(many)
+    return lambda text: batcher.encode(check_query(text))
 
 
 def check_k(k: int) -> int:
@@ -123,7 +141,7 @@ class Recommender(abc.ABC):
         query = check_text(text)
         if self.searcher is None:
             raise TextModelMissing("this model has no text model (run `dynplayer train-text`)")
-        qvec = np.asarray(self.searcher.encode_query(query), dtype=np.float32).reshape(-1)
+        qvec = np.asarray(self._encode(query), dtype=np.float32).reshape(-1)
         rows, sims = self._top_playlists(qvec, self.text_playlists)
         result = self.searcher.aggregate(rows, sims, k, query=query)
         hits = result.tracks[:k]
@@ -132,6 +150,12 @@ class Recommender(abc.ABC):
                             name=info.get(h.track_id, TrackInfo(h.track_id, None, None)).name,
                             artist=info.get(h.track_id, TrackInfo(h.track_id, None, None)).artist,
                             because=list(h.because)) for h in hits]
+
+    @cached_property
+    def _encode(self) -> Callable[[str], np.ndarray]:
+        """text -> query vector, through one micro-batching encoder per recommender (two
+        threads racing on first use may build two; one is dropped, nothing is shared)."""
+        return query_encoder(self.searcher)
 
     def search_tracks(self, q: str, limit: int = 10) -> list[TrackInfo]:
         """Tracks whose name or artist contains `q` (case-insensitive), most popular first."""
@@ -261,6 +285,9 @@ class PgvectorRecommender(Recommender):
         self._local = threading.local()  # the connection a multi-step request holds
         self._names: dict[str, tuple[str | None, str | None]] | None = None
         self._names_lock = threading.Lock()
+        # hnsw.ef_search currently set on each pooled connection (dropped with the connection).
+        self._ef_of: weakref.WeakKeyDictionary[psycopg.Connection[Any], int] = \
+            weakref.WeakKeyDictionary()
 
     @contextmanager
     def _conn(self) -> Iterator[psycopg.Connection[Any]]:
@@ -284,12 +311,16 @@ class PgvectorRecommender(Recommender):
 
     def _knn(self, conn: psycopg.Connection[Any], query: str, params: list[Any],
              rows: int) -> list[tuple[Any, ...]]:
-        """An HNSW query with hnsw.ef_search set for `rows`, sent in one round trip."""
+        """An HNSW query with hnsw.ef_search set for `rows` (pgvector returns at most ef_search
+        rows). The setting lives on the connection, so it is sent only when it changes, together
+        with enable_seqscan = off: on a small table the planner otherwise prefers an exact
+        sequential scan (25 ms on MPD's playlists) whenever ef_search is below ~200."""
         ef = ef_search_for(rows, minimum=self.ef_search_min, factor=self.ef_search_factor)
-        with conn.pipeline():
-            conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", [str(ef)])
-            cur = conn.execute(query, params)
-        return cur.fetchall()
+        if self._ef_of.get(conn) != ef:
+            conn.execute("SELECT set_config('hnsw.ef_search', %s, false), "
+                         "set_config('enable_seqscan', 'off', false)", [str(ef)])
+            self._ef_of[conn] = ef
+        return conn.execute(query, params).fetchall()
 
     def text(self, text: str, k: int = 20) -> list[TrackResult]:
         # One connection for the playlist search and the track lookup that follows it.
@@ -321,13 +352,24 @@ class PgvectorRecommender(Recommender):
 
     def _top_playlists(self, qvec: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         with self._conn() as conn:
-            rows = self._knn(conn, "SELECT pid, 1 - (text_vector <=> %s) FROM playlists "
-                             "ORDER BY text_vector <=> %s LIMIT %s", [qvec, qvec, n], n)
+            # The column is halfvec (see dynplayer.store.db): a few more candidates than wanted
+            # are fetched and re-ranked below in float32, so half-precision rounding cannot
+            # swap a playlist at the edge of the top n for a near-tie.
+            half = HalfVector(qvec)
+            fetch = min(n + n // 2 + 10, ef_search_for(n, minimum=self.ef_search_min,
+                                                        factor=self.ef_search_factor))
+            rows = self._knn(conn, "SELECT pid FROM playlists ORDER BY text_vector <=> %s "
+                             "LIMIT %s", [half, fetch], n)
         # Rows are mapped through pids, so a table swapped in by a reindex of another run can
         # never point `aggregate` at the wrong playlist.
-        pairs = [(self._pid_row[p], s) for p, s in rows if p in self._pid_row]
-        return (np.array([r for r, _ in pairs], dtype=np.int64),
-                np.array([s for _, s in pairs], dtype=np.float32))
+        found = np.array([self._pid_row[p] for (p,) in rows if p in self._pid_row],
+                         dtype=np.int64)
+        # The index stores half precision, so the similarities reported (and the order) are
+        # recomputed in float32 from the searcher's own vectors: the exact path's numbers.
+        assert self.searcher is not None
+        sims = np.asarray(self.searcher.playlist_vectors[found] @ qvec, dtype=np.float32)
+        order = np.lexsort((found, -sims))[:n]
+        return found[order], sims[order]
 
     def _track_info(self, track_ids: list[str]) -> dict[str, TrackInfo]:
         # Names and artists of this model version are read once and kept in memory (a few MB
