@@ -259,6 +259,37 @@ def test_korean_query_round_trip_through_the_cli(synthetic_run: Path, tmp_path: 
         assert code == 2 and err.count("\n") == 1 and why in err, err
 
 
+def test_bench_text_reports_the_default_beside_peers_and_the_prf_ablation(
+        synthetic_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    out_file = tmp_path / "text.md"
+    code, out, _ = _cli(["bench", "text", str(synthetic_run), "--split", "test",
+                         "--latency-queries", "5", "--out", str(out_file)], capsys, monkeypatch)
+    assert code == 0 and out_file.read_text(encoding="utf-8") == out
+    cells = {c[0].lstrip("| "): c for c in (line.split(" | ") for line in out.splitlines()
+                                            if line.startswith("| "))}
+    searcher = TextSearcher.load(synthetic_run)
+    c = searcher.cfg
+    ev = prepare_eval(searcher, "test")
+    default = next(v for k, v in cells.items() if k.startswith("**default**"))
+    assert f"PRF weight {c.prf_weight:g}" in default[0]
+    want = ranking_metrics(track_scores(ev, c.retrieval, top_playlists=c.top_playlists,
+                                        sim_power=c.sim_power, prf_weight=c.prf_weight),
+                           ev.relevant)
+    assert float(default[4]) == pytest.approx(want["recall@50"], abs=1e-4)
+    ablation = [v for v in cells.values() if v[1] == "ablation: peer + our PRF"]
+    assert len(ablation) == 2  # BM25 and zero-shot retrieval with the same feedback
+    best_peer = max(float(v[4]) for v in cells.values() if v[1] == "yes")
+    assert default[6] == f"{float(default[4]) / best_peer:.2f}x |"
+    assert "without PRF: CPU p50" in out and "the best ablation row" in out
+    code, out, _ = _cli(["bench", "text", str(synthetic_run), "--split", "val", "--tune"],
+                        capsys, monkeypatch)
+    assert code == 0 and "best hybrid with PRF by Recall@50" in out
+    code, _, err = _cli(["bench", "text", str(synthetic_run), "--split", "test", "--tune"],
+                        capsys, monkeypatch)
+    assert code == 2 and "validation split only" in err
+
+
 def test_failed_retrain_leaves_the_text_model_in_place(synthetic_run: Path) -> None:
     before = (synthetic_run / "text" / "config.json").read_bytes()
     with pytest.raises(ConfigError):
