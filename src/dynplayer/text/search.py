@@ -277,9 +277,12 @@ class TextSearcher(TextSearcherProtocol):
         # indexing costs more than the arithmetic at this size).
         ptr, idx, dat = self.occ.indptr, self.occ.indices, self.occ.data
         lens = ptr[rows + 1] - ptr[rows]
-        cols = np.concatenate([idx[ptr[r]:ptr[r + 1]] for r in rows])
         owner = np.repeat(np.arange(rows.shape[0]), lens)
-        contrib = dat[np.concatenate([np.arange(ptr[r], ptr[r + 1]) for r in rows])] * w[owner]
+        # Position of each occurrence in the CSR arrays: its playlist's start + its offset there.
+        pos = ptr[rows][owner] + np.arange(owner.shape[0]) - np.repeat(np.cumsum(lens) - lens,
+                                                                        lens)
+        cols = idx[pos]
+        contrib = dat[pos] * w[owner]
         scores = np.bincount(cols, weights=contrib, minlength=self.occ.shape[1])
         if self.cfg.prf_weight > 0 and self.track_vectors is not None:
             scores = self._feedback(scores, rows, w)
@@ -292,10 +295,11 @@ class TextSearcher(TextSearcherProtocol):
         sel = np.flatnonzero((rank_of[cols] >= 0) & (contrib > 0))
         order = np.lexsort((-contrib[sel], rank_of[cols[sel]]))  # by track rank, then contribution
         sel = sel[order]
-        bounds = np.searchsorted(rank_of[cols[sel]], np.arange(top.shape[0] + 1))
-        tracks = [TrackHit(self.track_ids[t], float(scores[t]),
-                           [playlists[i] for i in owner[sel[bounds[j]:bounds[j + 1]]]])
-                  for j, t in enumerate(top)]
+        bounds = np.searchsorted(rank_of[cols[sel]], np.arange(top.shape[0] + 1)).tolist()
+        who = owner[sel].tolist()  # plain lists: per-element numpy indexing costs more here
+        tracks = [TrackHit(self.track_ids[t], s, [playlists[i] for i in who[lo:hi]])
+                  for t, s, lo, hi in zip(top.tolist(), scores[top].tolist(), bounds[:-1],
+                                          bounds[1:], strict=True)]
         return SearchResult(query=query, playlists=playlists, tracks=tracks)
 
     def _feedback(self, scores: np.ndarray, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
