@@ -154,8 +154,8 @@ def test_hnsw_agrees_with_exact(exact: ExactRecommender, pgvec: PgvectorRecommen
 
 
 def test_ef_search_follows_k() -> None:
-    assert ef_search_for(10) == 200
-    assert ef_search_for(100) == 300
-    assert ef_search_for(200) == 600
+    assert ef_search_for(10) == 150  # the floor
+    assert ef_search_for(100) == 250  # 2.5 x rows
+    assert ef_search_for(200) == 500
     assert ef_search_for(700) == 1000  # pgvector's maximum
     assert ef_search_for(60, minimum=40, factor=1.5) == 90

@@ -12,6 +12,8 @@ import platformdirs
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from dynplayer.store.db import EF_SEARCH_FACTOR, EF_SEARCH_MIN, HNSW_EF_CONSTRUCTION, HNSW_M
+
 
 class Settings(BaseSettings):
     """Everything the store and the service read at run time.
@@ -38,12 +40,12 @@ class Settings(BaseSettings):
     # Seconds a request waits for a database connection before it fails with 503.
     pool_timeout: float = Field(default=1.0, gt=0)
     statement_timeout_ms: int = Field(default=2000, ge=1)
-    hnsw_m: int = Field(default=16, ge=2, le=100)
-    hnsw_ef_construction: int = Field(default=64, ge=4, le=1000)
-    # hnsw.ef_search = clamp(ef_search_factor * rows wanted, ef_search_min, 1000). Measured on
-    # MPD: 100 playlists at ef 300 overlap the exact top-50 tracks 0.991, at 200 only 0.984.
-    ef_search_min: int = Field(default=200, ge=1, le=1000)
-    ef_search_factor: float = Field(default=3.0, ge=1.0)
+    hnsw_m: int = Field(default=HNSW_M, ge=2, le=100)
+    hnsw_ef_construction: int = Field(default=HNSW_EF_CONSTRUCTION, ge=4, le=1000)
+    # hnsw.ef_search = clamp(ef_search_factor * rows wanted, ef_search_min, 1000); the defaults
+    # and their measurement are in dynplayer.store.db.
+    ef_search_min: int = Field(default=EF_SEARCH_MIN, ge=1, le=1000)
+    ef_search_factor: float = Field(default=EF_SEARCH_FACTOR, ge=1.0)
     # Top playlists a text query aggregates (the reference uses 50).
     text_playlists: int = Field(default=50, ge=1, le=1000)
     # Contributing playlists listed per track in a text answer (best first).

@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
         = None,
         m: Annotated[int | None, typer.Option(help="HNSW m (default 16)")] = None,
         ef_construction: Annotated[int | None, typer.Option(
-            help="HNSW ef_construction (default 64)")] = None,
+            help="HNSW ef_construction (default 200)")] = None,
     ) -> None:
         """Load a run into the vector store: new tables, HNSW, ANALYZE, atomic swap."""
         from dynplayer.serve.demo import index_run

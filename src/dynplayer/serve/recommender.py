@@ -25,7 +25,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from dynplayer.errors import DynplayerError, QueryError, StoreError
 from dynplayer.run import l2_normalize
 from dynplayer.serve.batching import BatchingEncoder
-from dynplayer.store.db import Catalog, ef_search_for
+from dynplayer.store.db import EF_SEARCH_FACTOR, EF_SEARCH_MIN, Catalog, ef_search_for
 from dynplayer.text.api import PlaylistHit, TextSearcherProtocol
 
 K_MAX = 200
@@ -273,7 +273,8 @@ class PgvectorRecommender(Recommender):
 
     def __init__(self, pool: ConnectionPool, version: str,
                  searcher: TextSearcherProtocol | None = None, *, text_playlists: int = 50,
-                 ef_search_min: int = 200, ef_search_factor: float = 3.0) -> None:
+                 ef_search_min: int = EF_SEARCH_MIN,
+                 ef_search_factor: float = EF_SEARCH_FACTOR) -> None:
         self.pool = pool
         self.version = version
         self.searcher = searcher
