@@ -230,7 +230,7 @@ def indexed_url(pg_server: EmbeddedServer, serve_catalog: Catalog) -> str:
     """The session server's URL with the synthetic run indexed."""
     from dynplayer.store.db import index_catalog
 
-    index_catalog(pg_server.url, serve_catalog, m=16, ef_construction=64)
+    index_catalog(pg_server.url, serve_catalog)  # the defaults, as every reindex in the tests
     return pg_server.url
 
 

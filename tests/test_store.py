@@ -57,7 +57,10 @@ def test_round_trip(indexed_url: str, serve_catalog: Catalog) -> None:
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN ('tracks', "
             "'playlists') AND indexdef LIKE '%hnsw%'").fetchall())
         assert len(indexes) == 2
-        assert all("m='16'" in d and "ef_construction='64'" in d for d in indexes.values())
+        from dynplayer.store.db import HNSW_EF_CONSTRUCTION, HNSW_M
+
+        assert all(f"m='{HNSW_M}'" in d and f"ef_construction='{HNSW_EF_CONSTRUCTION}'" in d
+                   for d in indexes.values()), indexes
         ops = sorted(d.split("USING hnsw ")[1].split(")")[0] for d in indexes.values())
         assert ops == ["(text_vector halfvec_cosine_ops", "(vector vector_cosine_ops"], indexes
         # ANALYZE ran: the planner knows the row counts, and uses the index for k-NN
