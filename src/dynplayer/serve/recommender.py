@@ -283,7 +283,6 @@ class PgvectorRecommender(Recommender):
         self.ef_search_factor = ef_search_factor
         self._pid_row = {} if searcher is None else \
             {p: i for i, p in enumerate(searcher.playlist_pids)}
-        self._local = threading.local()  # the connection a multi-step request holds
         self._names: dict[str, tuple[str | None, str | None]] | None = None
         self._names_lock = threading.Lock()
         # hnsw.ef_search currently set on each pooled connection (dropped with the connection).
@@ -292,10 +291,8 @@ class PgvectorRecommender(Recommender):
 
     @contextmanager
     def _conn(self) -> Iterator[psycopg.Connection[Any]]:
-        held = getattr(self._local, "conn", None)
-        if held is not None:
-            yield held
-            return
+        # A text request takes a connection only for its playlist search, never while its
+        # query waits for the (batched) encoder; names come from memory after the first load.
         try:
             with self.pool.connection() as conn:
                 yield conn
@@ -322,15 +319,6 @@ class PgvectorRecommender(Recommender):
                          "set_config('enable_seqscan', 'off', false)", [str(ef)])
             self._ef_of[conn] = ef
         return conn.execute(query, params).fetchall()
-
-    def text(self, text: str, k: int = 20) -> list[TrackResult]:
-        # One connection for the playlist search and the track lookup that follows it.
-        with self._conn() as conn:
-            self._local.conn = conn
-            try:
-                return super().text(text, k)
-            finally:
-                self._local.conn = None
 
     def _nearest_to_seeds(self, seeds: list[str], k: int, *, single: bool) -> Continuation:
         with self._conn() as conn:
