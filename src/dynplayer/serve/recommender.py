@@ -74,11 +74,9 @@ def text_playlists_of(searcher: TextSearcherProtocol | None, default: int = 50) 
     return int(getattr(getattr(searcher, "cfg", None), "top_playlists", default))
 
 
-def query_encoder(searcher: TextSearcherProtocol | None) -> Callable[[str], np.ndarray]:
+def query_encoder(searcher: TextSearcherProtocol) -> Callable[[str], np.ndarray]:
     """text -> query vector. Searchers that encode lists (`encode_queries`, as `TextSearcher`
     does) get a `BatchingEncoder`, so concurrent requests share one encoder call."""
-    if searcher is None:
-        raise TextModelMissing("this model has no text model (run `dynplayer train-text`)")
     many = getattr(searcher, "encode_queries", None)
     if many is None:
         return searcher.encode_query
@@ -146,15 +144,17 @@ class Recommender(abc.ABC):
         result = self.searcher.aggregate(rows, sims, k, query=query)
         hits = result.tracks[:k]
         info = self._track_info([h.track_id for h in hits])
+        unknown = TrackInfo("", None, None)
         return [TrackResult(track_id=h.track_id, score=float(h.score),
-                            name=info.get(h.track_id, TrackInfo(h.track_id, None, None)).name,
-                            artist=info.get(h.track_id, TrackInfo(h.track_id, None, None)).artist,
+                            name=info.get(h.track_id, unknown).name,
+                            artist=info.get(h.track_id, unknown).artist,
                             because=list(h.because)) for h in hits]
 
     @cached_property
     def _encode(self) -> Callable[[str], np.ndarray]:
         """text -> query vector, through one micro-batching encoder per recommender (two
         threads racing on first use may build two; one is dropped, nothing is shared)."""
+        assert self.searcher is not None  # `text` checks first
         return query_encoder(self.searcher)
 
     def search_tracks(self, q: str, limit: int = 10) -> list[TrackInfo]:
@@ -307,13 +307,15 @@ class PgvectorRecommender(Recommender):
             raise DatabaseUnavailable(f"the database is unavailable: {str(exc).strip()}") \
                 from exc
 
+    def _ef_search(self, rows: int) -> int:
+        return ef_search_for(rows, minimum=self.ef_search_min, factor=self.ef_search_factor)
+
     def _knn(self, conn: psycopg.Connection[Any], query: str, params: list[Any],
-             rows: int) -> list[tuple[Any, ...]]:
-        """An HNSW query with hnsw.ef_search set for `rows` (pgvector returns at most ef_search
-        rows). The setting lives on the connection, so it is sent only when it changes, together
-        with enable_seqscan = off: on a small table the planner otherwise prefers an exact
+             ef: int) -> list[tuple[Any, ...]]:
+        """An HNSW query at hnsw.ef_search `ef` (pgvector returns at most ef_search rows). The
+        setting lives on the connection, so it is sent only when it changes, together with
+        enable_seqscan = off: on a small table the planner otherwise prefers an exact
         sequential scan (25 ms on MPD's playlists) whenever ef_search is below ~200."""
-        ef = ef_search_for(rows, minimum=self.ef_search_min, factor=self.ef_search_factor)
         if self._ef_of.get(conn) != ef:
             conn.execute("SELECT set_config('hnsw.ef_search', %s, false), "
                          "set_config('enable_seqscan', 'off', false)", [str(ef)])
@@ -334,7 +336,7 @@ class PgvectorRecommender(Recommender):
             limit = k + len(known)
             rows = self._knn(conn, "SELECT track_id, name, artist, 1 - (vector <=> %s) FROM "
                              "tracks ORDER BY vector <=> %s LIMIT %s", [query, query, limit],
-                             limit)
+                             self._ef_search(limit))
         masked = set(known)
         tracks = [TrackResult(t, float(s), n, a) for t, n, a, s in rows if t not in masked][:k]
         return Continuation(tracks=tracks, seeds=known, unknown=unknown)
@@ -345,10 +347,9 @@ class PgvectorRecommender(Recommender):
             # are fetched and re-ranked below in float32, so half-precision rounding cannot
             # swap a playlist at the edge of the top n for a near-tie.
             half = HalfVector(qvec)
-            fetch = min(n + n // 2 + 10, ef_search_for(n, minimum=self.ef_search_min,
-                                                        factor=self.ef_search_factor))
+            ef = self._ef_search(n)
             rows = self._knn(conn, "SELECT pid FROM playlists ORDER BY text_vector <=> %s "
-                             "LIMIT %s", [half, fetch], n)
+                             "LIMIT %s", [half, min(n + n // 2 + 10, ef)], ef)
         # Rows are mapped through pids, so a table swapped in by a reindex of another run can
         # never point `aggregate` at the wrong playlist.
         found = np.array([self._pid_row[p] for (p,) in rows if p in self._pid_row],
