@@ -22,7 +22,14 @@ import psycopg
 import pytest
 
 from dynplayer.errors import StoreError
-from dynplayer.store.db import Catalog, active_version, connect, ensure_extension, index_catalog
+from dynplayer.store.db import (
+    Catalog,
+    active_version,
+    check_pgvector_version,
+    connect,
+    ensure_extension,
+    index_catalog,
+)
 from dynplayer.store.embedded import EmbeddedServer
 
 pytestmark = pytest.mark.db
@@ -136,6 +143,15 @@ def test_missing_extension_fails_loudly(pg_server: EmbeddedServer) -> None:
         admin.execute("REVOKE CREATE ON DATABASE novector FROM PUBLIC")
     url = pg_server.url.replace("postgres:@/postgres", "plain_user:@/novector")
     with connect(url) as conn, pytest.raises(StoreError, match="pgvector extension is missing"):
+        ensure_extension(conn)
+
+
+def test_old_pgvector_is_a_clear_error(pg_server: EmbeddedServer) -> None:
+    with pytest.raises(StoreError, match=r"pgvector 0\.6\.2 is installed; Dynplayer needs 0\.7"):
+        check_pgvector_version("0.6.2")
+    check_pgvector_version("0.7.0")
+    check_pgvector_version("1.0")
+    with connect(pg_server.url) as conn:  # the embedded server's own pgvector passes
         ensure_extension(conn)
 
 

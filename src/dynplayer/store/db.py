@@ -142,10 +142,26 @@ def connect(url: str) -> psycopg.Connection[Any]:
         raise StoreError(f"cannot connect to the database: {str(exc).strip()}") from exc
 
 
+PGVECTOR_MIN = (0, 7)  # halfvec and its HNSW operator class
+
+
+def check_pgvector_version(version: str) -> None:
+    """A clear StoreError when the installed pgvector is older than the store needs."""
+    try:
+        have = tuple(int(p) for p in version.split(".")[:2])
+    except ValueError:
+        return  # a development build: let PostgreSQL answer for itself
+    if have < PGVECTOR_MIN:
+        need = ".".join(map(str, PGVECTOR_MIN))
+        raise StoreError(f"pgvector {version} is installed; Dynplayer needs {need} or newer (it "
+                         "stores text vectors as halfvec): ALTER EXTENSION vector UPDATE")
+
+
 def ensure_extension(conn: psycopg.Connection[Any]) -> None:
     """CREATE EXTENSION vector when missing (the only step needing a superuser); fail loudly."""
-    have = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone()
+    have = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
     if have:
+        check_pgvector_version(str(have[0]))
         return
     try:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
