@@ -57,3 +57,38 @@ def test_unreachable_database_url_is_a_one_line_error(serve_run_dir: Path) -> No
                      "postgresql://nobody@127.0.0.1:1/none")
     assert done.returncode == 2 and "cannot connect to the database" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.db
+def test_bench_cpu_meter_counts_each_process(pg_server: Any) -> None:
+    """`bench serve`'s CPU split: the API process tree, PostgreSQL's, and the client (us)."""
+    import time
+
+    import psycopg
+
+    from dynplayer.serve.bench import CpuMeter
+
+    burn = "import sys, time\nsys.stdin.readline()\nt = time.process_time()\n" \
+           "while time.process_time() - t < 0.3: pass\nprint('done', flush=True)\ntime.sleep(60)"
+    api = subprocess.Popen([sys.executable, "-c", burn], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        with psycopg.connect(pg_server.url) as conn:  # open throughout, as the API's pool is
+            meter = CpuMeter(api.pid, pg_server.pid)
+            meter.start()
+            assert api.stdin is not None and api.stdout is not None
+            api.stdin.write("go\n")
+            api.stdin.flush()
+            conn.execute("SELECT sum(x) FROM generate_series(1, 5000000) x").fetchone()
+            assert api.stdout.readline().strip() == "done"
+            t = time.process_time()
+            while time.process_time() - t < 0.1:  # the client's own share
+                pass
+            ms = meter.per_request_ms(meter.read(), requests=2)
+    finally:
+        api.kill()
+        api.wait()
+    assert ms["api"] >= 150  # 0.3 s over 2 requests
+    assert ms["postgres"] >= 20  # the 5M-row sum ran in a backend
+    assert 50 <= ms["client"] < ms["api"]
+    assert ms["total"] == pytest.approx(ms["api"] + ms["postgres"] + ms["client"], abs=0.02)

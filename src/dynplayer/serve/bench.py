@@ -112,6 +112,49 @@ class Clients:
             t.join(timeout=60)
 
 
+class CpuMeter:
+    """CPU seconds spent by the API process (and its workers), PostgreSQL (the postmaster and its
+    backends) and this benchmark process (the client threads) between `start` and `stop`."""
+
+    def __init__(self, api_pid: int, postgres_pid: int | None) -> None:
+        self.api_pid, self.postgres_pid = api_pid, postgres_pid
+        self.begin: dict[str, float] = {}
+
+    @staticmethod
+    def _cpu(pid: int | None, children: bool = True) -> float:
+        import psutil
+
+        if pid is None:
+            return 0.0
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *(root.children(recursive=True) if children else [])]
+        except psutil.Error:
+            return 0.0
+        total = 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass  # a backend that ended in between
+        return total
+
+    def read(self) -> dict[str, float]:
+        """Cumulative CPU seconds; a process that exits in between takes its share with it (the
+        API's pooled backends live as long as the load)."""
+        return {"api": self._cpu(self.api_pid), "postgres": self._cpu(self.postgres_pid),
+                "client": self._cpu(os.getpid(), children=False)}  # the API is our child
+
+    def start(self) -> None:
+        self.begin = self.read()
+
+    def per_request_ms(self, end: dict[str, float], requests: int) -> dict[str, float]:
+        out = {k: round((end[k] - self.begin[k]) * 1000 / max(requests, 1), 2) for k in end}
+        out["total"] = round(sum(out.values()), 2)
+        return out
+
+
 def _overlap(a: list[str], b: list[str]) -> float:
     return len(set(a) & set(b)) / max(len(a), 1)
 
@@ -179,6 +222,7 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
         PgvectorRecommender,
         text_playlists_of,
     )
+    from dynplayer.settings import Settings
     from dynplayer.store.catalog import build_catalog, load_searcher
     from dynplayer.store.db import index_catalog, open_pool
     from dynplayer.store.embedded import EmbeddedServer
@@ -196,7 +240,14 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
         catalog = build_catalog(run_dir, searcher)
         results["read_run_s"] = round(time.perf_counter() - t0, 2)
         url = server.start()
-        report = index_catalog(url, catalog, progress=echo)
+        # HNSW parameters from the settings (DYNPLAYER_HNSW_M, ..._EF_SEARCH_MIN, ...), which the
+        # API subprocess reads from the same environment.
+        s = Settings()
+        results["hnsw"] = {"m": s.hnsw_m, "ef_construction": s.hnsw_ef_construction,
+                           "ef_search_min": s.ef_search_min,
+                           "ef_search_factor": s.ef_search_factor}
+        report = index_catalog(url, catalog, m=s.hnsw_m, ef_construction=s.hnsw_ef_construction,
+                               progress=echo)
         results["index"] = {"tracks": report.tracks, "playlists": report.playlists,
                             "seconds": report.seconds}
         echo(f"indexed {report.tracks:,} tracks, {report.playlists:,} playlists in "
@@ -225,7 +276,9 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
         exact = ExactRecommender(catalog, searcher, text_playlists=n_playlists)
         pool = open_pool(url, min_size=1, max_size=2)
         pool.wait()
-        hnsw = PgvectorRecommender(pool, catalog.version, searcher, text_playlists=n_playlists)
+        hnsw = PgvectorRecommender(pool, catalog.version, searcher, text_playlists=n_playlists,
+                                   ef_search_min=s.ef_search_min,
+                                   ef_search_factor=s.ef_search_factor)
         results["recall"] = recall_against_exact(exact, hnsw, sample, seeds,
                                                  texts[: n_queries // 2])
         if searcher is not None and texts:
@@ -257,9 +310,17 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
         echo(f"load, 1 client: {json.dumps(results['load_1_client'])}")
         record = LoadRun()
         echo(f"load: {clients} clients, POST /v1/recommend/text k={k}, {duration:.0f}s ...")
+        cpu = CpuMeter(proc.pid, server.pid)
         with Clients(port, queries, clients, k, record):
+            cpu.start()
+            n0 = len(record.samples)
             time.sleep(duration)
+            cpu_end = cpu.read()
+            n1 = len(record.samples)
         results["load"] = record.summary()
+        results["load_cpu_ms_per_request"] = cpu.per_request_ms(cpu_end, n1 - n0)
+        echo(f"CPU per request under that load (ms): "
+             f"{json.dumps(results['load_cpu_ms_per_request'])}")
         echo(f"load: {json.dumps(results['load'])}")
         if reliability:
             results["reindex_under_load"] = _reindex_under_load(port, queries, clients, k)
