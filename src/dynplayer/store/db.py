@@ -8,8 +8,8 @@ Tables (public schema):
 
 `text_vector` is the text model's joint-space playlist vector (what a text query is ranked
 against, row `row_idx` of `TextSearcher.playlist_vectors`), stored in half precision: at 768
-dimensions that halves the bytes each HNSW distance reads, and on MPD a 50-playlist search took
-1.7 ms instead of 2.6 ms at ef_search 200 with the same recall (0.997 of the exact top 50);
+dimensions that halves the bytes each HNSW distance reads (a scratch timing on MPD: about 1.6x
+faster per search at the same recall; docs/benchmarks.md, Serving);
 `playlist_vector` is the normalised
 mean of the playlist's track vectors. A reindex loads into freshly named staging tables, builds
 the indexes, runs ANALYZE, and swaps them in with one transaction, so readers never see a
@@ -38,10 +38,11 @@ from dynplayer.errors import ConfigError, StoreError
 
 ADVISORY_LOCK = 0x64796E70  # serialises concurrent reindexes ("dynp")
 MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
-# HNSW defaults (settings, `dynplayer index`, the benchmark). On MPD (`dynplayer bench serve`,
-# 250 test captions) a graph built with ef_construction 200 keeps the text answers' top 50
-# tracks 0.996 equal to exact search at ef_search 150, where ef_construction 64 needed 200
-# (0.994; 150 gave 0.990): a better graph, built once, buys cheaper searches.
+# HNSW defaults (settings, `dynplayer index`, the benchmark). On MPD (`dynplayer bench serve` with
+# DYNPLAYER_HNSW_EF_CONSTRUCTION / DYNPLAYER_EF_SEARCH_MIN, 250 test captions) a graph built with
+# ef_construction 200 keeps the text answers' top 50 tracks 0.996 equal to exact search at
+# ef_search 150, where ef_construction 64 needed 200 (0.994; 150 gave 0.990): a better graph,
+# built once, buys cheaper searches.
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 200
 EF_SEARCH_MIN = 150
