@@ -97,7 +97,7 @@ def test_health_and_ready(client: TestClient, serve_catalog: Catalog) -> None:
     assert r.status_code == 200
     assert r.json() == {"ready": True, "model_loaded": True, "database": "ok",
                         "model_version": serve_catalog.version, "backend": "pgvector",
-                        "text_model": True}
+                        "text_model": True, "detail": None}
 
 
 LONG = "x" * 501

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     ef_search_factor: float = Field(default=EF_SEARCH_FACTOR, ge=1.0)
     # Top playlists a text query aggregates (the reference uses 50).
     text_playlists: int = Field(default=50, ge=1, le=1000)
+    # Seconds between checks of the database's model version (0 = never): a process follows a
+    # model that another process indexed (see `dynplayer.serve.app.Service`).
+    version_poll: float = Field(default=2.0, ge=0)
     # Contributing playlists listed per track in a text answer (best first).
     because_limit: int = Field(default=10, ge=1, le=1000)
 

@@ -47,6 +47,8 @@ def register(app: typer.Typer) -> None:
         = None,
         backend: Annotated[str, typer.Option(help="pgvector | exact (numpy, no database)")]
         = "pgvector",
+        workers: Annotated[int, typer.Option(
+            help="API worker processes (each loads the model; one database)")] = 1,
     ) -> None:
         """Serve the API, its OpenAPI docs (/docs) and the web page for a run."""
         from dynplayer.errors import ConfigError
@@ -59,7 +61,7 @@ def register(app: typer.Typer) -> None:
         settings = settings.model_copy(update={
             "run_dir": run_dir, "backend": backend,
             "database_url": database_url or settings.database_url})
-        serve_run(settings, host=host, port=port, echo=typer.echo)
+        serve_run(settings, host=host, port=port, echo=typer.echo, workers=workers)
 
     @app.command()
     def demo(

@@ -143,6 +143,8 @@ class ReadyResponse(BaseModel):
     model_version: str | None
     backend: str
     text_model: bool
+    # Why this process does not answer (it serves another model than the database holds).
+    detail: str | None = None
 
 
 class AdminResponse(BaseModel):
@@ -167,7 +169,15 @@ def _tracks_out(tracks: list[TrackResult], because_limit: int = 10) -> list[Trac
 
 
 class Service:
-    """The loaded model and its resources; `reload` swaps the recommender atomically."""
+    """The loaded model and its resources; `reload` swaps the recommender atomically.
+
+    With the pgvector backend the service also follows the database (`follow_database`, every
+    DYNPLAYER_VERSION_POLL seconds from a background thread): when another process (a second
+    worker, another API server, `dynplayer index`) has swapped in another model version, this
+    process reloads itself if its run directory now holds that version, and otherwise stops
+    answering (503, saying why) until the database holds its version again, so it never
+    mixes its in-memory model with another model's tables.
+    """
 
     def __init__(self, settings: Settings, recommender: Recommender | None = None,
                  searcher_factory: SearcherFactory | None = None) -> None:
@@ -178,6 +188,9 @@ class Service:
         self.pool: Any = None
         self.url: str | None = settings.database_url
         self._lock = threading.Lock()
+        self.stale: str | None = None  # why this process must not answer from its model
+        self._stop_watch = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     def database_url(self) -> str:
         if self.url is None:
@@ -193,8 +206,9 @@ class Service:
                                 "RUN_DIR`)")
         return Path(self.settings.run_dir)
 
-    def build(self, *, reindex: bool = False) -> dict[str, Any]:
-        """Load the run (and index it when the database holds another version)."""
+    def build(self, *, reindex: bool = False, index: bool = True) -> dict[str, Any]:
+        """Load the run (and index it when the database holds another version, unless
+        `index` is false: then that is a StoreError)."""
         from dynplayer.store.catalog import build_catalog, load_searcher
         from dynplayer.store.db import (
             active_version,
@@ -223,7 +237,7 @@ class Service:
             with connect(url) as conn:
                 current = active_version(conn)
             if reindex or current != version:
-                if current != version and not (reindex or s.auto_index):
+                if current != version and not (reindex or (s.auto_index and index)):
                     raise StoreError(f"the database holds model {current}, not {version}; run "
                                      f"`dynplayer index {run_dir}`")
                 report = index_catalog(url, build_catalog(run_dir, searcher), m=s.hnsw_m,
@@ -239,14 +253,67 @@ class Service:
                                       ef_search_min=s.ef_search_min,
                                       ef_search_factor=s.ef_search_factor)
         self.recommender = rec
+        self.stale = None
         return detail
 
     def reload(self, *, reindex: bool = False) -> dict[str, Any]:
         with self._lock:
             return self.build(reindex=reindex)
 
+    def follow_database(self) -> str | None:
+        """Compare the model this process serves with the one the database holds, and act:
+        the same -> nothing; another version that this process's run directory now holds (the
+        run was retrained and another process indexed it) -> reload, without indexing; another
+        run's version -> stop answering until the database holds this process's version
+        again. Returns what was done ("reloaded", "stale") or None."""
+        from dynplayer.store.db import active_version, run_version
+
+        rec, pool = self.recommender, self.pool
+        if rec is None or pool is None or isinstance(rec, ExactRecommender):
+            return None
+        with pool.connection(timeout=self.settings.pool_timeout) as conn:
+            held = active_version(conn)
+        if held is None or held == rec.version:
+            self.stale = None
+            return None
+        with self._lock:
+            if self.recommender is not rec:  # reloaded meanwhile (an admin call)
+                return None
+            run_dir = self.run_dir()
+            if run_version(run_dir) == held:
+                self.build(index=False)
+                return "reloaded"
+            self.stale = (f"the database now holds model {held}, indexed from another run; "
+                          f"this process serves model {rec.version} from {run_dir} (reload or "
+                          "restart it to serve the database's model)")
+            return "stale"
+
+    def start_watching(self) -> None:
+        """Run `follow_database` every DYNPLAYER_VERSION_POLL seconds (pgvector backend, > 0)."""
+        poll = self.settings.version_poll
+        if poll <= 0 or self.settings.backend != "pgvector" or self._watcher is not None:
+            return
+        self._stop_watch.clear()
+        self._watcher = threading.Thread(target=self._watch, args=(poll,), daemon=True,
+                                         name="dynplayer-version-watch")
+        self._watcher.start()
+
+    def _watch(self, poll: float) -> None:
+        while not self._stop_watch.wait(poll):
+            try:
+                self.follow_database()
+            except Exception as exc:  # noqa: BLE001 (the database may be down: try again later)
+                log.debug("model version check failed: %s", exc)
+
+    def stop_watching(self) -> None:
+        self._stop_watch.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=10)
+            self._watcher = None
+
     def close(self) -> None:
         """Release everything; a later startup (a new lifespan) builds again from settings."""
+        self.stop_watching()
         if self.recommender is not None:
             self.recommender.close()
             self.recommender = None
@@ -265,9 +332,12 @@ def get_service(request: Request) -> Service:
 
 
 def get_recommender(request: Request) -> Recommender:
-    rec = get_service(request).recommender
+    service = get_service(request)
+    rec = service.recommender
     if rec is None:
         raise DatabaseUnavailable("the model is not loaded yet")
+    if service.stale is not None:
+        raise DatabaseUnavailable(service.stale)
     return rec
 
 
@@ -349,7 +419,8 @@ def healthz() -> HealthResponse:
 @health.get("/readyz", response_model=ReadyResponse,
             responses={503: {"model": ReadyResponse, "description": "not ready"}})
 def readyz(service: ServiceDep) -> JSONResponse:
-    """Database reachable, model loaded, and which model version is served."""
+    """Database reachable, model loaded, and which model version is served (not ready, with
+    the reason in `detail`, while the database holds another run's model)."""
     rec = service.recommender
     backend = service.settings.backend if rec is None else (
         "exact" if isinstance(rec, ExactRecommender) else "pgvector")
@@ -359,10 +430,11 @@ def readyz(service: ServiceDep) -> JSONResponse:
         db = "not used"
     else:
         db = "ok" if rec.ping() else "unreachable"
-    ready = rec is not None and db in ("ok", "not used")
+    stale = service.stale
+    ready = rec is not None and db in ("ok", "not used") and stale is None
     body = ReadyResponse(ready=ready, model_loaded=rec is not None, database=db,
                          model_version=None if rec is None else rec.version, backend=backend,
-                         text_model=rec is not None and rec.has_text)
+                         text_model=rec is not None and rec.has_text, detail=stale)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
 
@@ -465,6 +537,7 @@ def create_app(settings: Settings | None = None, *, recommender: Recommender | N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if service.recommender is None:
             await run_in_threadpool(service.build)
+        service.start_watching()
         try:
             yield
         finally:

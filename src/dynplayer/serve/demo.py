@@ -52,12 +52,23 @@ def index_run(run_dir: Path, settings: Settings, *, echo: Echo = print,
 
 
 def serve_run(settings: Settings, *, host: str, port: int, echo: Echo = print,
-              pgdata: Path | None = None) -> None:
-    """Start the database if needed, then the API and web page under uvicorn until stopped."""
+              pgdata: Path | None = None, workers: int = 1) -> None:
+    """Start the database if needed, then the API and web page under uvicorn until stopped.
+
+    With `workers` > 1, the run is loaded (and indexed when needed) once here, to fail fast
+    and so that the workers never race to index; then uvicorn starts that many worker
+    processes, each loading the run from the same settings (passed on as DYNPLAYER_*
+    variables) and following the database's model version (`Service.follow_database`).
+    """
+    import os
+
     import uvicorn
 
+    from dynplayer.errors import ConfigError
     from dynplayer.serve.app import create_app
 
+    if not 1 <= workers <= 64:
+        raise ConfigError(f"--workers must be from 1 to 64, got {workers}")
     server = None
     if settings.backend == "pgvector":
         url, server = _embedded(settings, pgdata)
@@ -65,15 +76,30 @@ def serve_run(settings: Settings, *, host: str, port: int, echo: Echo = print,
     try:
         app = create_app(settings)
         # Load now, not in the lifespan, so a bad run or database is a one-line error.
-        detail = app.state.service.build()
+        service = app.state.service
+        detail = service.build()
         if "indexed" in detail:
             done = detail["indexed"]
             echo(f"indexed {done['tracks']:,} tracks and {done['playlists']:,} playlists "
                  f"(the database held another model) in {done['seconds']['total']:.1f}s")
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        echo(f"Dynplayer: http://{shown}:{port}/  (API docs: http://{shown}:{port}/docs; "
+        many = f", {workers} worker processes" if workers > 1 else ""
+        echo(f"Dynplayer: http://{shown}:{port}/  (API docs: http://{shown}:{port}/docs{many}; "
              "Ctrl-C stops)")
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        if workers == 1:
+            uvicorn.run(app, host=host, port=port, log_level="warning")
+            return
+        # The workers build their own; this process keeps only the database server.
+        service.recommender = None
+        if service.pool is not None:
+            service.pool.close()
+            service.pool = None
+        os.environ.update({"DYNPLAYER_RUN_DIR": str(Path(str(settings.run_dir)).resolve()),
+                           "DYNPLAYER_BACKEND": settings.backend})
+        if settings.database_url:
+            os.environ["DYNPLAYER_DATABASE_URL"] = settings.database_url
+        uvicorn.run("dynplayer.serve.app:create_app", factory=True, host=host, port=port,
+                    workers=workers, log_level="warning")
     finally:
         if server is not None:
             server.stop()  # type: ignore[attr-defined]

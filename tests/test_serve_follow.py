@@ -1,0 +1,161 @@
+"""Several API processes on one database: each follows the model version the database holds.
+
+Two services (as two worker processes would be) share one database. When one of them indexes
+the retrained run, the other reloads itself; when one of them indexes another run, the other
+stops answering (503 with the reason, not ready) instead of mixing its in-memory model with the
+other model's tables, and answers again once its model is back. Also `dynplayer serve
+--workers 2` end to end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from dynplayer.serve.app import create_app
+from dynplayer.settings import Settings
+from dynplayer.store.db import active_version, connect, run_version
+
+pytestmark = pytest.mark.db
+
+
+def _settings(url: str, run_dir: Path, **extra: Any) -> Settings:
+    return Settings(database_url=url, run_dir=run_dir, backend="pgvector", admin_token="tok",
+                    **extra)
+
+
+def _wait(predicate: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _similar(client: TestClient, track_id: str) -> httpx.Response:
+    return client.get(f"/v1/tracks/{track_id}/similar", params={"k": 5})
+
+
+@pytest.fixture
+def two_runs(tmp_path: Path, synthetic_corpus_dir: Path, make_svd_run_factory: Any
+             ) -> Iterator[tuple[Path, Path]]:
+    a = make_svd_run_factory(synthetic_corpus_dir, tmp_path / "a", dim=16)
+    b = make_svd_run_factory(synthetic_corpus_dir, tmp_path / "b", dim=12)
+    yield a, b
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_a_process_follows_the_model_another_process_indexed(
+        new_database: Any, two_runs: tuple[Path, Path], synthetic_corpus_dir: Path,
+        make_svd_run_factory: Any, tmp_path: Path) -> None:
+    url = new_database("follow")
+    run_a, run_b = two_runs
+    version_a, version_b = run_version(run_a), run_version(run_b)
+    first = create_app(_settings(url, run_a, version_poll=0.1))
+    other = create_app(_settings(url, run_a, version_poll=0))  # the one an admin talks to
+    auth = {"Authorization": "Bearer tok"}
+    with TestClient(first) as c1, TestClient(other) as c2:
+        ids = (run_a / "ids.txt").read_text().split()
+        assert _similar(c1, ids[0]).status_code == 200
+        assert c1.get("/readyz").json()["model_version"] == version_a
+
+        # 1. Another run is indexed through the other process: this one stops answering.
+        other.state.service.settings = _settings(url, run_b, version_poll=0)
+        assert c2.post("/v1/admin/reload", headers=auth).json()["model_version"] == version_b
+        with connect(url) as conn:
+            assert active_version(conn) == version_b
+        _wait(lambda: c1.get("/readyz").status_code == 503)
+        ready = c1.get("/readyz").json()
+        assert ready["ready"] is False and ready["model_version"] == version_a
+        assert version_b in ready["detail"] and str(run_a) in ready["detail"]
+        r = _similar(c1, ids[0])
+        assert r.status_code == 503 and "another run" in r.json()["message"]
+
+        # 2. Its own model is indexed again: it answers again, by itself.
+        other.state.service.settings = _settings(url, run_a, version_poll=0)
+        assert c2.post("/v1/admin/reload", headers=auth).json()["model_version"] == version_a
+        _wait(lambda: c1.get("/readyz").status_code == 200)
+        assert _similar(c1, ids[0]).status_code == 200
+
+        # 3. Its run directory is retrained in place and the other process indexes it: this
+        #    one reloads the new model from disk (without indexing it a second time).
+        make_svd_run_factory(synthetic_corpus_dir, run_a, dim=8)
+        version_a2 = run_version(run_a)
+        assert version_a2 not in (version_a, version_b)
+        assert c2.post("/v1/admin/reload", headers=auth).json()["model_version"] == version_a2
+        _wait(lambda: c1.get("/readyz").json()["model_version"] == version_a2)
+        assert c1.get("/readyz").status_code == 200
+        assert _similar(c1, ids[0]).status_code == 200
+        with connect(url) as conn:  # indexed once: by the process that was asked to
+            (n,) = conn.execute("SELECT count(*) FROM model_versions").fetchone() or (0,)
+            assert n == 3
+
+
+def test_following_never_indexes(new_database: Any, two_runs: tuple[Path, Path]) -> None:
+    """`follow_database` reloads only what the database already holds: a stale process never
+    swaps its own model back in (two processes would otherwise take turns reindexing)."""
+    url = new_database("follow_noindex")
+    run_a, run_b = two_runs
+    first = create_app(_settings(url, run_a, version_poll=0))
+    with TestClient(first) as c1:
+        service = first.state.service
+        from dynplayer.serve.demo import index_run
+
+        index_run(run_b, _settings(url, run_b), echo=lambda _m: None)
+        assert service.follow_database() == "stale"
+        assert service.follow_database() == "stale"  # and stays so, without indexing
+        with connect(url) as conn:
+            assert active_version(conn) == run_version(run_b)
+        assert c1.get("/readyz").status_code == 503
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_with_two_workers(new_database: Any, serve_run_dir: Path) -> None:
+    """`dynplayer serve RUN --workers 2`: indexed once by the parent, answered by the workers,
+    and stopped cleanly by SIGINT (Ctrl-C)."""
+    url = new_database("workers")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dynplayer.cli", "serve", str(serve_run_dir), "--port", str(port),
+         "--database-url", url, "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "DYNPLAYER_VERSION_POLL": "0.5"})
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        _wait(ready, timeout=90)
+        ids = (serve_run_dir / "ids.txt").read_text().split()
+        with httpx.Client(base_url=base, timeout=10) as client:
+            for t in ids[:20]:  # keep-alive off per request below: spread over both workers
+                r = client.get(f"/v1/tracks/{t}/similar", params={"k": 3},
+                               headers={"Connection": "close"})
+                assert r.status_code == 200 and len(r.json()["tracks"]) == 3
+            assert client.get("/readyz").json()["model_version"] == run_version(serve_run_dir)
+    finally:
+        proc.send_signal(2)
+        out, _ = proc.communicate(timeout=60)
+    assert "2 worker processes" in out and "Traceback" not in out, out
+    with connect(url) as conn:
+        assert active_version(conn) == run_version(serve_run_dir)
