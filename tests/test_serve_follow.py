@@ -119,6 +119,22 @@ def test_following_never_indexes(new_database: Any, two_runs: tuple[Path, Path])
         assert c1.get("/readyz").status_code == 503
 
 
+def test_an_unreadable_run_directory_counts_as_another_model(
+        new_database: Any, two_runs: tuple[Path, Path]) -> None:
+    """The database moved on and this process cannot tell whether its run directory holds the
+    new model: it stops answering rather than guess (it never mixes two models)."""
+    url = new_database("follow_unreadable")
+    run_a, run_b = two_runs
+    first = create_app(_settings(url, run_a, version_poll=0))
+    with TestClient(first) as c1:
+        from dynplayer.serve.demo import index_run
+
+        index_run(run_b, _settings(url, run_b), echo=lambda _m: None)
+        (run_a / "vectors.npy").unlink()
+        assert first.state.service.follow_database() == "stale"
+        assert c1.get("/readyz").status_code == 503
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

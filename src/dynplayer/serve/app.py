@@ -280,7 +280,12 @@ class Service:
             if self.recommender is not rec:  # reloaded meanwhile (an admin call)
                 return None
             run_dir = self.run_dir()
-            if run_version(run_dir) == held:
+            try:
+                on_disk: str | None = run_version(run_dir)
+            except Exception as exc:  # noqa: BLE001 (unreadable, or being rewritten right now)
+                log.warning("cannot read the run %s: %s", run_dir, exc)
+                on_disk = None
+            if on_disk == held:
                 self.build(index=False)
                 return "reloaded"
             self.stale = (f"the database now holds model {held}, indexed from another run; "
