@@ -9,6 +9,7 @@ other model's tables, and answers again once its model is back. Also `dynplayer 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -175,3 +176,41 @@ def test_serve_with_two_workers(new_database: Any, serve_run_dir: Path) -> None:
     assert "2 worker processes" in out and "Traceback" not in out, out
     with connect(url) as conn:
         assert active_version(conn) == run_version(serve_run_dir)
+
+
+def test_workers_stop_when_their_supervisor_is_killed(new_database: Any,
+                                                      serve_run_dir: Path) -> None:
+    """SIGKILL of `dynplayer serve --workers 2` must not leave workers holding the port."""
+    import psutil
+
+    url = new_database("workers_kill")
+    port = _free_port()
+    workers: list[psutil.Process] = []
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dynplayer.cli", "serve", str(serve_run_dir), "--port", str(port),
+         "--database-url", url, "--workers", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def ready() -> bool:
+            assert proc.poll() is None
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        _wait(ready, timeout=90)
+        workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                   if "spawn_main" in " ".join(p.cmdline())]
+        assert len(workers) == 2
+        proc.kill()
+        proc.wait(timeout=10)
+        gone, alive = psutil.wait_procs(workers, timeout=20)
+        assert not alive, f"workers left running: {[p.pid for p in alive]}"
+        with socket.socket() as s:  # the port is free again
+            s.bind(("127.0.0.1", port))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in workers:  # never leave one behind, even when the test fails
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()

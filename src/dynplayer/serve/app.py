@@ -8,8 +8,11 @@ input gets 4xx, an unreachable database 503, and only a bug 500.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import signal
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -531,6 +534,27 @@ def _install_error_handlers(app: FastAPI) -> None:
 # ---- the app -------------------------------------------------------------------------------
 
 
+SUPERVISOR_ENV = "DYNPLAYER_SUPERVISOR_PID"
+
+
+def _exit_with_supervisor() -> None:
+    """In a worker of `dynplayer serve --workers N` (which exports its pid as
+    DYNPLAYER_SUPERVISOR_PID): stop gracefully (SIGTERM to itself) once that process is gone,
+    so a supervisor killed with SIGKILL leaves no workers holding the port."""
+    supervisor = os.environ.get(SUPERVISOR_ENV, "")
+    if not supervisor.isdigit():
+        return  # not one of its workers
+    # A worker still starting when the supervisor died is orphaned already: it stops at once.
+
+    def watch() -> None:
+        while os.getppid() == int(supervisor):
+            time.sleep(0.5)
+        log.warning("the supervising `dynplayer serve` (pid %s) is gone; stopping", supervisor)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True, name="dynplayer-supervisor-watch").start()
+
+
 def create_app(settings: Settings | None = None, *, recommender: Recommender | None = None,
                searcher_factory: SearcherFactory | None = None) -> FastAPI:
     """The service. With `recommender` given, nothing is loaded at startup; `searcher_factory`
@@ -543,6 +567,7 @@ def create_app(settings: Settings | None = None, *, recommender: Recommender | N
         if service.recommender is None:
             await run_in_threadpool(service.build)
         service.start_watching()
+        _exit_with_supervisor()
         try:
             yield
         finally:

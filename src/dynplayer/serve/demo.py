@@ -65,7 +65,7 @@ def serve_run(settings: Settings, *, host: str, port: int, echo: Echo = print,
     import uvicorn
 
     from dynplayer.errors import ConfigError
-    from dynplayer.serve.app import create_app
+    from dynplayer.serve.app import SUPERVISOR_ENV, create_app
 
     if not 1 <= workers <= 64:
         raise ConfigError(f"--workers must be from 1 to 64, got {workers}")
@@ -95,7 +95,8 @@ def serve_run(settings: Settings, *, host: str, port: int, echo: Echo = print,
             service.pool.close()
             service.pool = None
         os.environ.update({"DYNPLAYER_RUN_DIR": str(Path(str(settings.run_dir)).resolve()),
-                           "DYNPLAYER_BACKEND": settings.backend})
+                           "DYNPLAYER_BACKEND": settings.backend,
+                           SUPERVISOR_ENV: str(os.getpid())})  # workers stop when it dies
         if settings.database_url:
             os.environ["DYNPLAYER_DATABASE_URL"] = settings.database_url
         uvicorn.run("dynplayer.serve.app:create_app", factory=True, host=host, port=port,
