@@ -92,3 +92,27 @@ def test_bench_cpu_meter_counts_each_process(pg_server: Any) -> None:
     assert ms["postgres"] >= 20  # the 5M-row sum ran in a backend
     assert 50 <= ms["client"] < ms["api"]
     assert ms["total"] == pytest.approx(ms["api"] + ms["postgres"] + ms["client"], abs=0.02)
+
+
+@pytest.mark.db
+def test_bench_text_cpu_floor(indexed_url: str, serve_catalog: Any,
+                              standin_searcher: Any) -> None:
+    """`bench serve`'s compute floor: CPU per text request of this thread and of the pool's
+    PostgreSQL backend, by step, with a total that adds up."""
+    from dynplayer.serve.bench import text_cpu_floor
+    from dynplayer.serve.recommender import PgvectorRecommender
+    from dynplayer.store.db import open_pool
+
+    pool = open_pool(indexed_url, min_size=1, max_size=1)
+    try:
+        rec = PgvectorRecommender(pool, serve_catalog.version, standin_searcher,
+                                  text_playlists=20)
+        texts = ["calm piano", "summer party", "rainy day jazz", "gym"] * 100  # CPU clock: 10 ms
+        floor = text_cpu_floor(rec, texts, k=10, batch=8)
+    finally:
+        pool.close()
+    steps = ["encode", "playlist_search", "aggregate_and_names", "postgres"]
+    assert set(floor) == {*steps, "total"}
+    assert all(floor[s] >= 0 for s in steps)
+    assert floor["playlist_search"] > 0 and floor["postgres"] > 0  # the HNSW search ran there
+    assert abs(floor["total"] - sum(floor[s] for s in steps)) < 0.05, floor

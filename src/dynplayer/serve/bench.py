@@ -207,6 +207,53 @@ def text_breakdown(rec: Any, texts: list[str], k: int) -> dict[str, dict[str, fl
                    "p99": round(float(np.percentile(v, 99)), 2)} for name, v in steps.items()}
 
 
+def text_cpu_floor(rec: Any, texts: list[str], k: int, batch: int) -> dict[str, float]:
+    """CPU milliseconds per text request of the computation alone: no HTTP, no framework, no
+    request threads. Queries are encoded `batch` at a time (as the service batches concurrent
+    ones), then each runs the HNSW playlist search, `aggregate` and the name lookup. Counted:
+    this thread, and the PostgreSQL backends of the recommender's pool."""
+    import psutil
+    from threadpoolctl import threadpool_limits
+
+    searcher = rec.searcher
+    encode_many = getattr(searcher, "encode_queries", None) or \
+        (lambda batch: [searcher.encode_query(t) for t in batch])
+    with rec.pool.connection() as conn:
+        pids = [r[0] for r in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' AND "
+            "datname = current_database() AND usename = current_user").fetchall()]
+    backends = [psutil.Process(pid) for pid in pids]
+
+    def pg_cpu() -> float:
+        return sum(sum(p.cpu_times()[:2]) for p in backends)
+
+    parts = {"encode": 0.0, "playlist_search": 0.0, "aggregate_and_names": 0.0}
+    with threadpool_limits(limits=1, user_api="blas"):
+        for text in texts[:batch]:  # warm up
+            rows, sims = rec._top_playlists(searcher.encode_query(text), rec.text_playlists)
+            searcher.aggregate(rows, sims, k)
+        pg0, n = pg_cpu(), 0
+        for i in range(0, len(texts), batch):
+            t = time.thread_time()
+            vectors = encode_many(texts[i:i + batch])
+            parts["encode"] += time.thread_time() - t
+            for text, q in zip(texts[i:i + batch], vectors, strict=True):
+                t = time.thread_time()
+                rows, sims = rec._top_playlists(np.asarray(q, dtype=np.float32),
+                                                rec.text_playlists)
+                t2 = time.thread_time()
+                hits = searcher.aggregate(rows, sims, k, query=text).tracks
+                rec._track_info([h.track_id for h in hits])
+                parts["aggregate_and_names"] += time.thread_time() - t2
+                parts["playlist_search"] += t2 - t
+                n += 1
+        pg = pg_cpu() - pg0
+    out = {name: round(v * 1000 / n, 2) for name, v in parts.items()}
+    out["postgres"] = round(pg * 1000 / n, 2)
+    out["total"] = round(sum(out.values()), 2)
+    return out
+
+
 def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_queries: int = 500,
               reliability: bool = True, workdir: Path | None = None, out: Path | None = None,
               echo: Echo = print, k: int = 20, workers: int = 1) -> dict[str, Any]:
@@ -284,6 +331,14 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
         if searcher is not None and texts:
             results["text_breakdown_ms"] = text_breakdown(hnsw, texts[:200], k)
             echo(f"text path, one query at a time: {json.dumps(results['text_breakdown_ms'])}")
+            # The floor under the load test: what the computation alone costs, against the CPU
+            # budget the latency target leaves (closed loop: p50 ~ clients / throughput).
+            floor = text_cpu_floor(hnsw, [t for t in texts if t.strip()], k, batch=clients)
+            budget = (os.cpu_count() or 1) * 15.0 / clients
+            results["text_cpu_floor_ms"] = {**floor, "budget_for_p50_15ms": round(budget, 2)}
+            echo(f"text path CPU floor per request (in process, encoded {clients} at a time, no "
+                 f"HTTP): {json.dumps(floor)}; a p50 of 15 ms with {clients} clients on "
+                 f"{os.cpu_count()} cores leaves {budget:.2f} ms per request for everything")
         pool.close()
         echo(f"HNSW vs exact top-50 overlap: {json.dumps(results['recall'])}")
 
