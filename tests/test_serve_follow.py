@@ -102,9 +102,14 @@ def test_a_process_follows_the_model_another_process_indexed(
             assert n == 3
 
 
-def test_following_never_indexes(new_database: Any, two_runs: tuple[Path, Path]) -> None:
+def test_following_never_indexes(new_database: Any, two_runs: tuple[Path, Path],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """`follow_database` reloads only what the database already holds: a stale process never
-    swaps its own model back in (two processes would otherwise take turns reindexing)."""
+    swaps its own model back in (two processes would otherwise take turns reindexing). While
+    stale it hashes its run again only when the run's files change, and it recovers once they
+    hold the database's model."""
+    import dynplayer.store.db as db
+
     url = new_database("follow_noindex")
     run_a, run_b = two_runs
     first = create_app(_settings(url, run_a, version_poll=0))
@@ -113,11 +118,23 @@ def test_following_never_indexes(new_database: Any, two_runs: tuple[Path, Path])
         from dynplayer.serve.demo import index_run
 
         index_run(run_b, _settings(url, run_b), echo=lambda _m: None)
+        hashed: list[Path] = []
+        real = db.run_version
+        monkeypatch.setattr(db, "run_version", lambda d: hashed.append(d) or real(d))
         assert service.follow_database() == "stale"
         assert service.follow_database() == "stale"  # and stays so, without indexing
+        assert len(hashed) == 1  # nothing changed: not hashed again
         with connect(url) as conn:
             assert active_version(conn) == run_version(run_b)
         assert c1.get("/readyz").status_code == 503
+
+        # Its run directory is given the database's model: it reloads it (no indexing).
+        for f in run_b.iterdir():
+            if f.is_file():
+                shutil.copy2(f, run_a / f.name)
+        assert service.follow_database() == "reloaded" and len(hashed) > 1  # hashed again
+        assert c1.get("/readyz").json()["model_version"] == run_version(run_b)
+        assert c1.get("/readyz").status_code == 200
 
 
 def test_an_unreadable_run_directory_counts_as_another_model(

@@ -192,6 +192,7 @@ class Service:
         self.url: str | None = settings.database_url
         self._lock = threading.Lock()
         self.stale: str | None = None  # why this process must not answer from its model
+        self._stale_seen: tuple[str, tuple[tuple[str, int, int], ...]] | None = None
         self._stop_watch = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -283,6 +284,11 @@ class Service:
             if self.recommender is not rec:  # reloaded meanwhile (an admin call)
                 return None
             run_dir = self.run_dir()
+            # Hashing the run costs a fraction of a second: while stale, only again once the
+            # database or the run's files have changed.
+            seen = (held, _files_signature(run_dir))
+            if self.stale is not None and seen == self._stale_seen:
+                return "stale"
             try:
                 on_disk: str | None = run_version(run_dir)
             except Exception as exc:  # noqa: BLE001 (unreadable, or being rewritten right now)
@@ -291,6 +297,7 @@ class Service:
             if on_disk == held:
                 self.build(index=False)
                 return "reloaded"
+            self._stale_seen = seen
             self.stale = (f"the database now holds model {held}, indexed from another run; "
                           f"this process serves model {rec.version} from {run_dir} (reload or "
                           "restart it to serve the database's model)")
@@ -332,6 +339,22 @@ class Service:
             self.server.stop()
             self.server = None
             self.url = self.settings.database_url
+
+
+def _files_signature(run_dir: Path) -> tuple[tuple[str, int, int], ...]:
+    """(path, size, mtime) of the files of a run and its text model: changes when either is
+    rewritten."""
+    out = []
+    for d in (run_dir, run_dir / "text"):
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError:
+            continue
+        for e in entries:
+            if e.is_file():
+                st = e.stat()
+                out.append((e.path, st.st_size, st.st_mtime_ns))
+    return tuple(out)
 
 
 def get_service(request: Request) -> Service:
