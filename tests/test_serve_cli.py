@@ -43,10 +43,26 @@ def test_index_command_loads_a_run(new_database: Any, serve_run_dir: Path) -> No
     (["serve", "/nonexistent/run", "--backend", "nope"], "--backend must be pgvector or exact"),
     (["index", "RUN", "--m", "40", "--ef-construction", "64"], "ef_construction must be from"),
     (["bench", "serve", "/nonexistent/run", "--clients", "0"], "--clients must be from 1"),
+    (["serve", "RUN", "--workers", "0"], "--workers must be from 1 to 64, got 0"),
 ])
 def test_user_mistakes_are_one_line_errors(args: list[str], message: str,
                                            serve_run_dir: Path) -> None:
     done = dynplayer(*[str(serve_run_dir) if a == "RUN" else a for a in args])
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("DYNPLAYER_VERSION_POLL", "-1",
+     "DYNPLAYER_VERSION_POLL='-1' (setting version_poll): Input should be greater"),
+    ("DYNPLAYER_BACKEND", "sqlite",
+     "DYNPLAYER_BACKEND='sqlite' (setting backend): Input should be 'pgvector' or 'exact'"),
+    ("DYNPLAYER_POOL_TIMEOUT", "soon", "DYNPLAYER_POOL_TIMEOUT='soon'"),
+])
+def test_bad_setting_in_the_environment_is_a_one_line_error(
+        name: str, value: str, message: str, serve_run_dir: Path) -> None:
+    done = dynplayer("serve", str(serve_run_dir), env={name: value})
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert message in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr

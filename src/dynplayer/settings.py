@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from dynplayer.errors import ConfigError
 from dynplayer.store.db import EF_SEARCH_FACTOR, EF_SEARCH_MIN, HNSW_EF_CONSTRUCTION, HNSW_M
 
 
@@ -26,6 +27,13 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(env_prefix="DYNPLAYER_", extra="ignore")
+
+    def __init__(self, **values: Any) -> None:
+        # A bad DYNPLAYER_* variable is a one-line user error naming it, not a traceback.
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsError("; ".join(_describe(e) for e in exc.errors())) from None
 
     database_url: str | None = None
     data_dir: Path | None = None
@@ -66,3 +74,13 @@ class Settings(BaseSettings):
         if self.data_dir is not None:
             return Path(self.data_dir).expanduser()
         return Path(platformdirs.user_data_dir("dynplayer"))
+
+
+def _describe(error: Any) -> str:
+    field = "_".join(map(str, error["loc"]))
+    return (f"DYNPLAYER_{field.upper()}={error.get('input')!r} (setting {field}): "
+            f"{error['msg']}")
+
+
+class SettingsError(ConfigError, ValueError):
+    """A setting (from the environment or given) that does not validate."""
