@@ -65,9 +65,9 @@ class TrainConfig:
     # The set term's softmax: "full" (every vocabulary item), "sampled" (the batch's targets
     # plus `set_negatives` uniform negatives, log-Q corrected: cost batch x candidates, not
     # batch x vocabulary), or "auto": sampled when the vocabulary has more than
-    # `sampled_above` items (train/budget.py).
+    # `sampled_above` items (measured crossover: slower at 10k items, 2.4x faster at 30k).
     set_softmax: str = "auto"
-    sampled_above: int = 50_000
+    sampled_above: int = 20_000
     set_negatives: int = 4096
     # Epochs are capped so one member sees at most this many training playlists
     # (ceil(budget / training playlists), at least `min_epochs`); 0 = no cap. The MPD slices

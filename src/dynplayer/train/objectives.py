@@ -8,13 +8,21 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dynplayer.model.losses import info_nce, set_to_track, uniformity
+from dynplayer.model.losses import info_nce, sampled_set_to_track, set_to_track, uniformity
 from dynplayer.model.track import TrackEncoder
 from dynplayer.train.config import TrainConfig
 from dynplayer.train.distributed import Dist
-from dynplayer.train.sampling import TrainingData, pair_batch, set_batch
+from dynplayer.train.sampling import TrainingData, pair_batch, set_batch, set_candidates
 
 UNIFORMITY_SAMPLE = 2048  # items per step in the uniformity term (pdist is quadratic)
+
+
+def sampled_softmax(cfg: TrainConfig, n_items: int) -> bool:
+    """Whether the set term scores sampled candidates instead of the whole vocabulary
+    ("auto": when the vocabulary has more than `sampled_above` items)."""
+    if cfg.set_softmax == "auto":
+        return n_items > cfg.sampled_above
+    return cfg.set_softmax == "sampled"
 
 
 @dataclass
@@ -31,6 +39,7 @@ class Objective:
     def __post_init__(self) -> None:
         self.logq = torch.as_tensor(self.data.item_logq, dtype=torch.float32,
                                     device=self.device)
+        self.sampled = sampled_softmax(self.cfg, self.data.n_items)
 
     def terms(self, idx: np.ndarray, rng: np.random.Generator
               ) -> tuple[dict[str, torch.Tensor], int]:
@@ -56,6 +65,9 @@ class Objective:
                    table: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
         cfg = self.cfg
         b = set_batch(self.data, playlists, rng, cfg.subset_min, cfg.subset_max)
+        # Candidates come from the whole batch, before the ranks split it, so every rank scores
+        # the same candidate set and N processes compute the loss of one.
+        cand = set_candidates(self.data, b, rng, cfg.set_negatives) if self.sampled else None
         # Every rank draws the whole batch (same rng), then keeps its share of the playlists, so
         # N processes see exactly the sample of one.
         ctx_rows, ctx_cols, tgt_rows, tgt_cols, n = (
@@ -68,8 +80,16 @@ class Objective:
             tgt_rows, tgt_cols = new_row[tgt_rows[keep_t]], tgt_cols[keep_t]
             n = int(mine.sum())
         anchors = TrackEncoder.pool(table[self._t(ctx_cols)], self._t(ctx_rows), n)
-        terms = set_to_track(anchors, table, self.model.scale(), self._t(ctx_rows),
-                             self._t(ctx_cols), self._t(tgt_rows), self._t(tgt_cols))
+        if cand is None:
+            terms = set_to_track(anchors, table, self.model.scale(), self._t(ctx_rows),
+                                 self._t(ctx_cols), self._t(tgt_rows), self._t(tgt_cols))
+        else:
+            ctx_pos, found = cand.positions(ctx_cols)  # context items that are no candidate
+            tgt_pos, _ = cand.positions(tgt_cols)  # need no mask; targets always are
+            terms = sampled_set_to_track(
+                anchors, table[self._t(cand.items)], self.model.scale(),
+                torch.as_tensor(cand.logq, device=self.device), self._t(ctx_rows[found]),
+                self._t(ctx_pos[found]), self._t(tgt_rows), self._t(tgt_pos))
         if cfg.uniformity > 0:
             items = np.unique(np.r_[ctx_cols, tgt_cols])
             if items.shape[0] > UNIFORMITY_SAMPLE:
