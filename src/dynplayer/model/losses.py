@@ -98,7 +98,8 @@ def sampled_set_to_track(
     correction): loss = -(s_t - log pi_t) + logsumexp_c(s_c - log pi_c), which estimates the
     full softmax without favouring items that are candidates often (popular targets). With
     every item a candidate (pi = 1) this is exactly `set_to_track`. context_pos / target_pos
-    index into `candidates`; the anchor's own context candidates are masked. Cost is anchors x candidates, not anchors x vocabulary.
+    index into `candidates`; the anchor's own context candidates are masked. Cost is
+    anchors x candidates, not anchors x vocabulary.
     """
     b = anchors.shape[0]
     logits = logit_scale * anchors @ candidates.T
