@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from dynplayer.eval.budget import available_memory_bytes, ease_fits, ease_memory_bytes
+from dynplayer.eval.budget import ease_fits, ease_memory_bytes
 from dynplayer.eval.runner import EvalOptions, evaluate_run
+from dynplayer.machine import available_memory_bytes
 from test_eval_command import svd_run
 
 

@@ -3,7 +3,7 @@ memory this machine has available."""
 
 from __future__ import annotations
 
-import os
+from dynplayer.machine import available_memory_bytes
 
 
 def ease_memory_bytes(n_playlists: int, n_items: int) -> int:
@@ -14,18 +14,6 @@ def ease_memory_bytes(n_playlists: int, n_items: int) -> int:
     if n < v:
         return 16 * n * n + 4 * v * n + 8 * v * v
     return 20 * v * v
-
-
-def available_memory_bytes() -> int:
-    """MemAvailable of /proc/meminfo (Linux), else physical memory."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
 def ease_fits(n_playlists: int, n_items: int, available: int = 0) -> tuple[bool, str]:
