@@ -176,9 +176,10 @@ def fit_model(data: TextData, text_x: np.ndarray, cfg: TextConfig,
                 best = (rec["val_recall@10"], {k: v.clone() for k, v in
                                                model.state_dict().items()})
         history.append(rec)
+        elapsed = time.perf_counter() - t0
         _progress(f"epoch {epoch + 1}/{cfg.epochs} loss {rec['loss']:.4f} "
                   f"val R@10 {rec.get('val_recall@10', float('nan')):.4f} "
-                  f"({time.perf_counter() - t0:.1f}s)")
+                  f"({elapsed:.1f}s, ETA {elapsed / (epoch + 1) * (cfg.epochs - epoch - 1):.0f}s)")
     if best is not None:
         model.load_state_dict(best[1])
     model.eval()
