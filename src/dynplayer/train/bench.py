@@ -124,7 +124,7 @@ def bench_scale(work: Path, cfg: TrainConfig, *, n_playlists: int, n_tracks: int
         "objective": cfg.objective, "set_softmax": metrics.get("set_softmax"),
         "set_negatives": cfg.set_negatives, "batch_size": cfg.batch_size, "dim": cfg.dim,
         "corpus_build_s": round(gen_s, 1), "train_run_wall_s": round(wall, 1),
-        "epoch_s": [h["seconds"] for h in hist], "steps_run": hist[0]["steps"],
+        "epoch_s": [h["seconds"] for h in hist], "steps_per_epoch": hist[0]["steps"],
         "s_per_step": round(hist[0]["seconds"] / max(1, hist[0]["steps"]), 3),
         "pairs_per_s": round(metrics["pairs_per_s"]),
         "playlists_per_s": round(metrics["playlists_per_s"]),
