@@ -128,7 +128,8 @@ def bench_pipeline(work: Path, sizes: Sequence[int], *, train_sets: Sequence[str
             size = dir_bytes(outputs[stage])
             if stage == "train":  # the run directory minus what later stages add
                 size -= dir_bytes(run / "text")
-            fig["disk_mb"] = round(size / 2**20, 1)
+            fig["disk_mb"] = round(size / 2**20, 2)
+            fig["disk_bytes"] = size
             row["stages"][stage] = fig
             say(f"[{n:,} playlists] {stage}: {fig['wall_s']} s wall, {fig['cpu_s']} s CPU, "
                 f"peak RSS {fig['peak_rss_mb']:,.0f} MiB, disk {fig['disk_mb']:,.0f} MiB")
