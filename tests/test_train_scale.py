@@ -87,7 +87,8 @@ def test_auto_softmax_and_epoch_budget() -> None:
     assert sampled_softmax(replace(cfg, set_softmax="sampled"), 100)
     assert not sampled_softmax(replace(cfg, set_softmax="full"), 10**7)
     assert epoch_cap(cfg, 5_303) == cfg.epochs  # MPD slices: unchanged
-    assert epoch_cap(cfg, 750_000) == 3  # 1M playlists, 75% training: ceil(2M / 750k)
+    assert epoch_cap(cfg, 187_500) == 6  # 250k playlists, 75% training: ceil(1M / 187.5k)
+    assert epoch_cap(cfg, 750_000) == 2  # 1M playlists: ceil(1M / 750k), the floor
     assert epoch_cap(cfg, 10**8) == cfg.min_epochs
     assert epoch_cap(replace(cfg, playlist_budget=0), 10**8) == cfg.epochs
 

@@ -72,7 +72,7 @@ class TrainConfig:
     # Epochs are capped so one member sees at most this many training playlists
     # (ceil(budget / training playlists), at least `min_epochs`); 0 = no cap. The MPD slices
     # (5,303 training playlists) stay at `epochs`; 1M playlists get a few epochs.
-    playlist_budget: int = 2_000_000
+    playlist_budget: int = 1_000_000
     min_epochs: int = 2
 
 
