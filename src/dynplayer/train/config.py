@@ -60,9 +60,9 @@ class TrainConfig:
     threads: int = 1
     patience: int = 5  # evaluations without a better validation Recall@10 before stopping
     eval_every: int = 1  # epochs between validation evaluations
-    # if > 0, select epochs on at most this many validation playlists (the first of the split,
-    # which is in random order): the MPD slices have 707; at 1M the 100,000 would cost a full
-    # scoring pass over the vocabulary per epoch
+    # if > 0, select epochs on at most this many validation playlists (the first of the split
+    # in corpus order; the split is drawn at random): the MPD slices have 707; at 1M the 100,000
+    # would cost a full scoring pass over the vocabulary per epoch
     eval_playlists: int = 10_000
     checkpoint_every: int = 1  # epochs between checkpoints
     # The set term's softmax: "full" (every vocabulary item), "sampled" (the batch's targets
