@@ -1,4 +1,5 @@
-"""Shared fixtures: a small planted synthetic corpus, and the real data directory."""
+"""Shared fixtures: a small planted synthetic corpus, the real track and text models trained on
+it once per session, the embedded PostgreSQL, and the real data directory."""
 
 from __future__ import annotations
 
@@ -15,11 +16,9 @@ from dynplayer.data.prepare import derive
 from dynplayer.data.synthetic import SyntheticSpec, generate
 
 if TYPE_CHECKING:  # serving fixtures (issue 6)
-    import numpy as np
-
     from dynplayer.store.db import Catalog
     from dynplayer.store.embedded import EmbeddedServer
-    from dynplayer.text.api import SearchResult
+    from dynplayer.text.search import TextSearcher
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -56,93 +55,62 @@ def synthetic_corpus_dir(tmp_path_factory: pytest.TempPathFactory,
     return out
 
 
-# ---- Serving (issue 6): one embedded PostgreSQL per session, a run, a stand-in text searcher ----
-
-SERVE_SEARCHER_DIM = 256
+# ---- The real models, trained once per session on the synthetic corpus (seconds) ----------
 
 
-class StandinSearcher:
-    """Implements `dynplayer.text.api.TextSearcherProtocol` with a hashed bag-of-words encoder:
-    a deterministic test fixture (not a mock) whose captions name the planted genres and moods."""
+@pytest.fixture(scope="session")
+def track_run_dir(tmp_path_factory: pytest.TempPathFactory, synthetic_corpus_dir: Path) -> Path:
+    """A run of the real track model (`dynplayer train` with its default config) on the planted
+    synthetic corpus, without a text model. Shared by the session: copy it before changing it."""
+    from dynplayer.train.config import TrainConfig
+    from dynplayer.train.loop import train_run
 
-    def __init__(self, corpus: Corpus, run_ids: list[str], top_playlists: int = 20) -> None:
-        import numpy as np
-        import scipy.sparse as sp
+    out = tmp_path_factory.mktemp("run") / "track"
+    train_run(synthetic_corpus_dir, out, TrainConfig(), progress=False)
+    return out
 
-        from dynplayer.data.corpus import TRAIN
 
-        rows = corpus.playlists_in(TRAIN)
-        self.playlist_pids = [corpus.pids[p] for p in rows]
-        self.playlist_captions = [corpus.caption(int(p)) for p in rows]
-        self.track_ids = list(run_ids)
-        self.top_playlists = top_playlists
-        # A little seeded jitter breaks the exact ties of identical captions, so the top
-        # playlists are one well-defined set for every implementation.
-        jitter = np.random.default_rng(0).normal(0, 1e-3, (rows.shape[0], SERVE_SEARCHER_DIM))
-        vectors = np.stack([self._encode(c) for c in self.playlist_captions]) + jitter
-        self._vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(
-            np.float32)
-        col = {t: i for i, t in enumerate(run_ids)}
-        track_col = np.array([col.get(t, -1) for t in corpus.track_ids], dtype=np.int64)
-        row_of = np.full(corpus.n_playlists, -1, dtype=np.int64)
-        row_of[rows] = np.arange(rows.shape[0])
-        r, c = row_of[corpus.occ_playlist], track_col[corpus.occ_track]
-        keep = (r >= 0) & (c >= 0)
-        self.occ = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (r[keep], c[keep])),
-                                 shape=(rows.shape[0], len(run_ids)))
+@pytest.fixture(scope="session")
+def copy_run() -> Any:
+    """`copy_run(run_dir, dest)`: a private copy of a session run, for tests that change it."""
+    import shutil
 
-    @staticmethod
-    def _encode(text: str) -> np.ndarray:
-        import zlib
+    def copy(run_dir: Path, dest: Path) -> Path:
+        shutil.copytree(run_dir, dest, ignore=shutil.ignore_patterns("checkpoint.pt", "eval"))
+        return dest
 
-        import numpy as np
+    return copy
 
-        v = np.zeros(SERVE_SEARCHER_DIM, dtype=np.float32)
-        for token in text.lower().split():
-            v[zlib.crc32(token.encode()) % SERVE_SEARCHER_DIM] += 1.0
-        return v / max(float(np.linalg.norm(v)), 1e-12)
 
-    @property
-    def playlist_vectors(self) -> np.ndarray:
-        return self._vectors
+@pytest.fixture(scope="session")
+def serve_run_dir(tmp_path_factory: pytest.TempPathFactory, track_run_dir: Path,
+                  copy_run: Any) -> Path:
+    """`track_run_dir` plus the real text model (`dynplayer train-text` defaults: the USE
+    encoder, hybrid retrieval, pseudo-relevance feedback): what `dynplayer serve` serves."""
+    from dynplayer.text.model import TextConfig
+    from dynplayer.text.train import train_text
 
-    def encode_query(self, text: str) -> np.ndarray:
-        from dynplayer.errors import QueryError
+    out = copy_run(track_run_dir, tmp_path_factory.mktemp("run") / "served")
+    train_text(out, TextConfig())
+    return out
 
-        if not text.strip():
-            raise QueryError("the query is empty")
-        return self._encode(text)
 
-    def aggregate(self, playlist_rows: np.ndarray, similarities: np.ndarray, k: int,
-                  query: str = "") -> SearchResult:
-        import numpy as np
+@pytest.fixture(scope="session")
+def text_searcher(serve_run_dir: Path) -> TextSearcher:
+    """The served run's text searcher, loaded once (apps built with `searcher_factory` share
+    it instead of loading the encoder again)."""
+    from dynplayer.text.search import TextSearcher
 
-        from dynplayer.text.api import PlaylistHit, SearchResult, TrackHit
+    return TextSearcher.load(serve_run_dir)
 
-        rows = np.asarray(playlist_rows, dtype=np.int64)
-        w = np.clip(np.asarray(similarities, dtype=np.float32), 0.0, None)
-        hits = [PlaylistHit(self.playlist_pids[r], self.playlist_captions[r], float(s))
-                for r, s in zip(rows, similarities, strict=True)]
-        sub = self.occ[rows]
-        scores = np.asarray(sub.T @ w).ravel()
-        top = [int(t) for t in np.lexsort((np.arange(scores.shape[0]), -scores))[:k]
-               if scores[t] > 0]
-        dense = np.asarray(sub[:, top].todense())
-        tracks = [TrackHit(self.track_ids[t], float(scores[t]),
-                           [hits[i] for i in np.flatnonzero(dense[:, j] > 0)])
-                  for j, t in enumerate(top)]
-        return SearchResult(query=query, playlists=hits, tracks=tracks)
 
-    def search(self, text: str, k: int = 20) -> SearchResult:
-        import numpy as np
-
-        sims = self._vectors @ self.encode_query(text)
-        rows = np.lexsort((np.arange(sims.shape[0]), -sims))[: self.top_playlists]
-        return self.aggregate(rows, sims[rows], k, query=text)
+# ---- Serving (issue 6): one embedded PostgreSQL per session ---------------------------------
 
 
 def make_svd_run(corpus_dir: Path, run_dir: Path, dim: int = 16) -> Path:
-    """A run (RUN_DIR contract) of SVD vectors of the training matrix, for serving tests."""
+    """A stand-in run (RUN_DIR contract) of SVD vectors of the training matrix, made in
+    milliseconds: only for tests about something else than the model (several model versions
+    following each other, say), which say so."""
     import numpy as np
     from scipy.sparse.linalg import svds
 
@@ -162,7 +130,7 @@ def make_svd_run(corpus_dir: Path, run_dir: Path, dim: int = 16) -> Path:
 
 @pytest.fixture(scope="session")
 def make_svd_run_factory() -> Any:
-    """`make_svd_run(corpus_dir, run_dir, dim)` for test modules."""
+    """`make_svd_run(corpus_dir, run_dir, dim)` (a stand-in run) for test modules."""
     return make_svd_run
 
 
@@ -206,28 +174,15 @@ def new_database(pg_server: EmbeddedServer) -> Any:
 
 
 @pytest.fixture(scope="session")
-def serve_run_dir(tmp_path_factory: pytest.TempPathFactory, synthetic_corpus_dir: Path) -> Path:
-    return make_svd_run(synthetic_corpus_dir, tmp_path_factory.mktemp("run") / "svd")
-
-
-@pytest.fixture(scope="session")
-def standin_searcher(synthetic_corpus_dir: Path, serve_run_dir: Path) -> StandinSearcher:
-    from dynplayer.data.corpus import load_corpus
-    from dynplayer.run import load_run
-
-    return StandinSearcher(load_corpus(synthetic_corpus_dir), load_run(serve_run_dir).ids)
-
-
-@pytest.fixture(scope="session")
-def serve_catalog(serve_run_dir: Path, standin_searcher: StandinSearcher) -> Catalog:
+def serve_catalog(serve_run_dir: Path, text_searcher: TextSearcher) -> Catalog:
     from dynplayer.store.catalog import build_catalog
 
-    return build_catalog(serve_run_dir, standin_searcher)
+    return build_catalog(serve_run_dir, text_searcher)
 
 
 @pytest.fixture(scope="session")
 def indexed_url(pg_server: EmbeddedServer, serve_catalog: Catalog) -> str:
-    """The session server's URL with the synthetic run indexed."""
+    """The session server's URL with the served run (track and text model) indexed."""
     from dynplayer.store.db import index_catalog
 
     index_catalog(pg_server.url, serve_catalog)  # the defaults, as every reindex in the tests

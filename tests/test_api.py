@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from dynplayer.serve.app import TextResponse, create_app
 from dynplayer.settings import Settings
 from dynplayer.store.db import Catalog
+from dynplayer.text.search import TextSearcher
 
 pytestmark = pytest.mark.db
 
@@ -26,10 +27,12 @@ def make_settings(url: str, run_dir: Path, **extra: Any) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def app(indexed_url: str, serve_run_dir: Path, standin_searcher: object) -> FastAPI:
+def app(indexed_url: str, serve_run_dir: Path) -> FastAPI:
+    """The served run's own text model, loaded from its run directory as `dynplayer serve`
+    does (no searcher_factory), aggregating the model's own number of playlists."""
     settings = make_settings(indexed_url, serve_run_dir, admin_token="s3cret",
-                             cors_origins=[ALLOWED], text_playlists=20)
-    return create_app(settings, searcher_factory=lambda _run: standin_searcher)  # type: ignore[arg-type,return-value]
+                             cors_origins=[ALLOWED])
+    return create_app(settings)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +41,7 @@ def client(app: FastAPI) -> Iterator[TestClient]:
         yield c
 
 
-def test_text(client: TestClient, serve_catalog: Catalog) -> None:
+def test_text(client: TestClient, serve_catalog: Catalog, text_searcher: TextSearcher) -> None:
     r = client.post("/v1/recommend/text", json={"text": "smooth jazz bebop", "k": 7})
     assert r.status_code == 200, r.text
     body = r.json()
@@ -47,14 +50,20 @@ def test_text(client: TestClient, serve_catalog: Catalog) -> None:
     assert body["model_version"] == serve_catalog.version and body["text"] == "smooth jazz bebop"
     assert len(body["tracks"]) == 7
     names = dict(zip(serve_catalog.track_ids, serve_catalog.names, strict=True))
+    row_of = {pid: i for i, pid in enumerate(text_searcher.playlist_pids)}
+    col = {tid: i for i, tid in enumerate(text_searcher.track_ids)}
     for t in body["tracks"]:
         assert set(t) == {"track_id", "name", "artist", "score", "because"}
         assert t["name"] == names[t["track_id"]] and t["artist"].startswith("Artist ")
         assert t["because"] and all(set(b) == {"pid", "caption", "similarity"}
                                     for b in t["because"])
         assert len(t["because"]) <= 10  # DYNPLAYER_BECAUSE_LIMIT
-        sims = [b["similarity"] for b in t["because"]]
-        assert sims == sorted(sims, reverse=True) or len(sims) == 1
+        # Contributors best first: by what each added to the score, occurrences x
+        # similarity^power (the text contract), which is not always the similarity order.
+        parts = [text_searcher.occ[row_of[b["pid"]], col[t["track_id"]]]
+                 * max(b["similarity"], 0.0) ** text_searcher.cfg.sim_power
+                 for b in t["because"]]
+        assert parts == sorted(parts, reverse=True)
     assert sum("jazz" in t["name"] for t in body["tracks"]) >= 6
     scores = [t["score"] for t in body["tracks"]]
     assert scores == sorted(scores, reverse=True)
@@ -163,9 +172,9 @@ def test_admin_needs_the_token(client: TestClient, serve_catalog: Catalog) -> No
 
 
 def test_admin_is_off_without_a_configured_token(indexed_url: str, serve_run_dir: Path,
-                                                 standin_searcher: object) -> None:
+                                                 text_searcher: object) -> None:
     app = create_app(make_settings(indexed_url, serve_run_dir),
-                     searcher_factory=lambda _run: standin_searcher)  # type: ignore[arg-type,return-value]
+                     searcher_factory=lambda _run: text_searcher)  # type: ignore[arg-type,return-value]
     with TestClient(app) as c:
         r = c.post("/v1/admin/reindex", headers={"Authorization": "Bearer anything"})
         assert r.status_code == 403 and "DYNPLAYER_ADMIN_TOKEN" in r.json()["message"]
@@ -196,9 +205,9 @@ def test_openapi_docs_and_page(client: TestClient) -> None:
 
 
 def test_exact_backend_needs_no_database(serve_run_dir: Path, serve_catalog: Catalog,
-                                         standin_searcher: object) -> None:
+                                         text_searcher: object) -> None:
     settings = Settings(run_dir=serve_run_dir, backend="exact", database_url=None)
-    app = create_app(settings, searcher_factory=lambda _run: standin_searcher)  # type: ignore[arg-type,return-value]
+    app = create_app(settings, searcher_factory=lambda _run: text_searcher)  # type: ignore[arg-type,return-value]
     with TestClient(app) as c:
         ready = c.get("/readyz").json()
         assert ready["ready"] and ready["database"] == "not used"

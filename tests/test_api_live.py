@@ -22,11 +22,11 @@ TOKEN = "live-token"
 
 
 @pytest.fixture(scope="module")
-def live_url(indexed_url: str, serve_run_dir: Path, standin_searcher: object,
+def live_url(indexed_url: str, serve_run_dir: Path, text_searcher: object,
              live_server: Any) -> Iterator[str]:
     settings = Settings(database_url=indexed_url, run_dir=serve_run_dir, backend="pgvector",
-                        admin_token=TOKEN, text_playlists=20, pool_timeout=1.0)
-    app = create_app(settings, searcher_factory=lambda _run: standin_searcher)  # type: ignore[arg-type,return-value]
+                        admin_token=TOKEN, pool_timeout=1.0)
+    app = create_app(settings, searcher_factory=lambda _run: text_searcher)  # type: ignore[arg-type,return-value]
     with live_server(app) as url:
         yield url
 

@@ -21,14 +21,14 @@ def dynplayer(*args: str, env: dict[str, str] | None = None,
 
 
 @pytest.mark.db
-def test_index_command_loads_a_run(new_database: Any, serve_run_dir: Path) -> None:
+def test_index_command_loads_a_run(new_database: Any, track_run_dir: Path) -> None:
     from dynplayer.store.db import run_version
 
     url = new_database("cli")
-    done = dynplayer("index", str(serve_run_dir), "--database-url", url, "--m", "8",
+    done = dynplayer("index", str(track_run_dir), "--database-url", url, "--m", "8",
                      "--ef-construction", "32")
     assert done.returncode == 0, done.stderr
-    version = run_version(serve_run_dir)
+    version = run_version(track_run_dir)
     assert f"indexed model {version}: 400 tracks, 450 playlists" in done.stdout
     assert "no text model" in done.stdout  # the run has none: playlists without text vectors
     with connect(url) as conn:
@@ -112,7 +112,7 @@ def test_bench_cpu_meter_counts_each_process(pg_server: Any) -> None:
 
 @pytest.mark.db
 def test_bench_text_cpu_floor(indexed_url: str, serve_catalog: Any,
-                              standin_searcher: Any) -> None:
+                              text_searcher: Any) -> None:
     """`bench serve`'s compute floor: CPU per text request of this thread and of the pool's
     PostgreSQL backend, by step, with a total that adds up."""
     from dynplayer.serve.bench import text_cpu_floor
@@ -121,8 +121,7 @@ def test_bench_text_cpu_floor(indexed_url: str, serve_catalog: Any,
 
     pool = open_pool(indexed_url, min_size=1, max_size=1)
     try:
-        rec = PgvectorRecommender(pool, serve_catalog.version, standin_searcher,
-                                  text_playlists=20)
+        rec = PgvectorRecommender(pool, serve_catalog.version, text_searcher)
         texts = ["calm piano", "summer party", "rainy day jazz", "gym"] * 100  # CPU clock: 10 ms
         floor = text_cpu_floor(rec, texts, k=10, batch=8)
     finally:
