@@ -16,7 +16,7 @@ from dynplayer.data.prepare import derive
 from dynplayer.data.synthetic import SyntheticSpec, generate
 
 if TYPE_CHECKING:  # serving fixtures (issue 6)
-    from dynplayer.store.db import Catalog
+    from dynplayer.store.catalog import Catalog
     from dynplayer.store.embedded import EmbeddedServer
     from dynplayer.text.search import TextSearcher
 

@@ -18,7 +18,9 @@ from dynplayer.serve.recommender import (
     UnknownTrackError,
     text_playlists_of,
 )
-from dynplayer.store.db import Catalog, ef_search_for, open_pool
+from dynplayer.store.catalog import Catalog
+from dynplayer.store.db import open_pool
+from dynplayer.store.params import ef_search_for
 from dynplayer.text.search import TextSearcher
 
 pytestmark = pytest.mark.db
