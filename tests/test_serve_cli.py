@@ -43,6 +43,8 @@ def test_index_command_loads_a_run(new_database: Any, track_run_dir: Path) -> No
     (["serve", "/nonexistent/run", "--backend", "nope"], "--backend must be pgvector or exact"),
     (["index", "RUN", "--m", "40", "--ef-construction", "64"], "ef_construction must be from"),
     (["bench", "serve", "/nonexistent/run", "--clients", "0"], "--clients must be from 1"),
+    (["bench", "serve", "/nonexistent/run", "--split", "train"],
+     "--split must be val or test, got 'train'"),
     (["serve", "RUN", "--workers", "0"], "--workers must be from 1 to 64, got 0"),
 ])
 def test_user_mistakes_are_one_line_errors(args: list[str], message: str,
@@ -131,3 +133,22 @@ def test_bench_text_cpu_floor(indexed_url: str, serve_catalog: Any,
     assert all(floor[s] >= 0 for s in steps)
     assert floor["playlist_search"] > 0 and floor["postgres"] > 0  # the HNSW search ran there
     assert abs(floor["total"] - sum(floor[s] for s in steps)) < 0.05, floor
+
+
+def test_bench_queries_come_from_the_chosen_split(synthetic_corpus: Any) -> None:
+    """HNSW settings are chosen on validation captions (`bench serve --split val`) and reported
+    on test captions: the two query sets never share a playlist."""
+    from dynplayer.data.corpus import TEST, VAL
+    from dynplayer.serve.bench import split_queries
+
+    c = synthetic_corpus
+    known = set(c.track_ids)
+    for split, code in (("val", VAL), ("test", TEST)):
+        seeds, texts = split_queries(c, known, split, n_queries=40)
+        rows = c.playlists_in(code)[:20]
+        assert texts == [c.caption(int(p)) for p in c.playlists_in(code)[:40]]
+        ptr = c.playlist_indptr
+        assert seeds == [[c.track_ids[t] for t in c.occ_track[ptr[p]:ptr[p + 1]]][:50][
+            : max(1, min(50, ptr[p + 1] - ptr[p]) // 2)] for p in rows]
+    assert len(split_queries(c, known, "val", 1000)[1]) == len(c.playlists_in(VAL))
+    assert len(split_queries(c, known, "test", 1000)[1]) == len(c.playlists_in(TEST))

@@ -95,10 +95,13 @@ def register(app: typer.Typer) -> None:
             help="Scratch dir for the benchmark's own embedded database")] = None,
         out: Annotated[Path | None, typer.Option(help="Write the results as JSON")] = None,
         workers: Annotated[int, typer.Option(help="API worker processes (1..8)")] = 1,
+        split: Annotated[str, typer.Option(
+            help="val | test: the playlists whose seeds and captions measure the HNSW "
+                 "overlap and drive the load (choose HNSW settings on val)")] = "test",
     ) -> None:
         """Index time, HNSW recall@50 vs exact, and API latency under concurrent load."""
         from dynplayer.serve.bench import run_bench
 
         run_bench(run_dir, clients=clients, duration=duration, n_queries=queries,
                   reliability=reliability, workdir=workdir, out=out, echo=typer.echo,
-                  workers=workers)
+                  workers=workers, split=split)
