@@ -1,4 +1,4 @@
-"""`dynplayer evaluate` end to end on the synthetic corpus with an SVD run."""
+"""`dynplayer evaluate` end to end on the synthetic corpus with the trained track model."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +20,8 @@ from dynplayer.run import atomic_write_json, save_vectors
 
 
 def svd_run(corpus_dir: Path, out: Path, dim: int = 16) -> Path:
-    """Track vectors from a truncated SVD of the training matrix (a stand-in model)."""
+    """Track vectors from a truncated SVD of the training matrix: a stand-in model, for
+    `test_eval_realdata` (about the peers on real data, not the track model)."""
     c = load_corpus(corpus_dir)
     x = c.interaction_matrix(c.playlists_in(TRAIN)).toarray()
     _, s, vt = np.linalg.svd(x, full_matrices=False)
@@ -31,8 +33,9 @@ def svd_run(corpus_dir: Path, out: Path, dim: int = 16) -> Path:
 
 
 @pytest.fixture(scope="module")
-def run_dir(synthetic_corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return svd_run(synthetic_corpus_dir, tmp_path_factory.mktemp("run") / "svd")
+def run_dir(track_run_dir: Path, copy_run: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the session's trained track model (evaluate writes RUN_DIR/eval/ into it)."""
+    return copy_run(track_run_dir, tmp_path_factory.mktemp("run") / "trained")
 
 
 def test_evaluate_json_report_and_verdict(run_dir: Path) -> None:

@@ -51,6 +51,8 @@ def _similar(client: TestClient, track_id: str) -> httpx.Response:
 @pytest.fixture
 def two_runs(tmp_path: Path, synthetic_corpus_dir: Path, make_svd_run_factory: Any
              ) -> Iterator[tuple[Path, Path]]:
+    """Two different runs made in milliseconds (SVD stand-ins, not the trained model): these
+    tests are about which model version a process serves, not about the model."""
     a = make_svd_run_factory(synthetic_corpus_dir, tmp_path / "a", dim=16)
     b = make_svd_run_factory(synthetic_corpus_dir, tmp_path / "b", dim=12)
     yield a, b
