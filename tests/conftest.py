@@ -16,8 +16,11 @@ from dynplayer.data.prepare import derive
 from dynplayer.data.synthetic import SyntheticSpec, generate
 
 if TYPE_CHECKING:  # serving fixtures (issue 6)
+    import numpy as np
+
     from dynplayer.store.catalog import Catalog
     from dynplayer.store.embedded import EmbeddedServer
+    from dynplayer.text.api import SearchResult
     from dynplayer.text.search import TextSearcher
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -105,6 +108,91 @@ def text_searcher(serve_run_dir: Path) -> TextSearcher:
 
 
 # ---- Serving (issue 6): one embedded PostgreSQL per session ---------------------------------
+
+
+SERVE_SEARCHER_DIM = 256
+
+
+class StandinSearcher:
+    """Implements `dynplayer.text.api.TextSearcherProtocol` with a hashed bag-of-words encoder:
+    a deterministic stand-in (not a mock) whose captions name the planted genres and moods.
+    Only for tests about something else than the text model, which say so; the served run's
+    real text model is the `text_searcher` fixture."""
+
+    def __init__(self, corpus: Corpus, run_ids: list[str], top_playlists: int = 20) -> None:
+        import numpy as np
+        import scipy.sparse as sp
+
+        from dynplayer.data.corpus import TRAIN
+
+        rows = corpus.playlists_in(TRAIN)
+        self.playlist_pids = [corpus.pids[p] for p in rows]
+        self.playlist_captions = [corpus.caption(int(p)) for p in rows]
+        self.track_ids = list(run_ids)
+        self.top_playlists = top_playlists
+        # A little seeded jitter breaks the exact ties of identical captions, so the top
+        # playlists are one well-defined set for every implementation.
+        jitter = np.random.default_rng(0).normal(0, 1e-3, (rows.shape[0], SERVE_SEARCHER_DIM))
+        vectors = np.stack([self._encode(c) for c in self.playlist_captions]) + jitter
+        self._vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(
+            np.float32)
+        col = {t: i for i, t in enumerate(run_ids)}
+        track_col = np.array([col.get(t, -1) for t in corpus.track_ids], dtype=np.int64)
+        row_of = np.full(corpus.n_playlists, -1, dtype=np.int64)
+        row_of[rows] = np.arange(rows.shape[0])
+        r, c = row_of[corpus.occ_playlist], track_col[corpus.occ_track]
+        keep = (r >= 0) & (c >= 0)
+        self.occ = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (r[keep], c[keep])),
+                                 shape=(rows.shape[0], len(run_ids)))
+
+    @staticmethod
+    def _encode(text: str) -> np.ndarray:
+        import zlib
+
+        import numpy as np
+
+        v = np.zeros(SERVE_SEARCHER_DIM, dtype=np.float32)
+        for token in text.lower().split():
+            v[zlib.crc32(token.encode()) % SERVE_SEARCHER_DIM] += 1.0
+        return v / max(float(np.linalg.norm(v)), 1e-12)
+
+    @property
+    def playlist_vectors(self) -> np.ndarray:
+        return self._vectors
+
+    def encode_query(self, text: str) -> np.ndarray:
+        from dynplayer.errors import QueryError
+
+        if not text.strip():
+            raise QueryError("the query is empty")
+        return self._encode(text)
+
+    def aggregate(self, playlist_rows: np.ndarray, similarities: np.ndarray, k: int,
+                  query: str = "") -> SearchResult:
+        import numpy as np
+
+        from dynplayer.text.api import PlaylistHit, SearchResult, TrackHit
+
+        rows = np.asarray(playlist_rows, dtype=np.int64)
+        w = np.clip(np.asarray(similarities, dtype=np.float32), 0.0, None)
+        hits = [PlaylistHit(self.playlist_pids[r], self.playlist_captions[r], float(s))
+                for r, s in zip(rows, similarities, strict=True)]
+        sub = self.occ[rows]
+        scores = np.asarray(sub.T @ w).ravel()
+        top = [int(t) for t in np.lexsort((np.arange(scores.shape[0]), -scores))[:k]
+               if scores[t] > 0]
+        dense = np.asarray(sub[:, top].todense())
+        tracks = [TrackHit(self.track_ids[t], float(scores[t]),
+                           [hits[i] for i in np.flatnonzero(dense[:, j] > 0)])
+                  for j, t in enumerate(top)]
+        return SearchResult(query=query, playlists=hits, tracks=tracks)
+
+    def search(self, text: str, k: int = 20) -> SearchResult:
+        import numpy as np
+
+        sims = self._vectors @ self.encode_query(text)
+        rows = np.lexsort((np.arange(sims.shape[0]), -sims))[: self.top_playlists]
+        return self.aggregate(rows, sims[rows], k, query=text)
 
 
 def make_svd_run(corpus_dir: Path, run_dir: Path, dim: int = 16) -> Path:
