@@ -33,13 +33,13 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Read playlists, count co-occurrence neighbours, select tracks, split, and save."""
-        from dynplayer.config import load_toml
+        from dynplayer.config import load_toml, section
         from dynplayer.data.prepare import prepare as run_prepare
 
         cfg = DataConfig()
         if config is not None:
-            table = load_toml(config)
-            cfg = resolve(cfg, None, [f"{k}={v}" for k, v in table.get("data", table).items()
+            table = section(load_toml(config), "data", config)
+            cfg = resolve(cfg, None, [f"{k}={v}" for k, v in table.items()
                                       if not isinstance(v, dict)])
         cfg = resolve(cfg, None, [s.removeprefix("data.") for s in set_ or []])
         corpus = run_prepare(inputs, out, cfg, fmt=fmt, lenient=lenient, tracks=tracks or [],
@@ -52,7 +52,8 @@ def register(app: typer.Typer) -> None:
             f"({c['selected_occurrences']:,} occurrences in "
             f"{c['playlists_with_selected_tracks']:,} playlists); split "
             f"{c['train_playlists']:,}/{c['val_playlists']:,}/{c['test_playlists']:,}"
-            + (f"; skipped {skipped} bad records" if skipped else "")
+            + (f"; skipped {skipped:,} bad record{'s' if skipped != 1 else ''}" if skipped
+               else "")
         )
 
     @app.command()

@@ -26,15 +26,14 @@ def register(app: typer.Typer) -> None:
         = None,
     ) -> None:
         """Fit the caption <-> playlist model and write RUN_DIR/text/ atomically."""
-        from dynplayer.config import flatten, load_toml, resolve
+        from dynplayer.config import flatten, load_toml, resolve, section
         from dynplayer.text.model import TextConfig
         from dynplayer.text.train import train_text
 
         cfg = TextConfig()
         if config is not None:
-            table = load_toml(config)
-            cfg = resolve(cfg, None, [f"{k}={v}" for k, v in
-                                      flatten(table.get("text", table)).items()])
+            table = section(load_toml(config), "text", config)
+            cfg = resolve(cfg, None, [f"{k}={v}" for k, v in flatten(table).items()])
         sets = [s.removeprefix("text.") for s in set_ or []]
         if encoder is not None:
             sets.append(f"encoder={encoder}")
@@ -114,11 +113,15 @@ def register(app: typer.Typer) -> None:
         = False,
     ) -> None:
         """Keyword -> playlist and keyword -> tracks tables, hubness, and query latency."""
+        from dynplayer.commands.bench import check_writable
         from dynplayer.text.bench import run_bench
 
+        if out is not None:
+            check_writable(out)
         text = run_bench(run_dir, split=split, latency_queries=latency_queries, tune=tune)
         typer.echo(text)
         if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(text + "\n", encoding="utf-8")
 
 
