@@ -6,7 +6,9 @@ Each area registers its subcommands from `dynplayer.commands.<area>`; a user mis
 
 from __future__ import annotations
 
+import signal
 import sys
+from types import FrameType
 
 import typer
 
@@ -31,8 +33,18 @@ for module in (data_commands, train_commands, evaluate_commands, text_commands, 
 app.add_typer(bench_app, name="bench")
 
 
+def _terminated(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM (`kill PID`, a service manager) unwinds like Ctrl-C: `finally` blocks and atexit
+    hooks run, so the embedded PostgreSQL handle is released and the server stopped. Python's
+    default for SIGTERM ends the process at once; uvicorn, which catches SIGTERM while serving,
+    raises it again after its shutdown, and that too ended here before any cleanup."""
+    print("dynplayer: terminated", file=sys.stderr)
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into one-line messages."""
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         app(standalone_mode=True)
     except DynplayerError as err:
