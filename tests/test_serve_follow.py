@@ -36,7 +36,7 @@ def _settings(url: str, run_dir: Path, **extra: Any) -> Settings:
                     **extra)
 
 
-def _wait(predicate: Any, timeout: float = 20.0) -> None:
+def _wait(predicate: Any, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "timed out"

@@ -112,12 +112,21 @@ def test_reindex_swaps_atomically_under_readers(new_database: Any,
     threads = [threading.Thread(target=reader) for _ in range(3)]
     for t in threads:
         t.start()
+    def reads_after(count: int) -> None:
+        """Wait until the readers have answered `count` more times (counted, not timed: a fixed
+        0.2 s between swaps let a loaded machine skip the middle model entirely)."""
+        target = len(seen) + count
+        deadline = time.monotonic() + 120
+        while len(seen) < target and not errors:
+            assert time.monotonic() < deadline, "the readers stalled"
+            time.sleep(0.01)
+
     try:
-        time.sleep(0.2)
+        reads_after(3)
         index_catalog(url, other)
-        time.sleep(0.2)
+        reads_after(3)
         index_catalog(url, serve_catalog)
-        time.sleep(0.2)
+        reads_after(3)
     finally:
         stop.set()
         for t in threads:
