@@ -94,7 +94,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Pairwise objective at each uniformity weight u: Recall/NDCG@10,20 and hubness."""
         from dynplayer.errors import ConfigError
-        from dynplayer.eval.bench import replace_block, uniformity_sweep
+        from dynplayer.eval.bench import replace_block
+        from dynplayer.train.bench import uniformity_sweep
 
         sets = list(set_ or [])
         try:
