@@ -4,9 +4,10 @@
 names are folded (unidecode transliteration, lower case, punctuation to spaces) once per model
 version, then (1) tracks whose folded "name artist" holds the folded query, most played first;
 (2) when those are fewer than asked, tracks holding every query word in any order; (3) then near
-misses by rapidfuzz's partial ratio (a typo or two), best match first. The exact and the pgvector recommender both answer from this in memory (the
-names are a few MB even at MPD scale), so the API, the web page's autocomplete, the CLI and the
-Python API find the same tracks in the same order.
+misses by rapidfuzz's partial ratio (a typo or two), best match first. The exact and the
+pgvector recommender both answer from this in memory (the names are a few MB even at MPD
+scale), so the API, the web page's autocomplete, the CLI and the Python API find the same
+tracks in the same order.
 """
 
 from __future__ import annotations
