@@ -25,7 +25,8 @@ TOKEN = "live-token"
 def live_url(indexed_url: str, serve_run_dir: Path, standin_searcher: object,
              live_server: Any) -> Iterator[str]:
     settings = Settings(database_url=indexed_url, run_dir=serve_run_dir, backend="pgvector",
-                        admin_token=TOKEN, text_playlists=20, pool_timeout=1.0)
+                        admin_token=TOKEN, text_playlists=20, pool_timeout=1.0,
+                        exact_playlists_max=0)  # text requests use the database too
     app = create_app(settings, searcher_factory=lambda _run: standin_searcher)  # type: ignore[arg-type,return-value]
     with live_server(app) as url:
         yield url

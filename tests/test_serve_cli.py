@@ -127,7 +127,7 @@ def test_bench_text_cpu_floor(indexed_url: str, serve_catalog: Any,
     pool = open_pool(indexed_url, min_size=1, max_size=1)
     try:
         rec = PgvectorRecommender(pool, serve_catalog.version, standin_searcher,
-                                  text_playlists=20)
+                                  text_playlists=20, exact_playlists_max=0)  # HNSW itself
         texts = ["calm piano", "summer party", "rainy day jazz", "gym"] * 100  # CPU clock: 10 ms
         floor = text_cpu_floor(rec, texts, k=10, batch=8)
     finally:

@@ -39,8 +39,10 @@ def pgvec(indexed_url: str, serve_catalog: Catalog,
           standin_searcher: object) -> Iterator[PgvectorRecommender]:
     pool = open_pool(indexed_url, min_size=1, max_size=4)
     pool.wait()
+    # exact_playlists_max=0: these tests are about the HNSW path (small catalogs otherwise
+    # rank their playlists exactly in memory; see test_track_search.py)
     yield PgvectorRecommender(pool, serve_catalog.version, standin_searcher,  # type: ignore[arg-type]
-                              text_playlists=20)
+                              text_playlists=20, exact_playlists_max=0)
     pool.close()
 
 

@@ -198,7 +198,8 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
         pool.wait()
         hnsw = PgvectorRecommender(pool, catalog.version, searcher, text_playlists=n_playlists,
                                    ef_search_min=s.ef_search_min,
-                                   ef_search_factor=s.ef_search_factor)
+                                   ef_search_factor=s.ef_search_factor,
+                                   exact_playlists_max=0)  # measures HNSW itself
         results["recall"] = recall_against_exact(exact, hnsw, sample, seeds,
                                                  texts[: n_queries // 2])
         if searcher is not None and texts:

@@ -26,21 +26,20 @@ from dynplayer.errors import DynplayerError, QueryError, StoreError
 from dynplayer.ids import normalize_track_id
 from dynplayer.run import l2_normalize
 from dynplayer.serve.batching import BatchingEncoder
-from dynplayer.serve.track_search import TrackMatcher
+from dynplayer.serve.track_search import FUZZY_CUTOFF, TrackMatcher
 from dynplayer.store.catalog import Catalog
-from dynplayer.store.params import EF_SEARCH_FACTOR, EF_SEARCH_MIN, ef_search_for
+from dynplayer.store.params import (
+    EF_SEARCH_FACTOR,
+    EF_SEARCH_MIN,
+    EXACT_PLAYLISTS_MAX,
+    ef_search_for,
+)
 from dynplayer.text.api import PlaylistHit, TextSearcherProtocol
 
 K_MAX = 200
 TEXT_MAX = 500
 SEEDS_MAX = 500
 QUERY_MAX = 200  # characters of an autocomplete query
-# Up to this many playlists, the pgvector backend ranks a text query's playlists exactly, in
-# memory (the float32 vectors are there anyway, for the re-rank): 0.5 ms for MPD's 4,924 x 768
-# on this 2-core VM, about what the HNSW query costs, and then the answer is the exact
-# backend's and the CLI's to the last digit (HNSW missed one of the top 50 playlists of "rainy
-# day jazz": 4.001 instead of 4.006, two ranks swapped). Larger catalogs use HNSW.
-EXACT_PLAYLISTS_MAX = 50_000
 
 
 class UnknownTrackError(QueryError):
@@ -192,7 +191,8 @@ class Recommender(abc.ABC):
         assert self.searcher is not None  # `text` checks first
         return query_encoder(self.searcher)
 
-    def search_tracks(self, q: str, limit: int = 10) -> list[TrackInfo]:
+    def search_tracks(self, q: str, limit: int = 10,
+                      cutoff: float = FUZZY_CUTOFF) -> list[TrackInfo]:
         """Tracks by name or artist, case-, accent- and typo-tolerant (`TrackMatcher`): those
         holding every word of `q` first, most popular first, then near misses."""
         q = q.strip()
@@ -202,7 +202,7 @@ class Recommender(abc.ABC):
             raise QueryError(f"q is {len(q)} characters long; at most {QUERY_MAX} are allowed")
         if not 1 <= limit <= 50:
             raise QueryError(f"limit must be from 1 to 50, got {limit}")
-        return self._search(q, limit)
+        return self._search(q, limit, cutoff)
 
     def ping(self) -> bool:
         """Is the backing store reachable?"""
@@ -223,7 +223,7 @@ class Recommender(abc.ABC):
     def _track_info(self, track_ids: list[str]) -> dict[str, TrackInfo]: ...
 
     @abc.abstractmethod
-    def _search(self, q: str, limit: int) -> list[TrackInfo]: ...
+    def _search(self, q: str, limit: int, cutoff: float) -> list[TrackInfo]: ...
 
 
 def _qb_bias(searcher: TextSearcherProtocol | None) -> np.ndarray | None:
@@ -296,10 +296,10 @@ class ExactRecommender(Recommender):
         return {t: TrackInfo(t, c.names[self._row[t]], c.artists[self._row[t]])
                 for t in track_ids if t in self._row}
 
-    def _search(self, q: str, limit: int) -> list[TrackInfo]:
+    def _search(self, q: str, limit: int, cutoff: float) -> list[TrackInfo]:
         c = self.catalog
         return [TrackInfo(c.track_ids[i], c.names[i], c.artists[i])
-                for i in self._matcher.search(q, limit)]
+                for i in self._matcher.search(q, limit, cutoff)]
 
 
 class PgvectorRecommender(Recommender):
@@ -415,7 +415,7 @@ class PgvectorRecommender(Recommender):
         names = self._names
         return {t: TrackInfo(t, *names[t]) for t in track_ids if t in names}
 
-    def _search(self, q: str, limit: int) -> list[TrackInfo]:
+    def _search(self, q: str, limit: int, cutoff: float) -> list[TrackInfo]:
         # The tracks' names are read once per model version and searched in memory by the
         # exact backend's matcher, so both backends find the same tracks in the same order.
         if self._matcher is None:
@@ -429,7 +429,7 @@ class PgvectorRecommender(Recommender):
                                                   [a for _, _, a in info],
                                                   [int(p or 0) for *_, p in rows]), info)
         matcher, info = self._matcher
-        return [TrackInfo(*info[i]) for i in matcher.search(q, limit)]
+        return [TrackInfo(*info[i]) for i in matcher.search(q, limit, cutoff)]
 
     def ping(self) -> bool:
         try:

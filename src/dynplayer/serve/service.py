@@ -104,7 +104,8 @@ class Service:
             rec = PgvectorRecommender(self.pool, version, searcher,
                                       text_playlists=n_playlists,
                                       ef_search_min=s.ef_search_min,
-                                      ef_search_factor=s.ef_search_factor)
+                                      ef_search_factor=s.ef_search_factor,
+                                      exact_playlists_max=s.exact_playlists_max)
         self.recommender = rec
         self.stale = None
         return detail

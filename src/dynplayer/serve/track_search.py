@@ -3,11 +3,11 @@
 `beyonce` finds Beyoncé, `LA VIE EN ROSE` finds La Vie En Rose, `beyonse halo` still finds Halo:
 names are folded (unidecode transliteration, lower case, punctuation to spaces) once per model
 version, then (1) tracks whose folded "name artist" holds the folded query, most played first;
-(2) when those are fewer than asked, tracks holding every query word in any order; (3) then near
-misses by rapidfuzz's partial ratio (a typo or two), best match first. The exact and the
-pgvector recommender both answer from this in memory (the names are a few MB even at MPD
-scale), so the API, the web page's autocomplete, the CLI and the Python API find the same
-tracks in the same order.
+(2) when those are fewer than asked, tracks holding every query word in any order; (3) only when
+nothing matched so far, near misses by rapidfuzz's partial ratio (a typo or two), best first.
+The exact and the pgvector recommender both answer from this in memory (the names are a few MB
+even at MPD scale), so the API, the web page's autocomplete, the CLI and the Python API find
+the same tracks in the same order.
 """
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ class TrackMatcher:
         self._folded = folded
         self._array = np.array(folded, dtype=str)
 
-    def search(self, q: str, limit: int) -> list[int]:
-        """Rows (into the sequences given) of the best `limit` matches for `q`."""
+    def search(self, q: str, limit: int, cutoff: float = FUZZY_CUTOFF) -> list[int]:
+        """Rows (into the sequences given) of the best `limit` matches for `q`; near misses
+        must score `cutoff` or more (0-100; over 100: none)."""
         words = fold(q).split()
         if not words:
             return []
@@ -58,12 +59,18 @@ class TrackMatcher:
             taken = set(ranks)
             ranks += [r for r in np.flatnonzero(hit).tolist() if r not in taken][
                 :limit - len(ranks)]
-        if len(ranks) < limit and len(phrase) >= FUZZY_MIN_CHARS:
+        if not ranks and len(phrase) >= FUZZY_MIN_CHARS and cutoff <= 100:  # a typo, then
             taken = set(ranks)
-            near = process.extract(phrase, self._folded, scorer=fuzz.partial_ratio,
-                                   score_cutoff=FUZZY_CUTOFF, limit=limit + len(ranks))
+            # partial ratio: typos in a phrase ("la vie en rsoe"); on sorted words too, for
+            # words in another order ("beyonse halo" -> "halo beyonce")
+            best: dict[int, float] = {}
+            for scorer in (fuzz.partial_ratio, fuzz.partial_token_sort_ratio)[:len(words)]:
+                for _, score, rank in process.extract(phrase, self._folded, scorer=scorer,
+                                                      score_cutoff=cutoff,
+                                                      limit=limit + len(ranks)):
+                    best[rank] = max(score, best.get(rank, 0.0))
             # best score first, then the more popular (its rank) first
-            for _, _, rank in sorted(near, key=lambda m: (-m[1], m[2])):
+            for rank, _ in sorted(best.items(), key=lambda m: (-m[1], m[0])):
                 if rank not in taken:
                     ranks.append(rank)
                     taken.add(rank)
