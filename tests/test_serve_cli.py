@@ -138,3 +138,24 @@ def test_bench_text_cpu_floor(indexed_url: str, serve_catalog: Any,
     # > 0 only: 400 searches cost the backend ~90 ms here, nine 10-ms ticks above the bound
     assert floor["playlist_search"] > 0 and floor["postgres"] > 0  # the HNSW search ran there
     assert abs(floor["total"] - sum(floor[s] for s in steps)) < 0.05, floor
+
+
+def test_a_taken_port_is_one_line_suggesting_another(tmp_path: Path, serve_run_dir: Path) -> None:
+    """`dynplayer serve/demo` on a port in use: one line naming the port and --port, before
+    anything starts (it printed "Dynplayer: http://..." and then uvicorn's [Errno 98], exit 3;
+    the demo only after its whole pipeline)."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"DYNPLAYER_DATA_DIR": str(tmp_path)}
+        for args in (["serve", str(serve_run_dir), "--backend", "exact"],
+                     ["demo", "--synthetic", "--workdir", str(tmp_path / "demo")]):
+            done = dynplayer(*args, "--port", str(port), env=env, timeout=60)
+            assert done.returncode == 2, done.stderr
+            lines = done.stderr.strip().splitlines()
+            assert len(lines) == 1 and f"port {port} on 127.0.0.1 is already in use" in lines[0]
+            assert "--port" in lines[0] and "Traceback" not in done.stderr
+            assert "Dynplayer: http" not in done.stdout and "[data]" not in done.stdout
