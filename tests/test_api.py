@@ -261,3 +261,22 @@ def test_spotify_uris_and_links_are_track_ids(client: TestClient, serve_catalog:
     body = r.json()
     assert body["seeds"] == [tid, serve_catalog.track_ids[4]]
     assert body["unknown_track_ids"] == ["nope"]
+
+
+def test_docs_and_redoc_work_offline(client: TestClient) -> None:
+    """/docs and /redoc load Swagger UI / ReDoc from the installed package (they came from a
+    CDN: blank pages without internet); every asset they name is served here; a favicon."""
+    import re
+
+    for page in ("/docs", "/redoc"):
+        r = client.get(page)
+        assert r.status_code == 200, page
+        urls = re.findall(r'(?:src|href)="([^"]+)"', r.text)  # scripts, styles, favicon
+        assert urls and not [u for u in urls if u.startswith(("http:", "https:", "//"))], urls
+        for u in urls:
+            asset = client.get(u)
+            assert asset.status_code == 200 and len(asset.content) > 100, (page, u)
+    assert client.get("/openapi.json").status_code == 200
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/png"
+    assert icon.content[:8] == b"\x89PNG\r\n\x1a\n"
