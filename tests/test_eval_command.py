@@ -129,3 +129,14 @@ def test_verdict_says_plainly_which_metric_is_beaten() -> None:
     assert "recall@10: Dynplayer 0.3000 beats the best peer ease 0.2900 (+3.4%)" in v["text"]
     methods["dynplayer"]["ndcg@10"] = 0.32
     assert verdict(methods, "dynplayer")["text"].startswith("Dynplayer beats the best peer")
+
+
+def test_evaluate_prints_its_verdict_once(run_dir: Path) -> None:
+    """The verdict went to the log (stderr) and again to stdout: on a terminal, twice."""
+    p = subprocess.run([sys.executable, "-m", "dynplayer.cli", "evaluate", str(run_dir),
+                        "--peers", "popularity", "--no-probe", "--no-hubness"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    both = p.stdout + p.stderr
+    first_line = next(line for line in p.stdout.splitlines() if line.startswith("Dynplayer "))
+    assert both.count(first_line) == 1, both

@@ -12,6 +12,27 @@ from dynplayer.commands.bench import bench_app
 from dynplayer.config import DataConfig, resolve
 
 
+def human(value: object) -> str:
+    """A value as people read it: thousands separators, whole floats without '.0', others to one
+    decimal from 100 up (242.3, not 242.30000000000018) and 4 significant digits below, lists
+    without brackets."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return str(value)
+        if value.is_integer() and abs(value) < 1e15:
+            return f"{int(value):,}"
+        if abs(value) >= 100:
+            return f"{value:,.1f}".rstrip("0").rstrip(".")
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(human(v) for v in value)
+    return str(value)
+
+
 def register(app: typer.Typer) -> None:
     """Add the data-stage subcommands to the app."""
 
@@ -78,9 +99,9 @@ def register(app: typer.Typer) -> None:
             if isinstance(value, dict):
                 typer.echo(f"{key}:")
                 for k, v in value.items():
-                    typer.echo(f"  {k}: {v}")
+                    typer.echo(f"  {k}: {human(v)}")
             else:
-                typer.echo(f"{key}: {value}")
+                typer.echo(f"{key}: {human(value)}")
 
     @app.command()
     def synth(
