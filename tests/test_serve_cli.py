@@ -159,3 +159,30 @@ def test_a_taken_port_is_one_line_suggesting_another(tmp_path: Path, serve_run_d
             assert len(lines) == 1 and f"port {port} on 127.0.0.1 is already in use" in lines[0]
             assert "--port" in lines[0] and "Traceback" not in done.stderr
             assert "Dynplayer: http" not in done.stdout and "[data]" not in done.stdout
+
+
+@pytest.mark.db
+def test_bench_serve_measures_playlist_and_track_search(indexed_url: str, serve_catalog: Any,
+                                                        standin_searcher: Any) -> None:
+    """`bench serve`'s two added figures: HNSW vs the exact in-memory playlist search (time, and
+    how many queries get other playlists), and the autocomplete on names as written, folded and
+    with a typo."""
+    from dynplayer.serve.bench import exact_vs_hnsw_playlists, track_search_ms
+    from dynplayer.serve.recommender import ExactRecommender, PgvectorRecommender
+    from dynplayer.store.db import open_pool
+
+    pool = open_pool(indexed_url, min_size=1, max_size=1)
+    try:
+        hnsw = PgvectorRecommender(pool, serve_catalog.version, standin_searcher,
+                                   text_playlists=20, exact_playlists_max=0)
+        got = exact_vs_hnsw_playlists(hnsw, ["calm piano", "summer party", "gym"])
+    finally:
+        pool.close()
+    assert got["queries"] == 3 and 0 <= got["queries_with_other_playlists"] <= 3
+    assert got["playlists"] == len(standin_searcher.playlist_pids)
+    assert got["hnsw_p50_ms"] > 0 and got["exact_p50_ms"] > 0
+    names = [n for n in serve_catalog.names if n][:20]
+    ts = track_search_ms(ExactRecommender(serve_catalog), names)
+    assert ts["queries"] == 20
+    assert ts["as_written"]["found_in_top10"] == 1.0 and ts["folded"]["found_in_top10"] == 1.0
+    assert 0 <= ts["typo"]["found_in_top10"] <= 1.0
