@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from dynplayer.data.builder import CorpusBuilder, SkipLog
 from dynplayer.data.corpus import Corpus
+from dynplayer.data.json_errors import JSON_ERRORS, json_problem
 from dynplayer.errors import DataError
 from dynplayer.ids import normalize_track_id
 
@@ -119,7 +120,7 @@ def sniff_format(path: Path) -> str:
         try:
             json.loads(_first_line(path))  # in full: one playlist line can exceed any head
             return "jsonl"
-        except (ValueError, RecursionError):  # JSONDecodeError, huge ints, deep nesting
+        except JSON_ERRORS:  # JSONDecodeError, huge ints, deep nesting
             if '"playlists"' in head:
                 return "mpd"
     raise DataError(
@@ -129,18 +130,6 @@ def sniff_format(path: Path) -> str:
     )
 
 
-def _json_problem(exc: ValueError | RecursionError) -> str:
-    """What is wrong with a JSON text json.loads refused, in one line: a syntax error, an
-    integer too long for Python (over 4,300 digits), or nesting too deep to parse."""
-    if isinstance(exc, json.JSONDecodeError):
-        return f"malformed JSON: {exc.msg} (column {exc.colno})"
-    if isinstance(exc, RecursionError):
-        return "malformed JSON: nested too deeply"
-    if "integer string conversion" in str(exc):
-        return "malformed JSON: an integer with more than 4,300 digits"
-    return f"malformed JSON: {exc}"
-
-
 def _load_json(path: Path) -> Any:
     raw = _read_bytes(path)
     try:
@@ -148,9 +137,9 @@ def _load_json(path: Path) -> Any:
     except UnicodeDecodeError as exc:
         raise DataError(f"not UTF-8 text ({exc.reason})", file=str(path)) from exc
     except json.JSONDecodeError as exc:
-        raise DataError(_json_problem(exc), file=str(path), line=exc.lineno) from exc
-    except (ValueError, RecursionError) as exc:
-        raise DataError(_json_problem(exc), file=str(path)) from exc
+        raise DataError(json_problem(exc), file=str(path), line=exc.lineno) from exc
+    except JSON_ERRORS as exc:
+        raise DataError(json_problem(exc), file=str(path)) from exc
 
 
 def _str_field(rec: dict[str, Any], key: str, *, where: str, line: int | None, pid: str | None,
@@ -312,10 +301,10 @@ def _iter_json_lines(path: Path,
                 seen_any = True
                 try:
                     rec = json.loads(raw)
-                except (ValueError, RecursionError) as exc:  # not UnicodeDecodeError: the file
+                except JSON_ERRORS as exc:  # but not UnicodeDecodeError: the file
                     if isinstance(exc, UnicodeDecodeError):  # is not text; say so below
                         raise
-                    builder.skip.fail(DataError(_json_problem(exc), file=where, line=lineno))
+                    builder.skip.fail(DataError(json_problem(exc), file=where, line=lineno))
                     continue
                 if not isinstance(rec, dict):
                     builder.skip.fail(DataError("expected a JSON object", file=where,

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from dynplayer.data.json_errors import JSON_ERRORS, json_problem
 from dynplayer.errors import DataError
 from dynplayer.eval.metrics import (
     coverage,
@@ -133,9 +134,8 @@ def load_split_file(path: Path, ids: list[str]) -> EvalSet:
         except json.JSONDecodeError as exc:
             raise DataError(f"not valid JSON ({exc.msg} at column {exc.colno})",
                             **where) from exc
-        except (ValueError, RecursionError) as exc:  # > 4,300-digit integer, deep nesting
-            why = "nested too deeply" if isinstance(exc, RecursionError) else \
-                "an integer with more than 4,300 digits"
+        except JSON_ERRORS as exc:  # > 4,300-digit integer, deep nesting
+            why = json_problem(exc).removeprefix("malformed JSON: ")
             raise DataError(f"not valid JSON ({why})", **where) from exc
         if not isinstance(obj, dict):
             raise DataError(f"expected a JSON object, got {type(obj).__name__}", **where)
