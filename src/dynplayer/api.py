@@ -192,7 +192,7 @@ class Dynplayer:
         name/artist query answered by `find_tracks` (its best match; a near miss only when
         close, so that a mistyped id is an error rather than some other track)."""
         tid = normalize_track_id(track)
-        if tid in self.recommender._row:
+        if self.recommender.track_info([tid]):
             return tid
         try:
             found = self.recommender.search_tracks(track, limit=1, cutoff=RESOLVE_CUTOFF)
@@ -205,7 +205,7 @@ class Dynplayer:
     def track(self, track: str) -> Track:
         """The track `track` names (see `resolve`), with its name and artist (rank 0)."""
         tid = self.resolve(track)
-        info = self.recommender._track_info([tid])[tid]
+        info = self.recommender.track_info([tid])[tid]
         return Track(rank=0, track_id=tid, name=info.name, artist=info.artist)
 
     def similar(self, track: str, k: int = 10) -> Results:

@@ -84,7 +84,7 @@ def exact_vs_hnsw_playlists(hnsw: Any, texts: list[str]) -> dict[str, float]:
     """Per text query: milliseconds (wall) of the HNSW playlist search and of the exact one in
     memory that small catalogs use (`EXACT_PLAYLISTS_MAX`), and the share of queries whose
     top playlists differ between them (each such query scores its tracks differently)."""
-    from dynplayer.serve.recommender import top_playlists_exact
+    from dynplayer.serve.ranking import top_playlists_exact
 
     searcher, n = hnsw.searcher, hnsw.text_playlists
     vectors = np.asarray(searcher.playlist_vectors, dtype=np.float32)

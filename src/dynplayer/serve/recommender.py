@@ -26,6 +26,7 @@ from dynplayer.errors import DynplayerError, QueryError, StoreError
 from dynplayer.ids import normalize_track_id
 from dynplayer.run import l2_normalize
 from dynplayer.serve.batching import BatchingEncoder
+from dynplayer.serve.ranking import qb_bias, top_k, top_playlists_exact
 from dynplayer.serve.track_search import FUZZY_CUTOFF, TrackMatcher
 from dynplayer.store.catalog import Catalog
 from dynplayer.store.params import (
@@ -126,16 +127,6 @@ def check_seeds(track_ids: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(normalize_track_id(t) for t in track_ids))
 
 
-def top_playlists_exact(vectors: np.ndarray, qvec: np.ndarray, n: int,
-                        bias: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of the n playlists most similar to `qvec` (cosine; chosen by cosine - `bias` with
-    query-bank normalisation) and their cosines, best first, ties by row: the one exact
-    playlist search every exact path (exact backend, small pgvector catalogs, CLI) shares."""
-    sims = vectors @ qvec
-    rows = _top_k(sims if bias is None else sims - bias, n)
-    return rows, sims[rows]
-
-
 class Recommender(abc.ABC):
     """Answers similar / continue / text / search for one model version."""
 
@@ -194,7 +185,8 @@ class Recommender(abc.ABC):
     def search_tracks(self, q: str, limit: int = 10,
                       cutoff: float = FUZZY_CUTOFF) -> list[TrackInfo]:
         """Tracks by name or artist, case-, accent- and typo-tolerant (`TrackMatcher`): those
-        holding every word of `q` first, most popular first, then near misses."""
+        holding `q`, then every word of it, most popular first; near misses scoring `cutoff`
+        (0-100) or more only when nothing matched."""
         q = q.strip()
         if not q:
             raise QueryError("q is empty")
@@ -203,6 +195,10 @@ class Recommender(abc.ABC):
         if not 1 <= limit <= 50:
             raise QueryError(f"limit must be from 1 to 50, got {limit}")
         return self._search(q, limit, cutoff)
+
+    def track_info(self, track_ids: Sequence[str]) -> dict[str, TrackInfo]:
+        """Names and artists of the known ones among `track_ids` (ids, URIs or links)."""
+        return self._track_info([normalize_track_id(t) for t in track_ids])
 
     def ping(self) -> bool:
         """Is the backing store reachable?"""
@@ -226,30 +222,11 @@ class Recommender(abc.ABC):
     def _search(self, q: str, limit: int, cutoff: float) -> list[TrackInfo]: ...
 
 
-def _qb_bias(searcher: TextSearcherProtocol | None) -> np.ndarray | None:
-    """The searcher's query-bank normalisation bias when it uses one (TextSearcher's
-    `qbnorm_beta` > 0), so exact paths choose playlists as `TextSearcher.search` does."""
-    beta = getattr(getattr(searcher, "cfg", None), "qbnorm_beta", 0.0)
-    return getattr(searcher, "qb_bias", None) if beta and beta > 0 else None
-
-
 def _unknown_error(seeds: list[str], single: bool) -> UnknownTrackError:
     if single:
         return UnknownTrackError(f"unknown track id {seeds[0]!r}")
     shown = ", ".join(repr(s) for s in seeds[:5]) + (" ..." if len(seeds) > 5 else "")
     return UnknownTrackError(f"none of the {len(seeds)} seed track ids is known: {shown}")
-
-
-def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest scores, best first; ties by index, so the order is stable."""
-    k = min(k, scores.shape[0])
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64)
-    kth = np.partition(scores, scores.shape[0] - k)[scores.shape[0] - k]
-    above = np.flatnonzero(scores > kth)
-    ties = np.flatnonzero(scores == kth)[: k - above.shape[0]]
-    picked = np.concatenate([above, ties])
-    return picked[np.lexsort((picked, -scores[picked]))]
 
 
 class ExactRecommender(Recommender):
@@ -280,7 +257,7 @@ class ExactRecommender(Recommender):
         query = l2_normalize(self._vectors[rows].mean(axis=0, keepdims=True))[0]
         scores = self._vectors @ query
         scores[rows] = -np.inf
-        top = _top_k(scores, min(k, scores.shape[0] - rows.shape[0]))
+        top = top_k(scores, min(k, scores.shape[0] - rows.shape[0]))
         c = self.catalog
         return Continuation(
             tracks=[TrackResult(c.track_ids[i], float(scores[i]), c.names[i], c.artists[i])
@@ -289,7 +266,7 @@ class ExactRecommender(Recommender):
 
     def _top_playlists(self, qvec: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         assert self._text_vectors is not None
-        return top_playlists_exact(self._text_vectors, qvec, n, _qb_bias(self.searcher))
+        return top_playlists_exact(self._text_vectors, qvec, n, qb_bias(self.searcher))
 
     def _track_info(self, track_ids: list[str]) -> dict[str, TrackInfo]:
         c = self.catalog
@@ -383,7 +360,7 @@ class PgvectorRecommender(Recommender):
         assert self.searcher is not None
         if self.searcher.playlist_vectors.shape[0] <= self.exact_playlists_max:
             return top_playlists_exact(self.searcher.playlist_vectors, qvec, n,
-                                       _qb_bias(self.searcher))
+                                       qb_bias(self.searcher))
         with self._conn() as conn:
             # The column is halfvec (see dynplayer.store.db): a few more candidates than wanted
             # are fetched and re-ranked below in float32, so half-precision rounding cannot
