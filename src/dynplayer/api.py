@@ -216,7 +216,7 @@ class Dynplayer:
     def recommend(self, seed_ids: Sequence[str], k: int = 20) -> Results:
         """The next k tracks for a playlist holding `seed_ids` (ids, URIs or links; the seeds
         are never recommended). Ids the model does not know are listed in `unknown`."""
-        answer = self.recommender.continue_playlist(list(seed_ids), k)
+        answer = self.recommender.continue_playlist(seed_ids, k)  # one string is an error
         return _results("recommend", tuple(answer.seeds), self.model_version, answer.tracks,
                         unknown=tuple(answer.unknown))
 
