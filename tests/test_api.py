@@ -123,10 +123,31 @@ BAD_INPUTS = [
     ("post", "/v1/recommend/text", {"json": {"text": "jazz", "k": 2.5}}, 422, "k"),
     ("post", "/v1/recommend/text", {"json": {"text": "jazz", "extra": 1}}, 422, "extra"),
     ("post", "/v1/recommend/text", {"json": {"text": "ja\u0000zz"}}, 422, "NUL"),
-    ("post", "/v1/recommend/text", {"json": ["jazz"]}, 422, "dictionary"),
+    ("post", "/v1/recommend/text", {"json": ["jazz"]}, 422, "body: expected a JSON object, "
+     "got an array"),
     ("post", "/v1/recommend/text", {"content": b"{not json",
                                     "headers": {"content-type": "application/json"}}, 422,
      "JSON"),
+    # each names the problem and the field: it said "15: JSON decode error", "Field required"
+    # (which field?), 422 for a text/plain body and a 400 http_error for invalid UTF-8
+    ("post", "/v1/recommend/text", {"content": b'{"text": "jazz",',
+                                    "headers": {"content-type": "application/json"}}, 422,
+     "body: malformed JSON at character 16: Expecting property name"),
+    ("post", "/v1/recommend/text", {"content": b'{"text": "jazz"}',
+                                    "headers": {"content-type": "text/plain"}}, 415,
+     "Content-Type: application/json"),
+    ("post", "/v1/recommend/text", {"content": b'{"text": "jazz"}',
+                                    "headers": {"content-type":
+                                                "application/x-www-form-urlencoded"}}, 415,
+     "-H 'Content-Type: application/json'"),
+    ("post", "/v1/recommend/text", {"content": b"",
+                                    "headers": {"content-type": "application/json"}}, 422,
+     "body: missing; send a JSON object with the field(s) 'text'"),
+    ("post", "/v1/recommend/text", {"content": b'{"text": "\xff\xfe"}',
+                                    "headers": {"content-type": "application/json"}}, 422,
+     "body: malformed JSON: not valid UTF-8"),
+    ("post", "/v1/recommend/text", {"json": {"k": 5}}, 422, "field 'text': Field required"),
+    ("post", "/v1/recommend/text", {"json": {"text": 5}}, 422, "field 'text'"),
     ("post", "/v1/recommend/text", {"content": b'{"text": "\\ud800"}',
                                     "headers": {"content-type": "application/json"}}, 422,
      ""),
@@ -229,3 +250,42 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.setenv("DYNPLAYER_BACKEND", "sqlite")
     with pytest.raises(ValueError, match="backend"):
         Settings()
+
+
+def test_spotify_uris_and_links_are_track_ids(client: TestClient, serve_catalog: Catalog) -> None:
+    """`spotify:track:ID` and `https://open.spotify.com/track/ID?si=...` name the track ID
+    wherever a track id is accepted (they were 'unknown track id')."""
+    from urllib.parse import quote
+
+    tid = serve_catalog.track_ids[3]
+    plain = client.get(f"/v1/tracks/{tid}/similar", params={"k": 5}).json()
+    for spelled in (f"spotify:track:{tid}", f"https://open.spotify.com/track/{tid}?si=a1b2c3"):
+        r = client.get(f"/v1/tracks/{quote(spelled, safe='')}/similar", params={"k": 5})
+        assert r.status_code == 200, (spelled, r.text)
+        assert r.json() == plain  # the bare id is echoed
+    r = client.post("/v1/recommend/continue", json={"track_ids": [
+        f"spotify:track:{tid}", f"https://open.spotify.com/track/{serve_catalog.track_ids[4]}",
+        "spotify:track:nope"], "k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["seeds"] == [tid, serve_catalog.track_ids[4]]
+    assert body["unknown_track_ids"] == ["nope"]
+
+
+def test_docs_and_redoc_work_offline(client: TestClient) -> None:
+    """/docs and /redoc load Swagger UI / ReDoc from the installed package (they came from a
+    CDN: blank pages without internet); every asset they name is served here; a favicon."""
+    import re
+
+    for page in ("/docs", "/redoc"):
+        r = client.get(page)
+        assert r.status_code == 200, page
+        urls = re.findall(r'(?:src|href)="([^"]+)"', r.text)  # scripts, styles, favicon
+        assert urls and not [u for u in urls if u.startswith(("http:", "https:", "//"))], urls
+        for u in urls:
+            asset = client.get(u)
+            assert asset.status_code == 200 and len(asset.content) > 100, (page, u)
+    assert client.get("/openapi.json").status_code == 200
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/png"
+    assert icon.content[:8] == b"\x89PNG\r\n\x1a\n"

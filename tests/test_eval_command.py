@@ -132,3 +132,37 @@ def test_verdict_says_plainly_which_metric_is_beaten() -> None:
     assert "recall@10: Dynplayer 0.3000 beats the best peer ease 0.2900 (+3.4%)" in v["text"]
     methods["dynplayer"]["ndcg@10"] = 0.32
     assert verdict(methods, "dynplayer")["text"].startswith("Dynplayer beats the best peer")
+
+
+def test_evaluate_prints_its_verdict_once(run_dir: Path) -> None:
+    """The verdict went to the log (stderr) and again to stdout: on a terminal, twice."""
+    p = subprocess.run([sys.executable, "-m", "dynplayer.cli", "evaluate", str(run_dir),
+                        "--peers", "popularity", "--no-probe", "--no-hubness"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    both = p.stdout + p.stderr
+    first_line = next(line for line in p.stdout.splitlines() if line.startswith("Dynplayer "))
+    assert both.count(first_line) == 1, both
+
+
+def test_html_report_renders_marks_and_aligns_columns(run_dir: Path) -> None:
+    """The HTML report showed literal backticks, a `popularity | | -: nan` tuning row and every
+    column right-aligned, text too."""
+    import re
+
+    p = subprocess.run([sys.executable, "-m", "dynplayer.cli", "evaluate", str(run_dir),
+                        "--peers", "popularity,itemknn", "--no-probe", "--no-hubness"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    page = (run_dir / "eval" / "report.html").read_text()
+    text = re.sub(r"<[^>]+>", "", page)
+    assert "`" not in text and "**" not in text and "nan" not in text.lower()
+    assert f"<code>{run_dir}</code>" in page
+    row = next(r for r in page.splitlines() if r.startswith("<tr><td") and ">popularity<" in r
+               and "nothing to tune" in r)
+    cells = re.findall(r'<td style="text-align:(\w+)">([^<]*)</td>', row)
+    assert cells[:3] == [("left", "popularity"), ("left", "no parameters"),
+                         ("left", "nothing to tune")], cells
+    assert cells[3][0] == "right"  # seconds: a number
+    md = (run_dir / "eval" / "report.md").read_text()
+    assert "| popularity | no parameters | nothing to tune |" in md

@@ -73,7 +73,8 @@ def test_demo_runs_every_stage_and_indexes(synthetic_corpus: Corpus) -> None:
                 assert searcher is not None
                 pool = open_pool(server.url, min_size=1, max_size=2)
                 try:
-                    hnsw = PgvectorRecommender(pool, run_version(run_dir), searcher)
+                    hnsw = PgvectorRecommender(pool, run_version(run_dir), searcher,
+                                               exact_playlists_max=0)
                     exact = ExactRecommender(build_catalog(run_dir, searcher), searcher)
                     for query in ("smooth jazz", "신나는 k-pop"):
                         a, b = exact.text(query, 10), hnsw.text(query, 10)

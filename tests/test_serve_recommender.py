@@ -43,8 +43,11 @@ def pgvec(indexed_url: str, serve_catalog: Catalog,
           text_searcher: TextSearcher) -> Iterator[PgvectorRecommender]:
     pool = open_pool(indexed_url, min_size=1, max_size=4)
     pool.wait()
+    # exact_playlists_max=0: these tests are about the HNSW path (small catalogs otherwise
+    # rank their playlists exactly in memory; see test_track_search.py)
     yield PgvectorRecommender(pool, serve_catalog.version, text_searcher,
-                              text_playlists=text_playlists_of(text_searcher))
+                              text_playlists=text_playlists_of(text_searcher),
+                              exact_playlists_max=0)
     pool.close()
 
 

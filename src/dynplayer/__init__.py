@@ -13,6 +13,26 @@ import (checked by tests/test_layout.py), from the bottom layer up:
             settings: `settings`, DYNPLAYER_* variables)
   commands  the `dynplayer` CLI (cli.py): thin adapters over the packages; nothing imports it
 The data flow and the contracts between the stages: docs/architecture.md.
-"""
+
+`from dynplayer import Dynplayer` is the Python API (`dynplayer.api`), imported on first use so
+that `import dynplayer` stays cheap."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from dynplayer.api import Dynplayer, Results, Track
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Dynplayer", "Results", "Track", "Playlist"):
+        from dynplayer import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'dynplayer' has no attribute {name!r}")
+
+
+__all__ = ["Dynplayer", "Results", "Track", "__version__"]
