@@ -1,0 +1,1 @@
+"""Freshness: new playlists and tracks added to a trained run without retraining."""
