@@ -30,7 +30,8 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -322,6 +323,19 @@ def exchange(a: Path, b: Path) -> None:
     os.rename(a, side)
     os.rename(b, a)
     os.rename(side, b)
+
+
+@contextmanager
+def staged_run(run_dir: Path, rewritten: set[str]) -> Iterator[Path]:
+    """A copy of `run_dir` (hard links, without the `rewritten` entries) to write into; it is
+    exchanged with `run_dir` in one rename when the block succeeds, removed otherwise."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.update-", dir=run_dir.resolve().parent))
+    try:
+        _link_tree(run_dir, tmp, rewritten)
+        yield tmp
+        exchange(run_dir, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ---- the update -------------------------------------------------------------------------------

@@ -12,12 +12,15 @@ changed. Methods (chosen by `dynplayer bench foldin` on validation, docs/fragmen
            more).
   pmi      as cooc with each co-occurring track's vector divided by its popularity^0.5 (a
            PMI-like discount of the hubs).
+Each method's vector is then calibrated (`calibrate_scores`): a mean of contexts is closer to
+every nearby playlist than any trained track is, so uncalibrated folded tracks crowd the top 10.
   steps    `context`, then a few Adam steps of the set objective (softmax over the frozen table
            plus the new rows, context -> the new track), the trained rows frozen.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +32,7 @@ from dynplayer.run import l2_normalize
 METHODS = ("context", "cooc", "pmi", "steps")
 DEFAULT_METHOD = "context"
 DEFAULT_MIN_PLAYLISTS = 2
+DEFAULT_CALIBRATE = 1.0
 
 
 @dataclass
@@ -67,7 +71,7 @@ def incidence(occ_playlist: np.ndarray, occ_track: np.ndarray, playlists: np.nda
 def fold_in(x: sp.csr_matrix, table: np.ndarray, table_col: np.ndarray, *,
             min_playlists: int = DEFAULT_MIN_PLAYLISTS, method: str = DEFAULT_METHOD,
             candidates: np.ndarray | None = None, temperature: float = 0.07, steps: int = 30,
-            seed: int = 0) -> FoldIn:
+            calibrate: float = DEFAULT_CALIBRATE, seed: int = 0) -> FoldIn:
     """Fold in vectors for the tracks (columns of `x`) that have no vector.
 
     x: binary (P, T) playlist x track incidence of the playlists to learn from.
@@ -76,6 +80,10 @@ def fold_in(x: sp.csr_matrix, table: np.ndarray, table_col: np.ndarray, *,
     candidates: restrict to these track columns (default: every track without a vector).
     Only tracks in >= `min_playlists` playlists that have a context (>= 1 vectored track) get a
     vector. Vectorised: a few sparse products, no loop over occurrences.
+
+    calibrate (> 0): scale each folded vector's cosine with its own contexts down to
+    `calibrate` x the level trained tracks of the same support have with theirs (see
+    `calibrate_scores`); 0 keeps the raw direction.
     """
     check_method(method, min_playlists)
     x = x.tocsr().astype(np.float32)
@@ -85,13 +93,14 @@ def fold_in(x: sp.csr_matrix, table: np.ndarray, table_col: np.ndarray, *,
     cols_v = np.flatnonzero(has)
     # Playlist contexts: (P, d) sums of the playlist's vectored tracks.
     xv = x[:, cols_v]
-    weights = np.ones(cols_v.shape[0], np.float32)
+    rows_v = table[table_col[cols_v]]
+    ctx_sum = np.asarray(xv @ rows_v, dtype=np.float32)
+    has_ctx = np.diff(xv.indptr) > 0
+    ctx = l2_normalize(ctx_sum) * has_ctx[:, None]  # what a playlist query looks like
     if method == "pmi":
         pop = np.asarray(xv.sum(axis=0)).ravel()
-        weights = 1.0 / np.sqrt(np.maximum(pop, 1.0))
-    ctx_sum = np.asarray(xv @ (table[table_col[cols_v]] * weights[:, None]), dtype=np.float32)
-    has_ctx = np.diff(xv.indptr) > 0
-    ctx = l2_normalize(ctx_sum) * has_ctx[:, None]
+        weighted = np.asarray(xv @ (rows_v / np.sqrt(np.maximum(pop, 1.0))[:, None]),
+                              dtype=np.float32)
 
     want = np.zeros(n_t, dtype=bool)
     if candidates is None:
@@ -105,7 +114,9 @@ def fold_in(x: sp.csr_matrix, table: np.ndarray, table_col: np.ndarray, *,
     ok = support >= min_playlists
     cand, xc, support = cand[ok], xc[:, np.flatnonzero(ok)], support[ok]
     xt = xc.T.tocsr()  # (n, P_ctx)
-    if method in ("cooc", "pmi"):
+    if method == "pmi":
+        vec = np.asarray(xt @ weighted[has_ctx], dtype=np.float32)
+    elif method == "cooc":
         vec = np.asarray(xt @ ctx_sum[has_ctx], dtype=np.float32)
     else:
         vec = np.asarray(xt @ ctx[has_ctx], dtype=np.float32)
@@ -113,9 +124,65 @@ def fold_in(x: sp.csr_matrix, table: np.ndarray, table_col: np.ndarray, *,
     if method == "steps" and cand.shape[0]:
         vec = _objective_steps(xt, ctx[has_ctx], table, vec, temperature=temperature,
                                steps=steps, seed=seed)
+    if calibrate > 0 and cand.shape[0]:
+        own = np.asarray((xt @ ctx[has_ctx]) * vec).sum(axis=1) / np.maximum(support, 1)
+        level = trained_level(xv, ctx_sum, rows_v, seed=seed)
+        vec = calibrate_scores(vec, own, level(support) * calibrate, seeds=cand + seed)
     return FoldIn(track_idx=cand.astype(np.int64), vectors=vec.astype(np.float32),
                   n_playlists=support.astype(np.int64), method=method,
                   min_playlists=min_playlists)
+
+
+def trained_level(xv: sp.csr_matrix, ctx_sum: np.ndarray, vectors: np.ndarray, *,
+                  seed: int = 0, sample: int = 200_000) -> Callable[[np.ndarray], np.ndarray]:
+    """support -> the cosine a trained track with that support (playlists it occurs in) has
+    with its playlists' contexts (each context without the track itself, as a new track is
+    never in its own context): a line in log2(support) through the medians of log2 bins."""
+    coo = xv.tocoo()
+    if coo.nnz == 0:
+        return lambda support: np.full(np.shape(support), 0.5)
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(coo.nnz, min(sample, coo.nnz), replace=False)
+    p, j = coo.row[pick], coo.col[pick]
+    rest = ctx_sum[p] - vectors[j]
+    norm = np.linalg.norm(rest, axis=1)
+    ok = norm > 1e-6
+    cos = np.sum(rest[ok] * vectors[j[ok]], axis=1) / norm[ok]
+    sup = np.asarray(xv.sum(axis=0)).ravel()
+    logs = np.log2(np.maximum(sup[j[ok]], 1)).astype(np.float64)
+    # Median per log2 bin, then a line through the bins: rarer tracks sit lower (a folded track
+    # usually has fewer playlists than any trained one, so the line is extrapolated down).
+    bins = np.floor(logs).astype(np.int64)
+    pts = [(float(b) + 0.5, float(np.median(cos[bins == b]))) for b in np.unique(bins)
+           if (bins == b).sum() >= 20]
+    if len(pts) >= 2:
+        slope, icept = np.polyfit([p_[0] for p_ in pts], [p_[1] for p_ in pts], 1)
+    else:
+        slope, icept = 0.0, float(np.median(cos))
+    top = max(p_[1] for p_ in pts) if pts else float(np.median(cos))
+
+    def level(support: np.ndarray) -> np.ndarray:
+        x_ = np.log2(np.maximum(np.asarray(support, dtype=np.float64), 1.0))
+        return np.clip(icept + slope * x_, 0.05, top).astype(np.float32)
+
+    return level
+
+
+def calibrate_scores(vec: np.ndarray, own: np.ndarray, target: np.ndarray,
+                     seeds: np.ndarray) -> np.ndarray:
+    """v' = a v + sqrt(1 - a^2) u with a = min(1, target / own) and u a unit vector orthogonal
+    to v, random per track (seeded by `seeds`): the cosine of v' with any query is a times v's
+    (plus noise of order 1/sqrt(d)), so a folded track scores with its own contexts at the level
+    trained tracks do instead of far above it (a mean of contexts is closer to every nearby
+    playlist than any trained track: without this, a few folded tracks fill every top 10)."""
+    a = np.clip(target / np.maximum(own, 1e-6), 0.0, 1.0).astype(np.float32)
+    out = np.empty_like(vec)
+    for i, s in enumerate(seeds.tolist()):
+        u = np.random.default_rng(int(s)).standard_normal(vec.shape[1]).astype(np.float32)
+        u -= float(u @ vec[i]) * vec[i]
+        u /= max(float(np.linalg.norm(u)), 1e-12)
+        out[i] = a[i] * vec[i] + np.sqrt(1.0 - a[i] ** 2) * u
+    return l2_normalize(out)
 
 
 def _objective_steps(xt: sp.csr_matrix, ctx: np.ndarray, table: np.ndarray, init: np.ndarray, *,
