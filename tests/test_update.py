@@ -58,7 +58,7 @@ def base_and_new(tmp_path_factory: pytest.TempPathFactory,
     save_corpus(base, root / "corpus")
     write_jsonl(subset(corpus, back, derive=False), root / "new.jsonl", root / "new.tracks.jsonl")
     run = root / "run"
-    svd_run(root / "corpus", run, dim=24)
+    svd_run(root / "corpus", run, dim=64)
     train_text(run, TextConfig(encoder="ngram", epochs=4, batch_size=64, embed_dim=32,
                                hidden=64))
     return {"root": root, "run": run, "new_tracks": [corpus.track_ids[t] for t in new_tracks],
@@ -96,7 +96,7 @@ def test_fold_in_recovers_hidden_vectors_and_planted_groups(planted: dict[str, A
                                                             tmp_path: Path, method: str) -> None:
     corpus: Corpus = planted["corpus"]
     save_corpus(corpus, tmp_path / "c")
-    svd_run(tmp_path / "c", tmp_path / "r", dim=24)
+    svd_run(tmp_path / "c", tmp_path / "r", dim=64)
     run = load_run(tmp_path / "r")
     rng = np.random.default_rng(0)
     hidden = np.sort(rng.choice(len(run.ids), len(run.ids) // 5, replace=False))
@@ -111,8 +111,12 @@ def test_fold_in_recovers_hidden_vectors_and_planted_groups(planted: dict[str, A
     assert out.track_idx.shape[0] >= 0.9 * hidden_idx.shape[0]
     assert np.all(out.n_playlists >= 2)
     np.testing.assert_allclose(np.linalg.norm(out.vectors, axis=1), 1.0, atol=1e-5)
-    true = l2_normalize(run.vectors)[col[out.track_idx]]
-    cos = float(np.mean(np.sum(true * out.vectors, axis=1)))
+    # The direction before calibration is the hidden vector's.
+    raw = fold_in(x, run.vectors, table_col, min_playlists=2, method=method,
+                  candidates=hidden_idx, calibrate=0.0)
+    assert np.array_equal(raw.track_idx, out.track_idx)
+    true = l2_normalize(run.vectors)[col[raw.track_idx]]
+    cos = float(np.mean(np.sum(true * raw.vectors, axis=1)))
     assert cos > 0.6, cos
     # Neighbourhoods: the folded vectors' nearest trained tracks share their planted group.
     table = l2_normalize(run.vectors).copy()
@@ -128,13 +132,28 @@ def test_fold_in_respects_min_playlists(planted: dict[str, Any]) -> None:
     # Track 2 (no vector) is in 3 playlists, track 3 (no vector) in 1.
     x = sp.csr_matrix(np.array([[1, 1, 1, 1], [1, 0, 1, 0], [0, 1, 1, 0]], dtype=np.float32))
     table = np.eye(2, dtype=np.float32)
-    out = fold_in(x, table, np.array([0, 1, -1, -1]), min_playlists=2, method="context")
+    out = fold_in(x, table, np.array([0, 1, -1, -1]), min_playlists=2, method="context",
+                  calibrate=0.0)
     assert out.track_idx.tolist() == [2]
     # Contexts: [1,1]/sqrt2, [1,0], [0,1]: their sum's direction is the diagonal.
     np.testing.assert_allclose(out.vectors[0], [2 ** -0.5, 2 ** -0.5], atol=1e-6)
     assert out.n_playlists.tolist() == [3]
     assert fold_in(x, table, np.array([0, 1, -1, -1]), min_playlists=1).track_idx.tolist() == \
         [2, 3]
+
+
+def test_calibration_scales_every_cosine_by_the_same_factor() -> None:
+    from dynplayer.update.foldin import calibrate_scores
+
+    rng = np.random.default_rng(0)
+    v = l2_normalize(rng.standard_normal((3, 64)).astype(np.float32))
+    out = calibrate_scores(v, np.array([0.9, 0.9, 0.3]), np.array([0.45, 0.3, 0.6]),
+                           seeds=np.arange(3))
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    # a = target / own, at most 1: the folded vector keeps that share of its direction.
+    np.testing.assert_allclose(np.sum(out * v, axis=1), [0.5, 1 / 3, 1.0], atol=1e-5)
+    assert np.array_equal(out, calibrate_scores(v, np.array([0.9, 0.9, 0.3]),
+                                                np.array([0.45, 0.3, 0.6]), seeds=np.arange(3)))
 
 
 # ---- update round trip ------------------------------------------------------------------------
@@ -262,10 +281,11 @@ def test_index_inserts_are_served_by_a_running_process(base_and_new: dict[str, A
                                                        tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
+    from dynplayer.run import run_version
     from dynplayer.serve.app import create_app
     from dynplayer.settings import Settings
     from dynplayer.store.catalog import build_catalog, load_searcher
-    from dynplayer.store.db import active_version, connect, index_catalog, run_version
+    from dynplayer.store.db import active_version, connect, index_catalog
 
     run_dir = _copy_run(base_and_new["run"], tmp_path / "run")
     url = new_database("update_follow")

@@ -25,7 +25,8 @@ from pgvector import HalfVector
 from psycopg import sql
 
 from dynplayer.errors import StoreError
-from dynplayer.store.db import ADVISORY_LOCK, Catalog, connect
+from dynplayer.store.catalog import Catalog
+from dynplayer.store.db import ADVISORY_LOCK, connect
 
 
 @dataclasses.dataclass

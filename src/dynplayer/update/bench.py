@@ -99,8 +99,8 @@ def bench_foldin(run_dir: Path, *, hide: float = 0.2, seed: int = 0,
        training playlists; validation Recall@10 where the targets are the held-out tracks plus
        every other track of the playlist (long tail included), and on the usual targets.
     """
-    from dynplayer.update.apply import learning_playlists
     from dynplayer.update.longtail import reach
+    from dynplayer.update.merge import learning_playlists
 
     run = load_run(run_dir)
     corpus = load_corpus(run.corpus_dir)
@@ -325,7 +325,7 @@ def bench_update(data: Path, work: Path, *, share: float = 0.2, timing_playlists
         server.stop()
 
     # Evaluation on the test split, in the full corpus' track universe.
-    assert full.heldout is not None
+    assert full.heldout is not None and full.split is not None
     test = full.playlists_in(TEST)
     visible = occurrence_matrix(full, test, ~full.heldout)
     held = occurrence_matrix(full, test, full.heldout)

@@ -178,9 +178,14 @@ def calibrate_scores(vec: np.ndarray, own: np.ndarray, target: np.ndarray,
     a = np.clip(target / np.maximum(own, 1e-6), 0.0, 1.0).astype(np.float32)
     out = np.empty_like(vec)
     for i, s in enumerate(seeds.tolist()):
-        u = np.random.default_rng(int(s)).standard_normal(vec.shape[1]).astype(np.float32)
-        u -= float(u @ vec[i]) * vec[i]
-        u /= max(float(np.linalg.norm(u)), 1e-12)
+        rng = np.random.default_rng([int(s), 15])
+        while True:  # a draw parallel to v (probability ~0) would leave no orthogonal part
+            u = np.asarray(rng.standard_normal(vec.shape[1]), dtype=np.float32)
+            u -= float(u @ vec[i]) * vec[i]
+            norm = float(np.linalg.norm(u))
+            if norm > 1e-3:
+                break
+        u /= norm
         out[i] = a[i] * vec[i] + np.sqrt(1.0 - a[i] ** 2) * u
     return l2_normalize(out)
 

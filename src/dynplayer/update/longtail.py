@@ -39,7 +39,8 @@ def fold_in_long_tail(run_dir: Path, *, min_playlists: int = DEFAULT_MIN_PLAYLIS
                       method: str = DEFAULT_METHOD) -> dict[str, Any]:
     """Append folded-in vectors for the run's corpus tracks without one (>= min_playlists
     training playlists). Returns the record written to manifest.json."""
-    from dynplayer.update.apply import MANIFEST, fold_in_corpus, read_manifest, staged_run
+    from dynplayer.update.merge import fold_in_corpus
+    from dynplayer.update.rundir import MANIFEST, read_manifest, staged_run
 
     run = load_run(run_dir)
     corpus = load_corpus(run.corpus_dir)
@@ -64,6 +65,6 @@ def fold_in_long_tail(run_dir: Path, *, min_playlists: int = DEFAULT_MIN_PLAYLIS
 
 def trained_rows(run: Run) -> int:
     """How many leading rows of the run's table were trained (the rest were folded in)."""
-    from dynplayer.update.apply import read_manifest
+    from dynplayer.update.rundir import read_manifest
 
     return int(read_manifest(run).get("trained_rows", len(run.ids)))
