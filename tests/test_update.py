@@ -350,3 +350,53 @@ def test_update_refuses_a_database_holding_another_model(base_and_new: dict[str,
                    database_url=new_database("update_empty"))
     assert _digest(run_dir) == before
     assert os.listdir(tmp_path) == ["run"]
+
+
+@pytest.mark.db
+def test_admin_update_route_and_a_second_process_follows(base_and_new: dict[str, Any],
+                                                        new_database: Any,
+                                                        tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from dynplayer.serve.app import create_app
+    from dynplayer.settings import Settings
+    from dynplayer.store.catalog import build_catalog, load_searcher
+    from dynplayer.store.db import index_catalog
+
+    run_dir = _copy_run(base_and_new["run"], tmp_path / "run")
+    url = new_database("update_route")
+    index_catalog(url, build_catalog(run_dir, load_searcher(run_dir)))
+
+    def settings(poll: float) -> Settings:
+        return Settings(database_url=url, run_dir=run_dir, backend="pgvector",
+                        admin_token="tok", version_poll=poll)
+
+    records = [json.loads(line) for line in
+               (base_and_new["root"] / "new.jsonl").read_text().splitlines()]
+    tracks = [json.loads(line) for line in
+              (base_and_new["root"] / "new.tracks.jsonl").read_text().splitlines()]
+    auth = {"Authorization": "Bearer tok"}
+    new_track = sorted(base_and_new["new_tracks"])[0]
+    with TestClient(create_app(settings(0))) as admin, \
+            TestClient(create_app(settings(0.1))) as other:
+        before = _digest(run_dir)
+        assert admin.post("/v1/admin/update", json={"playlists": records}).status_code == 401
+        bad = [records[0], {**records[1], "tracks": "not a list"}]
+        r = admin.post("/v1/admin/update", json={"playlists": bad}, headers=auth)
+        assert r.status_code == 422
+        assert r.json()["message"].startswith(f"playlists[1], playlist {records[1]['pid']}, "
+                                              "field 'tracks'"), r.json()
+        assert _digest(run_dir) == before
+        r = admin.post("/v1/admin/update", json={"playlists": records, "tracks": tracks},
+                       headers=auth)
+        assert r.status_code == 200, r.text
+        version = r.json()["model_version"]
+        assert r.json()["detail"]["index"]["playlists_inserted"] > 0
+        assert admin.get(f"/v1/tracks/{new_track}/similar").status_code == 200
+        deadline = time.monotonic() + 20
+        while other.get("/readyz").json().get("model_version") != version:
+            assert time.monotonic() < deadline, "the second process did not follow"
+            time.sleep(0.05)
+        assert other.get(f"/v1/tracks/{new_track}/similar").status_code == 200
+        dup = admin.post("/v1/admin/update", json={"playlists": records[:2]}, headers=auth)
+        assert dup.status_code == 422 and "already in the run" in dup.json()["message"]
