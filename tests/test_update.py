@@ -400,3 +400,42 @@ def test_admin_update_route_and_a_second_process_follows(base_and_new: dict[str,
         assert other.get(f"/v1/tracks/{new_track}/similar").status_code == 200
         dup = admin.post("/v1/admin/update", json={"playlists": records[:2]}, headers=auth)
         assert dup.status_code == 422 and "already in the run" in dup.json()["message"]
+
+
+def test_long_tail_fold_in_after_training(planted: dict[str, Any], tmp_path: Path) -> None:
+    from dynplayer.update.longtail import fold_in_long_tail, reach
+
+    corpus: Corpus = planted["corpus"]
+    save_corpus(corpus, tmp_path / "c")
+    svd_run(tmp_path / "c", tmp_path / "r", dim=64)
+    before = load_run(tmp_path / "r")
+    assert before.vectors.shape[0] < corpus.n_tracks  # 80% selected: a long tail to fold
+    rec = fold_in_long_tail(tmp_path / "r", min_playlists=3)
+    after = load_run(tmp_path / "r")
+    assert np.array_equal(after.vectors[:len(before.ids)], before.vectors)
+    added = after.ids[len(before.ids):]
+    assert len(added) == rec["tracks_folded"] > 0
+    # Only unselected tracks with >= 3 training playlists, and each gets its planted group.
+    x = incidence(corpus.occ_playlist, corpus.occ_track, corpus.playlists_in(TRAIN),
+                  corpus.n_playlists, corpus.n_tracks)
+    support = dict(zip(corpus.track_ids, np.asarray(x.sum(axis=0)).ravel().tolist(),
+                       strict=True))
+    assert all(support[t] >= 3 for t in added) and not set(added) & set(before.ids)
+    rows = np.arange(len(before.ids), len(after.ids))
+    assert _purity(after.vectors, after.ids, rows, planted["group"], exclude=rows) > 0.5
+    assert rec["reach_after"]["reach"] > rec["reach_before"]["reach"]
+    assert rec["reach_after"] == reach(corpus, after.ids)
+    m = read_manifest(after)
+    assert m["trained_rows"] == len(before.ids) and m["folded"][0]["rows"] == rec["rows"]
+
+
+def test_train_long_tail_flag_through_the_cli(planted: dict[str, Any], tmp_path: Path) -> None:
+    save_corpus(planted["corpus"], tmp_path / "c")
+    proc = subprocess.run([sys.executable, "-m", "dynplayer.cli", "train", str(tmp_path / "c"),
+                           "--out", str(tmp_path / "r"), "--set", "epochs=1", "--set", "seeds=1",
+                           "--set", "dim=16", "--set", "long_tail_min_playlists=3",
+                           "--long-tail"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "long tail:" in proc.stdout and "catalogue reach" in proc.stdout
+    m = read_manifest(load_run(tmp_path / "r"))
+    assert m["folded"][0]["min_playlists"] == 3 and m["folded"][0]["tracks_folded"] > 0

@@ -122,8 +122,8 @@ def fold_in(x: sp.csr_matrix, table: np.ndarray, table_col: np.ndarray, *,
         vec = np.asarray(xt @ ctx[has_ctx], dtype=np.float32)
     vec = l2_normalize(vec)
     if method == "steps" and cand.shape[0]:
-        vec = _objective_steps(xt, ctx[has_ctx], table, vec, temperature=temperature,
-                               steps=steps, seed=seed)
+        vec = _objective_steps(xt, ctx[has_ctx], xv[has_ctx], ctx_sum[has_ctx], rows_v, vec,
+                               temperature=temperature, steps=steps, seed=seed)
     if calibrate > 0 and cand.shape[0]:
         own = np.asarray((xt @ ctx[has_ctx]) * vec).sum(axis=1) / np.maximum(support, 1)
         level = trained_level(xv, ctx_sum, rows_v, seed=seed)
@@ -190,12 +190,20 @@ def calibrate_scores(vec: np.ndarray, own: np.ndarray, target: np.ndarray,
     return l2_normalize(out)
 
 
-def _objective_steps(xt: sp.csr_matrix, ctx: np.ndarray, table: np.ndarray, init: np.ndarray, *,
-                     temperature: float, steps: int, seed: int, batch: int = 2048,
-                     negatives: int = 4096, lr: float = 0.01) -> np.ndarray:
-    """Adam steps on the new rows only: for each (new track, its playlist) pair, softmax of
-    scale x context . [sampled trained rows (log-correction for the sample); all new rows]
-    with the new track as target. The trained table gets no gradient."""
+def _objective_steps(xt: sp.csr_matrix, ctx: np.ndarray, xv: sp.csr_matrix,
+                     ctx_sum: np.ndarray, rows_v: np.ndarray, init: np.ndarray, *,
+                     temperature: float, steps: int, seed: int, batch: int = 1024,
+                     negatives: int = 2048, lr: float = 0.01) -> np.ndarray:
+    """Adam steps of the set objective on the new rows only, the trained rows frozen.
+
+    Two kinds of (context, target) pairs per step, scored by scale x cosine against the target,
+    a uniform sample of trained rows (log-corrected for the sample) and every new row:
+      own pairs: a playlist's context -> a new track it holds (pulls the row to its contexts);
+      trained pairs: a playlist's context without one of its trained tracks -> that track
+        (pushes new rows out of the contexts where they do not belong, as the full softmax of
+        training pushes every row).
+    xt: (n_new, P) new-track incidence; ctx: (P, d) normalised contexts; xv: (P, V) trained
+    incidence with ctx_sum (P, d) its context sums and rows_v (V, d) the trained rows."""
     import torch
     import torch.nn.functional as F
 
@@ -203,20 +211,32 @@ def _objective_steps(xt: sp.csr_matrix, ctx: np.ndarray, table: np.ndarray, init
     rng = np.random.default_rng(seed)
     coo = xt.tocoo()
     tgt, pl = coo.row.astype(np.int64), coo.col.astype(np.int64)
+    tv = xv.tocoo()
+    old_p, old_j = tv.row.astype(np.int64), tv.col.astype(np.int64)
     new = torch.nn.Parameter(torch.from_numpy(init.copy()))
-    old = torch.from_numpy(table)
-    anchors = torch.from_numpy(ctx)
+    old = torch.from_numpy(np.ascontiguousarray(rows_v, dtype=np.float32))
+    anchors = torch.from_numpy(np.ascontiguousarray(ctx, dtype=np.float32))
+    sums = torch.from_numpy(np.ascontiguousarray(ctx_sum, dtype=np.float32))
     opt = torch.optim.Adam([new], lr=lr)
     scale = 1.0 / temperature
-    n_neg = min(negatives, table.shape[0])
-    correction = float(np.log(table.shape[0] / max(n_neg, 1)))
+    n_neg = min(negatives, old.shape[0])
+    correction = float(np.log(old.shape[0] / max(n_neg, 1)))
     for _ in range(steps):
-        pick = rng.choice(tgt.shape[0], min(batch, tgt.shape[0]), replace=False)
-        a = anchors[torch.from_numpy(pl[pick])]
-        neg = old[torch.from_numpy(rng.choice(table.shape[0], n_neg, replace=False))]
+        pick = torch.from_numpy(rng.choice(tgt.shape[0], min(batch, tgt.shape[0]),
+                                           replace=False))
+        neg = old[torch.from_numpy(rng.choice(old.shape[0], n_neg, replace=False))]
         nv = F.normalize(new, dim=-1)
+        a = anchors[torch.from_numpy(pl)[pick]]
         logits = torch.cat([scale * a @ neg.T + correction, scale * a @ nv.T], dim=1)
-        loss = F.cross_entropy(logits, torch.from_numpy(tgt[pick] + n_neg))
+        loss = F.cross_entropy(logits, torch.from_numpy(tgt)[pick] + n_neg)
+        if old_p.shape[0]:
+            q = torch.from_numpy(rng.choice(old_p.shape[0], min(batch, old_p.shape[0]),
+                                            replace=False))
+            j = torch.from_numpy(old_j)[q]
+            b = F.normalize(sums[torch.from_numpy(old_p)[q]] - old[j], dim=-1)
+            own = scale * (b * old[j]).sum(dim=1, keepdim=True)
+            logits_b = torch.cat([own, scale * b @ neg.T + correction, scale * b @ nv.T], dim=1)
+            loss = loss + F.cross_entropy(logits_b, torch.zeros(b.shape[0], dtype=torch.long))
         opt.zero_grad()
         loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
