@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
             ix = report.index
             typer.echo(f"index: {ix['tracks_inserted']:,} tracks and "
                        f"{ix['playlists_inserted']:,} playlists inserted, "
-                       f"{ix['tracks_changed']:,} + {ix['playlists_changed']:,} rows updated")
+                       f"{ix['tracks_renamed']:,} track names filled")
 
     @bench_app.command("foldin")
     def bench_foldin(

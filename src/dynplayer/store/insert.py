@@ -1,11 +1,13 @@
 """The served index follows a run update by inserts, not a rebuild (`dynplayer update
 --database-url`, `POST /v1/admin/update`).
 
-The live tables already hold the old model version; the updated run's catalog differs from it
-only by appended rows (new tracks, new playlists) and by a few changed values (popularity and
-filled names of known tracks; the mean track vector of old playlists that hold a newly folded
-track). All of it, and the switch of the active model version, is one transaction: HNSW takes
-the inserts, readers see the old rows or the new ones, never a mix. The transaction is opened
+The live tables already hold the old model version; the updated run's catalog differs from it by
+appended rows (new tracks, new playlists), which are inserted, and by values of existing rows:
+filled names and artists are written; the popularity of known tracks (it orders the name search)
+and the mean track vector of old playlists (`playlist_vector`, not read by any query) keep their
+indexed values until the next `dynplayer index`, because updating a row re-inserts it into the
+HNSW graph. All of it, and the switch of the active model version, is one transaction: HNSW
+takes the inserts, readers see the old rows or the new ones, never a mix. The transaction is opened
 and filled by `prepare_insert`, and committed by the caller once the run directory holds the
 new version (so API processes that follow the database version find it on disk).
 """
@@ -117,32 +119,30 @@ def _fill(conn: psycopg.Connection[Any], new: Catalog, old_version: str) -> dict
     n_old = len(have)
     if [r[0] for r in have] != new.track_ids[:n_old]:
         raise StoreError("the database's tracks are not the run's (reindex the run)")
-    changed = [i for i, (_, pop, name, artist) in enumerate(have)
-               if (int(new.popularity[i]), new.names[i], new.artists[i]) != (pop, name, artist)]
+    # Only filled names are written to existing rows: every UPDATE of a row re-inserts it into
+    # the HNSW graph (COPY leaves no room on a page for a HOT update), and refreshing the
+    # popularity of every track a new playlist holds cost more than the inserts themselves.
+    changed = [i for i, (_, _pop, name, artist) in enumerate(have)
+               if (new.names[i], new.artists[i]) != (name, artist)]
     vecs = np.ascontiguousarray(new.vectors, dtype=np.float32)
     _copy(conn, "tracks", ["track_idx", "track_id", "name", "artist", "popularity", "vector"],
           ["int4", "text", "text", "text", "int4", "vector"],
           ((i, new.track_ids[i], new.names[i], new.artists[i], int(new.popularity[i]), vecs[i])
            for i in range(n_old, len(new.track_ids))))
     if changed:
-        conn.execute("CREATE TEMP TABLE track_changes (track_idx int, name text, artist text, "
-                     "popularity int) ON COMMIT DROP")
-        _copy(conn, "track_changes", ["track_idx", "name", "artist", "popularity"],
-              ["int4", "text", "text", "int4"],
-              ((i, new.names[i], new.artists[i], int(new.popularity[i])) for i in changed))
-        conn.execute("UPDATE tracks t SET name = c.name, artist = c.artist, popularity = "
-                     "c.popularity FROM track_changes c WHERE t.track_idx = c.track_idx")
+        conn.execute("CREATE TEMP TABLE track_changes (track_idx int, name text, artist text) "
+                     "ON COMMIT DROP")
+        _copy(conn, "track_changes", ["track_idx", "name", "artist"], ["int4", "text", "text"],
+              ((i, new.names[i], new.artists[i]) for i in changed))
+        conn.execute("UPDATE tracks t SET name = c.name, artist = c.artist "
+                     "FROM track_changes c WHERE t.track_idx = c.track_idx")
 
-    # Playlists: the same, with the mean track vector of old playlists recomputed.
-    prows = conn.execute("SELECT pid, n_tracks, playlist_vector FROM playlists "
-                         "ORDER BY row_idx").fetchall()
+    # Playlists: the old rows must be the prefix too; the new ones are inserted.
+    prows = conn.execute("SELECT pid FROM playlists ORDER BY row_idx").fetchall()
     p_old = len(prows)
     if [r[0] for r in prows] != new.playlist_pids[:p_old]:
         raise StoreError("the database's playlists are not the run's (reindex the run)")
     pvecs = np.ascontiguousarray(new.playlist_vectors, dtype=np.float32)
-    p_changed = [i for i, (_, n, v) in enumerate(prows)
-                 if n != int(new.playlist_n_tracks[i]) or v is None
-                 or not np.array_equal(np.asarray(v.to_numpy(), np.float32), pvecs[i])]
     tvecs = new.text_vectors
     if tvecs is not None and text_dim is not None and tvecs.shape[1] != text_dim:
         raise StoreError(f"the database's text vectors have {text_dim} dimensions, the run "
@@ -153,16 +153,6 @@ def _fill(conn: psycopg.Connection[Any], new: Catalog, old_version: str) -> dict
           ((i, new.playlist_pids[i], new.playlist_captions[i],
             None if tvecs is None else HalfVector(tvecs[i]), pvecs[i],
             int(new.playlist_n_tracks[i])) for i in range(p_old, len(new.playlist_pids))))
-    if p_changed:
-        conn.execute(sql.SQL("CREATE TEMP TABLE playlist_changes (row_idx int, n_tracks int, "
-                             "playlist_vector vector({})) ON COMMIT DROP").format(
-                                 sql.Literal(int(dim))))
-        _copy(conn, "playlist_changes", ["row_idx", "n_tracks", "playlist_vector"],
-              ["int4", "int4", "vector"],
-              ((i, int(new.playlist_n_tracks[i]), pvecs[i]) for i in p_changed))
-        conn.execute("UPDATE playlists p SET n_tracks = c.n_tracks, playlist_vector = "
-                     "c.playlist_vector FROM playlist_changes c WHERE p.row_idx = c.row_idx")
-
     conn.execute(
         "INSERT INTO model_versions (version, run_dir, dim, text_dim, n_tracks, n_playlists, "
         "hnsw) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (version) DO UPDATE SET "
@@ -172,5 +162,4 @@ def _fill(conn: psycopg.Connection[Any], new: Catalog, old_version: str) -> dict
          json.dumps(hnsw)])
     conn.execute("UPDATE model_versions SET active = (version = %s)", [new.version])
     return {"version": new.version, "tracks_inserted": len(new.track_ids) - n_old,
-            "tracks_changed": len(changed), "playlists_inserted": len(new.playlist_pids) - p_old,
-            "playlists_changed": len(p_changed)}
+            "tracks_renamed": len(changed), "playlists_inserted": len(new.playlist_pids) - p_old}

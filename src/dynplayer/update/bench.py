@@ -329,8 +329,15 @@ def bench_update(data: Path, work: Path, *, share: float = 0.2, timing_playlists
     test = full.playlists_in(TEST)
     visible = occurrence_matrix(full, test, ~full.heldout)
     held = occurrence_matrix(full, test, full.heldout)
-    base_ids = set(base.track_ids)
-    only_new = np.array([t not in base_ids for t in full.track_ids], dtype=bool)
+    # Tracks only the update brings: in no training playlist of the base (the base corpus
+    # still has the validation and test playlists, so such a track can be a test target).
+    assert base.split is not None
+    base_train = set(np.unique(base.occ_track[base.split[base.occ_playlist] == TRAIN]).tolist())
+    in_back = np.zeros(full.n_tracks, dtype=bool)
+    in_back[full.occ_track[np.isin(full.occ_playlist, back)]] = True
+    base_idx = {t: i for i, t in enumerate(base.track_ids)}
+    only_new = in_back & np.array([base_idx.get(t, -1) not in base_train
+                                   for t in full.track_ids], dtype=bool)
     selected = full.selected if full.selected is not None else np.ones(full.n_tracks, bool)
     results: dict[str, Any] = {}
     for name, d in (("base (80%)", work / "base"), ("updated", updated),
