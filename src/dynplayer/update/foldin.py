@@ -206,6 +206,22 @@ def _objective_steps(xt: sp.csr_matrix, ctx: np.ndarray, xv: sp.csr_matrix,
     xt: (n_new, P) new-track incidence; ctx: (P, d) normalised contexts; xv: (P, V) trained
     incidence with ctx_sum (P, d) its context sums and rows_v (V, d) the trained rows."""
     import torch
+
+    threads = torch.get_num_threads()
+    # One thread: the steps are small, and on a shared 2-core machine two threads ran the
+    # training loop 2-8x slower (see TrainConfig.threads).
+    torch.set_num_threads(1)
+    try:
+        return _steps(xt, ctx, xv, ctx_sum, rows_v, init, temperature=temperature, steps=steps,
+                      seed=seed, batch=batch, negatives=negatives, lr=lr)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _steps(xt: sp.csr_matrix, ctx: np.ndarray, xv: sp.csr_matrix, ctx_sum: np.ndarray,
+           rows_v: np.ndarray, init: np.ndarray, *, temperature: float, steps: int, seed: int,
+           batch: int, negatives: int, lr: float) -> np.ndarray:
+    import torch
     import torch.nn.functional as F
 
     torch.manual_seed(seed)
