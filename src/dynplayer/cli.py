@@ -18,6 +18,7 @@ from dynplayer.commands import evaluate as evaluate_commands
 from dynplayer.commands import serve as serve_commands
 from dynplayer.commands import text as text_commands
 from dynplayer.commands import train as train_commands
+from dynplayer.commands import update as update_commands
 from dynplayer.commands.bench import bench_app
 from dynplayer.errors import DynplayerError
 
@@ -30,7 +31,8 @@ app = typer.Typer(
     rich_markup_mode=None,  # plain help: no <bool> placeholders, [data] not read as markup
 )
 
-for module in (data_commands, train_commands, evaluate_commands, text_commands, serve_commands):
+for module in (data_commands, train_commands, evaluate_commands, text_commands, serve_commands,
+               update_commands):
     module.register(app)
 app.add_typer(bench_app, name="bench")
 

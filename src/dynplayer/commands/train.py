@@ -31,6 +31,12 @@ def register(app: typer.Typer) -> None:
         device: Annotated[
             str | None, typer.Option(help="auto|cpu|cuda (overrides the config)")
         ] = None,
+        long_tail: Annotated[
+            bool | None, typer.Option("--long-tail/--no-long-tail",
+                                      help="Fold in vectors for tracks below the selection "
+                                      "threshold in >= long_tail_min_playlists training "
+                                      "playlists (default: the config's long_tail)")
+        ] = None,
     ) -> None:
         """Train track embeddings and write the run directory (vectors, ids, config, metrics)."""
         import sys
@@ -41,10 +47,21 @@ def register(app: typer.Typer) -> None:
         sets = list(set_ or [])
         if device is not None:
             sets.append(f"device={device}")
+        if long_tail is not None:
+            sets.append(f"long_tail={str(long_tail).lower()}")
         cfg = load_train_config(config, sets)
         tty = sys.stderr.isatty()
         run = train_run(corpus_dir, out, cfg, full=full, resume=resume,
                         log=(lambda m: typer.echo(m, err=True)) if tty else None)
+        if cfg.long_tail:
+            from dynplayer.update.longtail import fold_in_long_tail
+
+            rec = fold_in_long_tail(out, min_playlists=cfg.long_tail_min_playlists,
+                                    method=cfg.foldin_method)
+            b, a = rec["reach_before"], rec["reach_after"]
+            typer.echo(f"long tail: {rec['tracks_folded']:,} tracks folded in; catalogue reach "
+                       f"(tracks with a vector / tracks in >= 2 playlists) {b['reach']:.3f} -> "
+                       f"{a['reach']:.3f}")
         metrics = json.loads((run.path / "metrics.json").read_text())
         typer.echo(f"wrote {out}: {len(run.ids):,} tracks x {run.vectors.shape[1]}; "
                    f"val recall@10 {metrics['val_recall@10']:.4f} "

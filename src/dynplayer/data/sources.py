@@ -397,14 +397,17 @@ READERS = {"mpd": read_mpd, "melon": read_melon, "jsonl": read_jsonl}
 def read_corpus(
     inputs: Iterable[Path], *, fmt: str = "auto", lenient: bool = False,
     tracks: Iterable[Path] = (), progress: bool | None = None,
+    builder: CorpusBuilder | None = None,
 ) -> Corpus:
     """Read every input (files or directories) into one Corpus (no selection or split yet).
 
     Progress (files/s, ETA) goes to stderr when it is a terminal, unless `progress` says.
+    `builder` replaces the default one (`dynplayer update` passes one that also rejects the
+    playlist ids a run already holds).
     """
     if fmt not in FORMATS:
         raise DataError(f"unknown format {fmt!r} (choose one of {', '.join(FORMATS)})")
-    builder = CorpusBuilder(SkipLog(lenient=lenient))
+    builder = builder if builder is not None else CorpusBuilder(SkipLog(lenient=lenient))
     files = expand_inputs(inputs)
     if not files:
         raise DataError("no input files given")

@@ -33,6 +33,7 @@ from dynplayer.serve.schemas import (
     TextRequest,
     TextResponse,
     TrackInfoOut,
+    UpdateRequest,
     clean_text,
     not_blank,
     tracks_out,
@@ -182,5 +183,15 @@ def admin_reload(service: ServiceDep, _: AdminDep) -> AdminResponse:
 def admin_reindex(service: ServiceDep, _: AdminDep) -> AdminResponse:
     """Rebuild the store's tables from the run and swap them in, then reload."""
     detail = service.reload(reindex=True)
+    assert service.recommender is not None
+    return AdminResponse(model_version=service.recommender.version, detail=detail)
+
+
+@admin.post("/update", response_model=AdminResponse)
+def admin_update(body: UpdateRequest, service: ServiceDep, _: AdminDep) -> AdminResponse:
+    """Add new playlists to the served run without retraining (`dynplayer update`): the run
+    directory and, with the pgvector backend, the live tables in one transaction; then reload.
+    Other API processes on the database follow within their version poll."""
+    detail = service.update(body.playlists, body.tracks, lenient=body.lenient)
     assert service.recommender is not None
     return AdminResponse(model_version=service.recommender.version, detail=detail)

@@ -114,6 +114,39 @@ class Service:
         with self._lock:
             return self.build(reindex=reindex)
 
+    def update(self, playlists: list[dict[str, Any]], tracks: list[dict[str, Any]], *,
+               lenient: bool = False) -> dict[str, Any]:
+        """`dynplayer update` of the served run with these records (the JSON-lines interchange
+        format), inserting into the database with the pgvector backend; then reload. A bad
+        record is a DataError naming `playlists[i]` / `tracks[i]` and its field."""
+        import json
+        import tempfile
+
+        from dynplayer.errors import DataError
+        from dynplayer.update.apply import update_run
+
+        with self._lock, tempfile.TemporaryDirectory(prefix="dynplayer-update-") as d:
+            files = {}
+            for name, records in (("playlists", playlists), ("tracks", tracks)):
+                path = Path(d) / f"{name}.jsonl"
+                path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                        for r in records), encoding="utf-8")
+                files[name] = path
+            url = self.database_url() if self.settings.backend == "pgvector" else None
+            try:
+                report = update_run(self.run_dir(), [files["playlists"]],
+                                    tracks=[files["tracks"]] if tracks else [],
+                                    lenient=lenient, database_url=url, progress=False)
+            except DataError as err:
+                if err.file is None or not err.file.startswith(d):
+                    raise
+                what = "tracks" if err.file == str(files["tracks"]) else "playlists"
+                raise DataError(err.reason, file=f"{what}[{(err.line or 1) - 1}]",
+                                playlist=err.playlist, field=err.field) from err
+            if report.update:
+                self.build(index=False)
+            return report.as_dict()
+
     def follow_database(self) -> str | None:
         """Compare the model this process serves with the one the database holds, and act:
         the same -> nothing; another version that this process's run directory now holds (the
