@@ -68,7 +68,7 @@ class TrainConfig:
     # The set term's softmax: "full" (every vocabulary item), "sampled" (the batch's targets
     # plus `set_negatives` uniform negatives, log-Q corrected: cost batch x candidates, not
     # batch x vocabulary), or "auto": sampled when the vocabulary has more than
-    # `sampled_above` items (measured crossover: slower at 10k items, 2.4x faster at 30k).
+    # `sampled_above` items (measured: no gain at 10k items, 2.7x faster at 30k).
     set_softmax: str = "auto"
     sampled_above: int = 20_000
     set_negatives: int = 4096
@@ -77,6 +77,13 @@ class TrainConfig:
     # (5,303 training playlists) stay at `epochs`; 1M playlists get a few epochs.
     playlist_budget: int = 1_000_000
     min_epochs: int = 2
+    # After training, fold in vectors for the tracks below the selection threshold that occur in
+    # >= long_tail_min_playlists training playlists (dynplayer.update.longtail), appended after
+    # the trained rows. Off by default: on MPD validation it lowered continuation Recall@10
+    # (docs/fragments/i15.md).
+    long_tail: bool = False
+    long_tail_min_playlists: int = 2
+    foldin_method: str = "context"  # context | cooc | pmi | steps (dynplayer.update.foldin)
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:
@@ -107,6 +114,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for key in ("temperature", "lr", "uniformity_t"):
         if getattr(cfg, key) <= 0:
             raise bad(key, "must be > 0")
+    if cfg.long_tail_min_playlists < 1:
+        raise bad("long_tail_min_playlists", "must be >= 1")
+    if cfg.foldin_method not in ("context", "cooc", "pmi", "steps"):
+        raise bad("foldin_method", "must be one of context, cooc, pmi, steps")
     if cfg.epochs < 1 and cfg.steps < 1:
         raise bad("epochs", "epochs or steps must be >= 1")
     if not 0 < cfg.subset_min <= cfg.subset_max < 1:
