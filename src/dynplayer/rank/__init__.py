@@ -1,0 +1,1 @@
+"""The learned second stage: candidates from cheap retrievers, re-ordered by a ranker."""
