@@ -12,6 +12,7 @@ import typer
 
 from dynplayer.commands import data as data_commands
 from dynplayer.commands import evaluate as evaluate_commands
+from dynplayer.commands import rank as rank_commands
 from dynplayer.commands import serve as serve_commands
 from dynplayer.commands import text as text_commands
 from dynplayer.commands import train as train_commands
@@ -26,7 +27,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (data_commands, train_commands, evaluate_commands, text_commands, serve_commands):
+for module in (data_commands, train_commands, evaluate_commands, text_commands, serve_commands,
+               rank_commands):
     module.register(app)
 app.add_typer(bench_app, name="bench")
 

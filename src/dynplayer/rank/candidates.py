@@ -159,7 +159,7 @@ def split_queries(seq_indptr: np.ndarray, seq_cols: np.ndarray, n_items: int,
     d_ip, d_cols = ordered_distinct(seq_indptr, seq_cols)
     sizes = np.diff(d_ip)
     rows = np.repeat(np.arange(n), sizes)
-    key = np.asarray(rng.random(d_cols.shape[0]))  # random rank of each distinct track in its playlist
+    key = np.asarray(rng.random(d_cols.shape[0]))  # random rank of each track in its playlist
     order = np.lexsort((key, rows))
     rank = np.empty(d_cols.shape[0], dtype=np.int64)
     rank[order] = np.arange(d_cols.shape[0]) - np.repeat(d_ip[:-1], sizes)

@@ -77,6 +77,7 @@ class Examples:
     x: np.ndarray
     y: np.ndarray
     rows: np.ndarray
+    cols: np.ndarray  # vocabulary row of each candidate
     names: list[str]
     n_rel: np.ndarray  # held-out tracks per playlist (all of them, candidates or not)
 
@@ -95,7 +96,7 @@ class Examples:
 def featurize(src: Sources, q: Queries, heldout: sp.csr_matrix, names: list[str],
               cfg: StageConfig) -> Examples:
     """Candidates and features of every playlist in `q`, labelled by `heldout`."""
-    xs, ys, rs = [], [], []
+    xs, ys, rs, cs = [], [], [], []
     held = heldout.tocsr()
     for start in range(0, q.n, cfg.batch_size):
         stop = min(q.n, start + cfg.batch_size)
@@ -104,8 +105,9 @@ def featurize(src: Sources, q: Queries, heldout: sp.csr_matrix, names: list[str]
         xs.append(F.compute(src, sub, ret, names))
         ys.append(np.asarray(held[ret.rows + start, ret.cols]).ravel() > 0)
         rs.append(ret.rows + start)
+        cs.append(ret.cols)
     return Examples(x=np.concatenate(xs), y=np.concatenate(ys).astype(np.float32),
-                    rows=np.concatenate(rs), names=list(names),
+                    rows=np.concatenate(rs), cols=np.concatenate(cs), names=list(names),
                     n_rel=np.diff(held.indptr).astype(np.int64))
 
 
@@ -119,7 +121,7 @@ def shadow_vectors(run: Run, corpus: Corpus, vocab: np.ndarray, carve: np.ndarra
     """
     from dynplayer.data.corpus import TEST, TRAIN, save_corpus
     from dynplayer.run import load_run as load
-    from dynplayer.text.train import vectors_hash
+    from dynplayer.text.space import vectors_hash
     from dynplayer.train.loop import config_of_run, train_run
 
     key = hashlib.sha256((vectors_hash(run) + ",".join(map(str, carve.tolist()))).encode())
@@ -251,10 +253,12 @@ def prepare(run_dir: Path, cfg: TrainRankerConfig, say: Callable[[str], None]) -
 
 
 def tune(prep: Prepared, cfg: TrainRankerConfig, names: list[str],
-         say: Callable[[str], None]) -> tuple[Ranker, dict[str, float], list[dict[str, Any]]]:
-    """Fit every grid point; keep the best by validation NDCG@10 (+ Recall@10)."""
+         say: Callable[[str], None]
+         ) -> tuple[Ranker, dict[str, float], list[dict[str, Any]], dict[str, Any]]:
+    """Fit every grid point; keep the best by validation NDCG@10 + Recall@10. Returns the
+    ranker, its validation metrics, one row per grid point, and the chosen point."""
     rows: list[dict[str, Any]] = []
-    best: tuple[float, Ranker, dict[str, float]] | None = None
+    best: tuple[float, Ranker, dict[str, float], dict[str, Any]] | None = None
     for point in cfg.grid or [{}]:
         params = replace(cfg.params, **point)
         t = time.perf_counter()
@@ -268,9 +272,9 @@ def tune(prep: Prepared, cfg: TrainRankerConfig, names: list[str],
             f"{m['ndcg@10']:.4f} ({ranker.best_rounds} rounds, {secs:.0f}s)")
         score = m["ndcg@10"] + m["recall@10"]
         if best is None or score > best[0]:
-            best = (score, ranker, m)
+            best = (score, ranker, m, point)
     assert best is not None
-    return best[1], best[2], rows
+    return best[1], best[2], rows, best[3]
 
 
 def train_ranker(run_dir: Path, cfg: TrainRankerConfig | None = None,
@@ -291,7 +295,7 @@ def train_ranker(run_dir: Path, cfg: TrainRankerConfig | None = None,
     emb = candidate_metrics(prep.val, prep.val.columns(["emb_cos"])[:, 0])
     say(f"embedding ranking on validation: recall@10 {emb['recall@10']:.4f} ndcg@10 "
         f"{emb['ndcg@10']:.4f}")
-    ranker, two, grid_rows = tune(prep, cfg, names, say)
+    ranker, two, grid_rows, _ = tune(prep, cfg, names, say)
     beats = _beats(two, emb)
     manifest = {
         "run": str(prep.run.path.resolve()),
