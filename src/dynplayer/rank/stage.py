@@ -95,9 +95,10 @@ class TwoStage:
         self.cfg = cfg
         self.manifest = manifest or {}
 
-    def candidate_scores(self, q: Queries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(rows, cols, ranker scores) of every candidate of every playlist of `q`."""
-        out_r, out_c, out_s = [], [], []
+    def candidate_scores(self, q: Queries
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, cols, ranker scores, embedding cosines) of every candidate of `q`."""
+        out_r, out_c, out_s, out_e = [], [], [], []
         for start in range(0, q.n, self.cfg.batch_size):
             sub = q.slice(start, min(q.n, start + self.cfg.batch_size))
             ret = retrieve(self.sources, sub, self.cfg.n_embedding, self.cfg.n_cooc,
@@ -106,15 +107,18 @@ class TwoStage:
             out_r.append(ret.rows + start)
             out_c.append(ret.cols)
             out_s.append(self.ranker.predict(x))
+            out_e.append(ret.dense["emb"][ret.rows, ret.cols])
         if not out_r:
             z = np.zeros(0, np.int64)
-            return z, z, np.zeros(0, np.float32)
-        return np.concatenate(out_r), np.concatenate(out_c), np.concatenate(out_s)
+            return z, z, np.zeros(0, np.float32), np.zeros(0, np.float32)
+        return (np.concatenate(out_r), np.concatenate(out_c), np.concatenate(out_s),
+                np.concatenate(out_e))
 
     def rank(self, q: Queries, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per playlist: the top-k vocabulary rows, best first, and their ranker scores."""
-        rows, cols, scores = self.candidate_scores(q)
-        order = np.lexsort((-scores, rows))
+        """Per playlist: the top-k vocabulary rows, best first, and their ranker scores (ties
+        in the embedding's order)."""
+        rows, cols, scores, emb = self.candidate_scores(q)
+        order = np.lexsort((-emb, -scores, rows))
         rows, cols, scores = rows[order], cols[order], scores[order]
         bounds = np.searchsorted(rows, np.arange(q.n + 1))
         return [(cols[a:min(b, a + k)], scores[a:min(b, a + k)])
@@ -125,14 +129,15 @@ class TwoStage:
         """Dense (n, V) scores: candidates above every non-candidate, which keep their
         embedding order below (so deep cut-offs stay defined)."""
         q = queries_from_order(order) if order is not None else queries_from_visible(visible)
-        rows, cols, scores = self.candidate_scores(q)
+        rows, cols, scores, emb = self.candidate_scores(q)
         seeds = q.seed_matrix(self.sources.n_items)
         counts = np.maximum(q.n_seeds, 1).astype(np.float32)[:, None]
         mean = np.asarray(seeds @ self.sources.vectors) / counts
         mean /= np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
         dense = (mean @ self.sources.vectors.T - 10.0).astype(np.float32)  # in [-11, -9]
         lo = float(scores.min()) if scores.size else 0.0
-        dense[rows, cols] = scores - lo + 1.0  # >= 1 > any non-candidate
+        # >= 1 > any non-candidate; ties in the embedding's order (cosines 1e-3 apart at most)
+        dense[rows, cols] = scores - lo + 1.0 + 1e-4 * emb
         return dense
 
 

@@ -124,6 +124,9 @@ def shadow_vectors(run: Run, corpus: Corpus, vocab: np.ndarray, carve: np.ndarra
     from dynplayer.text.space import vectors_hash
     from dynplayer.train.loop import config_of_run, train_run
 
+    if not isinstance(run.config.get("train"), dict):
+        raise ConfigError(f"{run.path}: the run has no training config (not made by `dynplayer "
+                          "train`), so train-ranker cannot train the shadow embedding it needs")
     key = hashlib.sha256((vectors_hash(run) + ",".join(map(str, carve.tolist()))).encode())
     out = run.path / CACHE_DIR / f"shadow-{key.hexdigest()[:12]}"
     if not (out / "vectors.npy").exists():
@@ -177,7 +180,9 @@ def candidate_metrics(ex: Examples, scores: np.ndarray,
     figures whenever the top K are candidates, which they are: K <= n_embedding)."""
     n = ex.n_rel.shape[0]
     kmax = max(ks)
-    order = np.lexsort((-scores, ex.rows))
+    # ties (a ranker that cannot tell candidates apart) fall back to the embedding's order
+    emb = ex.columns(["emb_cos"])[:, 0] if "emb_cos" in ex.names else np.zeros_like(scores)
+    order = np.lexsort((-emb, -scores, ex.rows))
     rows, y = ex.rows[order], ex.y[order]
     starts = np.searchsorted(rows, np.arange(n))
     rank = np.arange(rows.shape[0]) - starts[rows]
@@ -238,7 +243,9 @@ def prepare(run_dir: Path, cfg: TrainRankerConfig, say: Callable[[str], None]) -
     t_src = time.perf_counter() - t
     say(f"sources: {src.n_playlists:,} playlists, {src.n_items:,} tracks, "
         f"{src.cooc_playlist.nnz:,} co-occurring pairs ({t_src:.1f}s)")
+    # every feature of the chosen groups, plus the embedding cosine (the baseline's ranking)
     names = [f for g in F.GROUPS if g in cfg.groups for f in F.GROUPS[g]]
+    names += [] if "emb_cos" in names else ["emb_cos"]
     t = time.perf_counter()
     train = training_examples(run, corpus, vocab, cfg, names, say)
     val_es = corpus_eval_set(corpus, VAL, vocab)
