@@ -233,3 +233,36 @@ def test_itemknn_shrinkage_matches_the_formula() -> None:
     assert knn.sim[0, 0] == 0.0
     q = Queries(np.array([0, 1]), np.array([0]))
     assert q.seed_matrix(3).toarray().tolist() == [[1.0, 0.0, 0.0]]
+
+
+@pytest.mark.db
+@pytest.mark.parametrize("backend", ["exact", "pgvector"])
+def test_serving_continuations_come_from_the_ranker(ranked_run: tuple[Path, dict], backend: str,
+                                                    request: pytest.FixtureRequest) -> None:
+    from dynplayer.rank.serving import load_serving_ranker
+    from dynplayer.serve.recommender import ExactRecommender, PgvectorRecommender, Recommender
+    from dynplayer.store.db import open_pool
+
+    run_dir, _ = ranked_run
+    ranker = load_serving_ranker(run_dir)
+    assert ranker is not None
+    catalog = request.getfixturevalue("serve_catalog")
+    pool = None
+    if backend == "exact":
+        rec: Recommender = ExactRecommender(catalog)
+    else:
+        pool = open_pool(request.getfixturevalue("indexed_url"), min_size=1, max_size=2)
+        rec = PgvectorRecommender(pool, catalog.version)
+    try:
+        seeds = _ids(run_dir)[30:34]
+        plain = rec.continue_playlist(seeds + ["no-such-id"], k=10)
+        rec.reranker = ranker
+        got = rec.continue_playlist(seeds + ["no-such-id"], k=10)
+        assert [t.track_id for t in got.tracks] == [t for t, _ in ranker.rank(seeds, 10)]
+        assert got.unknown == ["no-such-id"] and got.seeds == seeds
+        assert not set(seeds) & {t.track_id for t in got.tracks}
+        assert all(t.name for t in got.tracks)  # names from the backend's catalog
+        assert [t.track_id for t in got.tracks] != [t.track_id for t in plain.tracks]
+    finally:
+        if pool is not None:
+            pool.close()
