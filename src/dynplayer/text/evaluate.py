@@ -20,7 +20,7 @@ caption and at least one vocabulary track.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -36,6 +36,7 @@ from dynplayer.text.bm25 import BM25
 from dynplayer.text.hubness import inverted_softmax_bias
 from dynplayer.text.model import project_numpy
 from dynplayer.text.search import TextSearcher, aggregate_scores, feedback_scores, top_rows
+from dynplayer.text.space import hybrid_weights
 from dynplayer.text.train import TextData, load_text_data
 
 RETRIEVALS = ("bm25", "caption", "joint", "hybrid")
@@ -86,9 +87,11 @@ class TextEval:
             return self.raw @ l2_normalize(s.captions_x).T
         if retrieval == "joint":
             return self.joint_q @ s.joint.T
-        if retrieval == "hybrid":
-            return ((1 - caption_weight) * self.similarities("joint")
-                    + caption_weight * self.similarities("caption"))
+        if retrieval == "hybrid":  # as `compose_playlist_vectors`: wordless captions joint-only
+            a, b = hybrid_weights(replace(s.cfg, caption_weight=caption_weight), s.no_words,
+                                  s.joint.shape[0])
+            return (np.sqrt(1 - caption_weight) * a[None, :] * self.similarities("joint")
+                    + np.sqrt(caption_weight) * b[None, :] * self.similarities("caption"))
         raise ConfigError(f"unknown retrieval {retrieval!r} (known: {', '.join(RETRIEVALS)})")
 
     def bank_bias(self, retrieval: str, beta: float, caption_weight: float = 0.5) -> np.ndarray:
