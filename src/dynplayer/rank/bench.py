@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from dynplayer.data.corpus import TEST, TRAIN
 from dynplayer.eval.peers import GRIDS, TrainData, tune_peer
@@ -60,6 +61,7 @@ def cpu_per_request(stage: TwoStage, order: Any, n: int = 200) -> dict[str, floa
     stage.ranker.params.threads = 1
     two, emb = [], []
     v = stage.sources.vectors
+    limit = threadpool_limits(1, "blas")  # as serving does (`ServingRanker.rank`)
     try:
         for i in range(q_all.n):
             q = q_all.slice(i, i + 1)
@@ -73,6 +75,7 @@ def cpu_per_request(stage: TwoStage, order: Any, n: int = 200) -> dict[str, floa
             emb.append(time.process_time() - t)
     finally:
         stage.ranker.params.threads = ranker_threads
+        limit.restore_original_limits()
     return {"two_stage_ms": 1e3 * float(np.median(two)), "embedding_ms": 1e3 * float(
         np.median(emb)), "requests": q_all.n}
 

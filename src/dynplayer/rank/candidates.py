@@ -82,7 +82,8 @@ def build_sources(vectors: np.ndarray, seq_indptr: np.ndarray, seq_cols: np.ndar
     if ease_lam is not None:
         from dynplayer.eval.peers import ease_weights
 
-        ease = ease_weights(x, ease_lam)
+        # C order: scipy copies a non-contiguous dense operand on every sparse product
+        ease = np.ascontiguousarray(ease_weights(x, ease_lam), dtype=np.float32)
     return Sources(vectors=l2_normalize(vectors), cooc_playlist=cooc, cooc_window=win,
                    popularity=np.asarray(x.sum(axis=0)).ravel().astype(np.float32),
                    artist=_codes(artists), album=_codes(albums), n_playlists=n_pl,

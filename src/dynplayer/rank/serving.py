@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from dynplayer.rank.candidates import Queries, ordered_distinct
 from dynplayer.rank.stage import TwoStage, has_ranker, load_stage
@@ -17,6 +18,8 @@ class ServingRanker:
         self.ids = ids
         self.index = {t: i for i, t in enumerate(ids)}
         stage.ranker.params.threads = 1  # one request per thread: no nested thread pools
+        # found once: `threadpool_limits()` scans the process's libraries on every call (6 ms)
+        self._threads = ThreadpoolController()
 
     def known(self, track_id: str) -> bool:
         return track_id in self.index
@@ -26,7 +29,9 @@ class ServingRanker:
         if cols.size == 0:
             return []
         ip, distinct = ordered_distinct(np.array([0, cols.shape[0]], dtype=np.int64), cols)
-        (top, scores), = self.stage.rank(Queries(ip, distinct), k)
+        # one BLAS thread: a request's products are small, and waking a pool costs more
+        with self._threads.limit(limits=1, user_api="blas"):
+            (top, scores), = self.stage.rank(Queries(ip, distinct), k)
         out = [(self.ids[c], float(s)) for c, s in zip(top.tolist(), scores.tolist(),
                                                        strict=True)]
         if len(out) < k:  # fewer candidates than k: the embedding ranking continues the list
