@@ -367,3 +367,13 @@ def test_wordless_captions_are_no_hubs_of_hybrid_retrieval() -> None:
     rows = compose_playlist_vectors(joint, cap, cfg, no_words[:2])
     assert np.linalg.norm(rows, axis=1).tolist() == pytest.approx([1.0, 1.0])
     assert (rows @ q).tolist() == pytest.approx([0.5, 0.0])
+
+
+def test_reciprocal_rank_fusion_by_hand() -> None:
+    from dynplayer.text.evaluate import reciprocal_rank_fusion
+
+    a = np.array([[3.0, 2.0, 1.0]])  # ranks 1, 2, 3
+    b = np.array([[1.0, 3.0, 2.0]])  # ranks 3, 1, 2
+    got = reciprocal_rank_fusion([a, b], k=1.0)[0]
+    assert got.tolist() == pytest.approx([1 / 2 + 1 / 4, 1 / 3 + 1 / 2, 1 / 4 + 1 / 3])
+    assert int(np.argmax(got)) == 1  # second in one list, first in the other
