@@ -6,18 +6,44 @@ from __future__ import annotations
 import numpy as np
 
 MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
-# HNSW defaults (settings, `dynplayer index`, the benchmark). On MPD (`dynplayer bench serve` with
-# DYNPLAYER_HNSW_EF_CONSTRUCTION / DYNPLAYER_EF_SEARCH_MIN, 250 test captions) a graph built with
-# ef_construction 200 keeps the text answers' top 50 tracks 0.996 equal to exact search at
-# ef_search 150, where ef_construction 64 needed 200 (0.994; 150 gave 0.990): a better graph,
-# built once, buys cheaper searches.
+# HNSW defaults (settings, `dynplayer index`, the benchmark), chosen on MPD **validation** captions
+# (`dynplayer bench serve RUN --split val` with DYNPLAYER_HNSW_EF_CONSTRUCTION /
+# DYNPLAYER_EF_SEARCH_MIN; docs/benchmarks.md): the cheapest search whose mean top-50 overlap
+# with exact search is >= 0.99 for similar tracks, continuation and text. A graph built with
+# ef_construction 200 reaches 0.995 on text at ef_search 125 (the floor 100; a text query wants
+# 50 playlists, 2.5 x 50 = 125), where ef_construction 64 needs ef_search 150 for 0.991.
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 200
-EF_SEARCH_MIN = 150
+EF_SEARCH_MIN = 100
 EF_SEARCH_FACTOR = 2.5
+# Up to this many playlists, the pgvector backend ranks a text query's playlists exactly, in
+# memory (their float32 vectors are there anyway, for the re-rank): 0.5 ms for MPD's
+# 4,924 x 768 on the 2-core VM, about what the HNSW query costs, and then the answer is the
+# exact backend's and the CLI's to the last digit (HNSW missed one of the top 50 playlists of
+# "rainy day jazz": 4.001 instead of 4.006, two ranks swapped). Larger catalogs use HNSW.
+EXACT_PLAYLISTS_MAX = 50_000
 
 
 def ef_search_for(rows: int, *, minimum: int = EF_SEARCH_MIN,
                   factor: float = EF_SEARCH_FACTOR) -> int:
     """hnsw.ef_search for a query wanting `rows` rows: pgvector returns at most ef_search."""
     return int(min(MAX_EF_SEARCH, max(minimum, int(np.ceil(rows * factor)))))
+
+
+MIN_MAINTENANCE_MB = 64
+
+
+def hnsw_build_settings(n_rows: int, vector_bytes: int, m: int, *, available_bytes: int,
+                        cpus: int) -> tuple[int, int]:
+    """(maintenance_work_mem in MiB, max_parallel_maintenance_workers) for an HNSW build.
+
+    The build slows sharply once its graph spills out of maintenance_work_mem, so it gets the
+    graph's estimated size (each row: its vector, 2m layer-0 neighbour ids of 8 bytes, and about
+    64 bytes of element overhead), plus a quarter for the upper layers, capped at a quarter of
+    the available memory; workers are the other cores (pgvector builds in parallel with them),
+    at most 7.
+    """
+    graph = n_rows * (vector_bytes + 16 * m + 64) * 1.25
+    cap = max(MIN_MAINTENANCE_MB, available_bytes // 4 // 2**20)
+    mem_mb = int(min(cap, max(MIN_MAINTENANCE_MB, np.ceil(graph / 2**20))))
+    return mem_mb, int(max(0, min(cpus - 1, 7)))
