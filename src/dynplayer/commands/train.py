@@ -86,16 +86,24 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def similar(
         run_dir: Annotated[Path, typer.Argument(help="Run directory (dynplayer train)")],
-        track_id: Annotated[str, typer.Argument(help="External track id")],
+        track: Annotated[str, typer.Argument(
+            help="Track id, spotify:track:ID, open.spotify.com link, or a name such as "
+                 "\"la vie en rose\" (best match, as the API's track search finds it)")],
         k: Annotated[int, typer.Option("-k", help="How many neighbours")] = 10,
     ) -> None:
-        """Print the nearest tracks (cosine) with names and artists."""
-        from dynplayer.run import load_run
-        from dynplayer.train.artifacts import similar_tracks
+        """Print the nearest tracks (cosine) with ids, names and artists."""
+        from dynplayer.api import Dynplayer
+        from dynplayer.ids import normalize_track_id
 
-        for rank, n in enumerate(similar_tracks(load_run(run_dir), track_id, k), start=1):
-            typer.echo(f"{rank:>3}  {n.score:.4f}  {n.track_id}  {n.name or '?'} — "
-                       f"{n.artist or '?'}")
+        model = Dynplayer.load(run_dir, text=False)
+        result = model.similar(track, k)
+        if result.query != normalize_track_id(track):  # found by name: say which track
+            seed = model.track(str(result.query))
+            typer.echo(f"similar to {seed.track_id}  {seed.label} (best match for {track!r}):",
+                       err=True)
+        for t in result:
+            typer.echo(f"{t.rank:>3}  {t.score or 0:.4f}  {t.track_id}  {t.name or '?'} — "
+                       f"{t.artist or '?'}")
 
     @bench_app.command("train")
     def bench_train(

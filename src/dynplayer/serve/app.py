@@ -16,8 +16,9 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import RedirectResponse
+from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from dynplayer.serve.error_handlers import install_error_handlers
@@ -29,6 +30,7 @@ from dynplayer.settings import Settings
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
+FAVICON = Path(__file__).parent / "favicon.png"
 
 
 def create_app(settings: Settings | None = None, *, recommender: Recommender | None = None,
@@ -49,9 +51,12 @@ def create_app(settings: Settings | None = None, *, recommender: Recommender | N
         finally:
             await run_in_threadpool(service.close)
 
-    app = FastAPI(title="Dynplayer", version="1", lifespan=lifespan,
-                  description="Music recommendations learned from playlists: free text, "
-                              "playlist continuation, similar tracks.")
+    # /docs (Swagger UI) and /redoc with their scripts and styles served from the installed
+    # fastapi-offline package, not a CDN: they were blank pages without internet.
+    app = FastAPIOffline(title="Dynplayer", version="1", lifespan=lifespan,
+                         favicon_url="/favicon.png",
+                         description="Music recommendations learned from playlists: free text, "
+                                     "playlist continuation, similar tracks.")
     app.state.service = service
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
@@ -66,5 +71,11 @@ def create_app(settings: Settings | None = None, *, recommender: Recommender | N
     @app.get("/", include_in_schema=False)
     def index() -> RedirectResponse:
         return RedirectResponse("/ui/")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    @app.get("/favicon.png", include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(FAVICON, media_type="image/png",
+                            headers={"Cache-Control": "public, max-age=86400"})
 
     return app

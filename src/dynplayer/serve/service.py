@@ -104,7 +104,8 @@ class Service:
             rec = PgvectorRecommender(self.pool, version, searcher,
                                       text_playlists=n_playlists,
                                       ef_search_min=s.ef_search_min,
-                                      ef_search_factor=s.ef_search_factor)
+                                      ef_search_factor=s.ef_search_factor,
+                                      exact_playlists_max=s.exact_playlists_max)
         self.recommender = rec
         self.stale = None
         return detail
@@ -177,7 +178,17 @@ class Service:
                 log.warning("cannot read the run %s: %s", run_dir, exc)
                 on_disk = None
             if on_disk == held:
-                self.build(index=False)
+                try:
+                    self.build(index=False)
+                except Exception as exc:  # noqa: BLE001 (reported on /readyz, tried again)
+                    # Fail loudly: answering from the old model against the new tables is
+                    # what this follower exists to prevent. Not remembered in _stale_seen, so
+                    # the next poll tries the reload again.
+                    log.error("reloading model %s from %s failed: %s", held, run_dir, exc)
+                    self.stale = (f"the database now holds model {held}; reloading it from "
+                                  f"{run_dir} failed ({type(exc).__name__}: {exc}); this "
+                                  f"process stopped answering from model {rec.version}")
+                    return "stale"
                 return "reloaded"
             self._stale_seen = seen
             self.stale = (f"the database now holds model {held}, indexed from another run; "
@@ -196,11 +207,20 @@ class Service:
         self._watcher.start()
 
     def _watch(self, poll: float) -> None:
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
         while not self._stop_watch.wait(poll):
             try:
                 self.follow_database()
-            except Exception as exc:  # noqa: BLE001 (the database may be down: try again later)
-                log.debug("model version check failed: %s", exc)
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                # The database is down: /readyz says so (database "unreachable"); try again.
+                log.info("model version check: the database is unavailable (%s)", exc)
+            except Exception as exc:  # noqa: BLE001 (a fault: stop answering, say why)
+                log.exception("model version check failed")
+                self.stale = (f"the model follower failed ({type(exc).__name__}: {exc}); this "
+                              "process cannot tell which model the database holds and stopped "
+                              "answering")
 
     def stop_watching(self) -> None:
         self._stop_watch.set()
