@@ -63,11 +63,11 @@ class TrainConfig:
     checkpoint_every: int = 1  # epochs between checkpoints
     # After training, fold in vectors for the tracks below the selection threshold that occur in
     # >= long_tail_min_playlists training playlists (dynplayer.update.longtail), appended after
-    # the trained rows. Off by default: on MPD validation (`dynplayer bench foldin`) it raised
-    # Recall@10 over all of a playlist's tracks by 1.1% and lowered it on the usual held-out
-    # targets by 1.2%, not a clear gain (docs/fragments/i15.md).
+    # the trained rows. Off by default: on MPD validation (`dynplayer bench foldin`) no setting
+    # raised Recall@10 over all of a playlist's tracks by more than noise without lowering it
+    # on the usual held-out targets (docs/fragments/i15.md).
     long_tail: bool = False
-    long_tail_min_playlists: int = 3
+    long_tail_min_playlists: int = 10
     foldin_method: str = "steps"  # context | cooc | pmi | steps (dynplayer.update.foldin)
 
 
