@@ -17,7 +17,7 @@ from dynplayer.data.synthetic import SyntheticSpec, generate
 if TYPE_CHECKING:  # serving fixtures (issue 6)
     import numpy as np
 
-    from dynplayer.store.db import Catalog
+    from dynplayer.store.catalog import Catalog
     from dynplayer.store.embedded import EmbeddedServer
     from dynplayer.text.api import SearchResult
 

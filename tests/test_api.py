@@ -11,9 +11,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from dynplayer.serve.app import TextResponse, create_app
+from dynplayer.serve.app import create_app
+from dynplayer.serve.schemas import TextResponse
 from dynplayer.settings import Settings
-from dynplayer.store.db import Catalog
+from dynplayer.store.catalog import Catalog
 
 pytestmark = pytest.mark.db
 

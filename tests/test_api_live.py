@@ -14,7 +14,7 @@ import pytest
 
 from dynplayer.serve.app import create_app
 from dynplayer.settings import Settings
-from dynplayer.store.db import Catalog
+from dynplayer.store.catalog import Catalog
 from dynplayer.store.embedded import EmbeddedServer
 
 pytestmark = pytest.mark.db

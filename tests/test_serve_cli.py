@@ -22,7 +22,7 @@ def dynplayer(*args: str, env: dict[str, str] | None = None,
 
 @pytest.mark.db
 def test_index_command_loads_a_run(new_database: Any, serve_run_dir: Path) -> None:
-    from dynplayer.store.db import run_version
+    from dynplayer.run import run_version
 
     url = new_database("cli")
     done = dynplayer("index", str(serve_run_dir), "--database-url", url, "--m", "8",
@@ -82,7 +82,7 @@ def test_bench_cpu_meter_counts_each_process(pg_server: Any) -> None:
 
     import psycopg
 
-    from dynplayer.serve.bench import CpuMeter
+    from dynplayer.serve.load import CpuMeter
 
     burn = "import sys, time\nsys.stdin.readline()\nt = time.process_time()\n" \
            "while time.process_time() - t < 0.3: pass\nprint('done', flush=True)\ntime.sleep(60)"

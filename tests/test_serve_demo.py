@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from dynplayer.data.corpus import Corpus, save_corpus
+from dynplayer.run import run_version
 from dynplayer.serve.recommender import ExactRecommender, PgvectorRecommender, TrackResult
 from dynplayer.store.catalog import build_catalog, load_searcher
-from dynplayer.store.db import active_version, connect, open_pool, run_version
+from dynplayer.store.db import active_version, connect, open_pool
 from dynplayer.store.embedded import EmbeddedServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.db]

@@ -24,9 +24,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from dynplayer.run import run_version
 from dynplayer.serve.app import create_app
 from dynplayer.settings import Settings
-from dynplayer.store.db import active_version, connect, run_version
+from dynplayer.store.db import active_version, connect
 
 pytestmark = pytest.mark.db
 
@@ -108,14 +109,14 @@ def test_following_never_indexes(new_database: Any, two_runs: tuple[Path, Path],
     swaps its own model back in (two processes would otherwise take turns reindexing). While
     stale it hashes its run again only when the run's files change, and it recovers once they
     hold the database's model."""
-    import dynplayer.store.db as db
+    import dynplayer.run as db
 
     url = new_database("follow_noindex")
     run_a, run_b = two_runs
     first = create_app(_settings(url, run_a, version_poll=0))
     with TestClient(first) as c1:
         service = first.state.service
-        from dynplayer.serve.demo import index_run
+        from dynplayer.store.indexing import index_run
 
         index_run(run_b, _settings(url, run_b), echo=lambda _m: None)
         hashed: list[Path] = []
@@ -145,7 +146,7 @@ def test_an_unreadable_run_directory_counts_as_another_model(
     run_a, run_b = two_runs
     first = create_app(_settings(url, run_a, version_poll=0))
     with TestClient(first) as c1:
-        from dynplayer.serve.demo import index_run
+        from dynplayer.store.indexing import index_run
 
         index_run(run_b, _settings(url, run_b), echo=lambda _m: None)
         (run_a / "vectors.npy").unlink()

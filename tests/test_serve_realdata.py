@@ -15,8 +15,8 @@ from dynplayer.data.corpus import TEST
 from dynplayer.data.prepare import prepare
 from dynplayer.serve.recommender import ExactRecommender, PgvectorRecommender
 from dynplayer.serve.recommender import Recommender as _Rec
-from dynplayer.store.catalog import build_catalog
-from dynplayer.store.db import Catalog, index_catalog, open_pool
+from dynplayer.store.catalog import Catalog, build_catalog
+from dynplayer.store.db import index_catalog, open_pool
 
 pytestmark = [pytest.mark.realdata, pytest.mark.db]
 SLICES = 200  # of 932 files: about 1,500 playlists

@@ -16,7 +16,9 @@ from dynplayer.serve.recommender import (
     Recommender,
     UnknownTrackError,
 )
-from dynplayer.store.db import Catalog, ef_search_for, open_pool
+from dynplayer.store.catalog import Catalog
+from dynplayer.store.db import open_pool
+from dynplayer.store.params import ef_search_for
 
 pytestmark = pytest.mark.db
 

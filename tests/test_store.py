@@ -22,8 +22,8 @@ import psycopg
 import pytest
 
 from dynplayer.errors import StoreError
+from dynplayer.store.catalog import Catalog
 from dynplayer.store.db import (
-    Catalog,
     active_version,
     check_pgvector_version,
     connect,
@@ -64,7 +64,7 @@ def test_round_trip(indexed_url: str, serve_catalog: Catalog) -> None:
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN ('tracks', "
             "'playlists') AND indexdef LIKE '%hnsw%'").fetchall())
         assert len(indexes) == 2
-        from dynplayer.store.db import HNSW_EF_CONSTRUCTION, HNSW_M
+        from dynplayer.store.params import HNSW_EF_CONSTRUCTION, HNSW_M
 
         assert all(f"m='{HNSW_M}'" in d and f"ef_construction='{HNSW_EF_CONSTRUCTION}'" in d
                    for d in indexes.values()), indexes

@@ -11,8 +11,9 @@ import scipy.sparse as sp
 import torch
 
 from dynplayer.errors import QueryError
+from dynplayer.eval.hubness import occurrence_counts, top_k_hubness
 from dynplayer.text.bm25 import BM25, tokenize
-from dynplayer.text.hubness import hubness_stats, inverted_softmax_bias, k_occurrence
+from dynplayer.text.hubness import inverted_softmax_bias
 from dynplayer.text.model import (
     LOGIT_SCALE_INIT,
     CaptionPlaylistModel,
@@ -138,8 +139,8 @@ def test_inverted_softmax_bias_and_k_occurrence() -> None:
     diag = inverted_softmax_bias(bank[:2], beta=1.0, exclude_diagonal=True)
     assert np.allclose(diag, [0.8, 0.1], atol=1e-6)  # each item keeps only the other query
     top = np.array([[0, 1], [0, 2], [0, 1]])
-    assert k_occurrence(top, 4).tolist() == [3, 2, 1, 0]
-    h = hubness_stats(top, 4)
+    assert occurrence_counts(top, 4).tolist() == [3, 2, 1, 0]
+    h = top_k_hubness(top, 4)
     assert h["never_retrieved"] == 0.25 and h["max_occurrence"] == 3
 
 

@@ -18,8 +18,9 @@ from dynplayer.errors import ArtifactError, ConfigError, QueryError
 from dynplayer.run import load_run
 from dynplayer.train.artifacts import export_run, similar_tracks
 from dynplayer.train.config import TrainConfig, load_train_config
-from dynplayer.train.loop import lr_at, train_run
+from dynplayer.train.loop import train_run
 from dynplayer.train.sampling import build_training_data, pair_batch, set_batch
+from dynplayer.train.schedule import lr_at
 
 TINY = TrainConfig(objective="set", init="random", dim=32, batch_size=64, epochs=4, threads=1,
                    seeds=1, seed=3)
@@ -90,7 +91,7 @@ def test_mix_objective_from_svd_init_recovers_planted_groups(
 
 
 def test_svd_init_is_normalised_and_already_clusters(synthetic_corpus: Corpus) -> None:
-    from dynplayer.train.loop import svd_init
+    from dynplayer.train.initialisation import svd_init
 
     data = build_training_data(synthetic_corpus, neighbours=False)
     v = svd_init(data, 32, seed=0)

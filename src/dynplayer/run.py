@@ -12,6 +12,7 @@ Layout (RUN_DIR):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -25,6 +26,9 @@ from typing import Any
 import numpy as np
 
 from dynplayer.errors import ArtifactError
+
+# Part of every model version, so a change of the store's table layout makes new versions.
+MODEL_VERSION_SALT = "store-schema-2"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -130,3 +134,17 @@ def load_run(run_dir: Path) -> Run:
         raise ArtifactError(f"{d}: vectors.npy has {vectors.shape[0]} rows, ids.txt {len(ids)}")
     return Run(path=d, vectors=vectors.astype(np.float32), ids=ids,
                config=json.loads((d / "config.json").read_text()))
+
+
+def run_version(run_dir: Path) -> str:
+    """Content hash of a run's vectors, ids and text model: the model version."""
+    d = Path(run_dir)
+    h = hashlib.sha256(MODEL_VERSION_SALT.encode())
+    for name in ("vectors.npy", "ids.txt"):
+        h.update((d / name).read_bytes())
+    text = d / "text"
+    if text.is_dir():
+        for f in sorted(p for p in text.rglob("*") if p.is_file()):
+            h.update(str(f.relative_to(text)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]

@@ -13,7 +13,12 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from dynplayer.errors import ConfigError
-from dynplayer.store.db import EF_SEARCH_FACTOR, EF_SEARCH_MIN, HNSW_EF_CONSTRUCTION, HNSW_M
+from dynplayer.store.params import (
+    EF_SEARCH_FACTOR,
+    EF_SEARCH_MIN,
+    HNSW_EF_CONSTRUCTION,
+    HNSW_M,
+)
 
 
 class Settings(BaseSettings):

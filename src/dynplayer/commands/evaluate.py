@@ -93,7 +93,8 @@ def register(app: typer.Typer) -> None:
         = "2-core CPU dev container",
     ) -> None:
         """Pairwise objective at each uniformity weight u: Recall/NDCG@10,20 and hubness."""
-        from dynplayer.eval.bench import replace_block, uniformity_sweep
+        from dynplayer.eval.bench import replace_block
+        from dynplayer.train.bench import uniformity_sweep
 
         sets = list(set_ or [])
         us = [float(v) for v in values.split(",") if v.strip()]

@@ -24,8 +24,8 @@ def register(app: typer.Typer) -> None:
             help="HNSW ef_construction (default 200)")] = None,
     ) -> None:
         """Load a run into the vector store: new tables, HNSW, ANALYZE, atomic swap."""
-        from dynplayer.serve.demo import index_run
         from dynplayer.settings import Settings
+        from dynplayer.store.indexing import index_run
 
         settings = Settings()
         overrides: dict[str, Any] = {"database_url": database_url or settings.database_url}
@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Serve the API, its OpenAPI docs (/docs) and the web page for a run."""
         from dynplayer.errors import ConfigError
-        from dynplayer.serve.demo import serve_run
+        from dynplayer.serve.workers import serve_run
         from dynplayer.settings import Settings
 
         if backend not in ("pgvector", "exact"):

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from dynplayer.eval.metrics import gini
+
 
 def _normalize(v: np.ndarray) -> np.ndarray:
     v = np.asarray(v, dtype=np.float32)
@@ -36,7 +38,25 @@ def knn_indices(vectors: np.ndarray, k: int = 10, batch_size: int = 2048) -> np.
 
 def k_occurrence(vectors: np.ndarray, k: int = 10) -> np.ndarray:
     """N_k(i): in how many other tracks' k-NN lists track i appears."""
-    return np.bincount(knn_indices(vectors, k).ravel(), minlength=vectors.shape[0])
+    return occurrence_counts(knn_indices(vectors, k), vectors.shape[0])
+
+
+def occurrence_counts(top: np.ndarray, n_items: int) -> np.ndarray:
+    """N_k(j): how many of the queries' top-k lists (rows of `top`) contain item j."""
+    return np.bincount(np.asarray(top).ravel(), minlength=n_items)
+
+
+def top_k_hubness(top: np.ndarray, n_items: int) -> dict[str, Any]:
+    """Concentration of k-occurrence: skewness of N_k, Gini, share of all slots taken by the
+    1% most retrieved items, and the share of items never retrieved."""
+    nk = occurrence_counts(top, n_items).astype(np.float64)
+    mu, sd = nk.mean(), nk.std()
+    skew = float(((nk - mu) ** 3).mean() / sd ** 3) if sd > 0 else 0.0
+    n_top = max(1, int(round(0.01 * n_items)))
+    top_share = float(np.sort(nk)[::-1][:n_top].sum() / max(nk.sum(), 1))
+    return {"k": int(top.shape[1]), "n_queries": int(top.shape[0]), "skewness": skew,
+            "gini": gini(nk), "top1pct_share": top_share,
+            "never_retrieved": float((nk == 0).mean()), "max_occurrence": int(nk.max())}
 
 
 def skewness(x: np.ndarray) -> float:

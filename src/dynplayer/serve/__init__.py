@@ -1,1 +1,6 @@
-"""Recommendation service: one recommender interface (exact and pgvector), FastAPI app, web page."""
+"""Recommendation service: one recommender interface (exact and pgvector), the model's lifecycle
+(`service`), the FastAPI app (`app`, `routes`, `schemas`, `error_handlers`), the worker
+supervisor (`workers`), the demo pipeline and the serving benchmark, and the web page.
+
+The top library layer: may import `store`, `text`, `run`, `settings`; nothing imports it but
+`commands`."""

@@ -11,148 +11,21 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dynplayer.errors import ConfigError, DynplayerError
+from dynplayer.serve.load import Clients, CpuMeter, LoadRun, free_port, request
 
 Echo = Callable[[str], None]
 TOKEN = "bench-admin-token"
-
-
-@dataclass
-class Sample:
-    start: float
-    status: int  # -1: connection error
-    seconds: float
-
-
-@dataclass
-class LoadRun:
-    samples: list[Sample] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def summary(self, t0: float | None = None, t1: float | None = None) -> dict[str, Any]:
-        chosen = [s for s in self.samples if (t0 is None or s.start >= t0)
-                  and (t1 is None or s.start < t1)]
-        ok = np.array([s.seconds for s in chosen if s.status == 200]) * 1000
-        statuses: dict[str, int] = {}
-        for s in chosen:
-            statuses[str(s.status)] = statuses.get(str(s.status), 0) + 1
-        span = (max(s.start for s in chosen) - min(s.start for s in chosen)) if chosen else 0
-        out: dict[str, Any] = {"requests": len(chosen), "statuses": statuses,
-                               "errors": len(chosen) - int(ok.shape[0]),
-                               "throughput_rps": round(len(chosen) / span, 1) if span else 0.0}
-        if ok.size:
-            out.update({f"p{q}_ms": round(float(np.percentile(ok, q)), 2) for q in (50, 90, 99)})
-            out["max_ms"] = round(float(ok.max()), 2)
-        return out
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _request(conn: http.client.HTTPConnection, method: str, path: str,
-             body: dict[str, Any] | None = None,
-             headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    data = None if body is None else json.dumps(body).encode()
-    hdrs = {"Content-Type": "application/json", **(headers or {})}
-    conn.request(method, path, body=data, headers=hdrs)
-    resp = conn.getresponse()
-    return resp.status, resp.read()
-
-
-class Clients:
-    """`n` threads posting text queries (keep-alive) until stopped."""
-
-    def __init__(self, port: int, queries: list[str], n: int, k: int, record: LoadRun) -> None:
-        self.port, self.queries, self.k, self.record = port, queries, k, record
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
-                        for i in range(n)]
-
-    def _run(self, i: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        j = i
-        while not self.stop.is_set():
-            q = self.queries[j % len(self.queries)]
-            j += len(self.threads)
-            t0 = time.perf_counter()
-            try:
-                status, _ = _request(conn, "POST", "/v1/recommend/text", {"text": q, "k": self.k})
-            except (OSError, http.client.HTTPException):
-                status = -1
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-            with self.record.lock:
-                self.record.samples.append(Sample(t0, status, time.perf_counter() - t0))
-        conn.close()
-
-    def __enter__(self) -> Clients:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=60)
-
-
-class CpuMeter:
-    """CPU seconds spent by the API process (and its workers), PostgreSQL (the postmaster and its
-    backends) and this benchmark process (the client threads) between `start` and `stop`."""
-
-    def __init__(self, api_pid: int, postgres_pid: int | None) -> None:
-        self.api_pid, self.postgres_pid = api_pid, postgres_pid
-        self.begin: dict[str, float] = {}
-
-    @staticmethod
-    def _cpu(pid: int | None, children: bool = True) -> float:
-        import psutil
-
-        if pid is None:
-            return 0.0
-        try:
-            root = psutil.Process(pid)
-            procs = [root, *(root.children(recursive=True) if children else [])]
-        except psutil.Error:
-            return 0.0
-        total = 0.0
-        for p in procs:
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                pass  # a backend that ended in between
-        return total
-
-    def read(self) -> dict[str, float]:
-        """Cumulative CPU seconds; a process that exits in between takes its share with it (the
-        API's pooled backends live as long as the load)."""
-        return {"api": self._cpu(self.api_pid), "postgres": self._cpu(self.postgres_pid),
-                "client": self._cpu(os.getpid(), children=False)}  # the API is our child
-
-    def start(self) -> None:
-        self.begin = self.read()
-
-    def per_request_ms(self, end: dict[str, float], requests: int) -> dict[str, float]:
-        out = {k: round((end[k] - self.begin[k]) * 1000 / max(requests, 1), 2) for k in end}
-        out["total"] = round(sum(out.values()), 2)
-        return out
 
 
 def _overlap(a: list[str], b: list[str]) -> float:
@@ -345,7 +218,7 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
         if searcher is None:
             echo("note: the run has no text model; the text load test is skipped")
             return results
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "DYNPLAYER_DATABASE_URL": url, "DYNPLAYER_RUN_DIR": str(run_dir),
                "DYNPLAYER_AUTO_INDEX": "false", "DYNPLAYER_ADMIN_TOKEN": TOKEN,
                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -406,7 +279,7 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) 
             raise DynplayerError(f"the API process exited with status {proc.returncode}")
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            status, _ = _request(conn, "GET", "/readyz")
+            status, _ = request(conn, "GET", "/readyz")
             conn.close()
             if status == 200:
                 return
@@ -422,7 +295,7 @@ def _reindex_under_load(port: int, queries: list[str], clients: int, k: int) -> 
         time.sleep(2.0)
         t0 = time.perf_counter()
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-        status, body = _request(conn, "POST", "/v1/admin/reindex",
+        status, body = request(conn, "POST", "/v1/admin/reindex",
                                 headers={"Authorization": f"Bearer {TOKEN}"})
         conn.close()
         reindex_s = time.perf_counter() - t0

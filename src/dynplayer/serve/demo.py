@@ -1,4 +1,4 @@
-"""The one-command paths: index a run, serve it, and the whole demo pipeline.
+"""The whole demo pipeline: data -> train -> evaluate -> text model -> index -> serve.
 
 `run_demo` calls each stage through its own CLI command in a child process (so each stage's
 memory is returned before the next starts) and reuses the output of stages that already finished.
@@ -8,105 +8,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from dynplayer.errors import DynplayerError
+from dynplayer.serve.workers import serve_run
 from dynplayer.settings import Settings
-from dynplayer.store.db import IndexReport
+from dynplayer.store.indexing import embedded_url, index_run
 
 Echo = Callable[[str], None]
 REPO_ROOT = Path(__file__).resolve().parents[3]
-
-
-def _embedded(settings: Settings, pgdata: Path | None = None) -> tuple[str, object | None]:
-    """The database URL: the configured one, else a started embedded server (returned too)."""
-    if settings.database_url:
-        return settings.database_url, None
-    from dynplayer.store.embedded import EmbeddedServer, default_pgdata
-
-    server = EmbeddedServer(pgdata or default_pgdata(settings.resolved_data_dir()))
-    return server.start(), server
-
-
-def index_run(run_dir: Path, settings: Settings, *, echo: Echo = print,
-              pgdata: Path | None = None) -> IndexReport:
-    """Load RUN_DIR (track vectors, names, playlists, text vectors) into the store."""
-    from dynplayer.store.catalog import build_catalog, load_searcher
-    from dynplayer.store.db import index_catalog
-
-    t0 = time.perf_counter()
-    searcher = load_searcher(run_dir)
-    if searcher is None:
-        echo(f"note: {run_dir} has no text model; playlists are indexed without text vectors")
-    catalog = build_catalog(run_dir, searcher)
-    echo(f"read run {run_dir} ({time.perf_counter() - t0:.1f}s): model {catalog.version}")
-    url, server = _embedded(settings, pgdata)
-    try:
-        return index_catalog(url, catalog, m=settings.hnsw_m,
-                             ef_construction=settings.hnsw_ef_construction, progress=echo)
-    finally:
-        if server is not None:
-            server.stop()  # type: ignore[attr-defined]
-
-
-def serve_run(settings: Settings, *, host: str, port: int, echo: Echo = print,
-              pgdata: Path | None = None, workers: int = 1) -> None:
-    """Start the database if needed, then the API and web page under uvicorn until stopped.
-
-    With `workers` > 1, the run is loaded (and indexed when needed) once here, to fail fast
-    and so that the workers never race to index; then uvicorn starts that many worker
-    processes, each loading the run from the same settings (passed on as DYNPLAYER_*
-    variables) and following the database's model version (`Service.follow_database`).
-    """
-    import os
-
-    import uvicorn
-
-    from dynplayer.errors import ConfigError
-    from dynplayer.serve.app import SUPERVISOR_ENV, create_app
-
-    if not 1 <= workers <= 64:
-        raise ConfigError(f"--workers must be from 1 to 64, got {workers}")
-    server = None
-    if settings.backend == "pgvector":
-        url, server = _embedded(settings, pgdata)
-        settings = settings.model_copy(update={"database_url": url})
-    try:
-        app = create_app(settings)
-        # Load now, not in the lifespan, so a bad run or database is a one-line error.
-        service = app.state.service
-        detail = service.build()
-        if "indexed" in detail:
-            done = detail["indexed"]
-            echo(f"indexed {done['tracks']:,} tracks and {done['playlists']:,} playlists "
-                 f"(the database held another model) in {done['seconds']['total']:.1f}s")
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        many = f", {workers} worker processes" if workers > 1 else ""
-        echo(f"Dynplayer: http://{shown}:{port}/  (API docs: http://{shown}:{port}/docs{many}; "
-             "Ctrl-C stops)")
-        if workers == 1:
-            uvicorn.run(app, host=host, port=port, log_level="warning")
-            return
-        # The workers build their own; this process keeps only the database server.
-        service.recommender = None
-        if service.pool is not None:
-            service.pool.close()
-            service.pool = None
-        os.environ.update({"DYNPLAYER_RUN_DIR": str(Path(str(settings.run_dir)).resolve()),
-                           "DYNPLAYER_BACKEND": settings.backend,
-                           SUPERVISOR_ENV: str(os.getpid())})  # workers stop when it dies
-        if settings.database_url:
-            os.environ["DYNPLAYER_DATABASE_URL"] = settings.database_url
-        uvicorn.run("dynplayer.serve.app:create_app", factory=True, host=host, port=port,
-                    workers=workers, log_level="warning")
-    finally:
-        if server is not None:
-            server.stop()  # type: ignore[attr-defined]
-
-
-# ---- the demo --------------------------------------------------------------------------------
 
 
 def _stage(args: list[str], echo: Echo) -> bool:
@@ -169,7 +80,7 @@ def run_demo(*, workdir: Path | None, data: Path | None, synthetic: bool, serve:
         echo("[text] note: text-model training failed; text search is off")
 
     # 5. index, 6. serve (the server started here is shared with the service)
-    url, server = _embedded(settings, pgdata)
+    url, server = embedded_url(settings, pgdata)
     try:
         with_url = settings.model_copy(update={"database_url": url, "run_dir": run_dir})
         report = index_run(run_dir, with_url, echo=echo)

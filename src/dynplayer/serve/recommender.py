@@ -25,7 +25,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from dynplayer.errors import DynplayerError, QueryError, StoreError
 from dynplayer.run import l2_normalize
 from dynplayer.serve.batching import BatchingEncoder
-from dynplayer.store.db import EF_SEARCH_FACTOR, EF_SEARCH_MIN, Catalog, ef_search_for
+from dynplayer.store.catalog import Catalog
+from dynplayer.store.params import EF_SEARCH_FACTOR, EF_SEARCH_MIN, ef_search_for
 from dynplayer.text.api import PlaylistHit, TextSearcherProtocol
 
 K_MAX = 200

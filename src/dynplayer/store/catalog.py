@@ -1,20 +1,47 @@
-"""Build what the store and the recommenders serve from a run directory and its corpus."""
+"""What the store and the recommenders serve (`Catalog`), built from a run directory and its
+corpus; no database driver needed."""
 
 from __future__ import annotations
 
 import importlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
 from dynplayer.data.corpus import TRAIN, load_corpus
-from dynplayer.run import l2_normalize, load_run
-from dynplayer.store.db import Catalog, run_version
+from dynplayer.run import l2_normalize, load_run, run_version
 from dynplayer.text.api import TextSearcherProtocol
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What the store holds for one run: track ids, names, vectors, and searchable playlists."""
+
+    version: str
+    run_dir: str
+    track_ids: list[str]
+    names: list[str | None]
+    artists: list[str | None]
+    popularity: np.ndarray  # int64 (N,)
+    vectors: np.ndarray  # float32 (N, d), L2-normalised
+    playlist_pids: list[str]
+    playlist_captions: list[str]
+    playlist_vectors: np.ndarray  # float32 (P, d), mean track vector, L2-normalised
+    playlist_n_tracks: np.ndarray  # int64 (P,)
+    text_vectors: np.ndarray | None  # float32 (P, t), the text model's playlist vectors
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    version: str
+    tracks: int
+    playlists: int
+    seconds: dict[str, float]
 
 
 def load_searcher(run_dir: Path) -> TextSearcherProtocol | None:

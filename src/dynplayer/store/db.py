@@ -18,14 +18,11 @@ partial index.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,47 +32,14 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from dynplayer.errors import ConfigError, StoreError
+from dynplayer.run import MODEL_VERSION_SALT
+from dynplayer.store.catalog import Catalog, IndexReport
+from dynplayer.store.params import HNSW_EF_CONSTRUCTION, HNSW_M
 
 ADVISORY_LOCK = 0x64796E70  # serialises concurrent reindexes ("dynp")
-MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
-# HNSW defaults (settings, `dynplayer index`, the benchmark). On MPD (`dynplayer bench serve` with
-# DYNPLAYER_HNSW_EF_CONSTRUCTION / DYNPLAYER_EF_SEARCH_MIN, 250 test captions) a graph built with
-# ef_construction 200 keeps the text answers' top 50 tracks 0.996 equal to exact search at
-# ef_search 150, where ef_construction 64 needed 200 (0.994; 150 gave 0.990): a better graph,
-# built once, buys cheaper searches.
-HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 200
-EF_SEARCH_MIN = 150
-EF_SEARCH_FACTOR = 2.5
 # Part of every model version: a database indexed with another table layout (schema 1 stored
 # text vectors as vector, not halfvec) holds "another version" and is reindexed, never misread.
-STORE_SCHEMA = "store-schema-2"
-
-
-@dataclass(frozen=True)
-class Catalog:
-    """What the store holds for one run: track ids, names, vectors, and searchable playlists."""
-
-    version: str
-    run_dir: str
-    track_ids: list[str]
-    names: list[str | None]
-    artists: list[str | None]
-    popularity: np.ndarray  # int64 (N,)
-    vectors: np.ndarray  # float32 (N, d), L2-normalised
-    playlist_pids: list[str]
-    playlist_captions: list[str]
-    playlist_vectors: np.ndarray  # float32 (P, d), mean track vector, L2-normalised
-    playlist_n_tracks: np.ndarray  # int64 (P,)
-    text_vectors: np.ndarray | None  # float32 (P, t), the text model's playlist vectors
-
-
-@dataclass(frozen=True)
-class IndexReport:
-    version: str
-    tracks: int
-    playlists: int
-    seconds: dict[str, float]
+STORE_SCHEMA = MODEL_VERSION_SALT  # in every model version: a new schema, new versions
 
 
 # ---- connections --------------------------------------------------------------------------
@@ -335,26 +299,3 @@ def _swap(conn: psycopg.Connection[Any], catalog: Catalog, t_tracks: str, t_play
         )
         conn.execute("UPDATE model_versions SET active = (version = %s)", [catalog.version])
     conn.commit()
-
-
-# ---- the run -> catalog ---------------------------------------------------------------------
-
-
-def run_version(run_dir: Path) -> str:
-    """Content hash of a run's vectors, ids and text model: the model version."""
-    d = Path(run_dir)
-    h = hashlib.sha256(STORE_SCHEMA.encode())
-    for name in ("vectors.npy", "ids.txt"):
-        h.update((d / name).read_bytes())
-    text = d / "text"
-    if text.is_dir():
-        for f in sorted(p for p in text.rglob("*") if p.is_file()):
-            h.update(str(f.relative_to(text)).encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def ef_search_for(rows: int, *, minimum: int = EF_SEARCH_MIN,
-                  factor: float = EF_SEARCH_FACTOR) -> int:
-    """hnsw.ef_search for a query wanting `rows` rows: pgvector returns at most ef_search."""
-    return int(min(MAX_EF_SEARCH, max(minimum, int(np.ceil(rows * factor)))))

@@ -29,10 +29,11 @@ import scipy.sparse as sp
 
 from dynplayer.data.corpus import SPLIT_NAMES, TRAIN
 from dynplayer.errors import ConfigError
+from dynplayer.eval.hubness import top_k_hubness
 from dynplayer.eval.metrics import ndcg_at_k, recall_at_k
 from dynplayer.run import l2_normalize, load_run
 from dynplayer.text.bm25 import BM25
-from dynplayer.text.hubness import hubness_stats, inverted_softmax_bias
+from dynplayer.text.hubness import inverted_softmax_bias
 from dynplayer.text.model import project_numpy
 from dynplayer.text.search import TextSearcher, aggregate_scores, feedback_scores, top_rows
 from dynplayer.text.train import TextData, load_text_data
@@ -190,4 +191,4 @@ def retrieval_hubness(ev: TextEval, method: str, top_playlists: int = 50,
     if qbnorm_beta > 0:
         s = s - ev.bank_bias(method, qbnorm_beta, caption_weight)[None, :]
     rows, _ = top_rows(s, top_playlists)
-    return hubness_stats(rows, s.shape[1])
+    return top_k_hubness(rows, s.shape[1])

@@ -24,6 +24,7 @@ from dynplayer.run import Run, l2_normalize
 from dynplayer.text.api import PlaylistHit, SearchResult, TextSearcherProtocol, TrackHit
 from dynplayer.text.encoders import TextEncoder, make_encoder
 from dynplayer.text.model import TextConfig, project_numpy
+from dynplayer.text.space import compose_playlist_vectors, vectors_hash
 
 MAX_QUERY_CHARS = 500  # the API's limit too
 MAX_K = 1000
@@ -46,22 +47,6 @@ def check_k(k: int) -> int:
     if not 1 <= k <= MAX_K:
         raise QueryError(f"k must be between 1 and {MAX_K}, got {k}")
     return k
-
-
-def compose_playlist_vectors(joint: np.ndarray, captions: np.ndarray,
-                             cfg: TextConfig) -> np.ndarray:
-    """The search matrix for `cfg.retrieval`, L2-normalised rows.
-
-    hybrid: [sqrt(1-w) joint, sqrt(w) caption], whose cosine with a query built the same way is
-    exactly (1-w) cos_joint + w cos_caption, so one cosine index (pgvector) serves it.
-    """
-    if cfg.retrieval == "joint":
-        return l2_normalize(joint)
-    if cfg.retrieval == "caption":
-        return l2_normalize(captions)
-    w = cfg.caption_weight
-    return np.hstack([np.sqrt(1 - w) * l2_normalize(joint),
-                      np.sqrt(w) * l2_normalize(captions)]).astype(np.float32)
 
 
 def aggregate_scores(occ: sp.csr_matrix, rows: np.ndarray, sims: np.ndarray,
@@ -355,7 +340,6 @@ def _fresh_run(run_dir: Path, meta: dict[str, Any]) -> Run | None:
     if not (run_dir / "vectors.npy").exists():
         return None
     from dynplayer.run import load_run
-    from dynplayer.text.train import vectors_hash
 
     run = load_run(run_dir)
     if "vectors_hash" in meta and vectors_hash(run) != meta["vectors_hash"]:

@@ -15,7 +15,6 @@ Encoded captions are cached in RUN_DIR/cache/text/, keyed by encoder fingerprint
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 import sys
@@ -47,6 +46,7 @@ from dynplayer.text.model import (
     head_to_numpy,
     track_loss,
 )
+from dynplayer.text.space import compose_playlist_vectors, vectors_hash
 
 
 @dataclass
@@ -79,12 +79,6 @@ class TextData:
         binary.data[:] = 1.0
         n = np.maximum(np.diff(binary.indptr), 1).astype(np.float32)
         return np.asarray(binary @ self.track_vectors, dtype=np.float32) / n[:, None]
-
-
-def vectors_hash(run: Run) -> str:
-    h = hashlib.sha256(np.ascontiguousarray(run.vectors).tobytes())
-    h.update("\n".join(run.ids).encode())
-    return h.hexdigest()[:16]
 
 
 def load_text_data(run: Run) -> TextData:
@@ -240,7 +234,6 @@ def write_artifacts(d: Path, data: TextData, encoder: TextEncoder, model: Captio
                     cfg: TextConfig, rows: np.ndarray, cache: Path | None) -> None:
     """Everything `TextSearcher.load` needs, for the searchable playlists `rows`."""
     from dynplayer.text.model import project_numpy
-    from dynplayer.text.search import compose_playlist_vectors
 
     weights = {**head_to_numpy(model.text_head, "text"),
                **head_to_numpy(model.playlist_head, "playlist")}

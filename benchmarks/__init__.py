@@ -1,1 +1,0 @@
-"""Benchmark scripts (also reachable as `dynplayer bench ...`)."""

@@ -1,0 +1,182 @@
+"""The API's routers: recommendations, tracks, health and admin, with their dependencies."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse, Response
+from pydantic import AfterValidator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from dynplayer.serve.recommender import (
+    K_MAX,
+    QUERY_MAX,
+    DatabaseUnavailable,
+    ExactRecommender,
+    Recommender,
+)
+from dynplayer.serve.schemas import (
+    AdminResponse,
+    CleanText,
+    ContinueRequest,
+    ContinueResponse,
+    ErrorResponse,
+    HealthResponse,
+    ReadyResponse,
+    SearchResponse,
+    SimilarResponse,
+    TextRequest,
+    TextResponse,
+    TrackInfoOut,
+    clean_text,
+    not_blank,
+    tracks_out,
+)
+from dynplayer.serve.service import Service
+
+
+def get_service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+def get_recommender(request: Request) -> Recommender:
+    service = get_service(request)
+    rec = service.recommender
+    if rec is None:
+        raise DatabaseUnavailable("the model is not loaded yet")
+    if service.stale is not None:
+        raise DatabaseUnavailable(service.stale)
+    return rec
+
+
+RecommenderDep = Annotated[Recommender, Depends(get_recommender)]
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "unknown track"},
+    422: {"model": ErrorResponse, "description": "invalid input"},
+    503: {"model": ErrorResponse, "description": "database or model unavailable"},
+}
+
+
+# ---- routers -------------------------------------------------------------------------------
+
+recommend = APIRouter(prefix="/v1/recommend", tags=["recommend"], responses=ERRORS)
+tracks = APIRouter(prefix="/v1/tracks", tags=["tracks"], responses=ERRORS)
+health = APIRouter(tags=["health"])
+admin = APIRouter(prefix="/v1/admin", tags=["admin"],
+                  responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse},
+                             **ERRORS})
+
+
+@recommend.post("/text", response_model=TextResponse)
+def recommend_text(body: TextRequest, rec: RecommenderDep, service: ServiceDep) -> Response:
+    """Tracks for a free-text query, each with the playlists that contributed most ("because",
+    best first, at most DYNPLAYER_BECAUSE_LIMIT of them)."""
+    # The hot path: the body is written straight from the results (orjson), in the shape of
+    # TextResponse, instead of building and re-validating ~200 pydantic objects (1.3 ms a
+    # request). tests/test_api.py checks the body against TextResponse.
+    limit = service.settings.because_limit
+    body_out = {"text": body.text, "model_version": rec.version, "tracks": [
+        {"track_id": t.track_id, "name": t.name, "artist": t.artist, "score": float(t.score),
+         "because": [{"pid": b.pid, "caption": b.caption, "similarity": float(b.similarity)}
+                     for b in t.because[:limit]]}
+        for t in rec.text(body.text, body.k)]}
+    return Response(orjson.dumps(body_out), media_type="application/json")
+
+
+@recommend.post("/continue", response_model=ContinueResponse)
+def recommend_continue(body: ContinueRequest, rec: RecommenderDep) -> ContinueResponse:
+    """Next tracks for a partial playlist; unknown seed ids are reported, not fatal."""
+    result = rec.continue_playlist(body.track_ids, body.k)
+    return ContinueResponse(model_version=rec.version, seeds=result.seeds,
+                            unknown_track_ids=result.unknown, tracks=tracks_out(result.tracks))
+
+
+@tracks.get("/search", response_model=SearchResponse)
+def search_tracks(
+    rec: RecommenderDep,
+    q: Annotated[str, Query(min_length=1, max_length=QUERY_MAX,
+                            description="part of a track name or artist"),
+                 AfterValidator(clean_text), AfterValidator(not_blank)],
+    limit: Annotated[int, Query(ge=1, le=50)] = 10,
+) -> SearchResponse:
+    """Tracks whose name or artist contains `q` (for autocomplete), most popular first."""
+    found = rec.search_tracks(q, limit)
+    return SearchResponse(q=q, tracks=[TrackInfoOut(track_id=t.track_id, name=t.name,
+                                                    artist=t.artist) for t in found])
+
+
+@tracks.get("/{track_id}/similar", response_model=SimilarResponse)
+def similar_tracks(
+    rec: RecommenderDep,
+    track_id: Annotated[CleanText, PathParam(min_length=1, max_length=200)],
+    k: Annotated[int, Query(ge=1, le=K_MAX)] = 20,
+) -> SimilarResponse:
+    """The k tracks nearest to a track."""
+    return SimilarResponse(track_id=track_id, model_version=rec.version,
+                           tracks=tracks_out(rec.similar(track_id, k)))
+
+
+@health.get("/healthz", response_model=HealthResponse)
+def healthz() -> HealthResponse:
+    """The process is up."""
+    return HealthResponse(status="ok")
+
+
+@health.get("/readyz", response_model=ReadyResponse,
+            responses={503: {"model": ReadyResponse, "description": "not ready"}})
+def readyz(service: ServiceDep) -> JSONResponse:
+    """Database reachable, model loaded, and which model version is served (not ready, with
+    the reason in `detail`, while the database holds another run's model)."""
+    rec = service.recommender
+    backend = service.settings.backend if rec is None else (
+        "exact" if isinstance(rec, ExactRecommender) else "pgvector")
+    if rec is None:
+        db = "unknown"
+    elif isinstance(rec, ExactRecommender):
+        db = "not used"
+    else:
+        db = "ok" if rec.ping() else "unreachable"
+    stale = service.stale
+    ready = rec is not None and db in ("ok", "not used") and stale is None
+    body = ReadyResponse(ready=ready, model_loaded=rec is not None, database=db,
+                         model_version=None if rec is None else rec.version, backend=backend,
+                         text_model=rec is not None and rec.has_text, detail=stale)
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+def _require_admin(service: ServiceDep,
+                   authorization: Annotated[str | None, Header()] = None) -> None:
+    token = service.settings.admin_token
+    if not token:
+        raise StarletteHTTPException(403, "admin operations are disabled (set "
+                                          "DYNPLAYER_ADMIN_TOKEN)")
+    given = (authorization or "").removeprefix("Bearer ").strip()
+    if not secrets.compare_digest(given.encode(), token.encode()):
+        raise StarletteHTTPException(401, "a valid admin token is required "
+                                          "(Authorization: Bearer <token>)")
+
+
+AdminDep = Annotated[None, Depends(_require_admin)]
+
+
+@admin.post("/reload", response_model=AdminResponse)
+def admin_reload(service: ServiceDep, _: AdminDep) -> AdminResponse:
+    """Reload the run from disk (indexing it when the database holds another version)."""
+    detail = service.reload()
+    assert service.recommender is not None
+    return AdminResponse(model_version=service.recommender.version, detail=detail)
+
+
+@admin.post("/reindex", response_model=AdminResponse)
+def admin_reindex(service: ServiceDep, _: AdminDep) -> AdminResponse:
+    """Rebuild the store's tables from the run and swap them in, then reload."""
+    detail = service.reload(reindex=True)
+    assert service.recommender is not None
+    return AdminResponse(model_version=service.recommender.version, detail=detail)

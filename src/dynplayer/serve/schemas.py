@@ -1,0 +1,123 @@
+"""Request and response models of the API (`XRequest` / `XResponse`), and their validators."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from dynplayer.serve.recommender import K_MAX, SEEDS_MAX, TEXT_MAX, TrackResult
+
+
+def clean_text(value: str) -> str:
+    """Reject what no track id or query can contain and PostgreSQL cannot store."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode text") from exc
+    return value
+
+
+def not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return value
+
+
+CleanText = Annotated[str, AfterValidator(clean_text)]
+TrackId = Annotated[str, StringConstraints(min_length=1, max_length=200),
+                    AfterValidator(clean_text)]
+K = Annotated[int, Field(ge=1, le=K_MAX, description=f"number of tracks, 1..{K_MAX}")]
+
+
+class TextRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: Annotated[str, StringConstraints(min_length=1, max_length=TEXT_MAX),
+                    AfterValidator(clean_text), AfterValidator(not_blank),
+                    Field(examples=["rainy day jazz", "신나는 여름 노래"])]
+    k: K = 20
+
+
+class ContinueRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    track_ids: Annotated[list[TrackId], Field(min_length=1, max_length=SEEDS_MAX)]
+    k: K = 20
+
+
+class PlaylistOut(BaseModel):
+    pid: str
+    caption: str
+    similarity: float
+
+
+class TrackOut(BaseModel):
+    track_id: str
+    name: str | None
+    artist: str | None
+    score: float
+    because: list[PlaylistOut] = Field(default_factory=list)
+
+
+class TrackInfoOut(BaseModel):
+    track_id: str
+    name: str | None
+    artist: str | None
+
+
+class TextResponse(BaseModel):
+    text: str
+    model_version: str
+    tracks: list[TrackOut]
+
+
+class ContinueResponse(BaseModel):
+    model_version: str
+    seeds: list[str]
+    unknown_track_ids: list[str]
+    tracks: list[TrackOut]
+
+
+class SimilarResponse(BaseModel):
+    track_id: str
+    model_version: str
+    tracks: list[TrackOut]
+
+
+class SearchResponse(BaseModel):
+    q: str
+    tracks: list[TrackInfoOut]
+
+
+class HealthResponse(BaseModel):
+    status: str
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+    model_loaded: bool
+    database: str  # "ok", "unreachable" or "not used" (exact backend)
+    model_version: str | None
+    backend: str
+    text_model: bool
+    # Why this process does not answer (it serves another model than the database holds).
+    detail: str | None = None
+
+
+class AdminResponse(BaseModel):
+    model_version: str
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    message: str
+
+
+def tracks_out(tracks: list[TrackResult], because_limit: int = 10) -> list[TrackOut]:
+    return [TrackOut(track_id=t.track_id, name=t.name, artist=t.artist, score=t.score,
+                     because=[PlaylistOut(pid=b.pid, caption=b.caption,
+                                          similarity=float(b.similarity))
+                              for b in t.because[:because_limit]])
+            for t in tracks]

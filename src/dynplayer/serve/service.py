@@ -1,0 +1,206 @@
+"""The served model's lifecycle: load a run (exact or pgvector), reload, and follow the
+database's model version so a process never mixes its model with another model's tables."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import dynplayer.run as run_identity
+from dynplayer.errors import ArtifactError, StoreError
+from dynplayer.serve.recommender import (
+    ExactRecommender,
+    PgvectorRecommender,
+    Recommender,
+    text_playlists_of,
+)
+from dynplayer.settings import Settings
+from dynplayer.text.api import TextSearcherProtocol
+
+log = logging.getLogger(__name__)
+SearcherFactory = Callable[[Path], TextSearcherProtocol | None]
+
+
+class Service:
+    """The loaded model and its resources; `reload` swaps the recommender atomically.
+
+    With the pgvector backend the service also follows the database (`follow_database`, every
+    DYNPLAYER_VERSION_POLL seconds from a background thread): when another process (a second
+    worker, another API server, `dynplayer index`) has swapped in another model version, this
+    process reloads itself if its run directory now holds that version, and otherwise stops
+    answering (503, saying why) until the database holds its version again, so it never
+    mixes its in-memory model with another model's tables.
+    """
+
+    def __init__(self, settings: Settings, recommender: Recommender | None = None,
+                 searcher_factory: SearcherFactory | None = None) -> None:
+        self.settings = settings
+        self.recommender = recommender
+        self.searcher_factory = searcher_factory
+        self.server: Any = None  # EmbeddedServer started by this service
+        self.pool: Any = None
+        self.url: str | None = settings.database_url
+        self._lock = threading.Lock()
+        self.stale: str | None = None  # why this process must not answer from its model
+        self._stale_seen: tuple[str, tuple[tuple[str, int, int], ...]] | None = None
+        self._stop_watch = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def database_url(self) -> str:
+        if self.url is None:
+            from dynplayer.store.embedded import EmbeddedServer, default_pgdata
+
+            self.server = EmbeddedServer(default_pgdata(self.settings.resolved_data_dir()))
+            self.url = self.server.start()
+        return self.url
+
+    def run_dir(self) -> Path:
+        if self.settings.run_dir is None:
+            raise ArtifactError("no run to serve: set DYNPLAYER_RUN_DIR (or `dynplayer serve "
+                                "RUN_DIR`)")
+        return Path(self.settings.run_dir)
+
+    def build(self, *, reindex: bool = False, index: bool = True) -> dict[str, Any]:
+        """Load the run (and index it when the database holds another version, unless
+        `index` is false: then that is a StoreError)."""
+        from dynplayer.store.catalog import build_catalog, load_searcher
+        from dynplayer.store.db import active_version, connect, open_pool
+        from dynplayer.store.indexing import index_searcher_run
+
+        s = self.settings
+        run_dir = self.run_dir()
+        searcher = (self.searcher_factory or load_searcher)(run_dir)
+        if searcher is not None:
+            searcher.encode_query("warm up")  # load the text encoder before the first request
+        detail: dict[str, Any] = {}
+        # How many playlists a text query aggregates: the setting when given, else the text
+        # model's own (TextConfig.top_playlists), so serving answers as `dynplayer search` does.
+        n_playlists = s.text_playlists if "text_playlists" in s.model_fields_set else \
+            text_playlists_of(searcher, s.text_playlists)
+        if s.backend == "exact":
+            rec: Recommender = ExactRecommender(build_catalog(run_dir, searcher), searcher,
+                                                text_playlists=n_playlists)
+        else:
+            url = self.database_url()
+            version = run_identity.run_version(run_dir)
+            with connect(url) as conn:
+                current = active_version(conn)
+            if reindex or current != version:
+                if current != version and not (reindex or (s.auto_index and index)):
+                    raise StoreError(f"the database holds model {current}, not {version}; run "
+                                     f"`dynplayer index {run_dir}`")
+                report = index_searcher_run(url, run_dir, searcher, m=s.hnsw_m,
+                                            ef_construction=s.hnsw_ef_construction)
+                detail["indexed"] = {"tracks": report.tracks, "playlists": report.playlists,
+                                     "seconds": report.seconds}
+            if self.pool is None:
+                self.pool = open_pool(url, min_size=s.pool_min_size, max_size=s.pool_max_size,
+                                      timeout=s.pool_timeout,
+                                      statement_timeout_ms=s.statement_timeout_ms)
+            rec = PgvectorRecommender(self.pool, version, searcher,
+                                      text_playlists=n_playlists,
+                                      ef_search_min=s.ef_search_min,
+                                      ef_search_factor=s.ef_search_factor)
+        self.recommender = rec
+        self.stale = None
+        return detail
+
+    def reload(self, *, reindex: bool = False) -> dict[str, Any]:
+        with self._lock:
+            return self.build(reindex=reindex)
+
+    def follow_database(self) -> str | None:
+        """Compare the model this process serves with the one the database holds, and act:
+        the same -> nothing; another version that this process's run directory now holds (the
+        run was retrained and another process indexed it) -> reload, without indexing; another
+        run's version -> stop answering until the database holds this process's version
+        again. Returns what was done ("reloaded", "stale") or None."""
+        from dynplayer.store.db import active_version
+
+        rec, pool = self.recommender, self.pool
+        if rec is None or pool is None or isinstance(rec, ExactRecommender):
+            return None
+        with pool.connection(timeout=self.settings.pool_timeout) as conn:
+            held = active_version(conn)
+        if held is None or held == rec.version:
+            self.stale = None
+            return None
+        with self._lock:
+            if self.recommender is not rec:  # reloaded meanwhile (an admin call)
+                return None
+            run_dir = self.run_dir()
+            # Hashing the run costs a fraction of a second: while stale, only again once the
+            # database or the run's files have changed.
+            seen = (held, _files_signature(run_dir))
+            if self.stale is not None and seen == self._stale_seen:
+                return "stale"
+            try:
+                on_disk: str | None = run_identity.run_version(run_dir)
+            except Exception as exc:  # noqa: BLE001 (unreadable, or being rewritten right now)
+                log.warning("cannot read the run %s: %s", run_dir, exc)
+                on_disk = None
+            if on_disk == held:
+                self.build(index=False)
+                return "reloaded"
+            self._stale_seen = seen
+            self.stale = (f"the database now holds model {held}, indexed from another run; "
+                          f"this process serves model {rec.version} from {run_dir} (reload or "
+                          "restart it to serve the database's model)")
+            return "stale"
+
+    def start_watching(self) -> None:
+        """Run `follow_database` every DYNPLAYER_VERSION_POLL seconds (pgvector backend, > 0)."""
+        poll = self.settings.version_poll
+        if poll <= 0 or self.settings.backend != "pgvector" or self._watcher is not None:
+            return
+        self._stop_watch.clear()
+        self._watcher = threading.Thread(target=self._watch, args=(poll,), daemon=True,
+                                         name="dynplayer-version-watch")
+        self._watcher.start()
+
+    def _watch(self, poll: float) -> None:
+        while not self._stop_watch.wait(poll):
+            try:
+                self.follow_database()
+            except Exception as exc:  # noqa: BLE001 (the database may be down: try again later)
+                log.debug("model version check failed: %s", exc)
+
+    def stop_watching(self) -> None:
+        self._stop_watch.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=10)
+            self._watcher = None
+
+    def close(self) -> None:
+        """Release everything; a later startup (a new lifespan) builds again from settings."""
+        self.stop_watching()
+        if self.recommender is not None:
+            self.recommender.close()
+            self.recommender = None
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+            self.url = self.settings.database_url
+
+
+def _files_signature(run_dir: Path) -> tuple[tuple[str, int, int], ...]:
+    """(path, size, mtime) of the files of a run and its text model: changes when either is
+    rewritten."""
+    out = []
+    for d in (run_dir, run_dir / "text"):
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError:
+            continue
+        for e in entries:
+            if e.is_file():
+                st = e.stat()
+                out.append((e.path, st.st_size, st.st_mtime_ns))
+    return tuple(out)

@@ -1,0 +1,71 @@
+"""Checkpoints: the run's state, model, optimizer, RNG and resolved config in one file, written
+to a temp file and renamed, and the check that a resumed run continues the same training."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dynplayer.config import to_dict
+from dynplayer.errors import ArtifactError
+from dynplayer.run import atomic_write_bytes
+from dynplayer.train.config import TrainConfig
+
+
+@dataclass
+class TrainState:
+    """Where a run stands; saved in every checkpoint."""
+
+    member: int = 0  # which seed of an ensemble is training
+    epoch: int = 0  # epochs completed by this member
+    step: int = 0
+    best_recall: float = -1.0
+    best_ndcg: float = 0.0
+    best_epoch: int = 0
+    bad_evals: int = 0
+    done: bool = False  # this member stopped (early stop or last epoch)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    members: list[dict[str, Any]] = field(default_factory=list)  # finished members' summaries
+    train_seconds: float = 0.0
+    pairs: int = 0
+    playlists: int = 0
+
+
+def checkpoint_path(out: Path) -> Path:
+    return out / "checkpoint.pt"
+
+
+def save_checkpoint(out: Path, cfg: TrainConfig, meta: dict[str, Any],
+                    trainer_state: dict[str, Any] | None, state: TrainState,
+                    member_vectors: list[np.ndarray]) -> None:
+    """Model + optimizer + RNG + state + resolved config, written to a temp file and renamed.
+    `trainer_state` is None between ensemble members (the next member starts fresh)."""
+    buf = io.BytesIO()
+    torch.save({"config": to_dict(cfg), "meta": meta, "state": dataclasses.asdict(state),
+                "trainer": trainer_state,
+                "member_vectors": member_vectors}, buf)
+    atomic_write_bytes(checkpoint_path(out), buf.getvalue())
+
+
+def load_checkpoint(out: Path) -> dict[str, Any] | None:
+    path = checkpoint_path(out)
+    if not path.exists():
+        return None
+    try:
+        ckpt: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a truncated file cannot happen (atomic), a foreign one can
+        raise ArtifactError(f"{path}: unreadable checkpoint ({exc})") from exc
+    return ckpt
+
+
+RUNTIME_KEYS = ("device", "threads")  # may change on resume: where, not what, is trained
+
+
+def decisive(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in RUNTIME_KEYS}

@@ -1,0 +1,110 @@
+"""The training objectives of one step: set-to-track (the default's main term), pairwise
+InfoNCE, their mix, and the uniformity term; each returns the named loss terms of a batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dynplayer.model.losses import info_nce, set_to_track, uniformity
+from dynplayer.model.track import TrackEncoder
+from dynplayer.train.config import TrainConfig
+from dynplayer.train.distributed import Dist
+from dynplayer.train.sampling import TrainingData, pair_batch, set_batch
+
+UNIFORMITY_SAMPLE = 2048  # items per step in the uniformity term (pdist is quadratic)
+
+
+@dataclass
+class Objective:
+    """The loss of one step for `cfg.objective`, on this process's share of the batch."""
+
+    cfg: TrainConfig
+    data: TrainingData
+    model: TrackEncoder
+    net: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    dist: Dist
+    device: torch.device
+
+    def __post_init__(self) -> None:
+        self.logq = torch.as_tensor(self.data.item_logq, dtype=torch.float32,
+                                    device=self.device)
+
+    def terms(self, idx: np.ndarray, rng: np.random.Generator
+              ) -> tuple[dict[str, torch.Tensor], int]:
+        """Loss terms and the number of positive pairs for one batch: `idx` are occurrences
+        (objective "pairwise") or playlists ("set", "mix")."""
+        cfg = self.cfg
+        if cfg.objective == "pairwise":
+            return self._pair_terms(idx, rng)
+        table = self.net(None)
+        terms, n_pairs = self._set_terms(idx, rng, table)
+        if cfg.objective == "mix":
+            occ = rng.integers(0, self.data.n_occurrences, cfg.pairwise_batch)
+            pterms, p_pairs = self._pair_terms(occ, rng, table)
+            merged = {**terms, **{k: v for k, v in pterms.items() if k != "loss"}}
+            merged["loss"] = terms["loss"] + cfg.mix_weight * pterms["loss"]
+            terms, n_pairs = merged, n_pairs + p_pairs
+        return terms, n_pairs
+
+    def _t(self, a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(a, dtype=torch.long, device=self.device)
+
+    def _set_terms(self, playlists: np.ndarray, rng: np.random.Generator,
+                   table: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
+        cfg = self.cfg
+        b = set_batch(self.data, playlists, rng, cfg.subset_min, cfg.subset_max)
+        # Every rank draws the whole batch (same rng), then keeps its share of the playlists, so
+        # N processes see exactly the sample of one.
+        ctx_rows, ctx_cols, tgt_rows, tgt_cols, n = (
+            b.context_rows, b.context_cols, b.target_rows, b.target_cols, b.n)
+        if self.dist.world > 1:
+            mine = np.arange(n) % self.dist.world == self.dist.rank
+            new_row = np.cumsum(mine) - 1
+            keep_c, keep_t = mine[ctx_rows], mine[tgt_rows]
+            ctx_rows, ctx_cols = new_row[ctx_rows[keep_c]], ctx_cols[keep_c]
+            tgt_rows, tgt_cols = new_row[tgt_rows[keep_t]], tgt_cols[keep_t]
+            n = int(mine.sum())
+        anchors = TrackEncoder.pool(table[self._t(ctx_cols)], self._t(ctx_rows), n)
+        terms = set_to_track(anchors, table, self.model.scale(), self._t(ctx_rows),
+                             self._t(ctx_cols), self._t(tgt_rows), self._t(tgt_cols))
+        if cfg.uniformity > 0:
+            items = np.unique(np.r_[ctx_cols, tgt_cols])
+            if items.shape[0] > UNIFORMITY_SAMPLE:
+                items = rng.choice(items, UNIFORMITY_SAMPLE, replace=False)
+            terms = self._add_uniformity(terms, table[self._t(items)])
+        return terms, int(tgt_rows.shape[0])
+
+    def _pair_terms(self, occurrences: np.ndarray, rng: np.random.Generator,
+                    table: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], int]:
+        """Pairwise InfoNCE. Alone (objective "pairwise") each process takes every other pair
+        and its in-batch negatives are its own; inside "mix" (`table` given, one forward per
+        step as DDP requires) every process computes the same whole pair batch, so the averaged
+        gradient is the single-process one."""
+        cfg = self.cfg
+        if self.dist.world > 1 and table is None:
+            occurrences = occurrences[self.dist.rank::self.dist.world]
+        b = pair_batch(self.data, occurrences, rng, cfg.window,
+                       mask_false_negatives=cfg.mask_false_negatives)
+        a_t, p_t = self._t(b.anchors), self._t(b.positives)
+        both = torch.cat([a_t, p_t])
+        vecs = table[both] if table is not None else self.net(both)
+        a, p = vecs[: a_t.shape[0]], vecs[a_t.shape[0]:]
+        mask = torch.as_tensor(b.mask, device=self.device) if b.mask is not None else None
+        terms = info_nce(a, p, self.model.scale(), mask=mask,
+                         logq_anchors=self.logq[a_t] if cfg.logq else None,
+                         logq_positives=self.logq[p_t] if cfg.logq else None)
+        if cfg.uniformity > 0:
+            terms = self._add_uniformity(terms, torch.cat([a, p])[:UNIFORMITY_SAMPLE])
+        replicated = table is not None and self.dist.world > 1
+        return terms, int(a_t.shape[0]) // (self.dist.world if replicated else 1)
+
+    def _add_uniformity(self, terms: dict[str, torch.Tensor],
+                        x: torch.Tensor) -> dict[str, torch.Tensor]:
+        u = uniformity(x, self.cfg.uniformity_t)
+        out = dict(terms)
+        out["uniformity"] = u.detach()
+        out["loss"] = terms["loss"] + self.cfg.uniformity * u
+        return out

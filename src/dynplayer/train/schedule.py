@@ -1,0 +1,30 @@
+"""The step budget and learning-rate schedule: pure functions of the config and the step."""
+
+from __future__ import annotations
+
+import math
+
+from dynplayer.train.config import TrainConfig
+from dynplayer.train.sampling import TrainingData
+
+
+def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
+    """Linear warm-up over `warmup` of the steps, then cosine decay to lr * lr_min."""
+    warm = int(cfg.warmup * total)
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    progress = (step - warm) / max(1, total - warm)
+    return cfg.lr * (cfg.lr_min + (1 - cfg.lr_min) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def steps_per_epoch(cfg: TrainConfig, data: TrainingData) -> int:
+    n = data.n_occurrences if cfg.objective == "pairwise" else data.n_playlists
+    return max(1, math.ceil(n / cfg.batch_size))
+
+
+def planned_epochs(cfg: TrainConfig, data: TrainingData) -> tuple[int, int]:
+    """(epochs, total steps) of one member."""
+    spe = steps_per_epoch(cfg, data)
+    if cfg.steps > 0:
+        return math.ceil(cfg.steps / spe), cfg.steps
+    return cfg.epochs, cfg.epochs * spe
