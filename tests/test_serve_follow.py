@@ -192,7 +192,7 @@ def test_serve_with_two_workers(new_database: Any, serve_run_dir: Path) -> None:
         proc.send_signal(2)
         out, _ = proc.communicate(timeout=60)
     assert "2 worker processes" in out and "Traceback" not in out, out
-    with connect(url) as conn:
+    with connect(url, "svd") as conn:  # `serve RUN` serves it as the catalog named after RUN
         assert active_version(conn) == run_version(serve_run_dir)
 
 
