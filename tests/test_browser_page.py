@@ -204,8 +204,15 @@ def test_track_map_hover_and_click(page: Any, two_catalogs: str) -> None:
     legend = page.locator("#map-legend").inner_text()
     assert "jazz" in legend and "k-pop" in legend
     box = page.locator("#map").bounding_box()
-    xy = np.array([[box["width"] * (0.05 + 0.9 * p["x"]), box["height"] * (0.95 - 0.9 * p["y"])]
-                   for p in points])
+    # Where the page draws each point: the points' bounding box, one scale for both axes,
+    # filling 90% of the canvas, centred (app.js mapXY).
+    raw = np.array([[p["x"], p["y"]] for p in points])
+    lo, hi = raw.min(axis=0), raw.max(axis=0)
+    w, h = box["width"] - 2, box["height"] - 2  # inside the 1 px border
+    scale = min(0.9 * w / (hi[0] - lo[0]), 0.9 * h / (hi[1] - lo[1]))
+    centre = (lo + hi) / 2
+    xy = np.stack([1 + w / 2 + (raw[:, 0] - centre[0]) * scale,
+                   1 + h / 2 - (raw[:, 1] - centre[1]) * scale], axis=1)
     # A dot with no other dot within 10 px, so the one under the mouse is known.
     d = ((xy[:, None] - xy[None]) ** 2).sum(axis=2)
     np.fill_diagonal(d, np.inf)

@@ -47,6 +47,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def url(new_database: Any, runs: dict[str, Path]) -> str:
     url = new_database("catalogs")
+    # The unnamed catalog (public schema, as before catalogs) first: named ones must not touch it.
+    index_run(runs["mpd"], Settings(database_url=url), echo=lambda _m: None)
     for name in ("mpd", "melon"):
         index_run(runs[name], Settings(database_url=url, catalog=name), echo=lambda _m: None)
     return str(url)
@@ -73,7 +75,10 @@ def _similar_ids(client: TestClient, track_id: str, catalog: str | None = None) 
 def test_two_runs_side_by_side_in_one_database(url: str, runs: dict[str, Path]) -> None:
     with connect(url) as conn:
         assert list_catalogs(conn) == ["melon", "mpd"]
-        assert active_version(conn) is None  # the unnamed (public) catalog is untouched
+        # The unnamed catalog in public is untouched by the named ones' first indexes.
+        assert active_version(conn) == run_version(runs["mpd"])
+        count = conn.execute("SELECT count(*) FROM public.tracks").fetchone()
+        assert count is not None and count[0] == len(load_run(runs["mpd"]).ids)
     for name in ("mpd", "melon"):
         with connect(url, name) as conn:
             assert active_version(conn) == run_version(runs[name])

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -74,8 +74,10 @@ def create_app(settings: Settings | None = None, *, recommender: Recommender | N
     app.mount("/ui", StaticFiles(directory=STATIC_DIR, html=True), name="ui")
 
     @app.get("/", include_in_schema=False)
-    def index() -> RedirectResponse:
-        return RedirectResponse("/ui/")
+    def index(request: Request) -> RedirectResponse:
+        # The page's own parameters (?catalog=, ?api=) survive the redirect.
+        query = request.url.query
+        return RedirectResponse("/ui/" + (f"?{query}" if query else ""))
 
     return app
 

@@ -340,8 +340,12 @@ def _swap(conn: psycopg.Connection[Any], catalog: Catalog, t_tracks: str, t_play
     """One transaction: old tables out, staging tables in, active version switched."""
     with conn.transaction():
         conn.execute("SET LOCAL lock_timeout = '10s'")
-        conn.execute("DROP TABLE IF EXISTS tracks")
-        conn.execute("DROP TABLE IF EXISTS playlists")
+        # Qualified: unqualified, a catalog's first index would drop public's (the unnamed
+        # catalog's) tables, which its search path also reaches.
+        (schema,) = conn.execute("SELECT current_schema()").fetchone() or ("public",)
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, "tracks")))
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}")
+                     .format(sql.Identifier(schema, "playlists")))
         conn.execute(sql.SQL("ALTER TABLE {} RENAME TO tracks").format(sql.Identifier(t_tracks)))
         conn.execute(sql.SQL("ALTER TABLE {} RENAME TO playlists")
                      .format(sql.Identifier(t_playlists)))

@@ -61,6 +61,11 @@ def project_tracks(vectors: np.ndarray, popularity: np.ndarray, limit: int = MAP
     xy = x @ axes.T
     if layout and rows.shape[0] > NEIGHBOURS + 1:
         xy = neighbour_layout(x, xy, seed=seed)
+        # Turn the picture so its longer extent runs left to right (screens are wide).
+        xy = xy - xy.mean(axis=0)
+        _, _, turn = np.linalg.svd(xy, full_matrices=False)
+        turn *= np.where(turn[np.arange(2), np.abs(turn).argmax(axis=1)] < 0, -1.0, 1.0)[:, None]
+        xy = xy @ turn.T
     lo, hi = xy.min(axis=0), xy.max(axis=0)
     span = float(max((hi - lo).max(), 1e-12))
     centre = (lo + hi) / 2

@@ -206,12 +206,17 @@ function suggest() {
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
   "#17becf", "#bcbd22", "#393b79", "#ad494a", "#637939"];
 const NO_GENRE = "#a8acb4";
-const map = { points: [], key: null, colour: new Map(), selected: null, loading: null };
+const map = { points: [], key: null, colour: new Map(), selected: null, loading: null,
+  box: { x0: 0, x1: 1, y0: 0, y1: 1 } };
 
 function mapXY(canvas) {
-  // Point -> CSS pixel position inside the canvas (5% margin on every side).
+  // Point -> CSS pixel position inside the canvas: the points' bounding box scaled by one
+  // factor for both axes (distances keep their proportions) to fill 90% of the canvas, centred.
   const w = canvas.clientWidth, h = canvas.clientHeight;
-  return (p) => [w * (0.05 + 0.9 * p.x), h * (0.95 - 0.9 * p.y)];
+  const b = map.box;
+  const scale = Math.min(0.9 * w / Math.max(b.x1 - b.x0, 1e-9), 0.9 * h / Math.max(b.y1 - b.y0, 1e-9));
+  const cx = (b.x0 + b.x1) / 2, cy = (b.y0 + b.y1) / 2;
+  return (p) => [w / 2 + (p.x - cx) * scale, h / 2 - (p.y - cy) * scale];
 }
 
 function drawMap() {
@@ -250,7 +255,9 @@ function drawMap() {
 function nearestPoint(event) {
   const canvas = $("map");
   const box = canvas.getBoundingClientRect();
-  const mx = event.clientX - box.left, my = event.clientY - box.top;
+  // Relative to the drawing area, inside the canvas' border.
+  const mx = event.clientX - box.left - canvas.clientLeft;
+  const my = event.clientY - box.top - canvas.clientTop;
   const at = mapXY(canvas);
   let best = null, bestD = 64; // within 8 px
   for (const p of map.points) {
@@ -281,6 +288,9 @@ function loadMap() {
     if (map.key !== key) return; // the catalog changed meanwhile
     map.points = data.points;
     map.selected = null;
+    const xs = data.points.map((p) => p.x), ys = data.points.map((p) => p.y);
+    map.box = xs.length ? { x0: Math.min(...xs), x1: Math.max(...xs), y0: Math.min(...ys),
+      y1: Math.max(...ys) } : { x0: 0, x1: 1, y0: 0, y1: 1 };
     // The most frequent genres get a colour each; the rest share the "other" grey.
     const counts = new Map();
     for (const p of data.points) if (p.genre !== null) counts.set(p.genre, (counts.get(p.genre) || 0) + 1);
