@@ -162,6 +162,7 @@ def test_cli_names_catalogs_after_their_run(url: str, runs: dict[str, Path]) -> 
     res = CliRunner().invoke(cli, ["index", str(runs["melon_v2"]), "--database-url", url])
     assert res.exit_code == 0, res.output
     assert "(catalog melon_v2)" in res.output
+    assert "track map: 400 tracks placed in" in res.output
     with connect(url) as conn:
         assert "melon_v2" in list_catalogs(conn)
     bad = subprocess.run([sys.executable, "-m", "dynplayer.cli", "index", str(runs["mpd"]),

@@ -53,6 +53,9 @@ def index_run(run_dir: Path, settings: Settings, *, echo: Echo = print,
         echo(f"note: {run_dir} has no text model; playlists are indexed without text vectors")
     catalog = build_catalog(run_dir, searcher)
     echo(f"read run {run_dir} ({time.perf_counter() - t0:.1f}s): model {catalog.version}")
+    if catalog.track_map is not None:
+        echo(f"track map: {catalog.track_map.rows.shape[0]:,} tracks placed in "
+             f"{catalog.track_map.seconds:.1f}s (PCA + neighbour layout)")
     url, server = embedded_url(settings, pgdata)
     try:
         return index_catalog(url, catalog, m=settings.hnsw_m,
