@@ -246,3 +246,17 @@ def test_catalog_picker_switches_catalog(page: Any, two_catalogs: str) -> None:
     assert page.locator("#results a.name").count() == 20
     ids = page.locator("#results > li").evaluate_all("items => items.map(i => i.dataset.trackId)")
     assert all(len(i) == 22 for i in ids)
+
+
+def test_no_picker_with_one_catalog(browser: Any, indexed_url: str, serve_run_dir: Path,
+                                    standin_searcher: StandinSearcher, live_server: Any) -> None:
+    settings = Settings(database_url=indexed_url, run_dir=serve_run_dir, backend="pgvector",
+                        auto_index=False, text_playlists=20)
+    app = create_app(settings, searcher_factory=lambda _r: standin_searcher)  # type: ignore[arg-type,return-value]
+    with live_server(app) as url:
+        page = _page(browser, 1000)
+        _open(page, url)
+        assert not page.locator("#catalog-picker").is_visible()
+        _search(page, "jazz bebop")
+        assert page.locator("#results > li").count() == 20
+        page.context.close()
