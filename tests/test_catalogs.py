@@ -206,3 +206,16 @@ def test_track_map_route_on_both_backends(url: str, runs: dict[str, Path],
     assert [p["track_id"] for p in same] == [p["track_id"] for p in points]
     assert np.allclose([[p["x"], p["y"]] for p in same], [[p["x"], p["y"]] for p in points],
                        atol=1e-6)
+
+
+def test_a_catalog_not_indexed_yet_says_how_to_index_it(url: str, runs: dict[str, Path]) -> None:
+    from dynplayer.errors import StoreError
+    from dynplayer.serve.service import Service
+
+    service = Service(Settings(database_url=url, run_dir=runs["mpd"], catalog="fresh",
+                               auto_index=False, version_poll=0))
+    with pytest.raises(StoreError, match=r"holds model None in catalog fresh, not .*"
+                                         r"dynplayer index .*mpd --name fresh"):
+        service.build()
+    with connect(url) as conn:
+        assert "fresh" not in list_catalogs(conn)  # nothing half-made

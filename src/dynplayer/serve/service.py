@@ -93,9 +93,13 @@ class Service:
                 current = active_version(conn)
             if reindex or current != version:
                 if current != version and not (reindex or (s.auto_index and index)):
-                    named = "" if self.catalog is None else f" --name {self.catalog}"
+                    # (The CLI always names a catalog: the unnamed one is filled by a service
+                    # with auto-indexing, so the hint for it names one.)
+                    fix = f"run `dynplayer index {run_dir} --name {self.catalog}`" \
+                        if self.catalog is not None else "set DYNPLAYER_CATALOG=NAME and run " \
+                        f"`dynplayer index {run_dir} --name NAME`"
                     raise StoreError(f"the database holds model {current}{self._in()}, not "
-                                     f"{version}; run `dynplayer index {run_dir}{named}`")
+                                     f"{version}; {fix}")
                 report = index_searcher_run(url, run_dir, searcher, m=s.hnsw_m,
                                             ef_construction=s.hnsw_ef_construction,
                                             name=self.catalog)
