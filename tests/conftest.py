@@ -1,4 +1,5 @@
-"""Shared fixtures: a small planted synthetic corpus, and the real data directory."""
+"""Shared fixtures: a small planted synthetic corpus, the real track and text models trained on
+it once per session, the embedded PostgreSQL, and the real data directory."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:  # serving fixtures (issue 6)
     from dynplayer.store.catalog import Catalog
     from dynplayer.store.embedded import EmbeddedServer
     from dynplayer.text.api import SearchResult
+    from dynplayer.text.search import TextSearcher
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -56,14 +58,66 @@ def synthetic_corpus_dir(tmp_path_factory: pytest.TempPathFactory,
     return out
 
 
-# ---- Serving (issue 6): one embedded PostgreSQL per session, a run, a stand-in text searcher ----
+# ---- The real models, trained once per session on the synthetic corpus (seconds) ----------
+
+
+@pytest.fixture(scope="session")
+def track_run_dir(tmp_path_factory: pytest.TempPathFactory, synthetic_corpus_dir: Path) -> Path:
+    """A run of the real track model (`dynplayer train` with its default config) on the planted
+    synthetic corpus, without a text model. Shared by the session: copy it before changing it."""
+    from dynplayer.train.config import TrainConfig
+    from dynplayer.train.loop import train_run
+
+    out = tmp_path_factory.mktemp("run") / "track"
+    train_run(synthetic_corpus_dir, out, TrainConfig(), progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def copy_run() -> Any:
+    """`copy_run(run_dir, dest)`: a private copy of a session run, for tests that change it."""
+    import shutil
+
+    def copy(run_dir: Path, dest: Path) -> Path:
+        shutil.copytree(run_dir, dest, ignore=shutil.ignore_patterns("checkpoint.pt", "eval"))
+        return dest
+
+    return copy
+
+
+@pytest.fixture(scope="session")
+def serve_run_dir(tmp_path_factory: pytest.TempPathFactory, track_run_dir: Path,
+                  copy_run: Any) -> Path:
+    """`track_run_dir` plus the real text model (`dynplayer train-text` defaults: the USE
+    encoder, hybrid retrieval, pseudo-relevance feedback): what `dynplayer serve` serves."""
+    from dynplayer.text.model import TextConfig
+    from dynplayer.text.train import train_text
+
+    out = copy_run(track_run_dir, tmp_path_factory.mktemp("run") / "served")
+    train_text(out, TextConfig())
+    return out
+
+
+@pytest.fixture(scope="session")
+def text_searcher(serve_run_dir: Path) -> TextSearcher:
+    """The served run's text searcher, loaded once (apps built with `searcher_factory` share
+    it instead of loading the encoder again)."""
+    from dynplayer.text.search import TextSearcher
+
+    return TextSearcher.load(serve_run_dir)
+
+
+# ---- Serving (issue 6): one embedded PostgreSQL per session ---------------------------------
+
 
 SERVE_SEARCHER_DIM = 256
 
 
 class StandinSearcher:
     """Implements `dynplayer.text.api.TextSearcherProtocol` with a hashed bag-of-words encoder:
-    a deterministic test fixture (not a mock) whose captions name the planted genres and moods."""
+    a deterministic stand-in (not a mock) whose captions name the planted genres and moods.
+    Only for tests about something else than the text model, which say so; the served run's
+    real text model is the `text_searcher` fixture."""
 
     def __init__(self, corpus: Corpus, run_ids: list[str], top_playlists: int = 20) -> None:
         import numpy as np
@@ -142,7 +196,9 @@ class StandinSearcher:
 
 
 def make_svd_run(corpus_dir: Path, run_dir: Path, dim: int = 16) -> Path:
-    """A run (RUN_DIR contract) of SVD vectors of the training matrix, for serving tests."""
+    """A stand-in run (RUN_DIR contract) of SVD vectors of the training matrix, made in
+    milliseconds: only for tests about something else than the model (several model versions
+    following each other, say), which say so."""
     import numpy as np
     from scipy.sparse.linalg import svds
 
@@ -162,7 +218,7 @@ def make_svd_run(corpus_dir: Path, run_dir: Path, dim: int = 16) -> Path:
 
 @pytest.fixture(scope="session")
 def make_svd_run_factory() -> Any:
-    """`make_svd_run(corpus_dir, run_dir, dim)` for test modules."""
+    """`make_svd_run(corpus_dir, run_dir, dim)` (a stand-in run) for test modules."""
     return make_svd_run
 
 
@@ -206,28 +262,15 @@ def new_database(pg_server: EmbeddedServer) -> Any:
 
 
 @pytest.fixture(scope="session")
-def serve_run_dir(tmp_path_factory: pytest.TempPathFactory, synthetic_corpus_dir: Path) -> Path:
-    return make_svd_run(synthetic_corpus_dir, tmp_path_factory.mktemp("run") / "svd")
-
-
-@pytest.fixture(scope="session")
-def standin_searcher(synthetic_corpus_dir: Path, serve_run_dir: Path) -> StandinSearcher:
-    from dynplayer.data.corpus import load_corpus
-    from dynplayer.run import load_run
-
-    return StandinSearcher(load_corpus(synthetic_corpus_dir), load_run(serve_run_dir).ids)
-
-
-@pytest.fixture(scope="session")
-def serve_catalog(serve_run_dir: Path, standin_searcher: StandinSearcher) -> Catalog:
+def serve_catalog(serve_run_dir: Path, text_searcher: TextSearcher) -> Catalog:
     from dynplayer.store.catalog import build_catalog
 
-    return build_catalog(serve_run_dir, standin_searcher)
+    return build_catalog(serve_run_dir, text_searcher)
 
 
 @pytest.fixture(scope="session")
 def indexed_url(pg_server: EmbeddedServer, serve_catalog: Catalog) -> str:
-    """The session server's URL with the synthetic run indexed."""
+    """The session server's URL with the served run (track and text model) indexed."""
     from dynplayer.store.db import index_catalog
 
     index_catalog(pg_server.url, serve_catalog)  # the defaults, as every reindex in the tests
@@ -256,7 +299,7 @@ def _live_server(app: Any) -> Iterator[str]:
                                            log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # generous: a loaded machine starts slowly, not wrongly
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("uvicorn did not start")

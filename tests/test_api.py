@@ -15,6 +15,7 @@ from dynplayer.serve.app import create_app
 from dynplayer.serve.schemas import TextResponse
 from dynplayer.settings import Settings
 from dynplayer.store.catalog import Catalog
+from dynplayer.text.search import TextSearcher
 
 pytestmark = pytest.mark.db
 
@@ -27,10 +28,12 @@ def make_settings(url: str, run_dir: Path, **extra: Any) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def app(indexed_url: str, serve_run_dir: Path, standin_searcher: object) -> FastAPI:
+def app(indexed_url: str, serve_run_dir: Path) -> FastAPI:
+    """The served run's own text model, loaded from its run directory as `dynplayer serve`
+    does (no searcher_factory), aggregating the model's own number of playlists."""
     settings = make_settings(indexed_url, serve_run_dir, admin_token="s3cret",
-                             cors_origins=[ALLOWED], text_playlists=20)
-    return create_app(settings, searcher_factory=lambda _run: standin_searcher)  # type: ignore[arg-type,return-value]
+                             cors_origins=[ALLOWED])
+    return create_app(settings)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,7 @@ def client(app: FastAPI) -> Iterator[TestClient]:
         yield c
 
 
-def test_text(client: TestClient, serve_catalog: Catalog) -> None:
+def test_text(client: TestClient, serve_catalog: Catalog, text_searcher: TextSearcher) -> None:
     r = client.post("/v1/recommend/text", json={"text": "smooth jazz bebop", "k": 7})
     assert r.status_code == 200, r.text
     body = r.json()
@@ -48,14 +51,20 @@ def test_text(client: TestClient, serve_catalog: Catalog) -> None:
     assert body["model_version"] == serve_catalog.version and body["text"] == "smooth jazz bebop"
     assert len(body["tracks"]) == 7
     names = dict(zip(serve_catalog.track_ids, serve_catalog.names, strict=True))
+    row_of = {pid: i for i, pid in enumerate(text_searcher.playlist_pids)}
+    col = {tid: i for i, tid in enumerate(text_searcher.track_ids)}
     for t in body["tracks"]:
         assert set(t) == {"track_id", "name", "artist", "score", "because"}
         assert t["name"] == names[t["track_id"]] and t["artist"].startswith("Artist ")
         assert t["because"] and all(set(b) == {"pid", "caption", "similarity"}
                                     for b in t["because"])
         assert len(t["because"]) <= 10  # DYNPLAYER_BECAUSE_LIMIT
-        sims = [b["similarity"] for b in t["because"]]
-        assert sims == sorted(sims, reverse=True) or len(sims) == 1
+        # Contributors best first: by what each added to the score, occurrences x
+        # similarity^power (the text contract), which is not always the similarity order.
+        parts = [text_searcher.occ[row_of[b["pid"]], col[t["track_id"]]]
+                 * max(b["similarity"], 0.0) ** text_searcher.cfg.sim_power
+                 for b in t["because"]]
+        assert parts == sorted(parts, reverse=True)
     assert sum("jazz" in t["name"] for t in body["tracks"]) >= 6
     scores = [t["score"] for t in body["tracks"]]
     assert scores == sorted(scores, reverse=True)
@@ -114,10 +123,31 @@ BAD_INPUTS = [
     ("post", "/v1/recommend/text", {"json": {"text": "jazz", "k": 2.5}}, 422, "k"),
     ("post", "/v1/recommend/text", {"json": {"text": "jazz", "extra": 1}}, 422, "extra"),
     ("post", "/v1/recommend/text", {"json": {"text": "ja\u0000zz"}}, 422, "NUL"),
-    ("post", "/v1/recommend/text", {"json": ["jazz"]}, 422, "dictionary"),
+    ("post", "/v1/recommend/text", {"json": ["jazz"]}, 422, "body: expected a JSON object, "
+     "got an array"),
     ("post", "/v1/recommend/text", {"content": b"{not json",
                                     "headers": {"content-type": "application/json"}}, 422,
      "JSON"),
+    # each names the problem and the field: it said "15: JSON decode error", "Field required"
+    # (which field?), 422 for a text/plain body and a 400 http_error for invalid UTF-8
+    ("post", "/v1/recommend/text", {"content": b'{"text": "jazz",',
+                                    "headers": {"content-type": "application/json"}}, 422,
+     "body: malformed JSON at character 16: Expecting property name"),
+    ("post", "/v1/recommend/text", {"content": b'{"text": "jazz"}',
+                                    "headers": {"content-type": "text/plain"}}, 415,
+     "Content-Type: application/json"),
+    ("post", "/v1/recommend/text", {"content": b'{"text": "jazz"}',
+                                    "headers": {"content-type":
+                                                "application/x-www-form-urlencoded"}}, 415,
+     "-H 'Content-Type: application/json'"),
+    ("post", "/v1/recommend/text", {"content": b"",
+                                    "headers": {"content-type": "application/json"}}, 422,
+     "body: missing; send a JSON object with the field(s) 'text'"),
+    ("post", "/v1/recommend/text", {"content": b'{"text": "\xff\xfe"}',
+                                    "headers": {"content-type": "application/json"}}, 422,
+     "body: malformed JSON: not valid UTF-8"),
+    ("post", "/v1/recommend/text", {"json": {"k": 5}}, 422, "field 'text': Field required"),
+    ("post", "/v1/recommend/text", {"json": {"text": 5}}, 422, "field 'text'"),
     ("post", "/v1/recommend/text", {"content": b'{"text": "\\ud800"}',
                                     "headers": {"content-type": "application/json"}}, 422,
      ""),
@@ -164,9 +194,9 @@ def test_admin_needs_the_token(client: TestClient, serve_catalog: Catalog) -> No
 
 
 def test_admin_is_off_without_a_configured_token(indexed_url: str, serve_run_dir: Path,
-                                                 standin_searcher: object) -> None:
+                                                 text_searcher: object) -> None:
     app = create_app(make_settings(indexed_url, serve_run_dir),
-                     searcher_factory=lambda _run: standin_searcher)  # type: ignore[arg-type,return-value]
+                     searcher_factory=lambda _run: text_searcher)  # type: ignore[arg-type,return-value]
     with TestClient(app) as c:
         r = c.post("/v1/admin/reindex", headers={"Authorization": "Bearer anything"})
         assert r.status_code == 403 and "DYNPLAYER_ADMIN_TOKEN" in r.json()["message"]
@@ -197,9 +227,9 @@ def test_openapi_docs_and_page(client: TestClient) -> None:
 
 
 def test_exact_backend_needs_no_database(serve_run_dir: Path, serve_catalog: Catalog,
-                                         standin_searcher: object) -> None:
+                                         text_searcher: object) -> None:
     settings = Settings(run_dir=serve_run_dir, backend="exact", database_url=None)
-    app = create_app(settings, searcher_factory=lambda _run: standin_searcher)  # type: ignore[arg-type,return-value]
+    app = create_app(settings, searcher_factory=lambda _run: text_searcher)  # type: ignore[arg-type,return-value]
     with TestClient(app) as c:
         ready = c.get("/readyz").json()
         assert ready["ready"] and ready["database"] == "not used"
@@ -220,3 +250,42 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.setenv("DYNPLAYER_BACKEND", "sqlite")
     with pytest.raises(ValueError, match="backend"):
         Settings()
+
+
+def test_spotify_uris_and_links_are_track_ids(client: TestClient, serve_catalog: Catalog) -> None:
+    """`spotify:track:ID` and `https://open.spotify.com/track/ID?si=...` name the track ID
+    wherever a track id is accepted (they were 'unknown track id')."""
+    from urllib.parse import quote
+
+    tid = serve_catalog.track_ids[3]
+    plain = client.get(f"/v1/tracks/{tid}/similar", params={"k": 5}).json()
+    for spelled in (f"spotify:track:{tid}", f"https://open.spotify.com/track/{tid}?si=a1b2c3"):
+        r = client.get(f"/v1/tracks/{quote(spelled, safe='')}/similar", params={"k": 5})
+        assert r.status_code == 200, (spelled, r.text)
+        assert r.json() == plain  # the bare id is echoed
+    r = client.post("/v1/recommend/continue", json={"track_ids": [
+        f"spotify:track:{tid}", f"https://open.spotify.com/track/{serve_catalog.track_ids[4]}",
+        "spotify:track:nope"], "k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["seeds"] == [tid, serve_catalog.track_ids[4]]
+    assert body["unknown_track_ids"] == ["nope"]
+
+
+def test_docs_and_redoc_work_offline(client: TestClient) -> None:
+    """/docs and /redoc load Swagger UI / ReDoc from the installed package (they came from a
+    CDN: blank pages without internet); every asset they name is served here; a favicon."""
+    import re
+
+    for page in ("/docs", "/redoc"):
+        r = client.get(page)
+        assert r.status_code == 200, page
+        urls = re.findall(r'(?:src|href)="([^"]+)"', r.text)  # scripts, styles, favicon
+        assert urls and not [u for u in urls if u.startswith(("http:", "https:", "//"))], urls
+        for u in urls:
+            asset = client.get(u)
+            assert asset.status_code == 200 and len(asset.content) > 100, (page, u)
+    assert client.get("/openapi.json").status_code == 200
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/png"
+    assert icon.content[:8] == b"\x89PNG\r\n\x1a\n"

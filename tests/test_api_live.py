@@ -22,11 +22,12 @@ TOKEN = "live-token"
 
 
 @pytest.fixture(scope="module")
-def live_url(indexed_url: str, serve_run_dir: Path, standin_searcher: object,
+def live_url(indexed_url: str, serve_run_dir: Path, text_searcher: object,
              live_server: Any) -> Iterator[str]:
     settings = Settings(database_url=indexed_url, run_dir=serve_run_dir, backend="pgvector",
-                        admin_token=TOKEN, text_playlists=20, pool_timeout=1.0)
-    app = create_app(settings, searcher_factory=lambda _run: standin_searcher)  # type: ignore[arg-type,return-value]
+                        admin_token=TOKEN, pool_timeout=1.0,
+                        exact_playlists_max=0)  # text requests use the database too
+    app = create_app(settings, searcher_factory=lambda _run: text_searcher)  # type: ignore[arg-type,return-value]
     with live_server(app) as url:
         yield url
 
@@ -87,17 +88,29 @@ def test_routes_over_http(live_url: str, serve_catalog: Catalog) -> None:
         assert page.status_code == 200 and "Dynplayer" in page.text
 
 
+def _wait_for(predicate: Any, seconds: float = 120.0) -> None:
+    """Poll until `predicate()`: a generous deadline, so a slow (shared, loaded) machine waits
+    longer instead of failing; only a service that never gets there fails."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
 def test_reindex_under_load_fails_no_request(live_url: str, serve_catalog: Catalog) -> None:
     with Load(live_url, serve_catalog.track_ids) as load, \
             httpx.Client(base_url=live_url, timeout=60) as admin:
-        time.sleep(0.5)
+        # Requests before, between and after the reindexes, counted rather than timed: the
+        # load ran for a fixed 0.5 s and needed 30 answers in it, which a loaded machine missed.
+        _wait_for(lambda: len(load.results) >= 10)
         for _ in range(2):
             r = admin.post("/v1/admin/reindex", headers={"Authorization": f"Bearer {TOKEN}"})
             assert r.status_code == 200, r.text
             assert r.json()["detail"]["indexed"]["tracks"] == len(serve_catalog.track_ids)
-        time.sleep(0.5)
+            seen = len(load.results)
+            _wait_for(lambda: len(load.results) >= seen + 10)  # noqa: B023 (called at once)
     statuses = [s for _, s, _ in load.results]
-    assert len(statuses) > 30
+    assert len(statuses) >= 30
     assert set(statuses) == {200}, sorted(set(statuses))
 
 
@@ -116,18 +129,22 @@ def test_database_restart_under_load(live_url: str, pg_server: EmbeddedServer) -
         finally:
             pg_server.resume()
         t_up = time.monotonic()
-        deadline = t_up + 20
+        deadline = t_up + 120  # wide: recovery is asserted, its speed is not
         while time.monotonic() < deadline:
             recent = [s for t0, s, _ in load.results if t0 > time.monotonic() - 0.5]
             if recent and set(recent) == {200}:
                 break
             time.sleep(0.2)
         t_recovered = time.monotonic()
-        time.sleep(0.5)
-    during = [(s, d) for t0, s, d in load.results if t_down + 0.3 < t0 < t_up]
+        _wait_for(lambda: sum(t0 > t_recovered for t0, _, _ in load.results) >= 5)
+    # Requests that began once the server was surely gone and ended while it still was (one
+    # that began within a pool timeout of the restart may get a connection: a 200, rightly).
+    during = [(s, d) for t0, s, d in load.results if t_down + 0.3 < t0 and t0 + d < t_up]
     assert during and {s for s, _ in during} == {503}, {s for s, _ in during}
-    assert max(d for _, d in during) < 2.5  # fails fast: bounded by the pool timeout (1 s)
-    assert t_recovered - t_up < 20, "the service did not recover by itself"
+    # Fails fast: bounded by the pool timeout (1 s), far from the client's 10 s timeout (the
+    # margin is wide for a loaded machine; hanging until the client gives up is what fails).
+    assert max(d for _, d in during) < 6.0
+    assert t_recovered - t_up < 120, "the service did not recover by itself"
     after = [s for t0, s, _ in load.results if t0 > t_recovered]
     assert after and set(after) == {200}
     assert -1 not in {s for _, s, _ in load.results}  # never a dropped connection or a 500

@@ -23,11 +23,11 @@ EXAMPLES = 25
 
 
 @pytest.fixture(scope="module")
-def app(indexed_url: str, serve_run_dir: Path, standin_searcher: object) -> Iterator[FastAPI]:
+def app(indexed_url: str, serve_run_dir: Path, text_searcher: object) -> Iterator[FastAPI]:
     app = create_app(
         Settings(database_url=indexed_url, run_dir=serve_run_dir, backend="pgvector",
-                 admin_token="schema-token", auto_index=False, text_playlists=20),
-        searcher_factory=lambda _run: standin_searcher)  # type: ignore[arg-type,return-value]
+                 admin_token="schema-token", auto_index=False),
+        searcher_factory=lambda _run: text_searcher)  # type: ignore[arg-type,return-value]
     with TestClient(app):  # the lifespan: load the run, open the pool
         yield app
 

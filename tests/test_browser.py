@@ -42,11 +42,11 @@ def static_host() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def api_url(indexed_url: str, serve_run_dir: Path, standin_searcher: object, static_host: str,
+def api_url(indexed_url: str, serve_run_dir: Path, text_searcher: object, static_host: str,
             live_server: Any) -> Iterator[str]:
     settings = Settings(database_url=indexed_url, run_dir=serve_run_dir, backend="pgvector",
-                        auto_index=False, text_playlists=20, cors_origins=[static_host])
-    app = create_app(settings, searcher_factory=lambda _run: standin_searcher)  # type: ignore[arg-type,return-value]
+                        auto_index=False, cors_origins=[static_host])
+    app = create_app(settings, searcher_factory=lambda _run: text_searcher)  # type: ignore[arg-type,return-value]
     with live_server(app) as url:
         yield url
 

@@ -74,6 +74,21 @@ CASES = {
         [good("a"), good("b"), good("a", ["t4"])],
         [":3", "playlist a", "field 'pid'", "duplicate playlist id", ":1)"],
         "pid: duplicate playlist id"),
+    # json.loads raises ValueError (not JSONDecodeError) past 4,300 digits, RecursionError
+    # when nested too deeply: both used to be tracebacks that --lenient could not skip.
+    "integer too long": (
+        [good("a"), '{"pid": "b", "name": "x", "tracks": [' + "9" * 5000 + "]}", good("c")],
+        [":2:", "malformed JSON", "4,300 digits"], "record: malformed JSON"),
+    "nested too deeply": (
+        [good("a"), '{"pid": "b", "name": "x", "tracks": ' + "[" * 100_000 + "]" * 100_000
+         + "}", good("c")],
+        [":2:", "malformed JSON", "nested too deeply"], "record: malformed JSON"),
+    # true == 1 to a dict: once track 1 is known, a JSON true used to be read as track "1".
+    "JSON true in a track list": (
+        [good("a", [1, 2, 3]), {"pid": "b", "name": "x", "tracks": [2, True]},  # type: ignore
+         good("c", [1, 3])],
+        [":2", "playlist b", "field 'tracks'", "track 1: expected a track id, got True"],
+        "tracks: track N"),
 }
 
 
@@ -90,7 +105,7 @@ def test_bad_jsonl_record(case: str, tmp_path: Path, capsys: pytest.CaptureFixtu
     code, stdout, err = run(capsys, monkeypatch, "prepare", str(src), "--out", str(out),
                             "--lenient")
     assert code == 0, err
-    assert "skipped 1 bad records" in stdout
+    assert stdout.rstrip().endswith("; skipped 1 bad record")  # singular, not "1 ... records"
     corpus = load_corpus(out)
     assert corpus.n_playlists == 2
     skipped = corpus.manifest["skipped"]
@@ -248,3 +263,129 @@ def test_damaged_corpus_and_bad_genre_file_are_one_line(
     code, _, err = run(capsys, monkeypatch, "prepare", str(FIX / "mpd_full"), "--out",
                        str(tmp_path / "c2"), "--artist-genres", str(latin))
     assert_one_line_error(code, err, str(latin), "not UTF-8")
+
+
+def test_bad_tracks_file_is_skipped_with_lenient(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = jsonl(tmp_path / "in.jsonl", good("a"), good("b"))
+    bad = tmp_path / "tracks.jsonl"
+    bad.write_text("")
+    out = tmp_path / "corpus"
+    code, _, err = run(capsys, monkeypatch, "prepare", str(src), "--out", str(out),
+                       "--tracks", str(bad))
+    assert_one_line_error(code, err, str(bad), "file is empty")
+    code, stdout, err = run(capsys, monkeypatch, "prepare", str(src), "--out", str(out),
+                            "--tracks", str(bad), "--lenient")
+    assert code == 0, err
+    assert stdout.rstrip().endswith("; skipped 1 bad record")
+    corpus = load_corpus(out)
+    assert corpus.n_playlists == 2 and str(bad) not in corpus.manifest["source_files"]
+
+
+def test_html_entities_and_spotify_links_are_decoded_at_ingest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tid = "6rqhFgbbKwnb9MLmUQDhG6"
+    src = jsonl(tmp_path / "in.jsonl",
+                {"pid": "a", "name": "Rock &amp; Roll", "description": "it&#x27;s &lt;3",
+                 "tags": ["r&amp;b"],
+                 "tracks": [f"spotify:track:{tid}", "t2", f"https://open.spotify.com/track/{tid}"
+                            "?si=abc123"]},
+                {"pid": "b", "name": "b", "tracks": [tid, "t2"]})
+    tracks = jsonl(tmp_path / "tracks.jsonl",
+                   {"track_id": f"spotify:track:{tid}", "track_name": "Don&#x27;t Stop",
+                    "artist": "Guns N&#39; Roses", "album": "A &amp; B"})
+    out = tmp_path / "corpus"
+    code, _, err = run(capsys, monkeypatch, "prepare", str(src), "--out", str(out),
+                       "--tracks", str(tracks))
+    assert code == 0, err
+    c = load_corpus(out)
+    assert sorted(c.track_ids) == sorted([tid, "t2"])  # the three spellings are one track
+    i = c.track_ids.index(tid)
+    assert (c.track_names[i], c.artists[i], c.albums[i]) == ("Don't Stop", "Guns N' Roses",
+                                                             "A & B")
+    p = c.pids.index("a")
+    assert (c.names[p], c.descriptions[p], c.tags[p]) == ("Rock & Roll", "it's <3", ["r&b"])
+
+
+def test_mpd_entities_are_decoded(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    slice_ = {"info": {}, "playlists": [{
+        "pid": 1, "name": "Throwback &amp; chill", "description": "90&#x27;s",
+        "tracks": [{"track_uri": "spotify:track:abc", "track_name": "Me &amp; You",
+                    "artist_name": "A"}, {"track_uri": "spotify:track:def",
+                                          "track_name": "x", "artist_name": "B"}]}]}
+    src = tmp_path / "mpd.slice.0-0.json"
+    src.write_text(json.dumps(slice_))
+    out = tmp_path / "corpus"
+    code, _, err = run(capsys, monkeypatch, "prepare", str(src), "--out", str(out))
+    assert code == 0, err
+    c = load_corpus(out)
+    assert (c.names[0], c.descriptions[0]) == ("Throwback & chill", "90's")
+    assert c.track_names[c.track_ids.index("abc")] == "Me & You"
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--tracks", "0"], ["--tracks must be >= 32"]),
+    (["--tracks", "10"], ["--tracks must be >= 32", "got 10"]),
+    (["--mean-length", "-1"], ["--mean-length must be in (0, 10000]"]),
+    (["--mean-length", "nan"], ["--mean-length"]),
+    (["--playlists", "0"], ["--playlists must be >= 1"]),
+])
+def test_synth_arguments_are_checked(args: list[str], needles: list[str], tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "c"
+    code, _, err = run(capsys, monkeypatch, "synth", "--out", str(out), *args)
+    assert_one_line_error(code, err, *needles)
+    assert not out.exists()
+
+
+def test_synth_smallest_sizes_work(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    code, _, err = run(capsys, monkeypatch, "synth", "--out", str(tmp_path / "c"),
+                       "--tracks", "32", "--playlists", "20", "--mean-length", "0.5")
+    assert code == 0, err
+    assert load_corpus(tmp_path / "c").n_playlists == 20
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["bench", "uniformity", "CORPUS", "--values", "x", "--doc", "TMP/b.md"],
+     ["--values", "'x'"]),
+    (["bench", "uniformity", "CORPUS", "--values", ",", "--doc", "TMP/b.md"], ["--values"]),
+    (["bench", "serve", "RUN", "--queries", "1"], ["--queries must be from 2"]),
+    (["bench", "text", "RUN", "--out", "FILE/sub/table.md"], ["FILE/sub/table.md",
+                                                               "cannot create"]),
+    (["bench", "text", "RUN", "--out", "TMP"], ["is a directory"]),
+])
+def test_bench_arguments_are_checked_before_the_run(
+    args: list[str], needles: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each is refused at once (the RUN and CORPUS given do not even exist): `bench text --out`
+    to an unwritable path used to raise only after the whole benchmark."""
+    (tmp_path / "file").write_text("a file, not a directory")  # (root may write anywhere else)
+    subst = {"CORPUS": str(tmp_path / "no-corpus"), "RUN": str(tmp_path / "no-run"),
+             "TMP": str(tmp_path), "FILE": str(tmp_path / "file")}
+
+    def fill(text: str) -> str:
+        for key, value in subst.items():
+            text = text.replace(key, value)
+        return text
+
+    code, _, err = run(capsys, monkeypatch, *map(fill, args))
+    assert_one_line_error(code, err, *map(fill, needles))
+
+
+@pytest.mark.parametrize("command, table", [("prepare", "data"), ("train-text", "text")])
+def test_config_section_that_is_not_a_table(
+    command: str, table: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"{table} = 5\n")
+    args = ([str(FIX / "melon"), "--out", str(tmp_path / "c")] if command == "prepare"
+            else [str(tmp_path)])
+    code, _, err = run(capsys, monkeypatch, command, *args, "--config", str(cfg))
+    assert_one_line_error(code, err, str(cfg), f"'{table}' must be a table", "got int 5")

@@ -1,4 +1,4 @@
-"""`dynplayer evaluate` end to end on the synthetic corpus with an SVD run."""
+"""`dynplayer evaluate` end to end on the synthetic corpus with the trained track model."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +20,8 @@ from dynplayer.run import atomic_write_json, save_vectors
 
 
 def svd_run(corpus_dir: Path, out: Path, dim: int = 16) -> Path:
-    """Track vectors from a truncated SVD of the training matrix (a stand-in model)."""
+    """Track vectors from a truncated SVD of the training matrix: a stand-in model, for
+    `test_eval_realdata` (about the peers on real data, not the track model)."""
     c = load_corpus(corpus_dir)
     x = c.interaction_matrix(c.playlists_in(TRAIN)).toarray()
     _, s, vt = np.linalg.svd(x, full_matrices=False)
@@ -31,8 +33,9 @@ def svd_run(corpus_dir: Path, out: Path, dim: int = 16) -> Path:
 
 
 @pytest.fixture(scope="module")
-def run_dir(synthetic_corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return svd_run(synthetic_corpus_dir, tmp_path_factory.mktemp("run") / "svd")
+def run_dir(track_run_dir: Path, copy_run: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the session's trained track model (evaluate writes RUN_DIR/eval/ into it)."""
+    return copy_run(track_run_dir, tmp_path_factory.mktemp("run") / "trained")
 
 
 def test_evaluate_json_report_and_verdict(run_dir: Path) -> None:
@@ -131,3 +134,37 @@ def test_verdict_says_plainly_which_metric_is_beaten() -> None:
     assert "recall@10: Dynplayer 0.3000 beats the best peer ease 0.2900 (+3.4%)" in v["text"]
     methods["dynplayer"]["ndcg@10"] = 0.32
     assert verdict(methods, "dynplayer")["text"].startswith("Dynplayer beats the best peer")
+
+
+def test_evaluate_prints_its_verdict_once(run_dir: Path) -> None:
+    """The verdict went to the log (stderr) and again to stdout: on a terminal, twice."""
+    p = subprocess.run([sys.executable, "-m", "dynplayer.cli", "evaluate", str(run_dir),
+                        "--peers", "popularity", "--no-probe", "--no-hubness"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    both = p.stdout + p.stderr
+    first_line = next(line for line in p.stdout.splitlines() if line.startswith("Dynplayer "))
+    assert both.count(first_line) == 1, both
+
+
+def test_html_report_renders_marks_and_aligns_columns(run_dir: Path) -> None:
+    """The HTML report showed literal backticks, a `popularity | | -: nan` tuning row and every
+    column right-aligned, text too."""
+    import re
+
+    p = subprocess.run([sys.executable, "-m", "dynplayer.cli", "evaluate", str(run_dir),
+                        "--peers", "popularity,itemknn", "--no-probe", "--no-hubness"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    page = (run_dir / "eval" / "report.html").read_text()
+    text = re.sub(r"<[^>]+>", "", page)
+    assert "`" not in text and "**" not in text and "nan" not in text.lower()
+    assert f"<code>{run_dir}</code>" in page
+    row = next(r for r in page.splitlines() if r.startswith("<tr><td") and ">popularity<" in r
+               and "nothing to tune" in r)
+    cells = re.findall(r'<td style="text-align:(\w+)">([^<]*)</td>', row)
+    assert cells[:3] == [("left", "popularity"), ("left", "no parameters"),
+                         ("left", "nothing to tune")], cells
+    assert cells[3][0] == "right"  # seconds: a number
+    md = (run_dir / "eval" / "report.md").read_text()
+    assert "| popularity | no parameters | nothing to tune |" in md

@@ -109,6 +109,10 @@ def test_split_file_drops_and_counts_unknown_tracks(tmp_path: Path) -> None:
     ('{"pid": 1, "visible": ["t0"], "heldout": [null]}', "field 'heldout': item 0"),
     ('{"pid": [1], "visible": [], "heldout": []}', "field 'pid': must be a string"),
     ('{"pid": 0, "visible": [], "heldout": []}', "field 'pid': duplicate pid '0'"),
+    ('{"pid": 1, "visible": [' + "9" * 5000 + '], "heldout": []}',
+     "split.jsonl:2: not valid JSON (an integer with more than 4,300 digits)"),
+    ('{"pid": 1, "visible": ' + "[" * 100_000 + "]" * 100_000 + ', "heldout": []}',
+     "split.jsonl:2: not valid JSON (nested too deeply)"),
 ])
 def test_split_file_bad_lines_name_file_line_and_field(tmp_path: Path, line: str,
                                                        needle: str) -> None:
@@ -118,6 +122,15 @@ def test_split_file_bad_lines_name_file_line_and_field(tmp_path: Path, line: str
         load_split_file(f, ["t0", "t1"])
     assert needle in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_split_file_accepts_spotify_uris_and_links(tmp_path: Path) -> None:
+    f = _write(tmp_path / "split.jsonl", [
+        {"pid": 1, "visible": ["spotify:track:t0", "https://open.spotify.com/track/t1?si=x"],
+         "heldout": ["spotify:track:t2"]}])
+    es = load_split_file(f, ["t0", "t1", "t2"])
+    assert es.visible.toarray().tolist() == [[1, 1, 0]] and es.dropped_unknown["visible"] == 0
+    assert es.heldout.toarray().tolist() == [[0, 0, 1]]
 
 
 def test_split_file_missing_and_empty(tmp_path: Path) -> None:

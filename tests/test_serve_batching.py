@@ -71,7 +71,9 @@ def test_lone_query_is_encoded_at_once() -> None:
 
 
 def test_concurrent_queries_share_calls_and_get_their_own_vectors() -> None:
-    enc = SlowEncoder(delay=0.02)
+    # 0.2 s per call: the 23 threads released with the first one have ten times longer than
+    # they need on a loaded machine to queue behind it (0.02 s left them a thin margin).
+    enc = SlowEncoder(delay=0.2)
     batcher = BatchingEncoder(enc, max_batch=8)
     texts = [f"query {i:02d}" for i in range(24)]
     out = run_threads(batcher, texts)

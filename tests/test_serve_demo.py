@@ -3,6 +3,7 @@ the run indexed in its own embedded database."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -49,6 +50,13 @@ def test_demo_runs_every_stage_and_indexes(synthetic_corpus: Corpus) -> None:
         for stage in ("$ dynplayer train", "[index] model", "[serve] skipped (--no-serve)"):
             assert stage in out, out
         assert (run_dir / "vectors.npy").exists() and (run_dir / "config.json").exists()
+        # Every stage ran and succeeded: the demo only notes a failed evaluation or text model
+        # and goes on, so its exit status alone does not say so.
+        assert "$ dynplayer evaluate" in out and "evaluation failed" not in out, out
+        metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
+        assert {"dynplayer", "ease"} <= set(metrics["methods"]), metrics["methods"].keys()
+        assert (run_dir / "eval" / "report.html").exists()
+        assert "text-model training failed" not in out, out
         has_text = (run_dir / "text").is_dir()
         assert has_text == ("$ dynplayer train-text" in out)
         server = EmbeddedServer(work / "postgres")
@@ -65,7 +73,8 @@ def test_demo_runs_every_stage_and_indexes(synthetic_corpus: Corpus) -> None:
                 assert searcher is not None
                 pool = open_pool(server.url, min_size=1, max_size=2, catalog="synthetic")
                 try:
-                    hnsw = PgvectorRecommender(pool, run_version(run_dir), searcher)
+                    hnsw = PgvectorRecommender(pool, run_version(run_dir), searcher,
+                                               exact_playlists_max=0)
                     exact = ExactRecommender(build_catalog(run_dir, searcher), searcher)
                     for query in ("smooth jazz", "신나는 k-pop"):
                         a, b = exact.text(query, 10), hnsw.text(query, 10)
@@ -85,5 +94,7 @@ def test_demo_runs_every_stage_and_indexes(synthetic_corpus: Corpus) -> None:
              "--workdir", str(work)], capture_output=True, text=True, timeout=600)
         assert again.returncode == 0, again.stderr[-3000:]
         assert "[data] reusing" in again.stdout and "[train] reusing" in again.stdout
+        assert "[evaluate] reusing" in again.stdout and "[text] reusing" in again.stdout
+        assert "$ dynplayer" not in again.stdout, again.stdout  # no stage ran again
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -28,6 +28,7 @@ from dynplayer.run import run_version
 from dynplayer.serve.app import create_app
 from dynplayer.settings import Settings
 from dynplayer.store.db import active_version, connect
+from dynplayer.store.names import catalog_name_for
 
 pytestmark = pytest.mark.db
 
@@ -37,7 +38,7 @@ def _settings(url: str, run_dir: Path, **extra: Any) -> Settings:
                     **extra)
 
 
-def _wait(predicate: Any, timeout: float = 20.0) -> None:
+def _wait(predicate: Any, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
@@ -51,6 +52,8 @@ def _similar(client: TestClient, track_id: str) -> httpx.Response:
 @pytest.fixture
 def two_runs(tmp_path: Path, synthetic_corpus_dir: Path, make_svd_run_factory: Any
              ) -> Iterator[tuple[Path, Path]]:
+    """Two different runs made in milliseconds (SVD stand-ins, not the trained model): these
+    tests are about which model version a process serves, not about the model."""
     a = make_svd_run_factory(synthetic_corpus_dir, tmp_path / "a", dim=16)
     b = make_svd_run_factory(synthetic_corpus_dir, tmp_path / "b", dim=12)
     yield a, b
@@ -192,7 +195,7 @@ def test_serve_with_two_workers(new_database: Any, serve_run_dir: Path) -> None:
         proc.send_signal(2)
         out, _ = proc.communicate(timeout=60)
     assert "2 worker processes" in out and "Traceback" not in out, out
-    with connect(url, "svd") as conn:  # `serve RUN` serves it as the catalog named after RUN
+    with connect(url, catalog_name_for(serve_run_dir)) as conn:  # `serve RUN` names it after RUN
         assert active_version(conn) == run_version(serve_run_dir)
 
 
@@ -232,3 +235,58 @@ def test_workers_stop_when_their_supervisor_is_killed(new_database: Any,
         for p in workers:  # never leave one behind, even when the test fails
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill()
+
+
+def test_a_failed_reload_stops_the_process_loudly(
+        new_database: Any, two_runs: tuple[Path, Path]) -> None:
+    """The database moved to a model this process's run directory now holds, but loading it
+    fails: the process must stop answering (503, the reason on /readyz), not go on answering
+    from its old model against the new tables (the failure used to be logged at DEBUG)."""
+    from dynplayer.errors import ArtifactError
+    from dynplayer.store.indexing import index_run
+
+    url = new_database("follow_reload_fails")
+    run_a, run_b = two_runs
+    calls: list[Path] = []
+
+    def searcher_factory(run: Path) -> None:
+        calls.append(run)
+        if len(calls) > 1:  # the first load works; the reload finds a damaged text model
+            raise ArtifactError(f"{run}/text: incomplete text model (missing model.npz)")
+
+    first = create_app(_settings(url, run_a, version_poll=0.1),
+                       searcher_factory=searcher_factory)
+    with TestClient(first) as c1:
+        ids = (run_a / "ids.txt").read_text().split()
+        version_a = run_version(run_a)
+        index_run(run_b, _settings(url, run_b), echo=lambda _m: None)
+        for f in run_b.iterdir():  # run_a is given run_b's model, which another process indexed
+            if f.is_file():
+                shutil.copy2(f, run_a / f.name)
+        _wait(lambda: c1.get("/readyz").status_code == 503)
+        ready = c1.get("/readyz").json()
+        assert ready["model_version"] == version_a  # the old model, which it no longer serves
+        assert "reloading it" in ready["detail"] and "missing model.npz" in ready["detail"]
+        r = _similar(c1, ids[0])
+        assert r.status_code == 503 and "missing model.npz" in r.json()["message"]
+        calls.clear()  # the damage is repaired: the next poll reloads and answers again
+        _wait(lambda: c1.get("/readyz").status_code == 200)
+        assert c1.get("/readyz").json()["model_version"] == run_version(run_b)
+
+
+def test_a_follower_fault_is_reported_not_swallowed(
+        new_database: Any, two_runs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    url = new_database("follow_fault")
+    run_a, _ = two_runs
+    first = create_app(_settings(url, run_a, version_poll=0.1))
+    with TestClient(first) as c1:
+        assert c1.get("/readyz").status_code == 200
+        service = first.state.service
+
+        def broken() -> None:
+            raise RuntimeError("follower bug")
+
+        monkeypatch.setattr(service, "follow_database", broken)
+        _wait(lambda: c1.get("/readyz").status_code == 503)
+        assert "model follower failed (RuntimeError: follower bug)" in \
+            c1.get("/readyz").json()["detail"]

@@ -1,5 +1,7 @@
-"""Real data: a corpus from ../shared/data/mpd (a slice of it, to stay fast) and an SVD run,
-indexed in the embedded PostgreSQL; HNSW top-50 lists overlap the exact ones >= 0.99."""
+"""Real data: a corpus from ../shared/data/mpd (a slice of it, to stay fast) and a trained track
+model (`dynplayer train`'s default objective, init and schedule; one member instead of two, to
+stay under 10 s), indexed in the embedded PostgreSQL; HNSW top-50 lists overlap the exact ones
+>= 0.99."""
 
 from __future__ import annotations
 
@@ -17,18 +19,21 @@ from dynplayer.serve.recommender import ExactRecommender, PgvectorRecommender
 from dynplayer.serve.recommender import Recommender as _Rec
 from dynplayer.store.catalog import Catalog, build_catalog
 from dynplayer.store.db import index_catalog, open_pool
+from dynplayer.train.config import TrainConfig
+from dynplayer.train.loop import train_run
 
 pytestmark = [pytest.mark.realdata, pytest.mark.db]
 SLICES = 200  # of 932 files: about 1,500 playlists
 
 
 @pytest.fixture(scope="module")
-def mpd_catalog(shared_data: Path, tmp_path_factory: pytest.TempPathFactory,
-                make_svd_run_factory: Any) -> tuple[Catalog, Any]:
+def mpd_catalog(shared_data: Path,
+                tmp_path_factory: pytest.TempPathFactory) -> tuple[Catalog, Any]:
     files = sorted((shared_data / "mpd").glob("mpd.slice.*"))[:SLICES]
     corpus_dir = tmp_path_factory.mktemp("mpd") / "corpus"
     corpus = prepare(files, corpus_dir, DataConfig(select_fraction=0.1))
-    run_dir = make_svd_run_factory(corpus_dir, tmp_path_factory.mktemp("mpdrun") / "run", 64)
+    run_dir = tmp_path_factory.mktemp("mpdrun") / "run"
+    train_run(corpus_dir, run_dir, TrainConfig(seeds=1), progress=False)
     return build_catalog(run_dir), corpus
 
 

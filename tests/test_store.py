@@ -4,6 +4,7 @@ a missing extension, and recovery from a crashed client."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -30,7 +31,7 @@ from dynplayer.store.db import (
     ensure_extension,
     index_catalog,
 )
-from dynplayer.store.embedded import EmbeddedServer
+from dynplayer.store.embedded import HANDLES_FILE, EmbeddedServer
 
 pytestmark = pytest.mark.db
 
@@ -111,12 +112,21 @@ def test_reindex_swaps_atomically_under_readers(new_database: Any,
     threads = [threading.Thread(target=reader) for _ in range(3)]
     for t in threads:
         t.start()
+    def reads_after(count: int) -> None:
+        """Wait until the readers have answered `count` more times (counted, not timed: a fixed
+        0.2 s between swaps let a loaded machine skip the middle model entirely)."""
+        target = len(seen) + count
+        deadline = time.monotonic() + 120
+        while len(seen) < target and not errors:
+            assert time.monotonic() < deadline, "the readers stalled"
+            time.sleep(0.01)
+
     try:
-        time.sleep(0.2)
+        reads_after(3)
         index_catalog(url, other)
-        time.sleep(0.2)
+        reads_after(3)
         index_catalog(url, serve_catalog)
-        time.sleep(0.2)
+        reads_after(3)
     finally:
         stop.set()
         for t in threads:
@@ -237,3 +247,76 @@ def test_stale_pidfile_naming_another_process_is_cleared(scratch_pgdata: Path) -
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_a_dead_client_does_not_keep_the_server_running(scratch_pgdata: Path) -> None:
+    """A client killed while another one runs leaves its pid in the package's list; the last
+    live client must still stop the server when it leaves (it used to stay up for good)."""
+    server = EmbeddedServer(scratch_pgdata)
+    server.start()
+    postmaster = server.pid
+    assert postmaster is not None
+    try:
+        client, joined = _start_client_and_kill(scratch_pgdata)  # joins the running server
+        assert joined == postmaster
+        assert client in json.loads((scratch_pgdata / HANDLES_FILE).read_text())
+    finally:
+        server.stop()
+    gone, alive = psutil.wait_procs([psutil.Process(postmaster)] if psutil.pid_exists(postmaster)
+                                    else [], timeout=20)
+    assert not alive, "the server stayed up"
+    assert json.loads((scratch_pgdata / HANDLES_FILE).read_text()) == []
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_stopped_by_a_signal_stops_its_embedded_server(
+        sig: int, tmp_path: Path, serve_run_dir: Path) -> None:
+    """`kill PID` (SIGTERM) on `dynplayer serve` used to leave the embedded PostgreSQL running
+    with the pid in its client list (uvicorn raises SIGTERM again after shutting down, and
+    Python's default action skips every cleanup); Ctrl-C (SIGINT) was clean. Both must be."""
+    import httpx
+
+    port = _free_port()
+    env = {**os.environ, "DYNPLAYER_DATA_DIR": str(tmp_path), "DYNPLAYER_VERSION_POLL": "0"}
+    env.pop("DYNPLAYER_DATABASE_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "dynplayer.cli", "serve", str(serve_run_dir),
+                             "--port", str(port)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    pgdata = tmp_path / "postgres"
+    postmaster = None
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "the service did not start"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+        assert json.loads((pgdata / HANDLES_FILE).read_text()) == [proc.pid]
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in out, out
+    gone, alive = psutil.wait_procs([psutil.Process(postmaster)] if psutil.pid_exists(postmaster)
+                                    else [], timeout=20)
+    if alive:
+        for p in alive:
+            p.kill()
+        pytest.fail(f"the embedded PostgreSQL {postmaster} outlived `dynplayer serve`")
+    assert json.loads((pgdata / HANDLES_FILE).read_text()) == []
+    assert not (pgdata / "postmaster.pid").exists()

@@ -8,6 +8,7 @@ import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -45,10 +46,10 @@ def _track_genres(corpus: Corpus, searcher: TextSearcher, track_ids: list[str]) 
 
 
 @pytest.fixture(scope="module")
-def synthetic_run(tmp_path_factory: pytest.TempPathFactory,
-                  synthetic_corpus_dir: Path) -> Path:
-    run = tmp_path_factory.mktemp("textrun") / "run"
-    svd_run(synthetic_corpus_dir, run, dim=32)
+def synthetic_run(tmp_path_factory: pytest.TempPathFactory, track_run_dir: Path,
+                  copy_run: Any) -> Path:
+    """The session's trained track model (a copy) with this module's own text model."""
+    run = copy_run(track_run_dir, tmp_path_factory.mktemp("textrun") / "run")
     train_text(run, TextConfig(encoder="use", epochs=15, batch_size=64, embed_dim=64,
                                hidden=128))
     return run
@@ -205,10 +206,13 @@ def test_aggregate_explains_every_track_score(synthetic_run: Path) -> None:
                  for b in hit.because]
         assert hit.score == pytest.approx(sum(parts), rel=1e-4)
         assert parts == sorted(parts, reverse=True)  # contributors best first
-    # search() is exactly encode -> top playlists -> aggregate.
+    # search() is exactly encode -> top playlists (the configured number) -> aggregate.
+    rows, sims = searcher.top_playlists(q[None, :], m=searcher.cfg.top_playlists)
+    expected = searcher.aggregate(rows[0], sims[0], k=15, query="chill jazz")
     direct = searcher.search("chill jazz", k=15)
-    assert [t.track_id for t in direct.tracks] == [t.track_id for t in result.tracks[:15]] or \
-        searcher.cfg.top_playlists != 10
+    assert [p.pid for p in direct.playlists] == [p.pid for p in expected.playlists]
+    assert [t.track_id for t in direct.tracks] == [t.track_id for t in expected.tracks]
+    assert [t.score for t in direct.tracks] == pytest.approx([t.score for t in expected.tracks])
     with pytest.raises(QueryError):
         searcher.search("   ")
     with pytest.raises(QueryError):
@@ -302,7 +306,10 @@ def test_failed_retrain_leaves_the_text_model_in_place(synthetic_run: Path) -> N
 
 @pytest.mark.realdata
 def test_korean_melon_end_to_end(shared_data: Path, tmp_path: Path) -> None:
-    """Prepare the Melon split, stand-in track vectors, the USE text model, a Korean query."""
+    """Prepare the Melon split, stand-in track vectors, the USE text model, a Korean query.
+
+    The track vectors are an SVD stand-in on purpose: this test is about the Korean text path
+    on real captions, and a trained Melon track model would add 25 s."""
     from dynplayer.config import DataConfig
     from dynplayer.data.prepare import prepare
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -323,3 +324,46 @@ def test_cli_train_export_similar(tmp_path: Path, synthetic_corpus_dir: Path) ->
     assert len(lines) == 3 and all(" — Artist " in line for line in lines)
     res = cli.invoke(app, ["similar", str(tmp_path / "run"), "no-such-id"])
     assert isinstance(res.exception, QueryError)
+
+
+class _Payload:
+    """What a tampered checkpoint could hold: unpickling it would run a command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_resume_never_unpickles_arbitrary_objects(tmp_path: Path,
+                                                  synthetic_corpus_dir: Path) -> None:
+    """`train --resume` reads checkpoint.pt with weights_only=True: its own checkpoints hold only
+    tensors and plain values (and resume), a pickle holding code is refused, not run."""
+    import torch
+
+    from dynplayer.train.checkpoint import checkpoint_path, load_checkpoint
+
+    cfg = replace(TINY, epochs=2)
+    first = train_run(synthetic_corpus_dir, tmp_path / "run", cfg, progress=False)
+    own = load_checkpoint(tmp_path / "run")
+    assert own is not None and isinstance(own["member_vectors"][0], np.ndarray)
+    # resuming a finished run rebuilds the same vectors from the checkpoint alone
+    again = train_run(synthetic_corpus_dir, tmp_path / "run", cfg, progress=False, resume=True)
+    np.testing.assert_array_equal(again.vectors, first.vectors)
+
+    marker = tmp_path / "pwned"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    torch.save({"config": {}, "meta": {}, "state": {}, "trainer": None,
+                "member_vectors": [_Payload(marker)]}, checkpoint_path(bad))
+    with pytest.raises(ArtifactError, match="refused without loading it"):
+        load_checkpoint(bad)
+    assert not marker.exists()
+    code = subprocess.run([sys.executable, "-m", "dynplayer.cli", "train",
+                           str(synthetic_corpus_dir), "--out", str(bad), "--resume"],
+                          capture_output=True, text=True, timeout=120)
+    assert code.returncode == 2 and "Traceback" not in code.stderr, code.stderr
+    assert "refused without loading it" in code.stderr and not marker.exists()

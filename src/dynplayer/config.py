@@ -109,6 +109,18 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: {exc}") from exc
 
 
+def section(table: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
+    """The `[name]` table of a config file read by `load_toml`, or the whole file when it has
+    none (flat keys); a ConfigError when `name` is there but is not a table."""
+    if name not in table:
+        return table
+    value = table[name]
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: '{name}' must be a table ([{name}] with key = value lines), "
+                          f"got {type(value).__name__} {value!r:.40}")
+    return value
+
+
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
@@ -154,5 +166,6 @@ __all__ = [
     "from_dict",
     "parse_set_options",
     "resolve",
+    "section",
     "to_dict",
 ]

@@ -3,7 +3,11 @@
 Layout (RUN_DIR):
   vectors.npy      float32 (N, d), L2-normalised track vectors, row r = track ids.txt line r
   ids.txt          the N external track ids, one per line
-  config.json      the resolved config, with `corpus_dir` (absolute) and `corpus_hash`
+  config.json      the resolved config, with `corpus_dir` (absolute, or relative to RUN_DIR) and
+                   `corpus_hash`
+  manifest.json    `dynplayer update` / long-tail fold-in: trained rows, and each update's
+                   version, inputs, counts and the rows it added (absent on a plain run)
+  corpus/          an updated run's own corpus (the trained corpus + every update's playlists)
   metrics.json     training metrics (per-epoch losses, validation Recall@10, timings)
   checkpoint.pt    model + optimizer state + config (for resume)
   text/            the caption <-> playlist model (`dynplayer train-text`)
@@ -106,7 +110,9 @@ class Run:
     def corpus_dir(self) -> Path:
         if "corpus_dir" not in self.config:
             raise ArtifactError(f"{self.path}: config.json does not name its corpus_dir")
-        return Path(self.config["corpus_dir"])
+        # Relative to the run directory when not absolute: an updated run holds its own corpus
+        # (RUN_DIR/corpus, `dynplayer update`), so the run stays valid wherever it is moved.
+        return self.path / Path(self.config["corpus_dir"])
 
     def index_of(self) -> dict[str, int]:
         return {t: i for i, t in enumerate(self.ids)}

@@ -16,6 +16,7 @@ from dynplayer.errors import ConfigError
 from dynplayer.store.params import (
     EF_SEARCH_FACTOR,
     EF_SEARCH_MIN,
+    EXACT_PLAYLISTS_MAX,
     HNSW_EF_CONSTRUCTION,
     HNSW_M,
 )
@@ -65,6 +66,9 @@ class Settings(BaseSettings):
     # and their measurement are in dynplayer.store.db.
     ef_search_min: int = Field(default=EF_SEARCH_MIN, ge=1, le=1000)
     ef_search_factor: float = Field(default=EF_SEARCH_FACTOR, ge=1.0)
+    # Catalogs with at most this many playlists answer text queries with an exact playlist
+    # search in memory, as the exact backend and the CLI do (0 = always HNSW); see store.params.
+    exact_playlists_max: int = Field(default=EXACT_PLAYLISTS_MAX, ge=0)
     # Top playlists a text query aggregates (the reference uses 50).
     text_playlists: int = Field(default=50, ge=1, le=1000)
     # Seconds between checks of the database's model version (0 = never): a process follows a

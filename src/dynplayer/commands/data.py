@@ -12,6 +12,27 @@ from dynplayer.commands.bench import bench_app
 from dynplayer.config import DataConfig, resolve
 
 
+def human(value: object) -> str:
+    """A value as people read it: thousands separators, whole floats without '.0', others to one
+    decimal from 100 up (242.3, not 242.30000000000018) and 4 significant digits below, lists
+    without brackets."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return str(value)
+        if value.is_integer() and abs(value) < 1e15:
+            return f"{int(value):,}"
+        if abs(value) >= 100:
+            return f"{value:,.1f}".rstrip("0").rstrip(".")
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(human(v) for v in value)
+    return str(value)
+
+
 def register(app: typer.Typer) -> None:
     """Add the data-stage subcommands to the app."""
 
@@ -33,13 +54,13 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Read playlists, count co-occurrence neighbours, select tracks, split, and save."""
-        from dynplayer.config import load_toml
+        from dynplayer.config import load_toml, section
         from dynplayer.data.prepare import prepare as run_prepare
 
         cfg = DataConfig()
         if config is not None:
-            table = load_toml(config)
-            cfg = resolve(cfg, None, [f"{k}={v}" for k, v in table.get("data", table).items()
+            table = section(load_toml(config), "data", config)
+            cfg = resolve(cfg, None, [f"{k}={v}" for k, v in table.items()
                                       if not isinstance(v, dict)])
         cfg = resolve(cfg, None, [s.removeprefix("data.") for s in set_ or []])
         corpus = run_prepare(inputs, out, cfg, fmt=fmt, lenient=lenient, tracks=tracks or [],
@@ -52,7 +73,8 @@ def register(app: typer.Typer) -> None:
             f"({c['selected_occurrences']:,} occurrences in "
             f"{c['playlists_with_selected_tracks']:,} playlists); split "
             f"{c['train_playlists']:,}/{c['val_playlists']:,}/{c['test_playlists']:,}"
-            + (f"; skipped {skipped} bad records" if skipped else "")
+            + (f"; skipped {skipped:,} bad record{'s' if skipped != 1 else ''}" if skipped
+               else "")
         )
 
     @app.command()
@@ -77,9 +99,9 @@ def register(app: typer.Typer) -> None:
             if isinstance(value, dict):
                 typer.echo(f"{key}:")
                 for k, v in value.items():
-                    typer.echo(f"  {k}: {v}")
+                    typer.echo(f"  {k}: {human(v)}")
             else:
-                typer.echo(f"{key}: {value}")
+                typer.echo(f"{key}: {human(value)}")
 
     @app.command()
     def synth(

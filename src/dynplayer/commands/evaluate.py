@@ -93,11 +93,18 @@ def register(app: typer.Typer) -> None:
         = "2-core CPU dev container",
     ) -> None:
         """Pairwise objective at each uniformity weight u: Recall/NDCG@10,20 and hubness."""
+        from dynplayer.errors import ConfigError
         from dynplayer.eval.bench import replace_block
         from dynplayer.train.bench import uniformity_sweep
 
         sets = list(set_ or [])
-        us = [float(v) for v in values.split(",") if v.strip()]
+        try:
+            us = [float(v) for v in values.split(",") if v.strip()]
+        except ValueError as exc:
+            raise ConfigError(f"--values expects comma-separated numbers such as 0,0.5,1.0, "
+                              f"got {values!r}") from exc
+        if not us or not all(0.0 <= u < float("inf") for u in us):
+            raise ConfigError(f"--values expects one or more weights >= 0, got {values!r}")
         cmd = (f"dynplayer bench uniformity {corpus_dir} --out {out} --values {values} --split "
                f"{split}" + "".join(f" --set {s}" for s in sets)
                + (f" --block {block}" if block != "uniformity" else ""))

@@ -111,17 +111,26 @@ def register(app: typer.Typer) -> None:
         run_dir: Annotated[Path, typer.Argument(help="Run directory with a text model")],
         clients: Annotated[int, typer.Option(help="Concurrent clients (1..64)")] = 8,
         duration: Annotated[float, typer.Option(help="Seconds of load (1..300)")] = 60.0,
-        queries: Annotated[int, typer.Option(help="Recall sample size")] = 500,
+        queries: Annotated[int, typer.Option(help="Recall sample size (2..100000)")] = 500,
         reliability: Annotated[bool, typer.Option(
             help="Also stop/restart the database and reindex under load")] = True,
         workdir: Annotated[Path | None, typer.Option(
             help="Scratch dir for the benchmark's own embedded database")] = None,
         out: Annotated[Path | None, typer.Option(help="Write the results as JSON")] = None,
         workers: Annotated[int, typer.Option(help="API worker processes (1..8)")] = 1,
+        split: Annotated[str, typer.Option(
+            help="val | test: the playlists whose seeds and captions measure the HNSW "
+                 "overlap and drive the load (choose HNSW settings on val)")] = "test",
     ) -> None:
         """Index time, HNSW recall@50 vs exact, and API latency under concurrent load."""
+        from dynplayer.commands.bench import check_writable
+        from dynplayer.errors import ConfigError
         from dynplayer.serve.bench import run_bench
 
+        if not 2 <= queries <= 100_000:  # half of them are seed lists, half text queries
+            raise ConfigError(f"--queries must be from 2 to 100000, got {queries}")
+        if out is not None:
+            check_writable(out)
         run_bench(run_dir, clients=clients, duration=duration, n_queries=queries,
                   reliability=reliability, workdir=workdir, out=out, echo=typer.echo,
-                  workers=workers)
+                  workers=workers, split=split)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -26,15 +26,14 @@ def register(app: typer.Typer) -> None:
         = None,
     ) -> None:
         """Fit the caption <-> playlist model and write RUN_DIR/text/ atomically."""
-        from dynplayer.config import flatten, load_toml, resolve
+        from dynplayer.config import flatten, load_toml, resolve, section
         from dynplayer.text.model import TextConfig
         from dynplayer.text.train import train_text
 
         cfg = TextConfig()
         if config is not None:
-            table = load_toml(config)
-            cfg = resolve(cfg, None, [f"{k}={v}" for k, v in
-                                      flatten(table.get("text", table)).items()])
+            table = section(load_toml(config), "text", config)
+            cfg = resolve(cfg, None, [f"{k}={v}" for k, v in flatten(table).items()])
         sets = [s.removeprefix("text.") for s in set_ or []]
         if encoder is not None:
             sets.append(f"encoder={encoder}")
@@ -58,49 +57,56 @@ def register(app: typer.Typer) -> None:
         set_: Annotated[list[str] | None, typer.Option("--set", help="Search override, e.g. "
                                                        "top_playlists=50")] = None,
     ) -> None:
-        """Tracks (and the playlists they come from) for a free-text query."""
+        """Tracks, with their ids, for a free-text query, and the playlists they come from.
+
+        Scored by the same function as the API (the exact recommender; the pgvector backend
+        too, up to 50,000 playlists), so both give the same tracks and scores."""
+        from dynplayer.api import Dynplayer
         from dynplayer.config import parse_set_options
-        from dynplayer.errors import QueryError
-        from dynplayer.text.search import TextSearcher, check_query
+        from dynplayer.errors import ArtifactError, QueryError
+        from dynplayer.text.search import check_query
 
         if (query is None) == (queries is None):
             raise QueryError("give either a QUERY or --queries FILE")
-        searcher = TextSearcher.load(run_dir, **_search_overrides(parse_set_options(set_)))
         if queries is not None:
             try:
                 lines = queries.read_text(encoding="utf-8").splitlines()
             except OSError as exc:
                 raise QueryError(f"{queries}: cannot read the queries file ({exc})") from exc
             texts = [line for line in lines if line.strip()]
-            # Check every line before answering any, so a bad line leaves no partial output.
-            for lineno, line in enumerate(lines, 1):
-                if line.strip():
-                    try:
-                        check_query(line)
-                    except QueryError as err:
-                        raise QueryError(f"{queries}:{lineno}: {err}") from err
+            where = [f"{queries}:{n}: " for n, line in enumerate(lines, 1) if line.strip()]
         else:
             assert query is not None
-            texts = [query]
+            texts, where = [query], [""]
+        # Check every query before answering any, so a bad line leaves no partial output.
+        for text, at in zip(texts, where, strict=True):
+            try:
+                check_query(text)
+            except QueryError as err:
+                raise QueryError(f"{at}{err}") from err
+        if not (run_dir / "text").is_dir():
+            raise ArtifactError(f"{run_dir}: no text model (run `dynplayer train-text` first)")
+        model = Dynplayer.load(run_dir, **_search_overrides(parse_set_options(set_)))
         for text in texts:
-            result = searcher.search(text, k=k)
+            result = model.search(text, k=k)
             if jsonl:
-                sys.stdout.write(json.dumps({"query": text,
-                                             "tracks": [t.track_id for t in result.tracks],
-                                             "scores": [round(t.score, 6)
-                                                        for t in result.tracks]},
+                sys.stdout.write(json.dumps({"query": text, "tracks": result.track_ids,
+                                             "scores": [round(t.score or 0.0, 6)
+                                                        for t in result]},
                                             ensure_ascii=False) + "\n")
                 continue
             typer.echo(f"query: {text}")
-            typer.echo(f"playlists (top {len(result.playlists)} by similarity):")
-            for hit in result.playlists[:playlists]:
+            shown = result.playlists[:playlists]
+            typer.echo(f"playlists ({len(shown)} of the {len(result.playlists)} the tracks come "
+                       "from, by similarity):")
+            for hit in shown:
                 typer.echo(f"  {hit.similarity:6.3f}  {hit.caption}  [{hit.pid}]")
-            typer.echo(f"tracks (top {len(result.tracks)}):")
-            for i, t in enumerate(result.tracks, 1):
-                because = ", ".join(f'"{p.caption}"' for p in t.because[:3])
+            typer.echo(f"tracks (top {len(result)}):")
+            for t in result:
+                because = ", ".join(f'"{c}"' for c in t.because[:3])
                 more = f" +{len(t.because) - 3} more" if len(t.because) > 3 else ""
-                typer.echo(f"  {i:3d}. {searcher.track_label(t.track_id)}  "
-                           f"(score {t.score:.3f}; from {because}{more})")
+                typer.echo(f"  {t.rank:3d}. {t.track_id}  {t.label}  "
+                           f"(score {t.score or 0:.3f}; from {because}{more})")
 
     @bench_app.command("text")
     def bench_text(
@@ -114,15 +120,19 @@ def register(app: typer.Typer) -> None:
         = False,
     ) -> None:
         """Keyword -> playlist and keyword -> tracks tables, hubness, and query latency."""
+        from dynplayer.commands.bench import check_writable
         from dynplayer.text.bench import run_bench
 
+        if out is not None:
+            check_writable(out)
         text = run_bench(run_dir, split=split, latency_queries=latency_queries, tune=tune)
         typer.echo(text)
         if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(text + "\n", encoding="utf-8")
 
 
-def _search_overrides(sets: dict[str, str]) -> dict[str, object]:
+def _search_overrides(sets: dict[str, str]) -> dict[str, Any]:
     """Only the search settings of TextConfig may change at query time."""
     from dynplayer.config import apply_overrides
     from dynplayer.errors import ConfigError

@@ -31,6 +31,12 @@ def register(app: typer.Typer) -> None:
         device: Annotated[
             str | None, typer.Option(help="auto|cpu|cuda (overrides the config)")
         ] = None,
+        long_tail: Annotated[
+            bool | None, typer.Option("--long-tail/--no-long-tail",
+                                      help="Fold in vectors for tracks below the selection "
+                                      "threshold in >= long_tail_min_playlists training "
+                                      "playlists (default: the config's long_tail)")
+        ] = None,
     ) -> None:
         """Train track embeddings and write the run directory (vectors, ids, config, metrics)."""
         import sys
@@ -41,10 +47,21 @@ def register(app: typer.Typer) -> None:
         sets = list(set_ or [])
         if device is not None:
             sets.append(f"device={device}")
+        if long_tail is not None:
+            sets.append(f"long_tail={str(long_tail).lower()}")
         cfg = load_train_config(config, sets)
         tty = sys.stderr.isatty()
         run = train_run(corpus_dir, out, cfg, full=full, resume=resume,
                         log=(lambda m: typer.echo(m, err=True)) if tty else None)
+        if cfg.long_tail:
+            from dynplayer.update.longtail import fold_in_long_tail
+
+            rec = fold_in_long_tail(out, min_playlists=cfg.long_tail_min_playlists,
+                                    method=cfg.foldin_method)
+            b, a = rec["reach_before"], rec["reach_after"]
+            typer.echo(f"long tail: {rec['tracks_folded']:,} tracks folded in; catalogue reach "
+                       f"(tracks with a vector / tracks in >= 2 playlists) {b['reach']:.3f} -> "
+                       f"{a['reach']:.3f}")
         metrics = json.loads((run.path / "metrics.json").read_text())
         typer.echo(f"wrote {out}: {len(run.ids):,} tracks x {run.vectors.shape[1]}; "
                    f"val recall@10 {metrics['val_recall@10']:.4f} "
@@ -69,16 +86,24 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def similar(
         run_dir: Annotated[Path, typer.Argument(help="Run directory (dynplayer train)")],
-        track_id: Annotated[str, typer.Argument(help="External track id")],
+        track: Annotated[str, typer.Argument(
+            help="Track id, spotify:track:ID, open.spotify.com link, or a name such as "
+                 "\"la vie en rose\" (best match, as the API's track search finds it)")],
         k: Annotated[int, typer.Option("-k", help="How many neighbours")] = 10,
     ) -> None:
-        """Print the nearest tracks (cosine) with names and artists."""
-        from dynplayer.run import load_run
-        from dynplayer.train.artifacts import similar_tracks
+        """Print the nearest tracks (cosine) with ids, names and artists."""
+        from dynplayer.api import Dynplayer
+        from dynplayer.ids import normalize_track_id
 
-        for rank, n in enumerate(similar_tracks(load_run(run_dir), track_id, k), start=1):
-            typer.echo(f"{rank:>3}  {n.score:.4f}  {n.track_id}  {n.name or '?'} — "
-                       f"{n.artist or '?'}")
+        model = Dynplayer.load(run_dir, text=False)
+        result = model.similar(track, k)
+        if result.query != normalize_track_id(track):  # found by name: say which track
+            seed = model.track(str(result.query))
+            typer.echo(f"similar to {seed.track_id}  {seed.label} (best match for {track!r}):",
+                       err=True)
+        for t in result:
+            typer.echo(f"{t.rank:>3}  {t.score or 0:.4f}  {t.track_id}  {t.name or '?'} — "
+                       f"{t.artist or '?'}")
 
     @bench_app.command("train")
     def bench_train(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from array import array
 from collections import Counter
@@ -35,6 +36,11 @@ class SkipLog:
     def as_dict(self) -> dict[str, Any]:
         return {"total": int(sum(self.counts.values())), "by_reason": dict(self.counts),
                 "examples": list(self.examples)}
+
+
+def _unescape(text: str | None) -> str | None:
+    """`html.unescape`, None kept (it returns at once when there is no '&')."""
+    return None if text is None else html.unescape(text)
 
 
 class CorpusBuilder:
@@ -73,7 +79,10 @@ class CorpusBuilder:
         album: str | None = None,
         genres: list[str] | None = None,
     ) -> int:
-        """Return the track_idx for `track_id`, registering it; fills metadata not yet known."""
+        """Return the track_idx for `track_id`, registering it; fills metadata not yet known.
+
+        HTML entities in the names (`&amp;`, `&#x27;`, as MPD exports hold) are decoded here."""
+        name, artist, album = _unescape(name), _unescape(artist), _unescape(album)
         idx = self._track_idx.get(track_id)
         if idx is None:
             idx = len(self.track_ids)
@@ -117,6 +126,8 @@ class CorpusBuilder:
                                      file=where, line=line, playlist=pid, field="pid"))
             return False
         self._pid_seen[key] = where if line is None else f"{where}:{line}"
+        name, description = html.unescape(name), html.unescape(description)
+        tags = [html.unescape(t) for t in tags]
         # Ids are unique per source; the same id from two sources (MPD pid 7, Melon id 7) is
         # kept apart by prefixing the later one with its source.
         stored = pid if pid not in self._pid_used else f"{source}:{pid}"

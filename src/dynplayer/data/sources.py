@@ -18,7 +18,9 @@ from typing import IO, Any
 
 from dynplayer.data.builder import CorpusBuilder, SkipLog
 from dynplayer.data.corpus import Corpus
+from dynplayer.data.json_errors import JSON_ERRORS, json_problem
 from dynplayer.errors import DataError
+from dynplayer.ids import normalize_track_id
 
 FORMATS = ("auto", "mpd", "melon", "jsonl")
 _DATA_SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
@@ -118,7 +120,7 @@ def sniff_format(path: Path) -> str:
         try:
             json.loads(_first_line(path))  # in full: one playlist line can exceed any head
             return "jsonl"
-        except json.JSONDecodeError:
+        except JSON_ERRORS:  # JSONDecodeError, huge ints, deep nesting
             if '"playlists"' in head:
                 return "mpd"
     raise DataError(
@@ -135,8 +137,9 @@ def _load_json(path: Path) -> Any:
     except UnicodeDecodeError as exc:
         raise DataError(f"not UTF-8 text ({exc.reason})", file=str(path)) from exc
     except json.JSONDecodeError as exc:
-        raise DataError(f"malformed JSON: {exc.msg} (column {exc.colno})", file=str(path),
-                        line=exc.lineno) from exc
+        raise DataError(json_problem(exc), file=str(path), line=exc.lineno) from exc
+    except JSON_ERRORS as exc:
+        raise DataError(json_problem(exc), file=str(path)) from exc
 
 
 def _str_field(rec: dict[str, Any], key: str, *, where: str, line: int | None, pid: str | None,
@@ -170,7 +173,9 @@ def _mpd_track_id(uri: Any, where: str, pid: str, i: int) -> str:
     if not isinstance(uri, str) or not uri:
         raise DataError(f"track {i}: expected a 'spotify:track:<id>' string", file=where,
                         playlist=pid, field="tracks.track_uri")
-    tid = uri.rsplit(":", 1)[-1]
+    tid = normalize_track_id(uri)
+    if tid == uri.strip():  # not a Spotify URI or link: the id is after the last colon
+        tid = tid.rsplit(":", 1)[-1]
     if not tid:
         raise DataError(f"track {i}: empty track id in {uri!r}", file=where, playlist=pid,
                         field="tracks.track_uri")
@@ -263,6 +268,10 @@ def read_melon(path: Path, builder: CorpusBuilder) -> None:
                 idxs = [get(s, -1) for s in songs]
             except TypeError:  # an unhashable entry: find and name it below
                 idxs = [-1] * len(songs)
+            if any(s.__class__ is bool for s in songs):
+                # true/false would hit the cached song ids 1/0 (True == 1): name it below
+                idxs = [-1 if isinstance(s, bool) else i for s, i in zip(songs, idxs,
+                                                                         strict=True)]
             if -1 in idxs:
                 for i, s in enumerate(songs):
                     if idxs[i] != -1:
@@ -278,7 +287,10 @@ def read_melon(path: Path, builder: CorpusBuilder) -> None:
 
 # ---- JSON lines ----------------------------------------------------------------------------
 
-def _iter_json_lines(path: Path, builder: CorpusBuilder) -> Iterator[tuple[int, dict[str, Any]]]:
+def _iter_json_lines(path: Path,
+                     builder: CorpusBuilder) -> Iterator[tuple[int, dict[str, Any], bool]]:
+    """(line number, record, whether the line holds a JSON true/false) per non-blank line;
+    lines that are not a JSON object are failed (skipped and counted with --lenient)."""
     where = str(path)
     seen_any = False
     try:
@@ -289,15 +301,18 @@ def _iter_json_lines(path: Path, builder: CorpusBuilder) -> Iterator[tuple[int, 
                 seen_any = True
                 try:
                     rec = json.loads(raw)
-                except json.JSONDecodeError as exc:
-                    builder.skip.fail(DataError(f"malformed JSON: {exc.msg} (column {exc.colno})",
-                                                file=where, line=lineno))
+                except JSON_ERRORS as exc:  # but not UnicodeDecodeError: the file
+                    if isinstance(exc, UnicodeDecodeError):  # is not text; say so below
+                        raise
+                    builder.skip.fail(DataError(json_problem(exc), file=where, line=lineno))
                     continue
                 if not isinstance(rec, dict):
                     builder.skip.fail(DataError("expected a JSON object", file=where,
                                                 line=lineno))
                     continue
-                yield lineno, rec
+                # A JSON true is the int 1 to a dict (True == 1, same hash), so a track list
+                # on a line that holds one is checked entry by entry (a substring test is cheap).
+                yield lineno, rec, "true" in raw or "false" in raw
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise DataError(f"cannot read file: {exc}", file=where) from exc
     except UnicodeDecodeError as exc:
@@ -321,13 +336,14 @@ def read_jsonl(path: Path, builder: CorpusBuilder) -> None:
     where = str(path)
     cache: dict[Any, int] = builder.cache("jsonl")
     get = cache.get
-    for lineno, rec in _iter_json_lines(path, builder):
+    for lineno, rec, has_bools in _iter_json_lines(path, builder):
         try:
             if "track_id" in rec and "tracks" not in rec and "pid" not in rec:
                 tid = rec["track_id"]
-                if not isinstance(tid, str) or not tid:
+                if not isinstance(tid, str) or not normalize_track_id(tid):
                     raise DataError("expected a non-empty string", file=where, line=lineno,
                                     field="track_id")
+                tid = normalize_track_id(tid)
                 meta = {}
                 for key in ("track_name", "artist", "album"):
                     v = rec.get(key)
@@ -357,14 +373,18 @@ def read_jsonl(path: Path, builder: CorpusBuilder) -> None:
                 idxs = [get(t, -1) for t in tracks]
             except TypeError:  # an unhashable entry: find and name it below
                 idxs = [-1] * len(tracks)
+            if has_bools:
+                idxs = [-1 if isinstance(t, bool) else i for t, i in zip(tracks, idxs,
+                                                                          strict=True)]
             if -1 in idxs:
                 for i, t in enumerate(tracks):
                     if idxs[i] != -1:
                         continue
-                    if isinstance(t, bool) or not isinstance(t, (str, int)) or t == "":
-                        raise DataError(f"track {i}: expected a track id", file=where,
-                                        line=lineno, playlist=pid, field="tracks")
-                    idxs[i] = cache[t] = builder.track(str(t))
+                    if isinstance(t, bool) or not isinstance(t, (str, int)) or \
+                            (isinstance(t, str) and not normalize_track_id(t)):
+                        raise DataError(f"track {i}: expected a track id, got {t!r:.40}",
+                                        file=where, line=lineno, playlist=pid, field="tracks")
+                    idxs[i] = cache[t] = builder.track(normalize_track_id(str(t)))
             builder.add_playlist(pid, name, desc, list(tags), idxs, source="jsonl", where=where,
                                  line=lineno)
         except DataError as err:
@@ -377,20 +397,27 @@ READERS = {"mpd": read_mpd, "melon": read_melon, "jsonl": read_jsonl}
 def read_corpus(
     inputs: Iterable[Path], *, fmt: str = "auto", lenient: bool = False,
     tracks: Iterable[Path] = (), progress: bool | None = None,
+    builder: CorpusBuilder | None = None,
 ) -> Corpus:
     """Read every input (files or directories) into one Corpus (no selection or split yet).
 
     Progress (files/s, ETA) goes to stderr when it is a terminal, unless `progress` says.
+    `builder` replaces the default one (`dynplayer update` passes one that also rejects the
+    playlist ids a run already holds).
     """
     if fmt not in FORMATS:
         raise DataError(f"unknown format {fmt!r} (choose one of {', '.join(FORMATS)})")
-    builder = CorpusBuilder(SkipLog(lenient=lenient))
+    builder = builder if builder is not None else CorpusBuilder(SkipLog(lenient=lenient))
     files = expand_inputs(inputs)
     if not files:
         raise DataError("no input files given")
     # Track files first so playlists pick up metadata (order does not change track_idx meaning).
     for f in list(tracks):
-        read_jsonl(Path(f), builder)
+        try:
+            read_jsonl(Path(f), builder)
+        except DataError as err:  # a whole track file unreadable: fatal unless --lenient
+            builder.skip.fail(err)
+            continue
         builder.source_files.append(str(f))
     show = sys.stderr.isatty() if progress is None else progress
     t0 = last = time.monotonic()

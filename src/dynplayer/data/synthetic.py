@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from dynplayer.data.corpus import Corpus
+from dynplayer.errors import ConfigError
 
 GENRES = [
     ("jazz", ["jazz", "smooth jazz", "bebop"]),
@@ -53,8 +54,27 @@ class SyntheticSpec:
     seed: int = 0
 
 
+def check_spec(spec: SyntheticSpec) -> None:
+    """One-line errors for sizes the generator cannot make (each planted (genre, mood) cell needs
+    a track, and a playlist needs a positive mean length)."""
+    cells = min(spec.n_genres, len(GENRES)) * min(spec.n_moods, len(MOODS))
+    problems = []
+    if spec.n_playlists < 1:
+        problems.append(f"--playlists must be >= 1 (got {spec.n_playlists})")
+    if spec.n_tracks < cells:
+        problems.append(f"--tracks must be >= {cells}, one per planted genre x mood cell "
+                        f"(got {spec.n_tracks})")
+    if not 0 < spec.mean_length <= 10_000:
+        problems.append(f"--mean-length must be in (0, 10000] (got {spec.mean_length:g})")
+    if spec.n_genres < 1 or spec.n_moods < 1:
+        problems.append("n_genres and n_moods must be >= 1")
+    if problems:
+        raise ConfigError("synthetic corpus: " + "; ".join(problems))
+
+
 def generate(spec: SyntheticSpec) -> Corpus:
     """Build the synthetic corpus (no selection or split yet)."""
+    check_spec(spec)
     rng = np.random.default_rng(spec.seed)
     g_n = min(spec.n_genres, len(GENRES))
     m_n = min(spec.n_moods, len(MOODS))

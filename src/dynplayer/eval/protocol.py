@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from dynplayer.data.json_errors import JSON_ERRORS, json_problem
 from dynplayer.errors import DataError
 from dynplayer.eval.metrics import (
     coverage,
@@ -29,6 +30,7 @@ from dynplayer.eval.metrics import (
     r_precision,
     recall_at_k,
 )
+from dynplayer.ids import normalize_track_id
 
 # A scorer maps a batch of visible rows (CSR, n x V, binary) to dense scores (n x V).
 Scorer = Callable[[sp.csr_matrix], np.ndarray]
@@ -103,7 +105,7 @@ def _id_list(obj: dict[str, Any], key: str, where: dict[str, Any]) -> list[str]:
         if isinstance(t, bool) or not isinstance(t, str | int):
             raise DataError(f"item {i} must be a track id (string), got {type(t).__name__}",
                             **where, field=key)
-        out.append(str(t))
+        out.append(normalize_track_id(str(t)))  # spotify:track:ID and links name ID
     return out
 
 
@@ -132,6 +134,9 @@ def load_split_file(path: Path, ids: list[str]) -> EvalSet:
         except json.JSONDecodeError as exc:
             raise DataError(f"not valid JSON ({exc.msg} at column {exc.colno})",
                             **where) from exc
+        except JSON_ERRORS as exc:  # > 4,300-digit integer, deep nesting
+            why = json_problem(exc).removeprefix("malformed JSON: ")
+            raise DataError(f"not valid JSON ({why})", **where) from exc
         if not isinstance(obj, dict):
             raise DataError(f"expected a JSON object, got {type(obj).__name__}", **where)
         if "pid" not in obj:

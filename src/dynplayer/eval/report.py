@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +89,12 @@ def headline_chart(methods: dict[str, dict[str, Any]], model: str, out_dir: Path
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
-        return f"{v:.4f}"
-    return str(v)
+        return f"{v:.4f}" if v == v else "-"  # NaN: no value
+    return "-" if v is None else str(v)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
 
 
 def methods_table(result: dict[str, Any], keys: tuple[str, ...] = TABLE_KEYS) -> str:
@@ -159,10 +164,14 @@ def peers_table(result: dict[str, Any]) -> str:
              "|---|---|---|---:|"]
     for name, info in peers.items():
         meta = ("val_recall@10", "fit_seconds")
+        rows = info["validation"]
+        scored = [r for r in rows if _is_number(r.get("val_recall@10"))]
+        # A peer with nothing to tune (popularity) has one unscored row: say so, not "-: nan".
         grid = "; ".join(
-            f"{_params({k: v for k, v in row.items() if k not in meta}) or '-'}"
-            f": {_fmt(row['val_recall@10'])}" for row in info["validation"])
-        lines.append(f"| {name} | {_params(info['params'])} | {grid} | {info['seconds']:.0f} |")
+            f"{_params({k: v for k, v in row.items() if k not in meta}) or 'defaults'}"
+            f": {_fmt(row['val_recall@10'])}" for row in scored) or "nothing to tune"
+        lines.append(f"| {name} | {_params(info['params']) or 'no parameters'} | {grid} | "
+                     f"{info['seconds']:.0f} |")
     return "\n".join(lines)
 
 
@@ -210,23 +219,29 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def _md_table_to_html(md: str) -> str:
+    """A markdown table as HTML, each column aligned as its separator says (`---:` right, for
+    numbers; `---` left, for text)."""
     rows = [r for r in md.splitlines() if r.startswith("|")]
     if len(rows) < 2:
-        return f"<p>{html.escape(md)}</p>"
+        return f"<p>{_inline(md)}</p>"
+    align = ["right" if c.strip().endswith(":") else "left"
+             for c in rows[1].strip().strip("|").split("|")]
     out = ["<table>"]
     for i, row in enumerate(r for j, r in enumerate(rows) if j != 1):
         tag = "th" if i == 0 else "td"
         cells = [c.strip() for c in row.strip("|").split("|")]
         out.append("<tr>" + "".join(
-            f"<{tag}>{_bold(html.escape(c))}</{tag}>" for c in cells) + "</tr>")
+            f'<{tag} style="text-align:{align[n] if n < len(align) else "left"}">'
+            f"{_inline(c)}</{tag}>" for n, c in enumerate(cells)) + "</tr>")
     out.append("</table>")
     return "\n".join(out)
 
 
-def _bold(text: str) -> str:
-    if text.startswith("**") and text.endswith("**"):
-        return f"<b>{text[2:-2]}</b>"
-    return text
+def _inline(text: str) -> str:
+    """Markdown inline marks as HTML: `code` and **bold** (they showed as literal marks)."""
+    escaped = html.escape(text)
+    escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escaped)
 
 
 def html_report(result: dict[str, Any], plot_dir: Path) -> str:
@@ -256,11 +271,11 @@ def html_report(result: dict[str, Any], plot_dir: Path) -> str:
             body.append(f'<img alt="{html.escape(rel)}"{wide} '
                         f'src="data:image/png;base64,{data}">')
         elif line.strip():
-            body.append(f"<p>{html.escape(line).replace('**', '')}</p>")
+            body.append(f"<p>{_inline(line)}</p>")
     flush()
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
-             "padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
+             "padding:3px 8px}code{background:#f3f3f3;padding:0 3px}"
              "img{max-width:48%;margin:4px}img.wide{max-width:100%}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>Dynplayer evaluation"
             f"</title><style>{style}</style></head><body>\n" + "\n".join(body)

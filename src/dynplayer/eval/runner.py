@@ -174,7 +174,8 @@ def evaluate_run(
     }
     if write:
         result["written"] = _write(run.path / "eval", result, hub)
-    say(result["verdict"]["text"])
+    # The verdict is the caller's to print (`dynplayer evaluate` prints it on stdout): logged
+    # here too, it appeared twice on a terminal.
     return _jsonable(result)
 
 

@@ -17,8 +17,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import RedirectResponse
+from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from dynplayer.errors import ConfigError
@@ -32,6 +33,7 @@ from dynplayer.settings import Settings
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
+FAVICON = Path(__file__).parent / "favicon.png"
 
 
 def create_app(settings: Settings | None = None, *, recommender: Recommender | None = None,
@@ -58,9 +60,12 @@ def create_app(settings: Settings | None = None, *, recommender: Recommender | N
             for s in reversed(services.values()):
                 await run_in_threadpool(s.close)
 
-    app = FastAPI(title="Dynplayer", version="1", lifespan=lifespan,
-                  description="Music recommendations learned from playlists: free text, "
-                              "playlist continuation, similar tracks.")
+    # /docs (Swagger UI) and /redoc with their scripts and styles served from the installed
+    # fastapi-offline package, not a CDN: they were blank pages without internet.
+    app = FastAPIOffline(title="Dynplayer", version="1", lifespan=lifespan,
+                         favicon_url="/favicon.png",
+                         description="Music recommendations learned from playlists: free text, "
+                                     "playlist continuation, similar tracks.")
     app.state.service = service  # the default catalog's
     app.state.services = services  # name -> Service, the default first
     if settings.cors_origins:
@@ -78,6 +83,12 @@ def create_app(settings: Settings | None = None, *, recommender: Recommender | N
         # The page's own parameters (?catalog=, ?api=) survive the redirect.
         query = request.url.query
         return RedirectResponse("/ui/" + (f"?{query}" if query else ""))
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    @app.get("/favicon.png", include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(FAVICON, media_type="image/png",
+                            headers={"Cache-Control": "public, max-age=86400"})
 
     return app
 

@@ -80,6 +80,55 @@ def text_breakdown(rec: Any, texts: list[str], k: int) -> dict[str, dict[str, fl
                    "p99": round(float(np.percentile(v, 99)), 2)} for name, v in steps.items()}
 
 
+def exact_vs_hnsw_playlists(hnsw: Any, texts: list[str]) -> dict[str, float]:
+    """Per text query: milliseconds (wall) of the HNSW playlist search and of the exact one in
+    memory that small catalogs use (`EXACT_PLAYLISTS_MAX`), and the share of queries whose
+    top playlists differ between them (each such query scores its tracks differently)."""
+    from dynplayer.serve.ranking import top_playlists_exact
+
+    searcher, n = hnsw.searcher, hnsw.text_playlists
+    vectors = np.asarray(searcher.playlist_vectors, dtype=np.float32)
+    t_hnsw, t_exact, differ = [], [], 0
+    for text in texts:
+        q = np.asarray(searcher.encode_query(text), dtype=np.float32)
+        t0 = time.perf_counter()
+        rows_h, _ = hnsw._top_playlists(q, n)
+        t1 = time.perf_counter()
+        rows_e, _ = top_playlists_exact(vectors, q, n)
+        t2 = time.perf_counter()
+        t_hnsw.append(t1 - t0)
+        t_exact.append(t2 - t1)
+        differ += set(rows_h.tolist()) != set(rows_e.tolist())
+    return {"playlists": int(vectors.shape[0]), "dim": int(vectors.shape[1]),
+            "hnsw_p50_ms": round(float(np.median(t_hnsw)) * 1000, 3),
+            "exact_p50_ms": round(float(np.median(t_exact)) * 1000, 3),
+            "queries": len(texts), "queries_with_other_playlists": differ}
+
+
+def track_search_ms(rec: Any, names: list[str]) -> dict[str, Any]:
+    """`search_tracks` (the autocomplete) on real names three ways: as written, folded
+    (lower case, accents dropped), and with two letters swapped (a typo): p50 milliseconds and
+    how often the named track is among the first 10."""
+    from unidecode import unidecode
+
+    def typo(s: str) -> str:
+        i = len(s) // 2
+        return s[:i - 1] + s[i] + s[i - 1] + s[i + 1:] if len(s) > 4 else s
+
+    out: dict[str, Any] = {"queries": len(names)}
+    for kind, make in (("as_written", str), ("folded", lambda s: unidecode(s).lower()),
+                       ("typo", typo)):
+        times, found = [], 0
+        for name in names:
+            t0 = time.perf_counter()
+            hits = rec.search_tracks(make(name), limit=10)
+            times.append(time.perf_counter() - t0)
+            found += any(h.name == name for h in hits)
+        out[kind] = {"p50_ms": round(float(np.median(times)) * 1000, 2),
+                     "found_in_top10": round(found / max(len(names), 1), 3)}
+    return out
+
+
 def text_cpu_floor(rec: Any, texts: list[str], k: int, batch: int) -> dict[str, float]:
     """CPU milliseconds per text request of the computation alone: no HTTP, no framework, no
     request threads. Queries are encoded `batch` at a time (as the service batches concurrent
@@ -127,15 +176,42 @@ def text_cpu_floor(rec: Any, texts: list[str], k: int, batch: int) -> dict[str, 
     return out
 
 
+def split_queries(corpus: Any, known: set[str], split: str,
+                  n_queries: int) -> tuple[list[list[str]], list[str]]:
+    """The playlists of `split` ("val" or "test") as queries: continuation seeds (the first
+    half of up to 50 known tracks, n_queries // 2 playlists) and captions (n_queries)."""
+    from dynplayer.data.corpus import TEST, VAL
+
+    indptr = corpus.playlist_indptr
+    seeds: list[list[str]] = []
+    texts: list[str] = []
+    for p in corpus.playlists_in(VAL if split == "val" else TEST):
+        occ = corpus.occ_track[indptr[p]:indptr[p + 1]]
+        ids = [corpus.track_ids[t] for t in occ if corpus.track_ids[t] in known][:50]
+        if ids and len(seeds) < n_queries // 2:
+            seeds.append(ids[: max(1, len(ids) // 2)])
+        caption = corpus.caption(int(p))
+        if caption and len(texts) < n_queries:
+            texts.append(caption[:500])
+    return seeds, texts
+
+
 def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_queries: int = 500,
               reliability: bool = True, workdir: Path | None = None, out: Path | None = None,
-              echo: Echo = print, k: int = 20, workers: int = 1) -> dict[str, Any]:
-    """Measure everything; print a summary; return (and optionally write) the results."""
+              echo: Echo = print, k: int = 20, workers: int = 1,
+              split: str = "test") -> dict[str, Any]:
+    """Measure everything; print a summary; return (and optionally write) the results.
+
+    `split` names the corpus split whose playlists give the continuation seeds and the text
+    queries (captions): HNSW settings are chosen on "val", and "test" reports them once.
+    """
+    if split not in ("val", "test"):
+        raise ConfigError(f"--split must be val or test, got {split!r}")
     if not 1 <= clients <= 64:
         raise ConfigError(f"--clients must be from 1 to 64, got {clients}")
     if not 1 <= duration <= 300:
         raise ConfigError(f"--duration must be from 1 to 300 seconds, got {duration}")
-    from dynplayer.data.corpus import TEST, load_corpus
+    from dynplayer.data.corpus import load_corpus
     from dynplayer.run import load_run
     from dynplayer.serve.recommender import (
         ExactRecommender,
@@ -149,8 +225,9 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
 
     if not 1 <= workers <= 8:
         raise ConfigError(f"--workers must be from 1 to 8, got {workers}")
-    results: dict[str, Any] = {"run_dir": str(run_dir), "clients": clients, "workers": workers,
-                               "duration_s": duration, "cpus": os.cpu_count()}
+    results: dict[str, Any] = {"run_dir": str(run_dir), "split": split, "clients": clients,
+                               "workers": workers, "duration_s": duration,
+                               "cpus": os.cpu_count()}
     scratch = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="dynplayer-bench-"))
     server = EmbeddedServer(scratch / "pgdata", delete_on_stop=True)
     proc: subprocess.Popen[bytes] | None = None
@@ -179,18 +256,7 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
         sample = [catalog.track_ids[i] for i in
                   rng.choice(len(catalog.track_ids), min(n_queries, len(catalog.track_ids)),
                              replace=False)]
-        known = set(catalog.track_ids)
-        indptr = corpus.playlist_indptr
-        seeds: list[list[str]] = []
-        texts: list[str] = []
-        for p in corpus.playlists_in(TEST):
-            occ = corpus.occ_track[indptr[p]:indptr[p + 1]]
-            ids = [corpus.track_ids[t] for t in occ if corpus.track_ids[t] in known][:50]
-            if ids and len(seeds) < n_queries // 2:
-                seeds.append(ids[: max(1, len(ids) // 2)])
-            caption = corpus.caption(int(p))
-            if caption and len(texts) < n_queries:
-                texts.append(caption[:500])
+        seeds, texts = split_queries(corpus, set(catalog.track_ids), split, n_queries)
         n_playlists = text_playlists_of(searcher)  # as the service aggregates
         results["text_playlists"] = n_playlists
         exact = ExactRecommender(catalog, searcher, text_playlists=n_playlists)
@@ -198,7 +264,8 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
         pool.wait()
         hnsw = PgvectorRecommender(pool, catalog.version, searcher, text_playlists=n_playlists,
                                    ef_search_min=s.ef_search_min,
-                                   ef_search_factor=s.ef_search_factor)
+                                   ef_search_factor=s.ef_search_factor,
+                                   exact_playlists_max=0)  # measures HNSW itself
         results["recall"] = recall_against_exact(exact, hnsw, sample, seeds,
                                                  texts[: n_queries // 2])
         if searcher is not None and texts:
@@ -212,8 +279,17 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
             echo(f"text path CPU floor per request (in process, encoded {clients} at a time, no "
                  f"HTTP): {json.dumps(floor)}; a p50 of 15 ms with {clients} clients on "
                  f"{os.cpu_count()} cores leaves {budget:.2f} ms per request for everything")
+            results["exact_vs_hnsw_playlists"] = exact_vs_hnsw_playlists(hnsw, texts[:200])
+            echo(f"playlist search, HNSW vs exact in memory (used up to "
+                 f"{s.exact_playlists_max:,} playlists): "
+                 f"{json.dumps(results['exact_vs_hnsw_playlists'])}")
+        named = [n for n in catalog.names if n and len(n) > 4][:200]
+        if named:
+            results["track_search"] = track_search_ms(exact, named)
+            echo(f"track search (autocomplete): {json.dumps(results['track_search'])}")
         pool.close()
-        echo(f"HNSW vs exact top-50 overlap: {json.dumps(results['recall'])}")
+        echo(f"HNSW vs exact top-50 overlap ({split} split): "
+             f"{json.dumps(results['recall'])}")
 
         if searcher is None:
             echo("note: the run has no text model; the text load test is skipped")

@@ -38,6 +38,10 @@ def find_mpd() -> Path | None:
 def run_demo(*, workdir: Path | None, data: Path | None, synthetic: bool, serve: bool,
              host: str, port: int, echo: Echo = print) -> Path:
     """data -> train -> evaluate -> text model -> index -> serve; returns the run directory."""
+    if serve:  # before minutes of pipeline, not after them
+        from dynplayer.serve.ports import check_port
+
+        check_port(host, port)
     settings = Settings()
     work = Path(workdir) if workdir else settings.resolved_data_dir() / "demo"
     work.mkdir(parents=True, exist_ok=True)

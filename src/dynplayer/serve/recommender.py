@@ -23,10 +23,18 @@ from pgvector import HalfVector
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from dynplayer.errors import DynplayerError, QueryError, StoreError
+from dynplayer.ids import normalize_track_id
 from dynplayer.run import l2_normalize
 from dynplayer.serve.batching import BatchingEncoder
+from dynplayer.serve.ranking import qb_bias, top_k, top_playlists_exact
+from dynplayer.serve.track_search import FUZZY_CUTOFF, TrackMatcher
 from dynplayer.store.catalog import Catalog
-from dynplayer.store.params import EF_SEARCH_FACTOR, EF_SEARCH_MIN, ef_search_for
+from dynplayer.store.params import (
+    EF_SEARCH_FACTOR,
+    EF_SEARCH_MIN,
+    EXACT_PLAYLISTS_MAX,
+    ef_search_for,
+)
 from dynplayer.text.api import PlaylistHit, TextSearcherProtocol
 
 K_MAX = 200
@@ -61,6 +69,12 @@ class TrackInfo:
     track_id: str
     name: str | None
     artist: str | None
+
+
+@dataclass(frozen=True)
+class TextAnswer:
+    tracks: list[TrackResult]
+    playlists: list[PlaylistHit]  # the playlists the tracks were aggregated from, best first
 
 
 @dataclass(frozen=True)
@@ -103,11 +117,14 @@ def check_text(text: str) -> str:
 
 
 def check_seeds(track_ids: Sequence[str]) -> list[str]:
+    """The seed ids normalised (`spotify:track:ID` and links -> ID), deduplicated, in order."""
+    if isinstance(track_ids, str):
+        raise QueryError("track_ids must be a list of track ids, not one string")
     if not track_ids:
         raise QueryError("track_ids is empty; give at least one seed track")
     if len(track_ids) > SEEDS_MAX:
         raise QueryError(f"{len(track_ids)} seed tracks; at most {SEEDS_MAX} are allowed")
-    return list(dict.fromkeys(track_ids))
+    return list(dict.fromkeys(normalize_track_id(t) for t in track_ids))
 
 
 class Recommender(abc.ABC):
@@ -122,9 +139,10 @@ class Recommender(abc.ABC):
         return self.searcher is not None
 
     def similar(self, track_id: str, k: int = 20) -> list[TrackResult]:
-        """The k tracks nearest to `track_id` by cosine, the track itself excluded."""
+        """The k tracks nearest to `track_id` (an id, `spotify:track:ID` or a track link) by
+        cosine, the track itself excluded."""
         check_k(k)
-        return self._nearest_to_seeds([track_id], k, single=True).tracks
+        return self._nearest_to_seeds([normalize_track_id(track_id)], k, single=True).tracks
 
     def continue_playlist(self, track_ids: Sequence[str], k: int = 20) -> Continuation:
         """Next tracks for a partial playlist: mean of the known seeds' vectors, seeds masked.
@@ -136,6 +154,10 @@ class Recommender(abc.ABC):
 
     def text(self, text: str, k: int = 20) -> list[TrackResult]:
         """Tracks for a free-text query, each with the playlists that contributed to it."""
+        return self.text_answer(text, k).tracks
+
+    def text_answer(self, text: str, k: int = 20) -> TextAnswer:
+        """`text`, with the playlists the tracks were aggregated from (what the CLI prints)."""
         check_k(k)
         query = check_text(text)
         if self.searcher is None:
@@ -146,10 +168,12 @@ class Recommender(abc.ABC):
         hits = result.tracks[:k]
         info = self._track_info([h.track_id for h in hits])
         unknown = TrackInfo("", None, None)
-        return [TrackResult(track_id=h.track_id, score=float(h.score),
-                            name=info.get(h.track_id, unknown).name,
-                            artist=info.get(h.track_id, unknown).artist,
-                            because=list(h.because)) for h in hits]
+        return TextAnswer(
+            tracks=[TrackResult(track_id=h.track_id, score=float(h.score),
+                                name=info.get(h.track_id, unknown).name,
+                                artist=info.get(h.track_id, unknown).artist,
+                                because=list(h.because)) for h in hits],
+            playlists=list(result.playlists))
 
     @cached_property
     def _encode(self) -> Callable[[str], np.ndarray]:
@@ -158,8 +182,11 @@ class Recommender(abc.ABC):
         assert self.searcher is not None  # `text` checks first
         return query_encoder(self.searcher)
 
-    def search_tracks(self, q: str, limit: int = 10) -> list[TrackInfo]:
-        """Tracks whose name or artist contains `q` (case-insensitive), most popular first."""
+    def search_tracks(self, q: str, limit: int = 10,
+                      cutoff: float = FUZZY_CUTOFF) -> list[TrackInfo]:
+        """Tracks by name or artist, case-, accent- and typo-tolerant (`TrackMatcher`): those
+        holding `q`, then every word of it, most popular first; near misses scoring `cutoff`
+        (0-100) or more only when nothing matched."""
         q = q.strip()
         if not q:
             raise QueryError("q is empty")
@@ -167,7 +194,11 @@ class Recommender(abc.ABC):
             raise QueryError(f"q is {len(q)} characters long; at most {QUERY_MAX} are allowed")
         if not 1 <= limit <= 50:
             raise QueryError(f"limit must be from 1 to 50, got {limit}")
-        return self._search(q, limit)
+        return self._search(q, limit, cutoff)
+
+    def track_info(self, track_ids: Sequence[str]) -> dict[str, TrackInfo]:
+        """Names and artists of the known ones among `track_ids` (ids, URIs or links)."""
+        return self._track_info([normalize_track_id(t) for t in track_ids])
 
     def ping(self) -> bool:
         """Is the backing store reachable?"""
@@ -188,7 +219,7 @@ class Recommender(abc.ABC):
     def _track_info(self, track_ids: list[str]) -> dict[str, TrackInfo]: ...
 
     @abc.abstractmethod
-    def _search(self, q: str, limit: int) -> list[TrackInfo]: ...
+    def _search(self, q: str, limit: int, cutoff: float) -> list[TrackInfo]: ...
 
 
 def _unknown_error(seeds: list[str], single: bool) -> UnknownTrackError:
@@ -196,18 +227,6 @@ def _unknown_error(seeds: list[str], single: bool) -> UnknownTrackError:
         return UnknownTrackError(f"unknown track id {seeds[0]!r}")
     shown = ", ".join(repr(s) for s in seeds[:5]) + (" ..." if len(seeds) > 5 else "")
     return UnknownTrackError(f"none of the {len(seeds)} seed track ids is known: {shown}")
-
-
-def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest scores, best first; ties by index, so the order is stable."""
-    k = min(k, scores.shape[0])
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64)
-    kth = np.partition(scores, scores.shape[0] - k)[scores.shape[0] - k]
-    above = np.flatnonzero(scores > kth)
-    ties = np.flatnonzero(scores == kth)[: k - above.shape[0]]
-    picked = np.concatenate([above, ties])
-    return picked[np.lexsort((picked, -scores[picked]))]
 
 
 class ExactRecommender(Recommender):
@@ -221,12 +240,13 @@ class ExactRecommender(Recommender):
         self.text_playlists = text_playlists
         self._row = {t: i for i, t in enumerate(catalog.track_ids)}
         self._vectors = l2_normalize(catalog.vectors)
-        self._names_lower = np.array([(n or "").lower() for n in catalog.names], dtype=str)
-        self._artists_lower = np.array([(a or "").lower() for a in catalog.artists], dtype=str)
-        self._by_popularity = np.lexsort((np.arange(len(catalog.track_ids)),
-                                          -np.asarray(catalog.popularity)))
         self._text_vectors = None if searcher is None else \
             np.asarray(searcher.playlist_vectors, dtype=np.float32)
+
+    @cached_property
+    def _matcher(self) -> TrackMatcher:
+        c = self.catalog
+        return TrackMatcher(c.names, c.artists, c.popularity)
 
     def _nearest_to_seeds(self, seeds: list[str], k: int, *, single: bool) -> Continuation:
         known = [s for s in seeds if s in self._row]
@@ -237,7 +257,7 @@ class ExactRecommender(Recommender):
         query = l2_normalize(self._vectors[rows].mean(axis=0, keepdims=True))[0]
         scores = self._vectors @ query
         scores[rows] = -np.inf
-        top = _top_k(scores, min(k, scores.shape[0] - rows.shape[0]))
+        top = top_k(scores, min(k, scores.shape[0] - rows.shape[0]))
         c = self.catalog
         return Continuation(
             tracks=[TrackResult(c.track_ids[i], float(scores[i]), c.names[i], c.artists[i])
@@ -246,27 +266,17 @@ class ExactRecommender(Recommender):
 
     def _top_playlists(self, qvec: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         assert self._text_vectors is not None
-        sims = self._text_vectors @ qvec
-        rows = _top_k(sims, n)
-        return rows, sims[rows]
+        return top_playlists_exact(self._text_vectors, qvec, n, qb_bias(self.searcher))
 
     def _track_info(self, track_ids: list[str]) -> dict[str, TrackInfo]:
         c = self.catalog
         return {t: TrackInfo(t, c.names[self._row[t]], c.artists[self._row[t]])
                 for t in track_ids if t in self._row}
 
-    def _search(self, q: str, limit: int) -> list[TrackInfo]:
-        needle = q.lower()
-        hit = (np.char.find(self._names_lower, needle) >= 0) | \
-            (np.char.find(self._artists_lower, needle) >= 0)
-        order = self._by_popularity[hit[self._by_popularity]][:limit]
+    def _search(self, q: str, limit: int, cutoff: float) -> list[TrackInfo]:
         c = self.catalog
-        return [TrackInfo(c.track_ids[i], c.names[i], c.artists[i]) for i in order]
-
-
-def _like_pattern(q: str) -> str:
-    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+        return [TrackInfo(c.track_ids[i], c.names[i], c.artists[i])
+                for i in self._matcher.search(q, limit, cutoff)]
 
 
 class PgvectorRecommender(Recommender):
@@ -275,16 +285,20 @@ class PgvectorRecommender(Recommender):
     def __init__(self, pool: ConnectionPool, version: str,
                  searcher: TextSearcherProtocol | None = None, *, text_playlists: int = 50,
                  ef_search_min: int = EF_SEARCH_MIN,
-                 ef_search_factor: float = EF_SEARCH_FACTOR) -> None:
+                 ef_search_factor: float = EF_SEARCH_FACTOR,
+                 exact_playlists_max: int = EXACT_PLAYLISTS_MAX) -> None:
         self.pool = pool
         self.version = version
         self.searcher = searcher
         self.text_playlists = text_playlists
         self.ef_search_min = ef_search_min
         self.ef_search_factor = ef_search_factor
+        self.exact_playlists_max = exact_playlists_max
         self._pid_row = {} if searcher is None else \
             {p: i for i, p in enumerate(searcher.playlist_pids)}
         self._names: dict[str, tuple[str | None, str | None]] | None = None
+        self._matcher: tuple[TrackMatcher, list[tuple[str, str | None, str | None]]] | None = \
+            None
         self._names_lock = threading.Lock()
         # hnsw.ef_search currently set on each pooled connection (dropped with the connection).
         self._ef_of: weakref.WeakKeyDictionary[psycopg.Connection[Any], int] = \
@@ -343,6 +357,10 @@ class PgvectorRecommender(Recommender):
         return Continuation(tracks=tracks, seeds=known, unknown=unknown)
 
     def _top_playlists(self, qvec: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        assert self.searcher is not None
+        if self.searcher.playlist_vectors.shape[0] <= self.exact_playlists_max:
+            return top_playlists_exact(self.searcher.playlist_vectors, qvec, n,
+                                       qb_bias(self.searcher))
         with self._conn() as conn:
             # The column is halfvec (see dynplayer.store.db): a few more candidates than wanted
             # are fetched and re-ranked below in float32, so half-precision rounding cannot
@@ -374,14 +392,21 @@ class PgvectorRecommender(Recommender):
         names = self._names
         return {t: TrackInfo(t, *names[t]) for t in track_ids if t in names}
 
-    def _search(self, q: str, limit: int) -> list[TrackInfo]:
-        pattern = _like_pattern(q)
-        with self._conn() as conn:
-            rows = conn.execute(
-                "SELECT track_id, name, artist FROM tracks WHERE name ILIKE %s OR artist ILIKE %s"
-                " ORDER BY popularity DESC, track_idx LIMIT %s", [pattern, pattern, limit]
-            ).fetchall()
-        return [TrackInfo(t, n, a) for t, n, a in rows]
+    def _search(self, q: str, limit: int, cutoff: float) -> list[TrackInfo]:
+        # The tracks' names are read once per model version and searched in memory by the
+        # exact backend's matcher, so both backends find the same tracks in the same order.
+        if self._matcher is None:
+            with self._names_lock:
+                if self._matcher is None:
+                    with self._conn() as conn:
+                        rows = conn.execute("SELECT track_id, name, artist, popularity FROM "
+                                            "tracks ORDER BY track_idx").fetchall()
+                    info = [(t, n, a) for t, n, a, _ in rows]
+                    self._matcher = (TrackMatcher([n for _, n, _ in info],
+                                                  [a for _, _, a in info],
+                                                  [int(p or 0) for *_, p in rows]), info)
+        matcher, info = self._matcher
+        return [TrackInfo(*info[i]) for i in matcher.search(q, limit, cutoff)]
 
     def ping(self) -> bool:
         try:

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import AfterValidator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from dynplayer.ids import normalize_track_id
 from dynplayer.serve.recommender import (
     K_MAX,
     QUERY_MAX,
@@ -32,6 +33,7 @@ from dynplayer.serve.schemas import (
     TextRequest,
     TextResponse,
     TrackInfoOut,
+    UpdateRequest,
     clean_text,
     not_blank,
     tracks_out,
@@ -123,15 +125,18 @@ def search_tracks(
                                                     artist=t.artist) for t in found])
 
 
-@tracks.get("/{track_id}/similar", response_model=SimilarResponse)
+# `:path`, so a URL-encoded track link (https%3A%2F%2Fopen.spotify.com%2Ftrack%2FID) works too
+@tracks.get("/{track_id:path}/similar", response_model=SimilarResponse)
 def similar_tracks(
     rec: RecommenderDep,
     track_id: Annotated[CleanText, PathParam(min_length=1, max_length=200)],
     k: Annotated[int, Query(ge=1, le=K_MAX)] = 20,
 ) -> SimilarResponse:
-    """The k tracks nearest to a track."""
-    return SimilarResponse(track_id=track_id, model_version=rec.version,
-                           tracks=tracks_out(rec.similar(track_id, k)))
+    """The k tracks nearest to a track: its id, `spotify:track:ID` or its open.spotify.com
+    link (URL-encoded); `track_id` in the answer is the bare id."""
+    tid = normalize_track_id(track_id)
+    return SimilarResponse(track_id=tid, model_version=rec.version,
+                           tracks=tracks_out(rec.similar(tid, k)))
 
 
 @health.get("/healthz", response_model=HealthResponse)
@@ -189,5 +194,15 @@ def admin_reload(service: ServiceDep, _: AdminDep) -> AdminResponse:
 def admin_reindex(service: ServiceDep, _: AdminDep) -> AdminResponse:
     """Rebuild the store's tables from the run and swap them in, then reload."""
     detail = service.reload(reindex=True)
+    assert service.recommender is not None
+    return AdminResponse(model_version=service.recommender.version, detail=detail)
+
+
+@admin.post("/update", response_model=AdminResponse)
+def admin_update(body: UpdateRequest, service: ServiceDep, _: AdminDep) -> AdminResponse:
+    """Add new playlists to the served run without retraining (`dynplayer update`): the run
+    directory and, with the pgvector backend, the live tables in one transaction; then reload.
+    Other API processes on the database follow within their version poll."""
+    detail = service.update(body.playlists, body.tracks, lenient=body.lenient)
     assert service.recommender is not None
     return AdminResponse(model_version=service.recommender.version, detail=detail)

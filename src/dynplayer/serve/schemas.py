@@ -110,6 +110,16 @@ class AdminResponse(BaseModel):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
+class UpdateRequest(BaseModel):
+    """New playlists for `POST /v1/admin/update`, in the playlist JSON-lines interchange format
+    (one object per playlist: pid, name, description, tags, tracks), with optional track
+    records (track_id, track_name, artist, album, genres)."""
+
+    playlists: list[dict[str, Any]] = Field(min_length=1)
+    tracks: list[dict[str, Any]] = Field(default_factory=list)
+    lenient: bool = False
+
+
 class ErrorResponse(BaseModel):
     error: str
     message: str

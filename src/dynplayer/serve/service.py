@@ -117,7 +117,8 @@ class Service:
             rec = PgvectorRecommender(self.pool, version, searcher,
                                       text_playlists=n_playlists,
                                       ef_search_min=s.ef_search_min,
-                                      ef_search_factor=s.ef_search_factor)
+                                      ef_search_factor=s.ef_search_factor,
+                                      exact_playlists_max=s.exact_playlists_max)
         self.recommender = rec
         self.stale = None
         return detail
@@ -128,6 +129,40 @@ class Service:
     def reload(self, *, reindex: bool = False) -> dict[str, Any]:
         with self._lock:
             return self.build(reindex=reindex)
+
+    def update(self, playlists: list[dict[str, Any]], tracks: list[dict[str, Any]], *,
+               lenient: bool = False) -> dict[str, Any]:
+        """`dynplayer update` of the served run with these records (the JSON-lines interchange
+        format), inserting into the database with the pgvector backend; then reload. A bad
+        record is a DataError naming `playlists[i]` / `tracks[i]` and its field."""
+        import json
+        import tempfile
+
+        from dynplayer.errors import DataError
+        from dynplayer.update.apply import update_run
+
+        with self._lock, tempfile.TemporaryDirectory(prefix="dynplayer-update-") as d:
+            files = {}
+            for name, records in (("playlists", playlists), ("tracks", tracks)):
+                path = Path(d) / f"{name}.jsonl"
+                path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                        for r in records), encoding="utf-8")
+                files[name] = path
+            url = self.database_url() if self.settings.backend == "pgvector" else None
+            try:
+                report = update_run(self.run_dir(), [files["playlists"]],
+                                    tracks=[files["tracks"]] if tracks else [],
+                                    lenient=lenient, database_url=url, progress=False,
+                                    catalog=self.catalog)
+            except DataError as err:
+                if err.file is None or not err.file.startswith(d):
+                    raise
+                what = "tracks" if err.file == str(files["tracks"]) else "playlists"
+                raise DataError(err.reason, file=f"{what}[{(err.line or 1) - 1}]",
+                                playlist=err.playlist, field=err.field) from err
+            if report.update:
+                self.build(index=False)
+            return report.as_dict()
 
     def follow_database(self) -> str | None:
         """Compare the model this process serves with the one the database holds, and act:
@@ -160,7 +195,17 @@ class Service:
                 log.warning("cannot read the run %s: %s", run_dir, exc)
                 on_disk = None
             if on_disk == held:
-                self.build(index=False)
+                try:
+                    self.build(index=False)
+                except Exception as exc:  # noqa: BLE001 (reported on /readyz, tried again)
+                    # Fail loudly: answering from the old model against the new tables is
+                    # what this follower exists to prevent. Not remembered in _stale_seen, so
+                    # the next poll tries the reload again.
+                    log.error("reloading model %s from %s failed: %s", held, run_dir, exc)
+                    self.stale = (f"the database now holds model {held}; reloading it from "
+                                  f"{run_dir} failed ({type(exc).__name__}: {exc}); this "
+                                  f"process stopped answering from model {rec.version}")
+                    return "stale"
                 return "reloaded"
             self._stale_seen = seen
             self.stale = (f"the database now holds model {held}{self._in()}, indexed from "
@@ -180,11 +225,20 @@ class Service:
         self._watcher.start()
 
     def _watch(self, poll: float) -> None:
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
         while not self._stop_watch.wait(poll):
             try:
                 self.follow_database()
-            except Exception as exc:  # noqa: BLE001 (the database may be down: try again later)
-                log.debug("model version check failed: %s", exc)
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                # The database is down: /readyz says so (database "unreachable"); try again.
+                log.info("model version check: the database is unavailable (%s)", exc)
+            except Exception as exc:  # noqa: BLE001 (a fault: stop answering, say why)
+                log.exception("model version check failed")
+                self.stale = (f"the model follower failed ({type(exc).__name__}: {exc}); this "
+                              "process cannot tell which model the database holds and stopped "
+                              "answering")
 
     def stop_watching(self) -> None:
         self._stop_watch.set()

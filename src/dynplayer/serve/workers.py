@@ -54,9 +54,11 @@ def serve_run(settings: Settings, *, host: str, port: int, echo: Echo = print,
 
     from dynplayer.errors import ConfigError
     from dynplayer.serve.app import create_app
+    from dynplayer.serve.ports import check_port
 
     if not 1 <= workers <= 64:
         raise ConfigError(f"--workers must be from 1 to 64, got {workers}")
+    check_port(host, port)
     server = None
     if settings.backend == "pgvector":
         url, server = embedded_url(settings, pgdata)
@@ -77,6 +79,7 @@ def serve_run(settings: Settings, *, host: str, port: int, echo: Echo = print,
         if len(services) > 1:
             echo(f"catalogs: {', '.join(services)} (default {next(iter(services))}; pick one "
                  "with ?catalog=NAME)")
+        check_port(host, port)  # again: loading (or indexing) took a while
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         many = f", {workers} worker processes" if workers > 1 else ""
         echo(f"Dynplayer: http://{shown}:{port}/  (API docs: http://{shown}:{port}/docs{many}; "

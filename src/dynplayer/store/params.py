@@ -6,15 +6,22 @@ from __future__ import annotations
 import numpy as np
 
 MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
-# HNSW defaults (settings, `dynplayer index`, the benchmark). On MPD (`dynplayer bench serve` with
-# DYNPLAYER_HNSW_EF_CONSTRUCTION / DYNPLAYER_EF_SEARCH_MIN, 250 test captions) a graph built with
-# ef_construction 200 keeps the text answers' top 50 tracks 0.996 equal to exact search at
-# ef_search 150, where ef_construction 64 needed 200 (0.994; 150 gave 0.990): a better graph,
-# built once, buys cheaper searches.
+# HNSW defaults (settings, `dynplayer index`, the benchmark), chosen on MPD **validation** captions
+# (`dynplayer bench serve RUN --split val` with DYNPLAYER_HNSW_EF_CONSTRUCTION /
+# DYNPLAYER_EF_SEARCH_MIN; docs/benchmarks.md): the cheapest search whose mean top-50 overlap
+# with exact search is >= 0.99 for similar tracks, continuation and text. A graph built with
+# ef_construction 200 reaches 0.995 on text at ef_search 125 (the floor 100; a text query wants
+# 50 playlists, 2.5 x 50 = 125), where ef_construction 64 needs ef_search 150 for 0.991.
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 200
-EF_SEARCH_MIN = 150
+EF_SEARCH_MIN = 100
 EF_SEARCH_FACTOR = 2.5
+# Up to this many playlists, the pgvector backend ranks a text query's playlists exactly, in
+# memory (their float32 vectors are there anyway, for the re-rank): 0.5 ms for MPD's
+# 4,924 x 768 on the 2-core VM, about what the HNSW query costs, and then the answer is the
+# exact backend's and the CLI's to the last digit (HNSW missed one of the top 50 playlists of
+# "rainy day jazz": 4.001 instead of 4.006, two ranks swapped). Larger catalogs use HNSW.
+EXACT_PLAYLISTS_MAX = 50_000
 
 
 def ef_search_for(rows: int, *, minimum: int = EF_SEARCH_MIN,

@@ -83,8 +83,11 @@ class TextData:
 
 def load_text_data(run: Run) -> TextData:
     corpus = load_corpus(run.corpus_dir)
-    vocab_all = corpus.vocab()
+    corpus.require_split()
     row_of = run.index_of()
+    # Every corpus track the run has a vector for: the selected (trained) ones, plus any folded
+    # in below the selection threshold (`train --long-tail`), so text search can reach those.
+    vocab_all = np.flatnonzero([t in row_of for t in corpus.track_ids]).astype(np.int64)
     run_rows = np.array([row_of.get(corpus.track_ids[t], -1) for t in vocab_all], dtype=np.int64)
     have = run_rows >= 0
     if not have.any():

@@ -45,23 +45,62 @@ def save_checkpoint(out: Path, cfg: TrainConfig, meta: dict[str, Any],
                     trainer_state: dict[str, Any] | None, state: TrainState,
                     member_vectors: list[np.ndarray]) -> None:
     """Model + optimizer + RNG + state + resolved config, written to a temp file and renamed.
-    `trainer_state` is None between ensemble members (the next member starts fresh)."""
+    `trainer_state` is None between ensemble members (the next member starts fresh).
+
+    Only tensors and plain values (dict, list, tuple, str, number, bool, None) are saved, numpy
+    arrays as tensors, so `load_checkpoint` reads it with `weights_only=True`: no pickle."""
     buf = io.BytesIO()
-    torch.save({"config": to_dict(cfg), "meta": meta, "state": dataclasses.asdict(state),
-                "trainer": trainer_state,
-                "member_vectors": member_vectors}, buf)
+    torch.save(_pack({"config": to_dict(cfg), "meta": meta, "state": dataclasses.asdict(state),
+                      "trainer": trainer_state, "member_vectors": member_vectors}), buf)
     atomic_write_bytes(checkpoint_path(out), buf.getvalue())
 
 
 def load_checkpoint(out: Path) -> dict[str, Any] | None:
+    """The checkpoint `save_checkpoint` wrote, read without unpickling arbitrary objects
+    (`weights_only=True`): a file holding anything else (a foreign or tampered checkpoint, one
+    from before this format) is refused with an ArtifactError, never executed."""
     path = checkpoint_path(out)
     if not path.exists():
         return None
     try:
-        ckpt: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+        raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated file cannot happen (atomic), a foreign one can
-        raise ArtifactError(f"{path}: unreadable checkpoint ({exc})") from exc
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(f"{path}: not a checkpoint this version of dynplayer wrote, refused "
+                            f"without loading it ({reason[:200]}); train into a new directory "
+                            "or drop --resume") from exc
+    if not isinstance(raw, dict) or not {"config", "meta", "state", "trainer",
+                                         "member_vectors"} <= set(raw):
+        raise ArtifactError(f"{path}: not a dynplayer training checkpoint (unexpected "
+                            "contents); train into a new directory or drop --resume")
+    ckpt: dict[str, Any] = _unpack(raw)
     return ckpt
+
+
+_ARRAY = "__numpy_array__"  # marks a numpy array saved as a tensor
+
+
+def _pack(obj: Any) -> Any:
+    """numpy arrays -> {_ARRAY: tensor}, numpy scalars -> Python numbers, recursively."""
+    if isinstance(obj, np.ndarray):
+        return {_ARRAY: torch.from_numpy(np.ascontiguousarray(obj).copy())}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {k: _pack(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_pack(v) for v in obj)
+    return obj
+
+
+def _unpack(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        if set(obj) == {_ARRAY} and isinstance(obj[_ARRAY], torch.Tensor):
+            return obj[_ARRAY].numpy()
+        return {k: _unpack(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_unpack(v) for v in obj)
+    return obj
 
 
 RUNTIME_KEYS = ("device", "threads")  # may change on resume: where, not what, is trained

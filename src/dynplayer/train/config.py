@@ -61,6 +61,13 @@ class TrainConfig:
     eval_every: int = 1  # epochs between validation evaluations
     eval_playlists: int = 0  # if > 0, evaluate on at most this many validation playlists
     checkpoint_every: int = 1  # epochs between checkpoints
+    # After training, fold in vectors for the tracks below the selection threshold that occur in
+    # >= long_tail_min_playlists training playlists (dynplayer.update.longtail), appended after
+    # the trained rows. Off by default: on MPD validation it lowered continuation Recall@10
+    # (docs/fragments/i15.md).
+    long_tail: bool = False
+    long_tail_min_playlists: int = 2
+    foldin_method: str = "context"  # context | cooc | pmi | steps (dynplayer.update.foldin)
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:
@@ -89,6 +96,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for key in ("temperature", "lr", "uniformity_t"):
         if getattr(cfg, key) <= 0:
             raise bad(key, "must be > 0")
+    if cfg.long_tail_min_playlists < 1:
+        raise bad("long_tail_min_playlists", "must be >= 1")
+    if cfg.foldin_method not in ("context", "cooc", "pmi", "steps"):
+        raise bad("foldin_method", "must be one of context, cooc, pmi, steps")
     if cfg.epochs < 1 and cfg.steps < 1:
         raise bad("epochs", "epochs or steps must be >= 1")
     if not 0 < cfg.subset_min <= cfg.subset_max < 1:

@@ -1,0 +1,235 @@
+"""The Python API, for notebooks and scripts: a trained run in memory, asked as the service is.
+
+    from dynplayer import Dynplayer
+    m = Dynplayer.load("runs/mpd")
+    m.search("rainy day jazz", k=10).to_pandas()
+    m.similar("la vie en rose")            # a track id, spotify:track:ID, a link, or a name
+    m.recommend(["4uLU6hMCjMI75M1A2tKUQC", "spotify:track:7ouMYWpwJ422jRcDASZB7P"], k=20)
+    m.find_tracks("beyonce")               # lookup by name or artist (accents, typos)
+
+Every method is a thin call into `dynplayer.serve.recommender.ExactRecommender`, the exact
+backend the API serves with `--backend exact` (and the reference the pgvector backend is
+measured against), so a notebook, `dynplayer similar/search` and the service give the same
+answers. Results are typed (`Results` of `Track`) and `to_pandas()` turns them into a DataFrame
+(pandas is optional: `pip install pandas`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, overload
+
+from dynplayer.errors import DynplayerError
+from dynplayer.ids import normalize_track_id
+from dynplayer.serve.recommender import (
+    ExactRecommender,
+    TrackInfo,
+    TrackResult,
+    UnknownTrackError,
+    text_playlists_of,
+)
+
+RESOLVE_CUTOFF = 90.0  # near misses `resolve` accepts for a name (find_tracks: 80)
+
+if TYPE_CHECKING:
+    import pandas
+
+    from dynplayer.text.api import PlaylistHit
+
+
+@dataclass(frozen=True)
+class Track:
+    """One answer: the track, its rank (1 = best) and score (None for a name lookup), and for
+    a text query the captions of the playlists it came from, best first."""
+
+    rank: int
+    track_id: str
+    name: str | None
+    artist: str | None
+    score: float | None = None
+    because: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return f"{self.name or self.track_id} - {self.artist or 'unknown artist'}"
+
+
+@dataclass(frozen=True)
+class Playlist:
+    """A training playlist a text query matched (its caption and cosine similarity)."""
+
+    pid: str
+    caption: str
+    similarity: float
+
+
+@dataclass(frozen=True)
+class Results(Sequence[Track]):
+    """An ordered list of `Track`s (index it, iterate it, `len` it) with what was asked.
+
+    `query` is the text, the seed ids or the track the answer is for; `unknown` lists seed ids
+    the model does not know (`recommend`); `playlists` the playlists a text query matched."""
+
+    kind: str  # similar | recommend | search | find_tracks
+    query: str | tuple[str, ...]
+    tracks: tuple[Track, ...]
+    model_version: str
+    unknown: tuple[str, ...] = ()
+    playlists: tuple[Playlist, ...] = field(default=(), repr=False)
+
+    @overload
+    def __getitem__(self, i: int) -> Track: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Track]: ...
+
+    def __getitem__(self, i: int | slice) -> Track | Sequence[Track]:
+        return self.tracks[i]
+
+    def __len__(self) -> int:
+        return len(self.tracks)
+
+    def __iter__(self) -> Iterator[Track]:
+        return iter(self.tracks)
+
+    @property
+    def track_ids(self) -> list[str]:
+        return [t.track_id for t in self.tracks]
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One dict per track (rank, track_id, name, artist, score, because)."""
+        return [{**asdict(t), "because": list(t.because)} for t in self.tracks]
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """The tracks as a DataFrame, one row per track, indexed by rank."""
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            raise DynplayerError("Results.to_pandas() needs pandas, which is not installed "
+                                 "(pip install pandas); to_records() gives plain dicts") from exc
+        columns = ["rank", "track_id", "name", "artist", "score", "because"]
+        return pd.DataFrame(self.to_records(), columns=columns).set_index("rank")
+
+    def __str__(self) -> str:
+        lines = [f"{self.kind} {self.query!r}: {len(self.tracks)} tracks "
+                 f"(model {self.model_version})"]
+        for t in self.tracks:
+            score = "" if t.score is None else f"{t.score:.3f}  "
+            lines.append(f"{t.rank:>3}. {score}{t.track_id}  {t.label}")
+        return "\n".join(lines)
+
+
+def _results(kind: str, query: str | tuple[str, ...], version: str,
+             hits: Sequence[TrackResult | TrackInfo], **extra: Any) -> Results:
+    tracks = tuple(
+        Track(rank=i, track_id=h.track_id, name=h.name, artist=h.artist,
+              score=float(h.score) if isinstance(h, TrackResult) else None,
+              because=tuple(p.caption for p in h.because) if isinstance(h, TrackResult)
+              else ())
+        for i, h in enumerate(hits, start=1))
+    return Results(kind=kind, query=query, tracks=tracks, model_version=version, **extra)
+
+
+def _playlists(hits: Sequence[PlaylistHit]) -> tuple[Playlist, ...]:
+    return tuple(Playlist(h.pid, h.caption, float(h.similarity)) for h in hits)
+
+
+class Dynplayer:
+    """A trained run (track vectors, names, and its text model when it has one) in memory."""
+
+    def __init__(self, recommender: ExactRecommender, run_dir: Path | None = None) -> None:
+        self.recommender = recommender
+        self.run_dir = run_dir
+
+    @classmethod
+    def load(cls, run_dir: str | Path, *, text: bool = True,
+             **search_settings: Any) -> Dynplayer:
+        """Load RUN_DIR (written by `dynplayer train`, with `train-text` for `search`).
+
+        `text=False` skips the text model (faster; `search` then raises). `search_settings`
+        change the text model's search settings (top_playlists, prf_weight, ...), as
+        `dynplayer search --set` does."""
+        from dynplayer.store.catalog import build_catalog, load_searcher
+        from dynplayer.text.search import TextSearcher
+
+        path = Path(run_dir)
+        searcher = None
+        if text and (path / "text").is_dir():
+            searcher = TextSearcher.load(path, **search_settings) if search_settings \
+                else load_searcher(path)
+        elif search_settings:
+            raise DynplayerError(f"{path}: search settings given but the run has no text model")
+        catalog = build_catalog(path, searcher)
+        return cls(ExactRecommender(catalog, searcher, text_playlists=text_playlists_of(searcher)),
+                   path)
+
+    # ---- facts --------------------------------------------------------------------------------
+    @property
+    def model_version(self) -> str:
+        return self.recommender.version
+
+    @property
+    def has_text(self) -> bool:
+        return self.recommender.has_text
+
+    @property
+    def track_ids(self) -> list[str]:
+        return list(self.recommender.catalog.track_ids)
+
+    def __len__(self) -> int:
+        return len(self.recommender.catalog.track_ids)
+
+    def __repr__(self) -> str:
+        text = "with" if self.has_text else "without"
+        return (f"Dynplayer({str(self.run_dir)!r}: {len(self):,} tracks, {text} a text model, "
+                f"model {self.model_version})")
+
+    # ---- questions ----------------------------------------------------------------------------
+    def resolve(self, track: str) -> str:
+        """The track id `track` names: an id, `spotify:track:ID`, a track link, or else a
+        name/artist query answered by `find_tracks` (its best match; a near miss only when
+        close, so that a mistyped id is an error rather than some other track)."""
+        tid = normalize_track_id(track)
+        if self.recommender.track_info([tid]):
+            return tid
+        try:
+            found = self.recommender.search_tracks(track, limit=1, cutoff=RESOLVE_CUTOFF)
+        except DynplayerError:
+            found = []
+        if not found:
+            raise UnknownTrackError(f"no track with the id or name {track!r} in this model")
+        return found[0].track_id
+
+    def track(self, track: str) -> Track:
+        """The track `track` names (see `resolve`), with its name and artist (rank 0)."""
+        tid = self.resolve(track)
+        info = self.recommender.track_info([tid])[tid]
+        return Track(rank=0, track_id=tid, name=info.name, artist=info.artist)
+
+    def similar(self, track: str, k: int = 10) -> Results:
+        """The k tracks nearest to `track` (an id, URI, link or name; see `resolve`)."""
+        tid = self.resolve(track)
+        return _results("similar", tid, self.model_version, self.recommender.similar(tid, k))
+
+    def recommend(self, seed_ids: Sequence[str], k: int = 20) -> Results:
+        """The next k tracks for a playlist holding `seed_ids` (ids, URIs or links; the seeds
+        are never recommended). Ids the model does not know are listed in `unknown`."""
+        answer = self.recommender.continue_playlist(seed_ids, k)  # one string is an error
+        return _results("recommend", tuple(answer.seeds), self.model_version, answer.tracks,
+                        unknown=tuple(answer.unknown))
+
+    def search(self, text: str, k: int = 20) -> Results:
+        """Tracks for free text ("rainy day jazz"), each with the playlists it came from."""
+        answer = self.recommender.text_answer(text, k)
+        return _results("search", text, self.model_version, answer.tracks,
+                        playlists=_playlists(answer.playlists))
+
+    def find_tracks(self, q: str, limit: int = 10) -> Results:
+        """Tracks by name or artist: case-, accent- and typo-tolerant, most popular first."""
+        return _results("find_tracks", q, self.model_version,
+                        self.recommender.search_tracks(q, limit))
+
+
+__all__ = ["Dynplayer", "Playlist", "Results", "Track"]

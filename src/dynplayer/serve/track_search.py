@@ -1,0 +1,82 @@
+"""Track lookup by name or artist: case-, accent- and typo-tolerant, the same on every backend.
+
+`beyonce` finds Beyoncé, `LA VIE EN ROSE` finds La Vie En Rose, `beyonse halo` still finds Halo:
+names are folded (unidecode transliteration, lower case, punctuation to spaces) once per model
+version, then (1) tracks whose folded "name artist" holds the folded query, most played first;
+(2) when those are fewer than asked, tracks holding every query word in any order; (3) only when
+nothing matched so far, near misses by rapidfuzz's partial ratio (a typo or two), best first.
+The exact and the pgvector recommender both answer from this in memory (the names are a few MB
+even at MPD scale), so the API, the web page's autocomplete, the CLI and the Python API find
+the same tracks in the same order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+from rapidfuzz import fuzz, process
+from unidecode import unidecode
+
+FUZZY_MIN_CHARS = 4  # shorter queries match too much by edit distance; substring only
+FUZZY_CUTOFF = 80.0  # partial ratio (0-100): one typo in a 5-10 letter word stays above it
+_NON_WORD = re.compile(r"[^0-9a-z]+")
+
+
+def fold(text: str | None) -> str:
+    """Lower-case ASCII words of `text`: accents dropped, other scripts transliterated
+    (unidecode: 'Beyoncé' -> 'beyonce', '아이유' -> 'aiyu'), punctuation to single spaces."""
+    if not text:
+        return ""
+    return " ".join(_NON_WORD.sub(" ", unidecode(text).lower()).split())
+
+
+class TrackMatcher:
+    """Folded names and artists of one model version's tracks, most popular first."""
+
+    def __init__(self, names: Sequence[str | None], artists: Sequence[str | None],
+                 popularity: Sequence[int] | np.ndarray) -> None:
+        pop = np.asarray(popularity, dtype=np.int64)
+        # Most played first, ties by row: the order of every answer below.
+        self.order = np.lexsort((np.arange(pop.shape[0]), -pop))
+        folded = [f"{fold(names[i])} {fold(artists[i])}".strip() for i in self.order.tolist()]
+        self._folded = folded
+        self._array = np.array(folded, dtype=str)
+
+    def search(self, q: str, limit: int, cutoff: float = FUZZY_CUTOFF) -> list[int]:
+        """Rows (into the sequences given) of the best `limit` matches for `q`; near misses
+        must score `cutoff` or more (0-100; over 100: none)."""
+        words = fold(q).split()
+        if not words:
+            return []
+        phrase = " ".join(words)
+        ranks = np.flatnonzero(np.char.find(self._array, phrase) >= 0)[:limit].tolist()
+        if len(ranks) < limit and len(words) > 1:  # every word, in any order ("halo beyonce")
+            hit = np.ones(self._array.shape[0], dtype=bool)
+            for w in words:
+                hit &= np.char.find(self._array, w) >= 0
+            taken = set(ranks)
+            ranks += [r for r in np.flatnonzero(hit).tolist() if r not in taken][
+                :limit - len(ranks)]
+        if not ranks and len(phrase) >= FUZZY_MIN_CHARS and cutoff <= 100:  # a typo, then
+            taken = set(ranks)
+            # partial ratio: typos in a phrase ("la vie en rsoe"); on sorted words too, for
+            # words in another order ("beyonse halo" -> "halo beyonce")
+            best: dict[int, float] = {}
+            for scorer in (fuzz.partial_ratio, fuzz.partial_token_sort_ratio)[:len(words)]:
+                for _, score, rank in process.extract(phrase, self._folded, scorer=scorer,
+                                                      score_cutoff=cutoff,
+                                                      limit=limit + len(ranks)):
+                    best[rank] = max(score, best.get(rank, 0.0))
+            # best score first, then the more popular (its rank) first
+            for rank, _ in sorted(best.items(), key=lambda m: (-m[1], m[0])):
+                if rank not in taken:
+                    ranks.append(rank)
+                    taken.add(rank)
+                if len(ranks) == limit:
+                    break
+        return [int(self.order[r]) for r in ranks]
+
+
+__all__ = ["TrackMatcher", "fold"]

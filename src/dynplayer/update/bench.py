@@ -1,0 +1,384 @@
+"""`dynplayer bench foldin` (choices on validation) and `dynplayer bench update` (an update
+against a retrain, on the test split).
+
+Models with different vocabularies are compared by track id over one universe, the full
+corpus' tracks: a playlist's context is its visible tracks that the model has a vector for;
+its targets are all of its held-out tracks, so a target a model has no vector for is a miss.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from dynplayer.data.corpus import TRAIN, VAL, Corpus, load_corpus
+from dynplayer.run import Run, l2_normalize, load_run
+from dynplayer.update.foldin import METHODS, fold_in, incidence
+
+# ---- id-based evaluation over one track universe ----------------------------------------------
+
+
+def occurrence_matrix(corpus: Corpus, playlists: np.ndarray, mask: np.ndarray) -> sp.csr_matrix:
+    """Binary (len(playlists), T) matrix of the occurrences selected by `mask` (O,)."""
+    row_of = np.full(corpus.n_playlists, -1, dtype=np.int64)
+    row_of[playlists] = np.arange(playlists.shape[0])
+    r = row_of[corpus.occ_playlist]
+    keep = (r >= 0) & mask
+    m = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (r[keep], corpus.occ_track[keep])),
+                      shape=(playlists.shape[0], corpus.n_tracks))
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
+
+
+def continuation_recall(vectors: np.ndarray, table_col: np.ndarray, visible: sp.csr_matrix,
+                        targets: sp.csr_matrix, k: int = 10, special: np.ndarray | None = None,
+                        batch: int = 256) -> dict[str, Any]:
+    """Recall@k = hits in the top k / min(k, |targets|), over playlists with >= 1 usable
+    visible track and >= 1 target; `special` (T,) bool counts the hits on those tracks too.
+
+    vectors: (V, d) the model; table_col: (T,) row of each universe track, -1 = none.
+    """
+    targets = (targets - targets.multiply(visible)).tocsr()
+    targets.eliminate_zeros()
+    cols = np.flatnonzero(table_col >= 0)  # universe tracks the model has, in this order
+    v = l2_normalize(vectors[table_col[cols]])
+    vis_model = visible[:, cols].tocsr()
+    usable = (np.diff(vis_model.indptr) > 0) & (np.diff(targets.indptr) > 0)
+    rows = np.flatnonzero(usable)
+    recalls: list[np.ndarray] = []
+    special_hits = 0
+    for start in range(0, rows.shape[0], batch):
+        r = rows[start:start + batch]
+        vm = vis_model[r]
+        q = l2_normalize(np.asarray(vm @ v))
+        scores = q @ v.T
+        rr = np.repeat(np.arange(r.shape[0]), np.diff(vm.indptr))
+        scores[rr, vm.indices] = -np.inf
+        top_tracks = cols[np.argpartition(-scores, k - 1, axis=1)[:, :k]]
+        tg = targets[r]
+        hits = np.asarray(tg[np.arange(r.shape[0])[:, None], top_tracks].todense()) > 0
+        n_rel = np.diff(tg.indptr)
+        recalls.append(hits.sum(axis=1) / np.minimum(k, n_rel))
+        if special is not None:
+            special_hits += int((hits & special[top_tracks]).sum())
+    rec = np.concatenate(recalls) if recalls else np.zeros(0)
+    out: dict[str, Any] = {f"recall@{k}": float(rec.mean()) if rec.size else 0.0,
+                           "playlists": int(rows.shape[0])}
+    if special is not None:
+        out["hits_on_special"] = special_hits
+    return out
+
+
+def _table_col(corpus: Corpus, ids: list[str]) -> np.ndarray:
+    row = {t: i for i, t in enumerate(ids)}
+    return np.array([row.get(t, -1) for t in corpus.track_ids], dtype=np.int64)
+
+
+# ---- bench foldin: method and N on validation --------------------------------------------------
+
+
+def bench_foldin(run_dir: Path, *, hide: float = 0.2, seed: int = 0,
+                 min_playlists_grid: tuple[int, ...] = (2, 3, 5, 10),
+                 calibrate_grid: tuple[float, ...] = (0.0, 0.5, 0.75, 1.0)) -> dict[str, Any]:
+    """On the run's validation split only.
+
+    A. Method: hide `hide` of the vectored tracks, fold them back in from the training
+       playlists with each method (N = 1), and compare validation continuation Recall@10 with
+       the trained table's and with the table without the hidden tracks, plus the cosine of
+       each folded vector with its trained one.
+    B. N and the long tail: fold in every track below the selection threshold with >= N
+       training playlists; validation Recall@10 where the targets are the held-out tracks plus
+       every other track of the playlist (long tail included), and on the usual targets.
+    """
+    from dynplayer.update.longtail import reach
+    from dynplayer.update.merge import learning_playlists
+
+    run = load_run(run_dir)
+    corpus = load_corpus(run.corpus_dir)
+    corpus.require_split()
+    assert corpus.heldout is not None
+    table_col = _table_col(corpus, run.ids)
+    learn = learning_playlists(corpus, run)
+    x = incidence(corpus.occ_playlist, corpus.occ_track, learn, corpus.n_playlists,
+                  corpus.n_tracks)
+    val = corpus.playlists_in(VAL)
+    has_vec = table_col >= 0
+    visible = occurrence_matrix(corpus, val, ~corpus.heldout & has_vec[corpus.occ_track])
+    held = occurrence_matrix(corpus, val, corpus.heldout)
+    temperature = float(run.config.get("train", {}).get("temperature", 0.07))
+    out: dict[str, Any] = {"run": str(run_dir), "validation_playlists": int(val.shape[0])}
+    lines = [f"fold-in on validation, run {run_dir} ({len(run.ids):,} trained tracks)", "",
+             f"A. methods: {hide:.0%} of the vectored tracks hidden, folded back in (N = 1)", "",
+             "| table | val Recall@10 | x trained | cosine to trained | folded | seconds |",
+             "|---|---|---|---|---|---|"]
+    trained = continuation_recall(run.vectors, table_col, visible, held)
+    lines.append(f"| trained | {trained['recall@10']:.4f} | 1.000 | | | |")
+    rng = np.random.default_rng(seed)
+    hidden_rows = np.sort(rng.choice(len(run.ids), int(hide * len(run.ids)), replace=False))
+    hidden = np.flatnonzero(np.isin(table_col, hidden_rows))
+    col_hidden = table_col.copy()
+    col_hidden[hidden] = -1
+    # Without the hidden tracks: the same contexts minus them, and they cannot be recommended.
+    without = continuation_recall(run.vectors, col_hidden, visible, held)
+    lines.append(f"| hidden tracks removed | {without['recall@10']:.4f} | "
+                 f"{without['recall@10'] / trained['recall@10']:.3f} | | | |")
+    out["trained"], out["without_hidden"], out["methods"] = trained, without, {}
+    for method, cal in [(m, c) for m in METHODS for c in (0.0, 1.0)]:
+        t0 = time.perf_counter()
+        f = fold_in(x, run.vectors, col_hidden, min_playlists=1, method=method,
+                    candidates=hidden, temperature=temperature, calibrate=cal)
+        secs = time.perf_counter() - t0
+        table = run.vectors.copy()
+        table[table_col[f.track_idx]] = f.vectors
+        col = col_hidden.copy()
+        col[f.track_idx] = table_col[f.track_idx]
+        m = continuation_recall(table, col, visible, held)
+        cos = float(np.mean(np.sum(l2_normalize(run.vectors)[table_col[f.track_idx]] * f.vectors,
+                                   axis=1))) if f.track_idx.size else 0.0
+        name = f"{method}, calibrate {cal:g}"
+        out["methods"][name] = {**m, "cosine": cos, "folded": int(f.track_idx.shape[0]),
+                                "seconds": round(secs, 3), "method": method, "calibrate": cal}
+        lines.append(f"| {name} | {m['recall@10']:.4f} | "
+                     f"{m['recall@10'] / trained['recall@10']:.3f} | {cos:.3f} | "
+                     f"{f.track_idx.shape[0]:,} / {hidden.shape[0]:,} | {secs:.2f} |")
+    best_key = max(out["methods"], key=lambda k: out["methods"][k]["recall@10"])
+    best = out["methods"][best_key]["method"]
+    out["best_method"] = best
+
+    lines += ["", f"B. long tail: tracks below the selection threshold folded in ({best}) when in "
+              ">= N training playlists", "",
+              "| N | calibrate | tracks folded | reach | val Recall@10, all targets | val "
+              "Recall@10, held-out targets |", "|---|---|---|---|---|---|"]
+    # Every track of the playlist that is not visible is a target (long tail included).
+    all_targets = occurrence_matrix(corpus, val, np.ones(corpus.n_occurrences, dtype=bool))
+    base_all = continuation_recall(run.vectors, table_col, visible, all_targets)
+    r0 = reach(corpus, run.ids)
+    lines.append(f"| none | | 0 | {r0['reach']:.3f} | {base_all['recall@10']:.4f} | "
+                 f"{trained['recall@10']:.4f} |")
+    out["long_tail"] = {"none": {"all_targets": base_all, "heldout": trained, "reach": r0}}
+    choice = ("none", 0.0)
+    for n, cal in [(n, c) for n in min_playlists_grid for c in calibrate_grid]:
+        f = fold_in(x, run.vectors, table_col, min_playlists=n, method=best,
+                    temperature=temperature, calibrate=cal)
+        table = np.concatenate([run.vectors, f.vectors])
+        col = table_col.copy()
+        col[f.track_idx] = len(run.ids) + np.arange(f.track_idx.shape[0])
+        ids = [*run.ids, *(corpus.track_ids[t] for t in f.track_idx)]
+        m_all = continuation_recall(table, col, visible, all_targets)
+        m_held = continuation_recall(table, col, visible, held)
+        rn = reach(corpus, ids)
+        out["long_tail"][f"{n}, {cal:g}"] = {"all_targets": m_all, "heldout": m_held,
+                                             "reach": rn, "folded": int(f.track_idx.shape[0]),
+                                             "min_playlists": n, "calibrate": cal}
+        lines.append(f"| {n} | {cal:g} | {f.track_idx.shape[0]:,} | {rn['reach']:.3f} | "
+                     f"{m_all['recall@10']:.4f} | {m_held['recall@10']:.4f} |")
+        out["long_tail"][f"{n}, {cal:g}"]["keeps"] = bool(
+            m_held["recall@10"] >= 0.97 * trained["recall@10"])
+    # The rule: among the settings that keep >= 0.97x of the trained table's recall on the usual
+    # (held-out) targets, those within 0.5% of the most all-target recall; of them the largest N
+    # (fewer rows to fold and insert for the same recall), then the largest calibrate.
+    ok = {k: v for k, v in out["long_tail"].items() if k != "none" and v["keeps"]}
+    if ok:
+        top = max(v["all_targets"]["recall@10"] for v in ok.values())
+        near = [v for v in ok.values() if v["all_targets"]["recall@10"] >= 0.995 * top]
+        pick = max(near, key=lambda v: (v["min_playlists"], v["calibrate"]))
+        choice = (str(pick["min_playlists"]), float(pick["calibrate"]))
+    out["choice"] = {"min_playlists": choice[0], "calibrate": choice[1], "method": best}
+    lines += ["", f"chosen (within 0.5% of the most all-target recall, keeping >= 0.97x on "
+              "held-out targets; largest N): "
+              f"method {best}, N = {choice[0]}, calibrate {choice[1]:g}"]
+    out["table"] = "\n".join(lines)
+    return out
+
+
+# ---- bench update: update vs retrain on the test split -----------------------------------------
+
+
+def _keyword_recall(run_dir: Path, corpus: Corpus, playlists: np.ndarray, relevant_mask: np.ndarray,
+                    k: int = 50, special: np.ndarray | None = None) -> dict[str, Any]:
+    """keyword -> tracks Recall@k of the run's text searcher: the caption of each playlist as
+    the query, its tracks (by id, within `relevant_mask` (T,)) as the relevant set."""
+    from dynplayer.text.search import TextSearcher
+
+    searcher = TextSearcher.load(run_dir)
+    idx = {t: i for i, t in enumerate(corpus.track_ids)}
+    indptr = corpus.playlist_indptr
+    recalls, special_hits = [], 0
+    queries, rel_sets = [], []
+    for p in playlists:
+        cap = corpus.caption(int(p))
+        tracks = corpus.occ_track[indptr[p]:indptr[p + 1]]
+        rel = {int(t) for t in tracks if relevant_mask[t]}
+        if cap and rel:
+            queries.append(cap)
+            rel_sets.append(rel)
+    t0 = time.perf_counter()
+    qv = searcher.encode_queries(queries)
+    rows, sims = searcher.top_playlists(qv)
+    for i, rel in enumerate(rel_sets):
+        res = searcher.aggregate(rows[i], sims[i], k)
+        got = [idx[h.track_id] for h in res.tracks[:k]]
+        hit = [t for t in got if t in rel]
+        recalls.append(len(hit) / min(k, len(rel)))
+        if special is not None:
+            special_hits += int(sum(bool(special[t]) for t in hit))
+    out: dict[str, Any] = {f"recall@{k}": float(np.mean(recalls)) if recalls else 0.0,
+                           "queries": len(queries), "seconds": round(time.perf_counter() - t0, 2)}
+    if special is not None:
+        out["hits_on_special"] = special_hits
+    return out
+
+
+def _train(corpus_dir: Path, out: Path, cfg: Any, log: list[str]) -> float:
+    from dynplayer.text.model import TextConfig
+    from dynplayer.text.train import train_text
+    from dynplayer.train.loop import train_run
+    from dynplayer.update.longtail import fold_in_long_tail
+
+    t0 = time.perf_counter()
+    stamp = out / ".bench-config.json"
+    want = json.dumps({"train": cfg.__dict__, "corpus": str(corpus_dir)}, sort_keys=True)
+    if stamp.exists() and stamp.read_text() == want and (out / "text").is_dir():
+        log.append(f"reused {out}")
+        return float(json.loads((out / "metrics.json").read_text()).get("train_seconds", 0.0))
+    if out.exists():
+        shutil.rmtree(out)
+    train_run(corpus_dir, out, cfg, progress=False)
+    if cfg.long_tail:
+        fold_in_long_tail(out, min_playlists=cfg.long_tail_min_playlists,
+                          method=cfg.foldin_method)
+    train_text(out, TextConfig())
+    stamp.write_text(want)
+    return time.perf_counter() - t0
+
+
+def _copy_run(src: Path, dst: Path) -> Path:
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst, copy_function=os.link)
+    return dst
+
+
+def bench_update(data: Path, work: Path, *, share: float = 0.2, timing_playlists: int = 1000,
+                 train_cfg: Any = None, seed: int = 0) -> dict[str, Any]:
+    """Prepare the corpus, hold back `share` of its training playlists, train on the rest, update
+    with the held-back ones (the first `timing_playlists` into a served run, timed, then the
+    rest), retrain on everything, and compare on the test split."""
+    from dynplayer.config import DataConfig
+    from dynplayer.data.corpus import TEST, save_corpus
+    from dynplayer.data.prepare import prepare
+    from dynplayer.data.synthetic import write_jsonl
+    from dynplayer.store.catalog import build_catalog, load_searcher
+    from dynplayer.store.db import index_catalog
+    from dynplayer.store.embedded import EmbeddedServer
+    from dynplayer.train.config import TrainConfig
+    from dynplayer.update.apply import update_run
+    from dynplayer.update.holdback import hold_back, subset
+
+    cfg = train_cfg or TrainConfig()
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    log: list[str] = []
+    t0 = time.perf_counter()
+    full_dir = work / "corpus-full"
+    if not (full_dir / "manifest.json").exists():
+        prepare([data], full_dir, DataConfig())
+    full = load_corpus(full_dir)
+    kept, back = hold_back(full, share, seed=seed)
+    base_dir = work / "corpus-base"
+    base = subset(full, kept)
+    if not (base_dir / "manifest.json").exists():
+        save_corpus(base, base_dir)
+    base = load_corpus(base_dir)
+    new = subset(full, back, derive=False)
+    first = subset(new, np.arange(min(timing_playlists, new.n_playlists)), derive=False)
+    rest = subset(new, np.arange(first.n_playlists, new.n_playlists), derive=False) \
+        if new.n_playlists > first.n_playlists else None
+    write_jsonl(first, work / "update-1.jsonl", work / "update-1.tracks.jsonl")
+    if rest is not None:
+        write_jsonl(rest, work / "update-2.jsonl", work / "update-2.tracks.jsonl")
+    t_prep = time.perf_counter() - t0
+
+    t_base = _train(base_dir, work / "base", cfg, log)
+    t_full = _train(full_dir, work / "retrain", cfg, log)
+
+    # The served update: the base run indexed in its own embedded PostgreSQL, then updated.
+    updated = _copy_run(work / "base", work / "updated")
+    server = EmbeddedServer(work / "pgdata", delete_on_stop=True)
+    url = server.start()
+    try:
+        t_ix = time.perf_counter()
+        index_catalog(url, build_catalog(updated, load_searcher(updated)))
+        t_index = time.perf_counter() - t_ix
+        t_up = time.perf_counter()
+        r1 = update_run(updated, [work / "update-1.jsonl"],
+                        tracks=[work / "update-1.tracks.jsonl"], database_url=url,
+                        progress=False)
+        t_update = time.perf_counter() - t_up
+        r2 = update_run(updated, [work / "update-2.jsonl"],
+                        tracks=[work / "update-2.tracks.jsonl"], database_url=url,
+                        progress=False) if rest is not None else None
+    finally:
+        server.stop()
+
+    # Evaluation on the test split, in the full corpus' track universe.
+    assert full.heldout is not None and full.split is not None
+    test = full.playlists_in(TEST)
+    visible = occurrence_matrix(full, test, ~full.heldout)
+    held = occurrence_matrix(full, test, full.heldout)
+    # Tracks only the update brings: in no training playlist of the base (the base corpus
+    # still has the validation and test playlists, so such a track can be a test target).
+    assert base.split is not None
+    base_train = set(np.unique(base.occ_track[base.split[base.occ_playlist] == TRAIN]).tolist())
+    in_back = np.zeros(full.n_tracks, dtype=bool)
+    in_back[full.occ_track[np.isin(full.occ_playlist, back)]] = True
+    base_idx = {t: i for i, t in enumerate(base.track_ids)}
+    only_new = in_back & np.array([base_idx.get(t, -1) not in base_train
+                                   for t in full.track_ids], dtype=bool)
+    selected = full.selected if full.selected is not None else np.ones(full.n_tracks, bool)
+    results: dict[str, Any] = {}
+    for name, d in (("base (80%)", work / "base"), ("updated", updated),
+                    ("retrain", work / "retrain")):
+        run: Run = load_run(d)
+        col = _table_col(full, run.ids)
+        cont = continuation_recall(run.vectors, col, visible, held, special=only_new)
+        kw = _keyword_recall(d, full, test, selected, special=only_new)
+        only_new_vec = int((only_new & (col >= 0)).sum())
+        results[name] = {"continuation": cont, "keyword": kw, "tracks": len(run.ids),
+                         "only_new_tracks_with_vector": only_new_vec}
+    ratio_c = results["updated"]["continuation"]["recall@10"] / max(
+        results["retrain"]["continuation"]["recall@10"], 1e-12)
+    ratio_k = results["updated"]["keyword"]["recall@50"] / max(
+        results["retrain"]["keyword"]["recall@50"], 1e-12)
+    lines = [f"bench update: {data} -> {full.n_playlists:,} playlists; {back.shape[0]:,} of "
+             f"{int((full.split == TRAIN).sum()):,} training playlists ({share:.0%}) held back "
+             f"for the update; {int(only_new.sum()):,} tracks only they bring", "",
+             "| model (test split) | tracks | continuation Recall@10 | keyword -> tracks "
+             "Recall@50 | hits on tracks only the update brings (cont. / keyword) |",
+             "|---|---|---|---|---|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['tracks']:,} | {r['continuation']['recall@10']:.4f} | "
+                     f"{r['keyword']['recall@50']:.4f} | "
+                     f"{r['continuation']['hits_on_special']} / "
+                     f"{r['keyword']['hits_on_special']} |")
+    lines += ["", f"updated / retrain: continuation {ratio_c:.3f}x, keyword {ratio_k:.3f}x "
+              "(target >= 0.97x)", "",
+              f"served update of {first.n_playlists:,} playlists (index inserts included): "
+              f"{t_update:.1f} s wall (target <= 15 s); steps {r1.seconds}; index "
+              f"{r1.index}", f"full index of the base run for comparison: {t_index:.1f} s",
+              f"training: base {t_base:.0f} s, retrain {t_full:.0f} s (train + train-text); "
+              f"preparation {t_prep:.0f} s; cpus {os.cpu_count()}; {'; '.join(log)}"]
+    return {"results": results, "ratio_continuation": ratio_c, "ratio_keyword": ratio_k,
+            "update_seconds": t_update, "update_report": r1.as_dict(),
+            "second_update": r2.as_dict() if r2 is not None else None,
+            "index_seconds": t_index, "train_seconds": {"base": t_base, "retrain": t_full},
+            "config": replace(cfg).__dict__, "table": "\n".join(lines)}
