@@ -54,11 +54,13 @@ def rich_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, StandinSea
 
 
 @pytest.fixture(scope="module")
-def two_catalogs(indexed_url: str, serve_run_dir: Path, standin_searcher: StandinSearcher,
+def two_catalogs(new_database: Any, serve_run_dir: Path, standin_searcher: StandinSearcher,
                  rich_run: tuple[Path, StandinSearcher], live_server: Any) -> Iterator[str]:
     run, searcher = rich_run
     searchers = {serve_run_dir: standin_searcher, run: searcher}
-    settings = Settings(database_url=indexed_url, backend="pgvector", text_playlists=20,
+    # A database of their own (indexed by the service at startup): the session's stays as the
+    # other tests expect it.
+    settings = Settings(database_url=new_database("pages"), backend="pgvector", text_playlists=20,
                         catalogs={"synthetic": serve_run_dir, "spotify": run})
     app = create_app(settings, searcher_factory=lambda r: searchers[r])  # type: ignore[arg-type,return-value]
     with live_server(app) as url:
