@@ -37,7 +37,9 @@ def spotify_like_id(i: int) -> str:
 @pytest.fixture(scope="module")
 def rich_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, StandinSearcher]:
     """The planted corpus dressed as Spotify data: 22-character ids, emoji in playlist titles,
-    and every third track name far longer than a line (one without a single space)."""
+    and every third track name far longer than a line (one without a single space). Its text
+    search is the stand-in searcher: these tests are about the page, not the text model (the
+    other catalog serves the real one)."""
     corpus = make_synthetic(seed=3)
     corpus.track_ids = [spotify_like_id(i) for i in range(corpus.n_tracks)]
     corpus.names = [f"{n} 🔥🎷" for n in corpus.names]
@@ -54,10 +56,10 @@ def rich_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, StandinSea
 
 
 @pytest.fixture(scope="module")
-def two_catalogs(new_database: Any, serve_run_dir: Path, standin_searcher: StandinSearcher,
+def two_catalogs(new_database: Any, serve_run_dir: Path, text_searcher: Any,
                  rich_run: tuple[Path, StandinSearcher], live_server: Any) -> Iterator[str]:
     run, searcher = rich_run
-    searchers = {serve_run_dir: standin_searcher, run: searcher}
+    searchers = {serve_run_dir: text_searcher, run: searcher}
     # A database of their own (indexed by the service at startup): the session's stays as the
     # other tests expect it.
     settings = Settings(database_url=new_database("pages"), backend="pgvector", text_playlists=20,
@@ -251,10 +253,10 @@ def test_catalog_picker_switches_catalog(page: Any, two_catalogs: str) -> None:
 
 
 def test_no_picker_with_one_catalog(browser: Any, indexed_url: str, serve_run_dir: Path,
-                                    standin_searcher: StandinSearcher, live_server: Any) -> None:
+                                    text_searcher: Any, live_server: Any) -> None:
     settings = Settings(database_url=indexed_url, run_dir=serve_run_dir, backend="pgvector",
                         auto_index=False, text_playlists=20)
-    app = create_app(settings, searcher_factory=lambda _r: standin_searcher)  # type: ignore[arg-type,return-value]
+    app = create_app(settings, searcher_factory=lambda _r: text_searcher)
     with live_server(app) as url:
         page = _page(browser, 1000)
         _open(page, url)

@@ -19,9 +19,13 @@ def _same_genre_neighbour_share(xy: np.ndarray, genres: list[str | None]) -> flo
     return float(np.mean([genres[i] == genres[j] for i, j in enumerate(nearest)]))
 
 
-def test_map_separates_the_planted_genres(serve_run_dir: Path,
+def test_map_separates_the_planted_genres(synthetic_corpus_dir: Path, tmp_path: Path,
                                           synthetic_corpus: Corpus) -> None:
-    catalog = build_catalog(serve_run_dir)
+    # SVD vectors of the planted corpus (16-d): genres lie apart in them, but not along any
+    # two directions, which is what the map has to undo.
+    from conftest import make_svd_run
+
+    catalog = build_catalog(make_svd_run(synthetic_corpus_dir, tmp_path / "svd"))
     row = {t: i for i, t in enumerate(synthetic_corpus.track_ids)}
     genres = track_genres(synthetic_corpus, np.array([row[t] for t in catalog.track_ids]))
     assert set(genres) == {"rock", "jazz", "hip hop", "edm", "classical", "metal", "k-pop",
