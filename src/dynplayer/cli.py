@@ -15,6 +15,7 @@ import typer
 
 from dynplayer.commands import data as data_commands
 from dynplayer.commands import evaluate as evaluate_commands
+from dynplayer.commands import scale as scale_commands
 from dynplayer.commands import serve as serve_commands
 from dynplayer.commands import text as text_commands
 from dynplayer.commands import train as train_commands
@@ -32,7 +33,7 @@ app = typer.Typer(
 )
 
 for module in (data_commands, train_commands, evaluate_commands, text_commands, serve_commands,
-               update_commands):
+               update_commands, scale_commands):
     module.register(app)
 app.add_typer(bench_app, name="bench")
 
@@ -52,8 +53,12 @@ def _plain_placeholders(command: Any) -> Any:
     `[data]` in a help text is not swallowed as markup. (Typer vendors its own click, so the
     parameters are told apart by `param_type_name`.)"""
     for param in command.params:
-        if getattr(param, "param_type_name", "") == "argument" and param.metavar is None:
+        kind = getattr(param, "param_type_name", "")
+        if kind == "argument" and param.metavar is None:
             param.metavar = (param.name or "arg").upper()
+        elif kind == "option" and param.metavar is None and not getattr(param, "is_flag", False):
+            # `--out OUT` (argparse's style) where Typer writes `--out <path>`, `<list[Path]>`
+            param.metavar = (param.name or "value").rstrip("_").upper()
     for sub in getattr(command, "commands", {}).values():
         _plain_placeholders(sub)
     return command

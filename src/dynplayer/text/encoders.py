@@ -210,6 +210,17 @@ def encode_cached(encoder: TextEncoder, texts: Sequence[str], cache_dir: Path | 
         arr = np.load(path, allow_pickle=False)
         if arr.shape == (len(texts), encoder.dim):
             return arr.astype(np.float32)
-    arr = encoder.encode(texts)
+    arr = encode_distinct(encoder, texts)
     atomic_save_npy(path, arr.astype(np.float32))
     return arr
+
+
+def encode_distinct(encoder: TextEncoder, texts: Sequence[str]) -> np.ndarray:
+    """Encode each distinct text once (playlist captions repeat: "chill", "country", ...), in
+    the encoder's batches; rows in the order of `texts`."""
+    first: dict[str, int] = {}
+    inverse = np.fromiter((first.setdefault(t, len(first)) for t in texts), dtype=np.int64,
+                          count=len(texts))
+    if len(first) == len(texts):
+        return encoder.encode(texts)
+    return encoder.encode(list(first))[inverse]

@@ -106,6 +106,9 @@ def build_encoder(name: str, data: TextData, state: Path | None = None) -> TextE
     return make_encoder(name, fit_texts=fit, state=state)
 
 
+VAL_CHUNK = 2048  # validation queries scored at once
+
+
 def _progress(msg: str) -> None:
     if sys.stderr.isatty():
         print(msg, file=sys.stderr, flush=True)
@@ -176,9 +179,10 @@ def fit_model(data: TextData, text_x: np.ndarray, cfg: TextConfig,
                 best = (rec["val_recall@10"], {k: v.clone() for k, v in
                                                model.state_dict().items()})
         history.append(rec)
+        elapsed = time.perf_counter() - t0
         _progress(f"epoch {epoch + 1}/{cfg.epochs} loss {rec['loss']:.4f} "
                   f"val R@10 {rec.get('val_recall@10', float('nan')):.4f} "
-                  f"({time.perf_counter() - t0:.1f}s)")
+                  f"({elapsed:.1f}s, ETA {elapsed / (epoch + 1) * (cfg.epochs - epoch - 1):.0f}s)")
     if best is not None:
         model.load_state_dict(best[1])
     model.eval()
@@ -189,14 +193,16 @@ def fit_model(data: TextData, text_x: np.ndarray, cfg: TextConfig,
 
 @torch.no_grad()
 def _val_recall(model: CaptionPlaylistModel, data: TextData, text_x: np.ndarray,
-                rows: np.ndarray) -> float:
+                rows: np.ndarray, chunk: int = 0) -> float:
     model.eval()
     t = model.encode_text(torch.from_numpy(text_x))
     p = model.encode_playlist(torch.from_numpy(data.track_mean(rows)))
-    sims = t @ p.T
-    own = sims.diagonal()[:, None]
-    rank = (sims > own).sum(dim=1)
-    return float((rank < 10).float().mean())
+    hits, chunk = 0, chunk or VAL_CHUNK
+    for lo in range(0, t.shape[0], chunk):  # chunk x P similarities at a time, not P x P
+        sims = t[lo:lo + chunk] @ p.T
+        own = sims[torch.arange(sims.shape[0]), lo + torch.arange(sims.shape[0])][:, None]
+        hits += int(((sims > own).sum(dim=1) < 10).sum())
+    return hits / max(1, t.shape[0])
 
 
 def train_text(run_dir: Path, cfg: TextConfig) -> dict[str, Any]:
@@ -214,6 +220,9 @@ def train_text(run_dir: Path, cfg: TextConfig) -> dict[str, Any]:
     encoder = build_encoder(cfg.encoder, data)
     train_rows = data.usable(TRAIN)
     val_rows = data.usable(VAL)
+    if 0 < cfg.val_playlists < val_rows.shape[0]:
+        val_rows = np.sort(np.random.default_rng(cfg.seed).choice(
+            val_rows, cfg.val_playlists, replace=False))
     searchable = data.searchable()
     t_enc = time.perf_counter()
     train_x = encode_cached(encoder, [data.captions[p] for p in train_rows], cache)

@@ -8,13 +8,39 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dynplayer.model.losses import info_nce, set_to_track, uniformity
+from dynplayer.model.losses import info_nce, sampled_set_to_track, set_to_track, uniformity
 from dynplayer.model.track import TrackEncoder
 from dynplayer.train.config import TrainConfig
 from dynplayer.train.distributed import Dist
-from dynplayer.train.sampling import TrainingData, pair_batch, set_batch
+from dynplayer.train.sampling import (
+    PairBatch,
+    SetBatch,
+    TrainingData,
+    pair_batch,
+    set_batch,
+    set_candidates,
+)
 
 UNIFORMITY_SAMPLE = 2048  # items per step in the uniformity term (pdist is quadratic)
+
+
+def sampled_softmax(cfg: TrainConfig, n_items: int) -> bool:
+    """Whether the set term scores sampled candidates instead of the whole vocabulary
+    ("auto": when the vocabulary has more than `sampled_above` items)."""
+    if cfg.set_softmax == "auto":
+        return n_items > cfg.sampled_above
+    return cfg.set_softmax == "sampled"
+
+
+class RowTable:
+    """The normalised vectors of the vocabulary rows one step touches (sorted `rows`),
+    indexed by vocabulary row like the whole table."""
+
+    def __init__(self, rows: torch.Tensor, vectors: torch.Tensor) -> None:
+        self.rows, self.vectors = rows, vectors
+
+    def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.vectors[torch.searchsorted(self.rows, idx)]
 
 
 @dataclass
@@ -31,6 +57,7 @@ class Objective:
     def __post_init__(self) -> None:
         self.logq = torch.as_tensor(self.data.item_logq, dtype=torch.float32,
                                     device=self.device)
+        self.sampled = sampled_softmax(self.cfg, self.data.n_items)
 
     def terms(self, idx: np.ndarray, rng: np.random.Generator
               ) -> tuple[dict[str, torch.Tensor], int]:
@@ -39,14 +66,74 @@ class Objective:
         cfg = self.cfg
         if cfg.objective == "pairwise":
             return self._pair_terms(idx, rng)
+        if self.sampled:
+            return self._sampled_terms(idx, rng)
         table = self.net(None)
         terms, n_pairs = self._set_terms(idx, rng, table)
         if cfg.objective == "mix":
             occ = rng.integers(0, self.data.n_occurrences, cfg.pairwise_batch)
             pterms, p_pairs = self._pair_terms(occ, rng, table)
-            merged = {**terms, **{k: v for k, v in pterms.items() if k != "loss"}}
-            merged["loss"] = terms["loss"] + cfg.mix_weight * pterms["loss"]
-            terms, n_pairs = merged, n_pairs + p_pairs
+            terms, n_pairs = self._mix(terms, pterms), n_pairs + p_pairs
+        return terms, n_pairs
+
+    def _mix(self, terms: dict[str, torch.Tensor],
+             pterms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        merged = {**terms, **{k: v for k, v in pterms.items() if k != "loss"}}
+        merged["loss"] = terms["loss"] + self.cfg.mix_weight * pterms["loss"]
+        return merged
+
+    def _share(self, b: SetBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        """This process's playlists of a set batch (every other one under DDP), renumbered."""
+        ctx_rows, ctx_cols, tgt_rows, tgt_cols, n = (
+            b.context_rows, b.context_cols, b.target_rows, b.target_cols, b.n)
+        if self.dist.world > 1:
+            mine = np.arange(n) % self.dist.world == self.dist.rank
+            new_row = np.cumsum(mine) - 1
+            keep_c, keep_t = mine[ctx_rows], mine[tgt_rows]
+            ctx_rows, ctx_cols = new_row[ctx_rows[keep_c]], ctx_cols[keep_c]
+            tgt_rows, tgt_cols = new_row[tgt_rows[keep_t]], tgt_cols[keep_t]
+            n = int(mine.sum())
+        return ctx_rows, ctx_cols, tgt_rows, tgt_cols, n
+
+    def _sampled_terms(self, playlists: np.ndarray, rng: np.random.Generator
+                       ) -> tuple[dict[str, torch.Tensor], int]:
+        """The sampled set term (plus the pair term of "mix"). Everything the step scores is
+        drawn first, then one forward normalises only the rows it touches: the whole table's
+        normalisation and the gathers' V x dim backward took half of a step at 111k items."""
+        cfg = self.cfg
+        b = set_batch(self.data, playlists, rng, cfg.subset_min, cfg.subset_max)
+        # Candidates come from the whole batch, before the ranks split it, so every rank scores
+        # the same candidate set and N processes compute the loss of one.
+        cand = set_candidates(self.data, b, rng, cfg.set_negatives)
+        ctx_rows, ctx_cols, tgt_rows, tgt_cols, n = self._share(b)
+        parts = [cand.items, ctx_cols]
+        uni = None
+        if cfg.uniformity > 0:
+            uni = np.unique(np.r_[ctx_cols, tgt_cols])
+            if uni.shape[0] > UNIFORMITY_SAMPLE:
+                uni = rng.choice(uni, UNIFORMITY_SAMPLE, replace=False)
+            parts.append(uni)
+        pb = None
+        if cfg.objective == "mix":
+            occ = rng.integers(0, self.data.n_occurrences, cfg.pairwise_batch)
+            pb = pair_batch(self.data, occ, rng, cfg.window,
+                            mask_false_negatives=cfg.mask_false_negatives)
+            parts += [pb.anchors, pb.positives]
+        rows = np.unique(np.concatenate(parts))
+        table = RowTable(self._t(rows), self.net(self._t(rows)))
+        ctx_pos, found = cand.positions(ctx_cols)  # context items that are no candidate
+        tgt_pos, _ = cand.positions(tgt_cols)  # need no mask; targets always are
+        anchors = TrackEncoder.pool(table[self._t(ctx_cols)], self._t(ctx_rows), n)
+        terms = sampled_set_to_track(
+            anchors, table[self._t(cand.items)], self.model.scale(),
+            torch.as_tensor(cand.logq, device=self.device), self._t(ctx_rows[found]),
+            self._t(ctx_pos[found]), self._t(tgt_rows), self._t(tgt_pos))
+        if uni is not None:
+            terms = self._add_uniformity(terms, table[self._t(uni)])
+        n_pairs = int(tgt_rows.shape[0])
+        if pb is not None:
+            pterms, p_pairs = self._pair_loss(pb, table)
+            terms, n_pairs = self._mix(terms, pterms), n_pairs + p_pairs
         return terms, n_pairs
 
     def _t(self, a: np.ndarray) -> torch.Tensor:
@@ -58,15 +145,7 @@ class Objective:
         b = set_batch(self.data, playlists, rng, cfg.subset_min, cfg.subset_max)
         # Every rank draws the whole batch (same rng), then keeps its share of the playlists, so
         # N processes see exactly the sample of one.
-        ctx_rows, ctx_cols, tgt_rows, tgt_cols, n = (
-            b.context_rows, b.context_cols, b.target_rows, b.target_cols, b.n)
-        if self.dist.world > 1:
-            mine = np.arange(n) % self.dist.world == self.dist.rank
-            new_row = np.cumsum(mine) - 1
-            keep_c, keep_t = mine[ctx_rows], mine[tgt_rows]
-            ctx_rows, ctx_cols = new_row[ctx_rows[keep_c]], ctx_cols[keep_c]
-            tgt_rows, tgt_cols = new_row[tgt_rows[keep_t]], tgt_cols[keep_t]
-            n = int(mine.sum())
+        ctx_rows, ctx_cols, tgt_rows, tgt_cols, n = self._share(b)
         anchors = TrackEncoder.pool(table[self._t(ctx_cols)], self._t(ctx_rows), n)
         terms = set_to_track(anchors, table, self.model.scale(), self._t(ctx_rows),
                              self._t(ctx_cols), self._t(tgt_rows), self._t(tgt_cols))
@@ -88,6 +167,11 @@ class Objective:
             occurrences = occurrences[self.dist.rank::self.dist.world]
         b = pair_batch(self.data, occurrences, rng, cfg.window,
                        mask_false_negatives=cfg.mask_false_negatives)
+        return self._pair_loss(b, table)
+
+    def _pair_loss(self, b: PairBatch, table: torch.Tensor | RowTable | None
+                   ) -> tuple[dict[str, torch.Tensor], int]:
+        cfg = self.cfg
         a_t, p_t = self._t(b.anchors), self._t(b.positives)
         both = torch.cat([a_t, p_t])
         vecs = table[both] if table is not None else self.net(both)

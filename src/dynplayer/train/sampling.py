@@ -32,6 +32,8 @@ class TrainingData:
     set_cols: np.ndarray
     item_logq: np.ndarray  # log of each item's share of occurrences (pair sampling probability)
     neighbours: sp.csr_matrix | None = None  # items within the window of each other
+    # Each item's share of the distinct (playlist, item) pairs: how often it is a set target.
+    item_set_share: np.ndarray | None = None
 
     @property
     def n_playlists(self) -> int:
@@ -77,7 +79,9 @@ def build_training_data(corpus: Corpus, *, full: bool = False, window: int = 10,
     item_logq = np.log(np.maximum(counts, 0.5) / counts.sum())
     data = TrainingData(n_items=n_items, seq_indptr=seq_indptr, seq_cols=seq_cols,
                         set_indptr=mat.indptr.astype(np.int64),
-                        set_cols=mat.indices.astype(np.int64), item_logq=item_logq)
+                        set_cols=mat.indices.astype(np.int64), item_logq=item_logq,
+                        item_set_share=np.bincount(mat.indices, minlength=n_items)
+                        / max(1, mat.indices.shape[0]))
     if neighbours:
         data.neighbours = window_neighbours(seq_indptr, seq_cols, n_items, window)
     return data
@@ -140,6 +144,46 @@ def set_batch(data: TrainingData, playlists: np.ndarray, rng: np.random.Generato
 
 
 @dataclass
+class Candidates:
+    """The items a sampled set-to-track step scores: sorted, distinct vocabulary rows and the
+    log of the probability that each one is in a step's candidate set (for the log-Q
+    correction)."""
+
+    items: np.ndarray
+    logq: np.ndarray
+
+    def positions(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(position in `items`, found) of each vocabulary row in `cols`."""
+        pos = np.minimum(np.searchsorted(self.items, cols), self.items.shape[0] - 1)
+        return pos, self.items[pos] == cols
+
+
+def set_candidates(data: TrainingData, batch: SetBatch, rng: np.random.Generator,
+                   n_negatives: int) -> Candidates:
+    """The batch's distinct targets plus `n_negatives` items drawn uniformly without
+    replacement from the vocabulary.
+
+    Inclusion probability of item j: pi_j = 1 - (1 - S/V) * exp(-T * share_j), with T the
+    batch's target count, share_j the item's share of (playlist, item) pairs (targets are
+    about such draws; the exponential is the Poisson approximation of T draws) and S/V the
+    uniform part. The uniform part keeps rare items among the negatives; the targets bring
+    the popular ones. With S >= V every item is a candidate and pi = 1 (the full softmax).
+    """
+    v = data.n_items
+    s = min(n_negatives, v)
+    share = data.item_set_share
+    if share is None:
+        share = np.bincount(data.set_cols, minlength=v) / max(1, data.set_cols.shape[0])
+    negatives = rng.choice(v, size=s, replace=False) if s < v else np.arange(v)
+    items = np.union1d(batch.target_cols, negatives).astype(np.int64)
+    if s >= v:
+        return Candidates(items=items, logq=np.zeros(items.shape[0], dtype=np.float32))
+    t = batch.target_cols.shape[0]
+    pi = 1.0 - (1.0 - s / v) * np.exp(-t * share[items])
+    return Candidates(items=items, logq=np.log(pi).astype(np.float32))
+
+
+@dataclass
 class PairBatch:
     anchors: np.ndarray
     positives: np.ndarray
@@ -173,5 +217,5 @@ def pair_anchor_pool(data: TrainingData) -> np.ndarray:
     return np.arange(data.n_occurrences, dtype=np.int64)
 
 
-__all__ = ["VAL", "PairBatch", "SetBatch", "TrainingData", "build_training_data", "pair_batch",
-           "set_batch", "training_playlists"]
+__all__ = ["VAL", "Candidates", "PairBatch", "SetBatch", "TrainingData", "build_training_data",
+           "pair_batch", "set_batch", "set_candidates", "training_playlists"]

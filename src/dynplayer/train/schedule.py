@@ -22,9 +22,20 @@ def steps_per_epoch(cfg: TrainConfig, data: TrainingData) -> int:
     return max(1, math.ceil(n / cfg.batch_size))
 
 
+def epoch_cap(cfg: TrainConfig, n_playlists: int) -> int:
+    """Epochs of one member: `epochs`, capped at ceil(playlist_budget / n_playlists) but not
+    below `min_epochs` (nor above `epochs`), so training cost grows with the corpus, not with
+    corpus x epochs: the MPD slices keep 30, a million playlists get a few."""
+    if cfg.playlist_budget <= 0 or n_playlists <= 0:
+        return cfg.epochs
+    cap = max(cfg.min_epochs, math.ceil(cfg.playlist_budget / n_playlists))
+    return min(cfg.epochs, cap)
+
+
 def planned_epochs(cfg: TrainConfig, data: TrainingData) -> tuple[int, int]:
-    """(epochs, total steps) of one member."""
+    """(epochs, total steps) of one member: `steps` when given, else the capped epochs."""
     spe = steps_per_epoch(cfg, data)
     if cfg.steps > 0:
         return math.ceil(cfg.steps / spe), cfg.steps
-    return cfg.epochs, cfg.epochs * spe
+    epochs = epoch_cap(cfg, data.n_playlists)
+    return epochs, epochs * spe

@@ -1,0 +1,51 @@
+"""`dynplayer bench scale`: the default pipeline at several MPD-shaped sizes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dynplayer.commands.bench import bench_app
+from dynplayer.errors import ConfigError
+
+
+def register(app: typer.Typer) -> None:
+    """Add `bench scale` (nothing on the top-level app)."""
+
+    @bench_app.command("scale")
+    def bench_scale_cmd(
+        work: Annotated[Path, typer.Option("--work", help="Scratch directory (outside the repo)")],
+        playlists: Annotated[str, typer.Option(
+            help="Comma-separated sizes, e.g. 25000,100000,250000,1000000")]
+        = "25000,100000,250000,1000000",
+        set_: Annotated[list[str] | None, typer.Option(
+            "--set", help="Training override for every size, e.g. seeds=1")] = None,
+        text_set: Annotated[list[str] | None, typer.Option(
+            "--text-set", help="train-text override for every size")] = None,
+        seed: Annotated[int, typer.Option(help="Seed of the synthetic corpus")] = 0,
+        keep: Annotated[bool, typer.Option(help="Keep each size's files")] = False,
+        png: Annotated[Path | None, typer.Option(help="Log-log plot (default WORK/scale.png)")]
+        = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report")] = False,
+    ) -> None:
+        """Run prepare -> train -> train-text -> index on MPD-shaped synthetic slices per size;
+        wall time, CPU, peak RSS, disk and growth exponents per stage (WORK/scale.json)."""
+        from dynplayer.scale import bench_pipeline, plot, table
+
+        try:
+            sizes = [int(s.replace("_", "")) for s in playlists.split(",") if s.strip()]
+        except ValueError as exc:
+            raise ConfigError(f"--playlists: expected comma-separated integers, got "
+                              f"{playlists!r}") from exc
+        if not sizes or min(sizes) < 100:
+            raise ConfigError(f"--playlists: every size must be >= 100 (got {playlists!r})")
+        report = bench_pipeline(work, sizes, train_sets=set_ or [], text_sets=text_set or [],
+                                seed=seed, keep=keep, say=lambda m: typer.echo(m, err=True))
+        plot(report, png or Path(work) / "scale.png")
+        if as_json:
+            typer.echo(json.dumps(report, indent=2))
+        else:
+            typer.echo(table(report))

@@ -1,0 +1,208 @@
+"""`dynplayer bench scale`: the default pipeline (prepare -> train -> train-text -> index) on
+MPD-shaped synthetic slice files at several sizes, with per-stage wall time, CPU time, peak
+resident memory and disk, and the growth exponent of each between consecutive sizes.
+
+Every stage runs as its own `dynplayer` process, so its peak RSS (`ru_maxrss` from wait4) is its
+own; the embedded PostgreSQL server of `index` is a separate process and is not in that figure
+(its data directory is in the disk column).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from dynplayer.data.benchmark import machine
+from dynplayer.errors import DynplayerError
+
+STAGES = ("prepare", "train", "train-text", "index")
+
+
+def dir_bytes(path: Path) -> int:
+    """Bytes of the regular files under `path` (0 when it does not exist)."""
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            p = Path(root) / f
+            if not p.is_symlink():
+                try:
+                    total += p.stat().st_size
+                except OSError:  # a file removed while walking (PostgreSQL's temp files)
+                    pass
+    return total
+
+
+def run_stage(argv: list[str], *, env: dict[str, str], log: Path) -> dict[str, Any]:
+    """Run one CLI stage as a child process; wall, CPU and peak RSS of that process alone."""
+    t0 = time.perf_counter()
+    with open(log, "w", encoding="utf-8") as fh:
+        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:]
+        raise DynplayerError(f"bench scale: `{' '.join(argv[2:4])}` failed with exit "
+                             f"{proc.returncode}: {tail[0] if tail else '(no output)'} "
+                             f"(log: {log})")
+    return {"wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1)}
+
+
+def _cli() -> list[str]:
+    return [sys.executable, "-c", "from dynplayer.cli import main; main()"]
+
+
+def generate_slices(n_playlists: int, out: Path, seed: int) -> dict[str, Any]:
+    """MPD-shaped slice files for `n_playlists` (in this process; not a pipeline stage)."""
+    import numpy as np
+
+    from dynplayer.data.synthetic import mpd_shaped, write_mpd_slices
+
+    t0 = time.perf_counter()
+    corpus = mpd_shaped(n_playlists, seed=seed)
+    files = write_mpd_slices(corpus, out)
+    return {"generate_s": round(time.perf_counter() - t0, 1), "files": len(files),
+            "occurrences": corpus.n_occurrences,
+            "mean_length": round(corpus.n_occurrences / max(1, corpus.n_playlists), 1),
+            "catalogue_tracks": int(np.unique(corpus.occ_track).shape[0]),
+            "slice_bytes": dir_bytes(out)}
+
+
+def growth(sizes: Sequence[int], values: Sequence[float]) -> list[float | None]:
+    """Exponent b of value ~ size^b between consecutive sizes (None where a value is ~0)."""
+    out: list[float | None] = []
+    for (n1, v1), (n2, v2) in zip(zip(sizes, values, strict=True),
+                                  zip(sizes[1:], values[1:], strict=True), strict=False):
+        if v1 <= 0.05 or v2 <= 0.05 or n1 == n2:
+            out.append(None)
+        else:
+            out.append(round(math.log(v2 / v1) / math.log(n2 / n1), 2))
+    return out
+
+
+def bench_pipeline(work: Path, sizes: Sequence[int], *, train_sets: Sequence[str] = (),
+                   text_sets: Sequence[str] = (), seed: int = 0, keep: bool = False,
+                   say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the pipeline at each size under `work`; return the report (also written to
+    work/scale.json). Sizes are run smallest first; each size's files are removed after its
+    figures are taken unless `keep`."""
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"machine": machine(), "command_sizes": list(sizes),
+                              "train_sets": list(train_sets), "text_sets": list(text_sets),
+                              "sizes": []}
+    for n in sorted(sizes):
+        d = work / f"p{n}"
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        say(f"[{n:,} playlists] generating MPD-shaped slices")
+        gen = generate_slices(n, d / "mpd", seed)
+        env = {**os.environ, "DYNPLAYER_DATA_DIR": str(d / "data")}
+        env.pop("DYNPLAYER_DATABASE_URL", None)  # always the size's own embedded database
+        corpus, run = d / "corpus", d / "run"
+        argvs = {
+            "prepare": [*_cli(), "prepare", str(d / "mpd"), "--out", str(corpus)],
+            "train": [*_cli(), "train", str(corpus), "--out", str(run),
+                      *[a for s in train_sets for a in ("--set", s)]],
+            "train-text": [*_cli(), "train-text", str(run),
+                           *[a for s in text_sets for a in ("--set", s)]],
+            "index": [*_cli(), "index", str(run)],
+        }
+        outputs = {"prepare": corpus, "train": run, "train-text": run / "text",
+                   "index": d / "data"}
+        row: dict[str, Any] = {"playlists": n, **gen, "stages": {}}
+        for stage in STAGES:
+            say(f"[{n:,} playlists] {stage}")
+            fig = run_stage(argvs[stage], env=env, log=d / f"{stage}.log")
+            size = dir_bytes(outputs[stage])
+            if stage == "train":  # the run directory minus what later stages add
+                size -= dir_bytes(run / "text")
+            fig["disk_mb"] = round(size / 2**20, 2)
+            fig["disk_bytes"] = size
+            row["stages"][stage] = fig
+            say(f"[{n:,} playlists] {stage}: {fig['wall_s']} s wall, {fig['cpu_s']} s CPU, "
+                f"peak RSS {fig['peak_rss_mb']:,.0f} MiB, disk {fig['disk_mb']:,.0f} MiB")
+        counts = json.loads((corpus / "manifest.json").read_text())["counts"]
+        metrics = json.loads((run / "metrics.json").read_text())
+        row["corpus"] = {k: counts.get(k) for k in ("playlists", "occurrences", "tracks",
+                                                    "selected_tracks", "train_playlists")}
+        row["train"] = {k: metrics.get(k) for k in ("val_recall@10", "n_items", "train_seconds",
+                                                    "playlists_per_s", "set_softmax")}
+        row["train"]["epochs"] = [m.get("epochs") for m in metrics.get("members", [])]
+        row["total_wall_s"] = round(sum(s["wall_s"] for s in row["stages"].values()), 1)
+        row["max_peak_rss_mb"] = max(s["peak_rss_mb"] for s in row["stages"].values())
+        report["sizes"].append(row)
+        if not keep:
+            shutil.rmtree(d, ignore_errors=True)
+        _add_growth(report)
+        (work / "scale.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def _add_growth(report: dict[str, Any]) -> None:
+    rows = report["sizes"]
+    sizes = [r["playlists"] for r in rows]
+    report["growth"] = {
+        stage: {key: growth(sizes, [r["stages"][stage][key] for r in rows])
+                for key in ("wall_s", "cpu_s", "peak_rss_mb", "disk_mb")}
+        for stage in STAGES}
+
+
+def table(report: dict[str, Any]) -> str:
+    """The report as a markdown table: one row per (size, stage), exponents to the previous
+    size in brackets."""
+    lines = ["| playlists | stage | wall s | CPU s | peak RSS MiB | disk MiB |",
+             "|---:|---|---:|---:|---:|---:|"]
+    rows = report["sizes"]
+    for i, r in enumerate(rows):
+        for stage in STAGES:
+            s = r["stages"][stage]
+            cells = []
+            for key in ("wall_s", "cpu_s", "peak_rss_mb", "disk_mb"):
+                b = report["growth"][stage][key][i - 1] if i > 0 else None
+                cells.append(f"{s[key]:,}" + (f" (^{b})" if b is not None else ""))
+            lines.append(f"| {r['playlists']:,} | {stage} | " + " | ".join(cells) + " |")
+        lines.append(f"| {r['playlists']:,} | **all** | {r['total_wall_s']:,} | | "
+                     f"{r['max_peak_rss_mb']:,} (max) | |")
+    return "\n".join(lines)
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Log-log wall time and peak RSS per stage against playlists."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["sizes"]
+    sizes = [r["playlists"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for stage in STAGES:
+        for ax, key in zip(axes, ("wall_s", "peak_rss_mb"), strict=True):
+            ax.plot(sizes, [max(r["stages"][stage][key], 0.1) for r in rows], marker="o",
+                    label=stage)
+    for ax, label in zip(axes, ("wall time (s)", "peak RSS (MiB)"), strict=True):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("playlists")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    if len(sizes) >= 2:  # the linear reference through the first point
+        s0, w0 = sizes[0], rows[0]["total_wall_s"]
+        axes[0].plot(sizes, [w0 * n / s0 for n in sizes], "k--", alpha=0.4, label="linear")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("dynplayer bench scale: " + ", ".join(f"{n:,}" for n in sizes))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

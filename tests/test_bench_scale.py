@@ -1,0 +1,48 @@
+"""`dynplayer bench scale` end to end at a toy size, and its growth exponents by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dynplayer.cli import app
+from dynplayer.scale import STAGES, growth
+
+
+def test_growth_exponent_hand_computed() -> None:
+    # 10x the playlists: 10x the time is exponent 1, 100x is 2; values near 0 give None.
+    assert growth([1000, 10_000, 100_000], [2.0, 20.0, 2000.0]) == [1.0, 2.0]
+    assert growth([100, 400], [0.01, 5.0]) == [None]
+    assert growth([100, 400], [3.0, 6.0]) == [0.5]
+
+
+@pytest.mark.db
+@pytest.mark.timeout(600)
+def test_bench_scale_runs_every_stage_at_two_sizes(tmp_path: Path) -> None:
+    work = tmp_path / "scale"
+    res = CliRunner().invoke(app, [
+        "bench", "scale", "--work", str(work), "--playlists", "300,600", "--json",
+        "--set", "epochs=1", "--set", "seeds=1", "--set", "dim=16",
+        "--text-set", "encoder=ngram", "--text-set", "epochs=1"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout[res.stdout.index("{"):])
+    assert [r["playlists"] for r in report["sizes"]] == [300, 600]
+    for row in report["sizes"]:
+        assert set(row["stages"]) == set(STAGES)
+        for fig in row["stages"].values():
+            assert fig["wall_s"] > 0 and fig["peak_rss_mb"] > 50 and fig["disk_bytes"] > 0
+        assert row["corpus"]["playlists"] == row["playlists"]
+        assert row["mean_length"] > 20  # tiny catalogues run out of distinct tracks
+    assert len(report["growth"]["train"]["wall_s"]) == 1
+    assert (work / "scale.png").stat().st_size > 1000
+    assert json.loads((work / "scale.json").read_text())["sizes"][1]["playlists"] == 600
+    assert not (work / "p300").exists()  # removed without --keep
+
+
+def test_bad_sizes_are_one_line() -> None:
+    res = CliRunner().invoke(app, ["bench", "scale", "--work", "/tmp/x", "--playlists", "a,b"])
+    assert res.exit_code != 0
+    assert "expected comma-separated integers" in str(res.exception or res.output)

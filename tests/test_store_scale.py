@@ -1,0 +1,48 @@
+"""Indexing at scale: chunked binary COPY with progress, and HNSW build settings from the
+machine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from dynplayer.store.db import _copy_rows, connect
+from dynplayer.store.params import MIN_MAINTENANCE_MB, hnsw_build_settings
+
+
+def test_hnsw_build_settings_follow_the_graph_and_the_machine() -> None:
+    gib = 2**30
+    # 10k tracks x 256 float32: 10k * (1024 + 256 + 64) * 1.25 bytes = 16 MiB -> the floor.
+    assert hnsw_build_settings(10_000, 1024, 16, available_bytes=16 * gib, cpus=2) == (
+        MIN_MAINTENANCE_MB, 1)
+    # 1M playlists x 256-d halfvec: 1M * (512 + 320) * 1.25 = 992 MiB, fits a quarter of 16 GiB.
+    assert hnsw_build_settings(1_000_000, 512, 16, available_bytes=16 * gib, cpus=16) == (
+        992, 7)
+    # 1M x 768-d halfvec on 2 GiB available: capped at a quarter (512 MiB), no workers on 1 core.
+    assert hnsw_build_settings(1_000_000, 1536, 16, available_bytes=2 * gib, cpus=1) == (512, 0)
+
+
+@pytest.mark.db
+def test_chunked_copy_loads_every_row_and_reports_progress(
+        new_database: Callable[[str], str]) -> None:
+    from pgvector.psycopg import register_vector
+
+    url = new_database("dynplayer_copy_chunks")
+    lines: list[str] = []
+    vecs = np.arange(23 * 3, dtype=np.float32).reshape(23, 3)
+    with connect(url) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        register_vector(conn)
+        conn.execute("CREATE TABLE t (i int PRIMARY KEY, name text, v vector(3))")
+        conn.commit()
+        _copy_rows(conn, "t", ["i", "name", "v"], ["int4", "text", "vector"],
+                   ((i, f"row {i}", vecs[i]) for i in range(23)), total=23, say=lines.append,
+                   chunk=10)
+        rows = conn.execute("SELECT i, name, v FROM t ORDER BY i").fetchall()
+    assert [r[0] for r in rows] == list(range(23))
+    assert rows[22][1] == "row 22" and np.array_equal(rows[22][2].to_numpy(), vecs[22])
+    assert len(lines) == 3  # chunks of 10, 10 and 3
+    assert lines[0].startswith("t: 10/23 rows (") and "ETA" in lines[0]
+    assert lines[-1].startswith("t: 23/23 rows")
