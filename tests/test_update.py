@@ -165,7 +165,9 @@ def test_update_round_trip_and_manifest(base_and_new: dict[str, Any], planted: d
     before = load_run(run_dir)
     old_bytes = (run_dir / "vectors.npy").read_bytes()
     root = base_and_new["root"]
-    report = update_run(run_dir, [root / "new.jsonl"], tracks=[root / "new.tracks.jsonl"])
+    # N = 3: the default (10) was chosen on MPD; this corpus has 900 playlists.
+    report = update_run(run_dir, [root / "new.jsonl"], tracks=[root / "new.tracks.jsonl"],
+                        min_playlists=3)
     after = load_run(run_dir)
     # The trained table is untouched: the same rows, bit for bit, then the folded ones.
     assert np.array_equal(after.vectors[:len(before.ids)], before.vectors)
@@ -209,9 +211,9 @@ def test_update_round_trip_and_manifest(base_and_new: dict[str, Any], planted: d
     extra = tmp_path / "extra.jsonl"
     extra.write_text(json.dumps({"pid": "extra-1", "name": "more", "tracks":
                                  [after.ids[0], after.ids[1], "brand-new"]}) + "\n")
-    r2 = update_run(run_dir, [extra])
+    r2 = update_run(run_dir, [extra], min_playlists=3)
     assert r2.update == 2 and r2.playlists_added == 1 and r2.tracks_new == 1
-    assert r2.tracks_waiting == 1 and r2.tracks_folded == 0  # in 1 playlist, N = 2
+    assert r2.tracks_waiting == 1 and r2.tracks_folded == 0  # in 1 playlist, N = 3
     assert [u["update"] for u in read_manifest(load_run(run_dir))["updates"]] == [1, 2]
     assert np.array_equal(load_run(run_dir).vectors, after.vectors)
 
@@ -312,7 +314,8 @@ def test_index_inserts_are_served_by_a_running_process(base_and_new: dict[str, A
             n_tracks = conn.execute("SELECT count(*) FROM tracks").fetchone()
         assert n_tracks is not None and n_tracks[0] == len(load_run(run_dir).ids)
 
-        report = update_run(run_dir, [base_and_new["root"] / "new.jsonl"], database_url=url)
+        report = update_run(run_dir, [base_and_new["root"] / "new.jsonl"], database_url=url,
+                            min_playlists=3)
         assert report.index is not None and report.index["tracks_inserted"] == \
             report.tracks_folded
         deadline = time.monotonic() + 20
@@ -366,6 +369,10 @@ def test_admin_update_route_and_a_second_process_follows(base_and_new: dict[str,
     from dynplayer.store.db import index_catalog
 
     run_dir = _copy_run(base_and_new["run"], tmp_path / "run")
+    # The run's manifest sets its fold-in threshold (the default, 10, was chosen on MPD).
+    (run_dir / "manifest.json").write_text(json.dumps({
+        "trained_rows": len(load_run(run_dir).ids), "min_playlists": 3, "folded": [],
+        "updates": []}))
     url = new_database("update_route")
     index_catalog(url, build_catalog(run_dir, load_searcher(run_dir)))
 

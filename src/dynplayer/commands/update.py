@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         min_playlists: Annotated[
             int | None, typer.Option(help="Fold in a vector for a track once it occurs in this "
-                                     "many training playlists (default: the run's, else 2)")
+                                     "many training playlists (default: the run's, else 10)")
         ] = None,
         method: Annotated[
             str | None, typer.Option(help="Fold-in method: context|cooc|pmi|steps")

@@ -19,8 +19,9 @@ CHART_FILE = "plots/headline_metrics.png"
 
 
 def verdict(methods: dict[str, dict[str, Any]], model: str) -> dict[str, Any]:
-    """Does `model` beat the best peer at Recall@10 and at NDCG@10? Said plainly."""
-    peers = {m: v for m, v in methods.items() if m != model}
+    """Does `model` beat the best peer at Recall@10 and at NDCG@10? Said plainly. Dynplayer's
+    own variants (names starting with "dynplayer") are not peers."""
+    peers = {m: v for m, v in methods.items() if m != model and not m.startswith("dynplayer")}
     if not peers:
         return {"text": "No peers were evaluated, so there is no comparison.", "peers": 0}
     out: dict[str, Any] = {"peers": len(peers)}

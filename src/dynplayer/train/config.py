@@ -79,11 +79,12 @@ class TrainConfig:
     min_epochs: int = 2
     # After training, fold in vectors for the tracks below the selection threshold that occur in
     # >= long_tail_min_playlists training playlists (dynplayer.update.longtail), appended after
-    # the trained rows. Off by default: on MPD validation it lowered continuation Recall@10
-    # (docs/fragments/i15.md).
+    # the trained rows. Off by default: on MPD validation (`dynplayer bench foldin`) no setting
+    # raised Recall@10 over all of a playlist's tracks by more than noise without lowering it
+    # on the usual held-out targets (docs/fragments/i15.md).
     long_tail: bool = False
-    long_tail_min_playlists: int = 2
-    foldin_method: str = "context"  # context | cooc | pmi | steps (dynplayer.update.foldin)
+    long_tail_min_playlists: int = 10
+    foldin_method: str = "steps"  # context | cooc | pmi | steps (dynplayer.update.foldin)
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:

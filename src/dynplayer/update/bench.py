@@ -246,7 +246,11 @@ def _train(corpus_dir: Path, out: Path, cfg: Any, log: list[str]) -> float:
 
     t0 = time.perf_counter()
     stamp = out / ".bench-config.json"
-    want = json.dumps({"train": cfg.__dict__, "corpus": str(corpus_dir)}, sort_keys=True)
+    decisive = dict(cfg.__dict__)
+    if not cfg.long_tail:  # the long-tail settings change nothing then
+        decisive.pop("long_tail_min_playlists", None)
+        decisive.pop("foldin_method", None)
+    want = json.dumps({"train": decisive, "corpus": str(corpus_dir)}, sort_keys=True)
     if stamp.exists() and stamp.read_text() == want and (out / "text").is_dir():
         log.append(f"reused {out}")
         return float(json.loads((out / "metrics.json").read_text()).get("train_seconds", 0.0))

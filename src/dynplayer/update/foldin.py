@@ -31,7 +31,7 @@ from dynplayer.run import l2_normalize
 
 METHODS = ("context", "cooc", "pmi", "steps")
 DEFAULT_METHOD = "steps"
-DEFAULT_MIN_PLAYLISTS = 3
+DEFAULT_MIN_PLAYLISTS = 10  # bench foldin on MPD validation (docs/fragments/i15.md)
 DEFAULT_CALIBRATE = 1.0
 
 
