@@ -65,6 +65,8 @@ def test_evaluate_json_report_and_verdict(run_dir: Path) -> None:
     assert saved["methods"]["ease"] == pytest.approx(m["ease"])
     html = (run_dir / "eval" / "report.html").read_text()
     assert "data:image/png;base64," in html and "Verdict" in html
+    assert (run_dir / "eval" / "plots" / "headline_metrics.png").stat().st_size > 5_000
+    assert saved["chart"] == "plots/headline_metrics.png"
     md = (run_dir / "eval" / "report.md").read_text()
     assert "| ease (lam=" in md and "plots/hubness_k_occurrence.png" in md
     assert not list(run_dir.glob(".eval.*"))  # no temporary directories left behind

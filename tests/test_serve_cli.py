@@ -31,7 +31,8 @@ def test_index_command_loads_a_run(new_database: Any, track_run_dir: Path) -> No
     version = run_version(track_run_dir)
     assert f"indexed model {version}: 400 tracks, 450 playlists" in done.stdout
     assert "no text model" in done.stdout  # the run has none: playlists without text vectors
-    with connect(url) as conn:
+    assert "(catalog track)" in done.stdout  # named after the run directory
+    with connect(url, "track") as conn:
         assert active_version(conn) == version
         (defn,) = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname LIKE "
                                "'tracks_hnsw_%'").fetchone() or ("",)

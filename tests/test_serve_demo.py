@@ -62,7 +62,7 @@ def test_demo_runs_every_stage_and_indexes(synthetic_corpus: Corpus) -> None:
         server = EmbeddedServer(work / "postgres")
         server.start()
         try:
-            with connect(server.url) as conn:
+            with connect(server.url, "synthetic") as conn:  # the demo's own catalog
                 assert active_version(conn) == run_version(run_dir)
                 n = conn.execute("SELECT count(*) FROM tracks").fetchone()
                 assert n is not None and n[0] == len((run_dir / "ids.txt").read_text().split())
@@ -71,7 +71,7 @@ def test_demo_runs_every_stage_and_indexes(synthetic_corpus: Corpus) -> None:
             if has_text:  # the real text model (issue 5) behind both recommenders
                 searcher = load_searcher(run_dir)
                 assert searcher is not None
-                pool = open_pool(server.url, min_size=1, max_size=2)
+                pool = open_pool(server.url, min_size=1, max_size=2, catalog="synthetic")
                 try:
                     hnsw = PgvectorRecommender(pool, run_version(run_dir), searcher,
                                                exact_playlists_max=0)

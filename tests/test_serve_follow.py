@@ -28,6 +28,7 @@ from dynplayer.run import run_version
 from dynplayer.serve.app import create_app
 from dynplayer.settings import Settings
 from dynplayer.store.db import active_version, connect
+from dynplayer.store.names import catalog_name_for
 
 pytestmark = pytest.mark.db
 
@@ -194,7 +195,7 @@ def test_serve_with_two_workers(new_database: Any, serve_run_dir: Path) -> None:
         proc.send_signal(2)
         out, _ = proc.communicate(timeout=60)
     assert "2 worker processes" in out and "Traceback" not in out, out
-    with connect(url) as conn:
+    with connect(url, catalog_name_for(serve_run_dir)) as conn:  # `serve RUN` names it after RUN
         assert active_version(conn) == run_version(serve_run_dir)
 
 

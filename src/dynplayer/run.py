@@ -32,7 +32,7 @@ import numpy as np
 from dynplayer.errors import ArtifactError
 
 # Part of every model version, so a change of the store's table layout makes new versions.
-MODEL_VERSION_SALT = "store-schema-2"
+MODEL_VERSION_SALT = "store-schema-3"  # 3: tracks gained genre, map_x, map_y
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

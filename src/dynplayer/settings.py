@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     DYNPLAYER_DATABASE_URL   an external PostgreSQL with pgvector; unset = the embedded server
     DYNPLAYER_DATA_DIR       where the embedded server keeps its data (default: user data dir)
     DYNPLAYER_RUN_DIR        the run the service loads
+    DYNPLAYER_CATALOG        the catalog name that run is indexed and served as (unset: the
+                             unnamed catalog in the public schema; the CLI names it after the run)
+    DYNPLAYER_CATALOGS       several catalogs in one process, a JSON object {"name": "run dir"}
+                             (the first is the default; replaces RUN_DIR and CATALOG)
     DYNPLAYER_ADMIN_TOKEN    enables POST /v1/admin/* with `Authorization: Bearer <token>`
     DYNPLAYER_CORS_ORIGINS   comma-separated origins allowed to call the API from a browser
     """
@@ -44,6 +48,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     data_dir: Path | None = None
     run_dir: Path | None = None
+    catalog: str | None = None
+    catalogs: dict[str, Path] = Field(default_factory=dict)
     backend: Literal["pgvector", "exact"] = "pgvector"
     admin_token: str | None = None
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -77,6 +83,29 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
+
+    @field_validator("catalog")
+    @classmethod
+    def _check_catalog(cls, value: str | None) -> str | None:
+        from dynplayer.store.names import check_catalog_name
+
+        return None if value is None else check_catalog_name(value)
+
+    @field_validator("catalogs")
+    @classmethod
+    def _check_catalogs(cls, value: dict[str, Path]) -> dict[str, Path]:
+        from dynplayer.store.names import check_catalog_name
+
+        for name in value:
+            check_catalog_name(name)
+        return value
+
+    def served_catalogs(self) -> list[tuple[str | None, Path | None]]:
+        """(catalog name, run dir) of every catalog to serve, the default first: CATALOGS when
+        set, else the one RUN_DIR as CATALOG (None: the unnamed catalog; no run dir: none)."""
+        if self.catalogs:
+            return [(name, Path(run)) for name, run in self.catalogs.items()]
+        return [(self.catalog, self.run_dir)]
 
     def resolved_data_dir(self) -> Path:
         """The data directory: DYNPLAYER_DATA_DIR, else the platform's user data dir."""

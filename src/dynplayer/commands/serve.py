@@ -22,24 +22,34 @@ def register(app: typer.Typer) -> None:
         m: Annotated[int | None, typer.Option(help="HNSW m (default 16)")] = None,
         ef_construction: Annotated[int | None, typer.Option(
             help="HNSW ef_construction (default 200)")] = None,
+        name: Annotated[str | None, typer.Option(
+            help="Catalog to load it as; other catalogs stay as they are (default: the run "
+                 "directory's name)")] = None,
     ) -> None:
-        """Load a run into the vector store: new tables, HNSW, ANALYZE, atomic swap."""
+        """Load a run into the vector store as a named catalog: new tables, HNSW, ANALYZE,
+        atomic swap."""
         from dynplayer.settings import Settings
         from dynplayer.store.indexing import index_run
+        from dynplayer.store.names import catalog_name_for, check_catalog_name
 
         settings = Settings()
-        overrides: dict[str, Any] = {"database_url": database_url or settings.database_url}
+        catalog = check_catalog_name(name) if name is not None else catalog_name_for(run_dir)
+        overrides: dict[str, Any] = {"database_url": database_url or settings.database_url,
+                                     "catalog": catalog}
         if m is not None:
             overrides["hnsw_m"] = m
         if ef_construction is not None:
             overrides["hnsw_ef_construction"] = ef_construction
         report = index_run(run_dir, settings.model_copy(update=overrides), echo=typer.echo)
         typer.echo(f"indexed model {report.version}: {report.tracks:,} tracks, "
-                   f"{report.playlists:,} playlists in {report.seconds['total']:.1f}s")
+                   f"{report.playlists:,} playlists in {report.seconds['total']:.1f}s "
+                   f"(catalog {catalog})")
 
     @app.command()
     def serve(
-        run_dir: Annotated[Path, typer.Argument(help="Run directory (dynplayer train)")],
+        run_dirs: Annotated[list[Path], typer.Argument(
+            help="Run directories (dynplayer train), one catalog each; the first is the "
+                 "default")],
         host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
         database_url: Annotated[str | None, typer.Option(
@@ -49,18 +59,31 @@ def register(app: typer.Typer) -> None:
         = "pgvector",
         workers: Annotated[int, typer.Option(
             help="API worker processes (each loads the model; one database)")] = 1,
+        name: Annotated[list[str] | None, typer.Option(
+            help="Catalog name of each run, in order (repeat it; default: each run "
+                 "directory's name)")] = None,
     ) -> None:
-        """Serve the API, its OpenAPI docs (/docs) and the web page for a run."""
+        """Serve the API, its OpenAPI docs (/docs) and the web page for one or more runs."""
         from dynplayer.errors import ConfigError
         from dynplayer.serve.workers import serve_run
         from dynplayer.settings import Settings
+        from dynplayer.store.names import catalog_name_for, check_catalog_name
 
         if backend not in ("pgvector", "exact"):
             raise ConfigError(f"--backend must be pgvector or exact, got {backend!r}")
+        names = [check_catalog_name(n) for n in name or []]
+        if names and len(names) != len(run_dirs):
+            raise ConfigError(f"--name is given {len(names)} times for {len(run_dirs)} run "
+                              "directories: give one per run, in order, or none")
+        names = names or [catalog_name_for(r) for r in run_dirs]
+        if len(set(names)) < len(names):
+            raise ConfigError(f"two runs would be served as the same catalog ({', '.join(names)}"
+                              "): name them with --name")
         settings = Settings()
         settings = settings.model_copy(update={
-            "run_dir": run_dir, "backend": backend,
-            "database_url": database_url or settings.database_url})
+            "run_dir": run_dirs[0], "catalog": names[0],
+            "catalogs": dict(zip(names, run_dirs, strict=True)) if len(run_dirs) > 1 else {},
+            "backend": backend, "database_url": database_url or settings.database_url})
         serve_run(settings, host=host, port=port, echo=typer.echo, workers=workers)
 
     @app.command()

@@ -41,14 +41,19 @@ def register(app: typer.Typer) -> None:
                                      "pgvector tables (it must hold the run's model)")
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+        name: Annotated[str | None, typer.Option(
+            help="Catalog holding the run in that database (default: the run directory's "
+                 "name, as `dynplayer index` names it)")] = None,
     ) -> None:
         """Add new playlists to a trained run: catalogue, fold-in vectors for new tracks, text
         search space, and (with --database-url) the served index; all or nothing."""
+        from dynplayer.store.names import catalog_name_for, check_catalog_name
         from dynplayer.update.apply import update_run
 
+        catalog = check_catalog_name(name) if name is not None else catalog_name_for(run_dir)
         report = update_run(run_dir, inputs, fmt=fmt, lenient=lenient, tracks=tracks or [],
                             min_playlists=min_playlists, method=method,
-                            database_url=database_url)
+                            database_url=database_url, catalog=catalog)
         if as_json:
             typer.echo(json.dumps(report.as_dict(), indent=2))
             return

@@ -12,6 +12,10 @@ from dynplayer.run import atomic_write_bytes
 
 TABLE_KEYS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "recall@50", "ndcg@50",
               "r_precision", "coverage@10", "gini@10")
+# The chart at the top of the report: the verdict's two metrics, the long list, and how widely
+# the recommendations spread over the catalog.
+CHART_KEYS = ("recall@10", "ndcg@10", "recall@50", "coverage@10")
+CHART_FILE = "plots/headline_metrics.png"
 
 
 def verdict(methods: dict[str, dict[str, Any]], model: str) -> dict[str, Any]:
@@ -37,6 +41,51 @@ def verdict(methods: dict[str, dict[str, Any]], model: str) -> dict[str, Any]:
     out["beats_best_peer"] = both
     out["text"] = head + " " + "; ".join(lines) + "."
     return out
+
+
+def headline_chart(methods: dict[str, dict[str, Any]], model: str, out_dir: Path,
+                   keys: tuple[str, ...] = CHART_KEYS) -> str:
+    """One PNG with a panel per headline metric, a bar per method (in every panel the methods'
+    order by the first metric, best on top; `model` in colour, the others grey, each bar
+    labelled with its value; a metric a method lacks is drawn as 0). Writes `out_dir/CHART_FILE`
+    and returns that relative path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = tuple(k for k in keys if any(k in m for m in methods.values()))
+    path = Path(out_dir) / CHART_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    height = 0.9 + 0.32 * max(len(methods), 1)
+    fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(2.9 * max(len(keys), 1), height),
+                             squeeze=False)
+    # One order for every panel (by the first metric, best on top), so that the method names
+    # written beside the first panel hold for all of them.
+    first = keys[0] if keys else ""
+    names = sorted(methods, key=lambda n: float(methods[n].get(first, 0.0)))
+    for ax, key in zip(axes[0], keys, strict=False):
+        values = [float(methods[n].get(key, 0.0)) for n in names]
+        rows = list(zip(names, values, strict=True))
+        colours = ["#2d6cdf" if n == model else "#b8bcc6" for n in names]
+        bars = ax.barh(range(len(rows)), values, color=colours, height=0.7)
+        top = max(values, default=0.0)
+        ax.set_xlim(0, top * 1.32 if top > 0 else 1)
+        for bar, v in zip(bars, values, strict=True):
+            ax.text(bar.get_width() + top * 0.02, bar.get_y() + bar.get_height() / 2,
+                    f"{v:.3f}", va="center", fontsize=8)
+        ax.set_yticks(range(len(rows)), names if ax is axes[0][0] else [""] * len(rows),
+                      fontsize=9)
+        ax.set_title(key, fontsize=10)
+        ax.tick_params(axis="x", labelsize=7)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+    fig.suptitle(f"Headline metrics per method ({model} in blue; higher is better)",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return CHART_FILE
 
 
 def _fmt(v: Any) -> str:
@@ -147,6 +196,8 @@ def markdown(result: dict[str, Any]) -> str:
     cfg = ", ".join(f"{k}={v}" for k, v in run["config"].items()) or "config not recorded"
     parts = [
         "# Dynplayer evaluation", "",
+        *([f"![headline metrics per method]({result['chart']})", ""]
+          if result.get("chart") else []),
         f"Model: `{run['path']}` ({run['n_tracks']:,} tracks x {run['dim']}; {cfg}).", "",
         f"Split: {split_line(result)}", "",
         f"**Verdict.** {result['verdict']['text']}", "",
@@ -217,14 +268,16 @@ def html_report(result: dict[str, Any], plot_dir: Path) -> str:
         elif line.startswith("!["):
             rel = line[line.index("(") + 1:-1]
             data = base64.b64encode((plot_dir / rel).read_bytes()).decode()
-            body.append(f'<img alt="{html.escape(rel)}" src="data:image/png;base64,{data}">')
+            wide = ' class="wide"' if rel == result.get("chart") else ""
+            body.append(f'<img alt="{html.escape(rel)}"{wide} '
+                        f'src="data:image/png;base64,{data}">')
         elif line.strip():
             body.append(f"<p>{_inline(line)}</p>")
     flush()
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
              "padding:3px 8px}code{background:#f3f3f3;padding:0 3px}"
-             "img{max-width:48%;margin:4px}")
+             "img{max-width:48%;margin:4px}img.wide{max-width:100%}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>Dynplayer evaluation"
             f"</title><style>{style}</style></head><body>\n" + "\n".join(body)
             + "\n</body></html>\n")

@@ -5,7 +5,7 @@ Writes RUN_DIR/eval/ atomically (a temporary sibling directory, then a swap):
                  {"params", "validation", ...}}, "hubness", "probe", "verdict", "timings"}
   report.md      side-by-side tables and the verdict, linking the PNGs
   report.html    the same, self-contained (PNGs embedded)
-  plots/*.png    hubness plots
+  plots/*.png    the headline chart (headline_metrics.png) and the hubness plots
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from dynplayer.eval.protocol import (
     evaluate_scorer,
     load_split_file,
 )
-from dynplayer.eval.report import verdict, write_reports
+from dynplayer.eval.report import headline_chart, verdict, write_reports
 from dynplayer.run import Run, atomic_directory, atomic_write_json, load_run
 
 MODEL = "dynplayer"
@@ -242,7 +242,9 @@ def _write(out: Path, result: dict[str, Any], hub: dict[str, dict[str, Any]]) ->
     with atomic_directory(out) as tmp:
         plots = plot_hubness(hub, tmp / "plots") if hub else {}
         result["plots"] = {k: f"plots/{v}" for k, v in plots.items()}
-        files = ["metrics.json", *write_reports(tmp, result), *result["plots"].values()]
+        result["chart"] = headline_chart(result["methods"], MODEL, tmp)
+        files = ["metrics.json", *write_reports(tmp, result), result["chart"],
+                 *result["plots"].values()]
         atomic_write_json(tmp / "metrics.json", _jsonable(result))
     return [str(out / f) for f in files]
 

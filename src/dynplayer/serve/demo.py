@@ -86,14 +86,18 @@ def run_demo(*, workdir: Path | None, data: Path | None, synthetic: bool, serve:
     # 5. index, 6. serve (the server started here is shared with the service)
     url, server = embedded_url(settings, pgdata)
     try:
-        with_url = settings.model_copy(update={"database_url": url, "run_dir": run_dir})
+        # A catalog of its own, so a demo never takes down another catalog's service.
+        catalog = "synthetic" if mpd is None else "mpd"
+        with_url = settings.model_copy(update={"database_url": url, "run_dir": run_dir,
+                                               "catalog": catalog})
         report = index_run(run_dir, with_url, echo=echo)
         echo(f"[index] model {report.version}: {report.tracks:,} tracks, {report.playlists:,} "
              f"playlists in {report.seconds['total']:.1f}s")
         if serve:
             serve_run(with_url, host=host, port=port, echo=echo)
         else:
-            echo(f"[serve] skipped (--no-serve); start it with: dynplayer serve {run_dir}")
+            echo(f"[serve] skipped (--no-serve); start it with: dynplayer serve {run_dir} "
+                 f"--name {catalog}")
     finally:
         if server is not None:
             server.stop()  # type: ignore[attr-defined]

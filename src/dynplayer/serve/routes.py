@@ -40,14 +40,25 @@ from dynplayer.serve.schemas import (
 )
 from dynplayer.serve.service import Service
 
+CatalogQuery = Annotated[str | None, Query(
+    max_length=64, description="the catalog to answer from (GET /v1/catalogs lists them); "
+    "default: the first one served")]
 
-def get_service(request: Request) -> Service:
-    service: Service = request.app.state.service
-    return service
+
+def get_service(request: Request, catalog: CatalogQuery = None) -> Service:
+    """The service of the requested catalog (`?catalog=NAME`), else of the default one."""
+    if catalog is None:
+        default: Service = request.app.state.service
+        return default
+    services: dict[str, Service] = getattr(request.app.state, "services", {})
+    found = services.get(catalog)
+    if found is None:
+        raise StarletteHTTPException(404, f"unknown catalog {catalog!r}; this service serves: "
+                                          f"{', '.join(services) or 'none'} (GET /v1/catalogs)")
+    return found
 
 
-def get_recommender(request: Request) -> Recommender:
-    service = get_service(request)
+def get_recommender(service: Annotated[Service, Depends(get_service)]) -> Recommender:
     rec = service.recommender
     if rec is None:
         raise DatabaseUnavailable("the model is not loaded yet")

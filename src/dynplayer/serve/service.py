@@ -39,6 +39,8 @@ class Service:
     def __init__(self, settings: Settings, recommender: Recommender | None = None,
                  searcher_factory: SearcherFactory | None = None) -> None:
         self.settings = settings
+        self.catalog: str | None = settings.catalog  # None: the unnamed catalog
+        self.n_tracks: int | None = None  # tracks of the served model (pgvector: the store's)
         self.recommender = recommender
         self.searcher_factory = searcher_factory
         self.server: Any = None  # EmbeddedServer started by this service
@@ -87,20 +89,31 @@ class Service:
         else:
             url = self.database_url()
             version = run_identity.run_version(run_dir)
-            with connect(url) as conn:
+            with connect(url, self.catalog) as conn:
                 current = active_version(conn)
             if reindex or current != version:
                 if current != version and not (reindex or (s.auto_index and index)):
-                    raise StoreError(f"the database holds model {current}, not {version}; run "
-                                     f"`dynplayer index {run_dir}`")
+                    # (The CLI always names a catalog: the unnamed one is filled by a service
+                    # with auto-indexing, so the hint for it names one.)
+                    fix = f"run `dynplayer index {run_dir} --name {self.catalog}`" \
+                        if self.catalog is not None else "set DYNPLAYER_CATALOG=NAME and run " \
+                        f"`dynplayer index {run_dir} --name NAME`"
+                    raise StoreError(f"the database holds model {current}{self._in()}, not "
+                                     f"{version}; {fix}")
                 report = index_searcher_run(url, run_dir, searcher, m=s.hnsw_m,
-                                            ef_construction=s.hnsw_ef_construction)
+                                            ef_construction=s.hnsw_ef_construction,
+                                            name=self.catalog)
                 detail["indexed"] = {"tracks": report.tracks, "playlists": report.playlists,
                                      "seconds": report.seconds}
             if self.pool is None:
                 self.pool = open_pool(url, min_size=s.pool_min_size, max_size=s.pool_max_size,
                                       timeout=s.pool_timeout,
-                                      statement_timeout_ms=s.statement_timeout_ms)
+                                      statement_timeout_ms=s.statement_timeout_ms,
+                                      catalog=self.catalog)
+            with connect(url, self.catalog) as conn:
+                row = conn.execute("SELECT n_tracks FROM model_versions WHERE version = %s",
+                                   [version]).fetchone()
+            self.n_tracks = None if row is None else int(row[0])
             rec = PgvectorRecommender(self.pool, version, searcher,
                                       text_playlists=n_playlists,
                                       ef_search_min=s.ef_search_min,
@@ -114,6 +127,9 @@ class Service:
         self.recommender = rec
         self.stale = None
         return detail
+
+    def _in(self) -> str:
+        return "" if self.catalog is None else f" in catalog {self.catalog}"
 
     def reload(self, *, reindex: bool = False) -> dict[str, Any]:
         with self._lock:
@@ -141,7 +157,8 @@ class Service:
             try:
                 report = update_run(self.run_dir(), [files["playlists"]],
                                     tracks=[files["tracks"]] if tracks else [],
-                                    lenient=lenient, database_url=url, progress=False)
+                                    lenient=lenient, database_url=url, progress=False,
+                                    catalog=self.catalog)
             except DataError as err:
                 if err.file is None or not err.file.startswith(d):
                     raise
@@ -196,7 +213,8 @@ class Service:
                     return "stale"
                 return "reloaded"
             self._stale_seen = seen
-            self.stale = (f"the database now holds model {held}, indexed from another run; "
+            self.stale = (f"the database now holds model {held}{self._in()}, indexed from "
+                          "another run; "
                           f"this process serves model {rec.version} from {run_dir} (reload or "
                           "restart it to serve the database's model)")
             return "stale"

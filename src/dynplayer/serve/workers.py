@@ -4,6 +4,7 @@ SIGKILL leaves no workers holding the port."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -65,12 +66,19 @@ def serve_run(settings: Settings, *, host: str, port: int, echo: Echo = print,
     try:
         app = create_app(settings)
         # Load now, not in the lifespan, so a bad run or database is a one-line error.
-        service = app.state.service
-        detail = service.build()
-        if "indexed" in detail:
-            done = detail["indexed"]
-            echo(f"indexed {done['tracks']:,} tracks and {done['playlists']:,} playlists "
-                 f"(the database held another model) in {done['seconds']['total']:.1f}s")
+        from dynplayer.serve.app import build_services
+
+        services = app.state.services
+        for name, detail in build_services(services).items():
+            if "indexed" in detail:
+                done = detail["indexed"]
+                what = f" as catalog {name}" if len(services) > 1 else ""
+                echo(f"indexed {done['tracks']:,} tracks and {done['playlists']:,} playlists"
+                     f"{what} (the database held another model) in "
+                     f"{done['seconds']['total']:.1f}s")
+        if len(services) > 1:
+            echo(f"catalogs: {', '.join(services)} (default {next(iter(services))}; pick one "
+                 "with ?catalog=NAME)")
         check_port(host, port)  # again: loading (or indexing) took a while
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         many = f", {workers} worker processes" if workers > 1 else ""
@@ -80,13 +88,19 @@ def serve_run(settings: Settings, *, host: str, port: int, echo: Echo = print,
             uvicorn.run(app, host=host, port=port, log_level="warning")
             return
         # The workers build their own; this process keeps only the database server.
-        service.recommender = None
-        if service.pool is not None:
-            service.pool.close()
-            service.pool = None
+        for service in services.values():
+            service.recommender = None
+            if service.pool is not None:
+                service.pool.close()
+                service.pool = None
         os.environ.update({"DYNPLAYER_RUN_DIR": str(Path(str(settings.run_dir)).resolve()),
                            "DYNPLAYER_BACKEND": settings.backend,
                            SUPERVISOR_ENV: str(os.getpid())})  # workers stop when it dies
+        if settings.catalog is not None:
+            os.environ["DYNPLAYER_CATALOG"] = settings.catalog
+        if settings.catalogs:
+            os.environ["DYNPLAYER_CATALOGS"] = json.dumps(
+                {n: str(Path(p).resolve()) for n, p in settings.catalogs.items()})
         if settings.database_url:
             os.environ["DYNPLAYER_DATABASE_URL"] = settings.database_url
         uvicorn.run("dynplayer.serve.app:create_app", factory=True, host=host, port=port,

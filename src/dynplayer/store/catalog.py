@@ -13,6 +13,7 @@ import scipy.sparse as sp
 
 from dynplayer.data.corpus import TRAIN, load_corpus
 from dynplayer.run import l2_normalize, load_run, run_version
+from dynplayer.store.trackmap import TrackMap, project_tracks, track_genres
 from dynplayer.text.api import TextSearcherProtocol
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ class Catalog:
     playlist_vectors: np.ndarray  # float32 (P, d), mean track vector, L2-normalised
     playlist_n_tracks: np.ndarray  # int64 (P,)
     text_vectors: np.ndarray | None  # float32 (P, t), the text model's playlist vectors
+    genres: list[str | None] | None = None  # one genre per track for the map's colours
+    track_map: TrackMap | None = None  # the 2-D map of the most popular tracks
 
 
 @dataclass(frozen=True)
@@ -57,8 +60,10 @@ def load_searcher(run_dir: Path) -> TextSearcherProtocol | None:
     return searcher
 
 
-def build_catalog(run_dir: Path, searcher: TextSearcherProtocol | None = None) -> Catalog:
-    """Track ids/names/vectors of the run and the searchable playlists with their vectors.
+def build_catalog(run_dir: Path, searcher: TextSearcherProtocol | None = None, *,
+                  with_map: bool = True) -> Catalog:
+    """Track ids/names/vectors of the run and the searchable playlists with their vectors,
+    plus (with `with_map`) the track map and the genres that colour it.
 
     Playlists are the searcher's (row order of its `playlist_vectors`) when there is a text
     model, the corpus' training playlists otherwise.
@@ -98,9 +103,12 @@ def build_catalog(run_dir: Path, searcher: TextSearcherProtocol | None = None) -
         (np.ones(int(keep.sum()), np.float32), (occ_rows[keep], col_of[corpus.occ_track[keep]])),
         shape=(len(pids), len(run.ids)))
     playlist_vectors = l2_normalize(np.asarray(incidence @ run.vectors))
+    vectors = l2_normalize(run.vectors)
     return Catalog(
         version=run_version(run.path), run_dir=str(Path(run.path).resolve()),
         track_ids=list(run.ids), names=names, artists=artists, popularity=popularity,
-        vectors=l2_normalize(run.vectors), playlist_pids=pids, playlist_captions=captions,
+        vectors=vectors, playlist_pids=pids, playlist_captions=captions,
         playlist_vectors=playlist_vectors, playlist_n_tracks=n_tracks, text_vectors=text_vectors,
+        genres=track_genres(corpus, corpus_rows),
+        track_map=project_tracks(vectors, popularity) if with_map else None,
     )

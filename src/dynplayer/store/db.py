@@ -1,7 +1,9 @@
 """Schema, binary COPY loading with HNSW built afterwards, the atomic reindex swap, and the pool.
 
-Tables (public schema):
-  tracks          track_idx, track_id, name, artist, popularity, vector vector(d)   [HNSW cosine]
+Tables, in the schema of their catalog (`catalog_<name>`, see `dynplayer.store.names`; the
+unnamed catalog of library calls without a name is the public schema, as before catalogs):
+  tracks          track_idx, track_id, name, artist, popularity, vector vector(d)   [HNSW cosine],
+                  genre, map_x, map_y (the track map, `dynplayer.store.trackmap`; NULL: not on it)
   playlists       row_idx, pid, caption, text_vector halfvec(t) [HNSW cosine], playlist_vector
                   vector(d), n_tracks
   model_versions  version, run_dir, dims, counts, hnsw params, created_at, active
@@ -35,6 +37,7 @@ from dynplayer.errors import ConfigError, StoreError
 from dynplayer.machine import available_memory_bytes, usable_cpus
 from dynplayer.run import MODEL_VERSION_SALT
 from dynplayer.store.catalog import Catalog, IndexReport
+from dynplayer.store.names import lock_key, schema_of
 from dynplayer.store.params import HNSW_EF_CONSTRUCTION, HNSW_M, hnsw_build_settings
 
 ADVISORY_LOCK = 0x64796E70  # serialises concurrent reindexes ("dynp")
@@ -83,9 +86,18 @@ class _IdleCheck:
             ConnectionPool.check_connection(conn)
 
 
+def _catalog_options(catalog: str | None) -> dict[str, Any]:
+    """Connection parameters putting the catalog's schema first on the search path (then public,
+    which holds the vector extension); none for the unnamed catalog."""
+    if catalog is None:
+        return {}
+    return {"options": f"-c search_path={schema_of(catalog)},public"}
+
+
 def open_pool(url: str, *, min_size: int = 2, max_size: int = 8, timeout: float = 1.0,
-              statement_timeout_ms: int = 2000) -> ConnectionPool:
-    """A pool of autocommit connections with pgvector registered (the pool's configure hook).
+              statement_timeout_ms: int = 2000, catalog: str | None = None) -> ConnectionPool:
+    """A pool of autocommit connections with pgvector registered (the pool's configure hook),
+    on `catalog`'s tables (None: the unnamed catalog's).
 
     Prepared statements are off: a reindex swaps tables under the same names, and a statement
     prepared against the old table must not outlive it.
@@ -94,18 +106,43 @@ def open_pool(url: str, *, min_size: int = 2, max_size: int = 8, timeout: float 
     pool = ConnectionPool(
         url, min_size=min_size, max_size=max(min_size, max_size), timeout=timeout,
         configure=_configure(statement_timeout_ms), check=idle.check, reset=idle.reset,
-        kwargs={"prepare_threshold": None, "connect_timeout": 2}, open=False,
+        kwargs={"prepare_threshold": None, "connect_timeout": 2, **_catalog_options(catalog)},
+        open=False,
         reconnect_timeout=3600.0, name="dynplayer",
     )
     pool.open(wait=False)
     return pool
 
 
-def connect(url: str) -> psycopg.Connection[Any]:
+def connect(url: str, catalog: str | None = None) -> psycopg.Connection[Any]:
+    """A connection on `catalog`'s tables (None: the unnamed catalog's, in public). A named
+    catalog's schema and its model_versions table are created when missing, so that a name never
+    resolves to another catalog's (public) tables."""
     try:
-        return psycopg.connect(url, connect_timeout=5)
+        conn = psycopg.connect(url, connect_timeout=5, **_catalog_options(catalog))
     except psycopg.OperationalError as exc:
         raise StoreError(f"cannot connect to the database: {str(exc).strip()}") from exc
+    if catalog is not None:
+        try:
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}")
+                         .format(sql.Identifier(schema_of(catalog))))
+            ensure_schema(conn)
+        except psycopg.Error as exc:
+            conn.close()
+            raise StoreError(f"cannot create the schema of catalog {catalog!r}: "
+                             f"{str(exc).strip()}") from exc
+    return conn
+
+
+def list_catalogs(conn: psycopg.Connection[Any]) -> list[str]:
+    """Names of the catalogs this database holds a model for (named ones; sorted)."""
+    from dynplayer.store.names import SCHEMA_PREFIX
+
+    rows = conn.execute(
+        "SELECT n.nspname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid "
+        "WHERE c.relname = 'tracks' AND n.nspname LIKE %s ORDER BY 1",
+        [SCHEMA_PREFIX.replace("_", "\\_") + "%"]).fetchall()
+    return [str(r[0])[len(SCHEMA_PREFIX):] for r in rows]
 
 
 PGVECTOR_MIN = (0, 7)  # halfvec and its HNSW operator class
@@ -130,7 +167,8 @@ def ensure_extension(conn: psycopg.Connection[Any]) -> None:
         check_pgvector_version(str(have[0]))
         return
     try:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        # In public, whichever catalog's search path is set: every catalog shares it.
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public")
         conn.commit()
     except psycopg.Error as exc:
         conn.rollback()
@@ -158,7 +196,7 @@ def ensure_schema(conn: psycopg.Connection[Any]) -> None:
 
 def active_version(conn: psycopg.Connection[Any]) -> str | None:
     """The model version the live tables hold, or None when nothing is indexed."""
-    exists = conn.execute("SELECT to_regclass('public.model_versions') IS NOT NULL").fetchone()
+    exists = conn.execute("SELECT to_regclass('model_versions') IS NOT NULL").fetchone()
     if not exists or not exists[0]:
         return None
     row = conn.execute("SELECT version FROM model_versions WHERE active").fetchone()
@@ -210,8 +248,10 @@ def _hnsw_settings(conn: psycopg.Connection[Any], n_rows: int, vector_bytes: int
 
 def index_catalog(url: str, catalog: Catalog, *, m: int = HNSW_M,
                   ef_construction: int = HNSW_EF_CONSTRUCTION,
-                  progress: Callable[[str], None] | None = None) -> IndexReport:
-    """Load `catalog` into new tables, build HNSW + ANALYZE, and swap them in atomically."""
+                  progress: Callable[[str], None] | None = None,
+                  name: str | None = None) -> IndexReport:
+    """Load `catalog` into new tables, build HNSW + ANALYZE, and swap them in atomically, as
+    the catalog `name` (None: the unnamed one); other catalogs' tables are not touched."""
     if not 2 <= m <= 100:
         raise ConfigError(f"HNSW m must be from 2 to 100, got {m}")
     if not max(4, 2 * m) <= ef_construction <= 1000:
@@ -224,18 +264,21 @@ def index_catalog(url: str, catalog: Catalog, *, m: int = HNSW_M,
     t_tracks, t_playlists = f"tracks_s{token}", f"playlists_s{token}"
     d = int(catalog.vectors.shape[1])
     td = None if catalog.text_vectors is None else int(catalog.text_vectors.shape[1])
-    with connect(url) as conn:
-        ensure_extension(conn)
+    lock = [ADVISORY_LOCK, 0 if name is None else lock_key(name)]
+    with connect(url) as admin:  # the extension first: the catalog's schema needs its types
+        ensure_extension(admin)
+    with connect(url, name) as conn:
         from pgvector.psycopg import register_vector
 
         register_vector(conn)
         ensure_schema(conn)
-        conn.execute("SELECT pg_advisory_lock(%s)", [ADVISORY_LOCK])
+        conn.execute("SELECT pg_advisory_lock(%s, %s)", lock)
         try:
             _drop_leftover_staging(conn)
             conn.execute(sql.SQL(
                 "CREATE TABLE {} (track_idx int PRIMARY KEY, track_id text NOT NULL UNIQUE, "
-                "name text, artist text, popularity int NOT NULL, vector vector({}) NOT NULL)"
+                "name text, artist text, popularity int NOT NULL, vector vector({}) NOT NULL, "
+                "genre text, map_x real, map_y real)"
             ).format(sql.Identifier(t_tracks), sql.Literal(d)))
             text_col = sql.SQL("text_vector halfvec({})").format(sql.Literal(td)) if td else \
                 sql.SQL("text_vector halfvec")
@@ -246,13 +289,25 @@ def index_catalog(url: str, catalog: Catalog, *, m: int = HNSW_M,
             conn.commit()
             t1 = time.perf_counter()
             vecs = np.ascontiguousarray(catalog.vectors, dtype=np.float32)
+            n = len(catalog.track_ids)
+            # (A catalog trimmed by hand may carry its parent's map: what fits is kept.)
+            genres = catalog.genres if catalog.genres is not None and \
+                len(catalog.genres) == n else [None] * n
+            map_xy: list[tuple[float, float] | tuple[None, None]] = [(None, None)] * n
+            if catalog.track_map is not None:
+                for r, (x, y) in zip(catalog.track_map.rows.tolist(),
+                                     catalog.track_map.xy.tolist(), strict=True):
+                    if r < n:
+                        map_xy[r] = (x, y)
             _copy_rows(conn, t_tracks,
-                       ["track_idx", "track_id", "name", "artist", "popularity", "vector"],
-                       ["int4", "text", "text", "text", "int4", "vector"],
+                       ["track_idx", "track_id", "name", "artist", "popularity", "vector",
+                        "genre", "map_x", "map_y"],
+                       ["int4", "text", "text", "text", "int4", "vector", "text", "float4",
+                        "float4"],
                        ((i, catalog.track_ids[i], catalog.names[i], catalog.artists[i],
-                         int(catalog.popularity[i]), vecs[i])
-                        for i in range(len(catalog.track_ids))),
-                       total=len(catalog.track_ids), say=say)
+                         int(catalog.popularity[i]), vecs[i], genres[i], *map_xy[i])
+                        for i in range(n)),
+                       total=n, say=say)
             pvecs = np.ascontiguousarray(catalog.playlist_vectors, dtype=np.float32)
             tvecs = catalog.text_vectors
             _copy_rows(conn, t_playlists,
@@ -296,7 +351,7 @@ def index_catalog(url: str, catalog: Catalog, *, m: int = HNSW_M,
             _drop_leftover_staging(conn)
             raise
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK])
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", lock)
             conn.commit()
     times["total"] = time.perf_counter() - t0
     return IndexReport(version=catalog.version, tracks=len(catalog.track_ids),
@@ -307,7 +362,7 @@ def index_catalog(url: str, catalog: Catalog, *, m: int = HNSW_M,
 def _drop_leftover_staging(conn: psycopg.Connection[Any]) -> None:
     """Staging tables of an indexing run that died; called under the advisory lock."""
     rows = conn.execute(
-        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND "
+        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND "
         "(tablename ~ '^tracks_s[0-9a-f]{8}$' OR tablename ~ '^playlists_s[0-9a-f]{8}$')"
     ).fetchall()
     for (name,) in rows:
@@ -320,8 +375,12 @@ def _swap(conn: psycopg.Connection[Any], catalog: Catalog, t_tracks: str, t_play
     """One transaction: old tables out, staging tables in, active version switched."""
     with conn.transaction():
         conn.execute("SET LOCAL lock_timeout = '10s'")
-        conn.execute("DROP TABLE IF EXISTS tracks")
-        conn.execute("DROP TABLE IF EXISTS playlists")
+        # Qualified: unqualified, a catalog's first index would drop public's (the unnamed
+        # catalog's) tables, which its search path also reaches.
+        (schema,) = conn.execute("SELECT current_schema()").fetchone() or ("public",)
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, "tracks")))
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}")
+                     .format(sql.Identifier(schema, "playlists")))
         conn.execute(sql.SQL("ALTER TABLE {} RENAME TO tracks").format(sql.Identifier(t_tracks)))
         conn.execute(sql.SQL("ALTER TABLE {} RENAME TO playlists")
                      .format(sql.Identifier(t_playlists)))

@@ -31,19 +31,20 @@ def embedded_url(settings: Settings, pgdata: Path | None = None) -> tuple[str, A
 
 def index_searcher_run(url: str, run_dir: Path, searcher: TextSearcherProtocol | None, *,
                        m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION,
-                       progress: Echo | None = None) -> IndexReport:
+                       progress: Echo | None = None, name: str | None = None) -> IndexReport:
     """Build the run's catalog (with `searcher`'s playlists and text vectors, when given) and
-    swap it into the store at `url` (see `index_catalog`)."""
+    swap it into the store at `url` as the catalog `name` (see `index_catalog`)."""
     from dynplayer.store.catalog import build_catalog
 
     return index_catalog(url, build_catalog(run_dir, searcher), m=m,
-                         ef_construction=ef_construction, progress=progress)
+                         ef_construction=ef_construction, progress=progress, name=name)
 
 
 def index_run(run_dir: Path, settings: Settings, *, echo: Echo = print,
               pgdata: Path | None = None) -> IndexReport:
-    """Load RUN_DIR (track vectors, names, playlists, text vectors) into the configured store,
-    starting the embedded server for the time it takes when no URL is configured."""
+    """Load RUN_DIR (track vectors, names, playlists, text vectors) into the configured store
+    as the catalog `settings.catalog` (None: the unnamed one), starting the embedded server for
+    the time it takes when no URL is configured. Other catalogs are not touched."""
     from dynplayer.store.catalog import build_catalog, load_searcher
 
     t0 = time.perf_counter()
@@ -52,10 +53,14 @@ def index_run(run_dir: Path, settings: Settings, *, echo: Echo = print,
         echo(f"note: {run_dir} has no text model; playlists are indexed without text vectors")
     catalog = build_catalog(run_dir, searcher)
     echo(f"read run {run_dir} ({time.perf_counter() - t0:.1f}s): model {catalog.version}")
+    if catalog.track_map is not None:
+        echo(f"track map: {catalog.track_map.rows.shape[0]:,} tracks placed in "
+             f"{catalog.track_map.seconds:.1f}s (PCA + neighbour layout)")
     url, server = embedded_url(settings, pgdata)
     try:
         return index_catalog(url, catalog, m=settings.hnsw_m,
-                             ef_construction=settings.hnsw_ef_construction, progress=echo)
+                             ef_construction=settings.hnsw_ef_construction, progress=echo,
+                             name=settings.catalog)
     finally:
         if server is not None:
             server.stop()

@@ -29,6 +29,7 @@ from psycopg import sql
 from dynplayer.errors import StoreError
 from dynplayer.store.catalog import Catalog
 from dynplayer.store.db import ADVISORY_LOCK, connect
+from dynplayer.store.names import lock_key
 
 
 @dataclasses.dataclass
@@ -68,12 +69,13 @@ def _copy(conn: psycopg.Connection[Any], table: str, columns: list[str], types: 
 
 
 def prepare_insert(url: str, run_dir: Path, new_run_dir: Path, *, old_version: str,
-                   new_version: str) -> PendingInsert:
+                   new_version: str, catalog: str | None = None) -> PendingInsert:
     """Open a transaction that turns the database's `old_version` tables into `new_version`'s.
 
     The database must hold `old_version` (the run as it was before the update); otherwise
     a StoreError says to index the run first. `new_run_dir` is the updated run, still under
-    its temporary name; `run_dir` is where it will live.
+    its temporary name; `run_dir` is where it will live. `catalog` names the catalog whose
+    tables are updated (None: the unnamed one).
     """
     from dynplayer.store.catalog import build_catalog, load_searcher
 
@@ -82,9 +84,9 @@ def prepare_insert(url: str, run_dir: Path, new_run_dir: Path, *, old_version: s
     new = dataclasses.replace(new, run_dir=str(Path(run_dir).resolve()))
     if new.version != new_version:
         raise StoreError(f"internal: catalog version {new.version} is not {new_version}")
-    conn = connect(url)
+    conn = connect(url, catalog)
     try:
-        counts = _fill(conn, new, old_version)
+        counts = _fill(conn, new, old_version, catalog)
     except BaseException:
         try:
             conn.rollback()
@@ -94,11 +96,14 @@ def prepare_insert(url: str, run_dir: Path, new_run_dir: Path, *, old_version: s
     return PendingInsert(conn=conn, counts=counts, started=t0)
 
 
-def _fill(conn: psycopg.Connection[Any], new: Catalog, old_version: str) -> dict[str, Any]:
-    # The transaction-level advisory lock shares its key with `index_catalog`'s session lock,
-    # so a reindex and an update never interleave.
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK])
-    exists = conn.execute("SELECT to_regclass('public.model_versions') IS NOT NULL").fetchone()
+def _fill(conn: psycopg.Connection[Any], new: Catalog, old_version: str,
+          catalog: str | None = None) -> dict[str, Any]:
+    # The transaction-level advisory lock shares its keys with `index_catalog`'s session lock
+    # of the same catalog, so a reindex and an update of it never interleave.
+    conn.execute("SELECT pg_advisory_xact_lock(%s, %s)",
+                 [ADVISORY_LOCK, 0 if catalog is None else lock_key(catalog)])
+    # (the catalog's own table: `connect` created its schema and model_versions)
+    exists = conn.execute("SELECT to_regclass('model_versions') IS NOT NULL").fetchone()
     row = conn.execute("SELECT version, hnsw, dim, text_dim FROM model_versions WHERE active") \
         .fetchone() if exists and exists[0] else None
     if row is None or row[0] != old_version:

@@ -81,12 +81,14 @@ def update_run(run_dir: Path, inputs: Sequence[Path], *, fmt: str = "auto",
                lenient: bool = False, tracks: Iterable[Path] = (),
                min_playlists: int | None = None, method: str | None = None,
                database_url: str | None = None, progress: bool | None = None,
-               before_commit: Callable[[], None] | None = None) -> UpdateReport:
+               before_commit: Callable[[], None] | None = None,
+               catalog: str | None = None) -> UpdateReport:
     """Add the playlists of `inputs` to the run at `run_dir` (see the module docstring).
 
     `min_playlists` / `method` default to what the run's manifest recorded, else the defaults
     chosen on validation. `before_commit` runs after the exchange, before the database commit
-    (the tests use it to fail there).
+    (the tests use it to fail there). `catalog` is the database catalog holding the run (None:
+    the unnamed one).
     """
     t0 = time.perf_counter()
     times: dict[str, float] = {}
@@ -191,7 +193,7 @@ def update_run(run_dir: Path, inputs: Sequence[Path], *, fmt: str = "auto",
             from dynplayer.store.insert import prepare_insert
 
             pending = prepare_insert(database_url, run_dir, tmp, old_version=run_version(run_dir),
-                                     new_version=version)
+                                     new_version=version, catalog=catalog)
             times["index_prepare"] = time.perf_counter() - t5
         exchange(run_dir, tmp)  # tmp now holds the old run
         swapped = True
