@@ -96,7 +96,7 @@ def test_tuning_picks_best_on_validation_and_reuses_fits(data: TrainData) -> Non
 
     # keeping 1 neighbour per track scores at most 2 tracks per query: worse than keeping all
     tuned = tune_peer("itemknn", data, evaluate, [{"neighbours": 1}, {"neighbours": None}])
-    assert tuned.params == {"neighbours": None}
+    assert tuned.params == {"neighbours": None, "shrinkage": 0.0}
     assert [row["neighbours"] for row in tuned.validation] == [1, None]
     assert calls[1] > calls[0]
     # item2vec: two scorings of one fit

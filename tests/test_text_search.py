@@ -354,3 +354,33 @@ def test_stale_damaged_or_misconfigured_model_is_a_clear_error(synthetic_run: Pa
     shutil.rmtree(copy / "text")
     with pytest.raises(ArtifactError, match="train-text"):
         TextSearcher.load(copy)
+
+
+def test_wordless_captions_are_no_hubs_of_hybrid_retrieval() -> None:
+    """A playlist whose caption has no word ("🍻🍻🍻") but encodes exactly like the query must
+    not win on its caption: it is searched on its tracks' side only, at unit row length."""
+    from dynplayer.text.model import TextConfig
+    from dynplayer.text.space import compose_playlist_vectors, wordless
+
+    captions = ["summer rock", "🍻🍻🍻"]
+    no_words = wordless(captions + ["", "🇺🇸", "2017"])
+    assert no_words.tolist() == [False, True, True, True, False]
+    joint = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)  # the hub's tracks: elsewhere
+    cap = np.array([[0.0, 1.0], [1.0, 0.0]], dtype=np.float32)  # the hub's caption = query's
+    cfg = TextConfig(retrieval="hybrid", caption_weight=0.5)
+    q = np.sqrt(0.5) * np.array([1.0, 0.0, 1.0, 0.0], dtype=np.float32)
+    before = compose_playlist_vectors(joint, cap, cfg) @ q
+    assert before.tolist() == pytest.approx([0.5, 0.5])  # the hub ties the real match
+    rows = compose_playlist_vectors(joint, cap, cfg, no_words[:2])
+    assert np.linalg.norm(rows, axis=1).tolist() == pytest.approx([1.0, 1.0])
+    assert (rows @ q).tolist() == pytest.approx([0.5, 0.0])
+
+
+def test_reciprocal_rank_fusion_by_hand() -> None:
+    from dynplayer.text.evaluate import reciprocal_rank_fusion
+
+    a = np.array([[3.0, 2.0, 1.0]])  # ranks 1, 2, 3
+    b = np.array([[1.0, 3.0, 2.0]])  # ranks 3, 1, 2
+    got = reciprocal_rank_fusion([a, b], k=1.0)[0]
+    assert got.tolist() == pytest.approx([1 / 2 + 1 / 4, 1 / 3 + 1 / 2, 1 / 4 + 1 / 3])
+    assert int(np.argmax(got)) == 1  # second in one list, first in the other

@@ -44,6 +44,10 @@ def register(app: typer.Typer) -> None:
 
         opts = EvalOptions(peers=parse_peers(peers), test_split=test_split, split=split,
                            hubness=not no_hubness, probe=not no_probe, threads=threads)
+        from dynplayer.rank.stage import has_ranker, load_stage
+
+        if has_ranker(run_dir):  # the two-stage row beside the embedding row
+            opts.extra["dynplayer two-stage"] = load_stage
         result = evaluate_run(run_dir, opts, log=lambda m: typer.echo(m, err=True))
         if as_json:
             result.pop("written", None)
@@ -53,6 +57,8 @@ def register(app: typer.Typer) -> None:
 
         typer.echo(methods_table(result))
         typer.echo(result["verdict"]["text"])
+        if "verdict dynplayer two-stage" in result:
+            typer.echo("Two-stage: " + result["verdict dynplayer two-stage"]["text"])
         typer.echo(f"wrote {run_dir / 'eval'} (metrics.json, report.md, report.html, plots/)")
 
     @bench_app.command("evaluate")

@@ -96,20 +96,24 @@ class Popularity(Peer):
 class ItemKNN(Peer):
     """Item-based kNN: cosine between track columns of the playlist x track matrix.
 
-    score(p, j) = sum over visible i of cos(i, j), keeping each track's `neighbours` most
-    similar tracks (None = all).
+    score(p, j) = sum over visible i of sim(i, j), keeping each track's `neighbours` most
+    similar tracks (None = all); sim(i, j) = |i and j| / (sqrt(|i| |j|) + shrinkage), the cosine
+    shrunk toward 0 for rarely seen pairs (shrinkage 0 = the plain cosine).
     """
 
     name = "itemknn"
 
-    def __init__(self, neighbours: int | None = None) -> None:
-        super().__init__(neighbours=neighbours)
+    def __init__(self, neighbours: int | None = None, shrinkage: float = 0.0) -> None:
+        super().__init__(neighbours=neighbours, shrinkage=shrinkage)
 
     def fit(self, data: TrainData) -> ItemKNN:
         x = _binary(data.matrix)
-        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0)).ravel())
-        xn = x @ sp.diags(1.0 / np.maximum(norms, 1e-12)).astype(np.float32)
-        sim = np.asarray((xn.T @ xn).toarray(), dtype=np.float32)
+        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0)).ravel()).astype(np.float32)
+        sim = np.asarray((x.T @ x).toarray(), dtype=np.float32)
+        shrink = float(self.params.get("shrinkage", 0.0))
+        for a in range(0, sim.shape[0], 1024):  # row blocks: no second V x V temporary
+            sim[a:a + 1024] /= np.maximum(norms[a:a + 1024, None] * norms[None, :] + shrink,
+                                          1e-12)
         np.fill_diagonal(sim, 0.0)
         k = self.params["neighbours"]
         if k is not None and k < sim.shape[0]:
@@ -328,13 +332,15 @@ PEERS: dict[str, Callable[..., Peer]] = {
     "item2vec": Item2Vec,
 }
 
-# Light tuning on validation: a few values of the parameter that matters most.
+# Tuning on validation, as wide as the product's own sweep (issue 14): EASE's lambda over two
+# decades, ALS factors 64-512 by alpha, item-kNN neighbours by shrinkage.
 GRIDS: dict[str, list[dict[str, Any]]] = {
     "popularity": [{}],
-    "itemknn": [{"neighbours": None}, {"neighbours": 100}, {"neighbours": 400}],
-    "ease": [{"lam": lam} for lam in (50.0, 100.0, 200.0)],  # 500 was clearly worse on val
-    "als": [{"alpha": a, "regularization": r} for a, r in ((1.0, 0.05), (10.0, 0.05),
-                                                            (40.0, 0.05))],
+    "itemknn": [{"neighbours": k, "shrinkage": s} for k in (None, 50, 200, 1000)
+                for s in (0.0, 10.0, 50.0)],
+    "ease": [{"lam": lam} for lam in (10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)],
+    "als": [{"factors": f, "alpha": a, "regularization": 0.05} for f in (64, 128, 256, 512)
+            for a in (5.0, 10.0, 20.0)],
     "bpr": [{"learning_rate": lr} for lr in (0.01, 0.05)],
     "item2vec": [{"scoring": "cosine"}, {"scoring": "in_out"}],
 }

@@ -46,14 +46,37 @@ class EvalSet:
     pids: list[str] = field(default_factory=list)
     skipped: int = 0
     dropped_unknown: dict[str, int] = field(default_factory=dict)
+    # Same entries as `visible`, data = 1-based position of the track in the playlist (its last
+    # occurrence): what order-aware scorers (the two-stage ranker) read. None = order unknown.
+    order: sp.csr_matrix | None = None
 
     @property
     def n(self) -> int:
         return int(self.visible.shape[0])
 
 
+def order_matrix(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """CSR whose entry (r, c) is the 1-based position of the last occurrence of c in row r;
+    `rows`/`cols` list the occurrences in playlist order."""
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    n = shape[0]
+    starts = np.searchsorted(rows, np.arange(n))
+    pos = (np.arange(rows.shape[0]) - starts[rows] + 1).astype(np.float32)
+    key = rows * shape[1] + cols
+    order = np.lexsort((pos, key))
+    k = key[order]
+    is_last = np.ones(k.shape[0], dtype=bool)
+    is_last[:-1] = k[1:] != k[:-1]
+    sel = order[is_last]
+    last = sp.csr_matrix((pos[sel], (rows[sel], cols[sel])), shape=shape)
+    last.sort_indices()
+    return last
+
+
 def make_eval_set(visible: sp.csr_matrix, heldout: sp.csr_matrix,
-                  pids: list[str] | None = None) -> EvalSet:
+                  pids: list[str] | None = None,
+                  order: sp.csr_matrix | None = None) -> EvalSet:
     """Drop held-out items that are also visible; keep rows with >= 1 visible and >= 1 held out."""
     visible = visible.tocsr().astype(np.float32)
     visible.data[:] = 1.0
@@ -65,7 +88,8 @@ def make_eval_set(visible: sp.csr_matrix, heldout: sp.csr_matrix,
     rows = np.flatnonzero(keep)
     pid_list = pids if pids is not None else [str(i) for i in range(visible.shape[0])]
     return EvalSet(visible=visible[rows], heldout=heldout[rows],
-                   pids=[pid_list[i] for i in rows], skipped=int((~keep).sum()))
+                   pids=[pid_list[i] for i in rows], skipped=int((~keep).sum()),
+                   order=order.tocsr()[rows] if order is not None else None)
 
 
 def corpus_eval_set(corpus: Any, split: int, vocab: np.ndarray | None = None) -> EvalSet:
@@ -73,7 +97,9 @@ def corpus_eval_set(corpus: Any, split: int, vocab: np.ndarray | None = None) ->
     playlists = corpus.playlists_in(split)
     vis = corpus.interaction_matrix(playlists, part="visible", vocab=vocab)
     held = corpus.interaction_matrix(playlists, part="heldout", vocab=vocab)
-    return make_eval_set(vis, held, [corpus.pids[p] for p in playlists])
+    ip, cols = corpus.sequences(playlists, part="visible", vocab=vocab)
+    order = order_matrix(np.repeat(np.arange(playlists.shape[0]), np.diff(ip)), cols, vis.shape)
+    return make_eval_set(vis, held, [corpus.pids[p] for p in playlists], order)
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -169,7 +195,8 @@ def load_split_file(path: Path, ids: list[str]) -> EvalSet:
         m.sum_duplicates()
         return m
 
-    es = make_eval_set(csr(rows_v, cols_v), csr(rows_h, cols_h), pids)
+    es = make_eval_set(csr(rows_v, cols_v), csr(rows_h, cols_h), pids,
+                       order_matrix(np.asarray(rows_v), np.asarray(cols_v), shape))
     es.dropped_unknown = {"visible": unknown["visible"], "heldout": unknown["heldout"],
                           "playlists": es.skipped}
     return es
@@ -208,7 +235,10 @@ def evaluate_scorer(
     for start in range(0, es.n, batch_size):
         vis = es.visible[start:start + batch_size]
         held = es.heldout[start:start + batch_size]
-        scores = scorer(vis)
+        if getattr(scorer, "ordered", False) and es.order is not None:
+            scores = scorer(vis, es.order[start:start + batch_size])  # type: ignore[call-arg]
+        else:
+            scores = scorer(vis)
         top = top_k_masked(scores, vis, depth)
         # hits[i, r] = is top[i, r] held out for playlist i (sparse lookup, vectorised).
         hits = np.asarray(held[np.arange(top.shape[0])[:, None], top].todense()) > 0

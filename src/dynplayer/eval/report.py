@@ -15,8 +15,9 @@ TABLE_KEYS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "recall@50", "ndcg
 
 
 def verdict(methods: dict[str, dict[str, Any]], model: str) -> dict[str, Any]:
-    """Does `model` beat the best peer at Recall@10 and at NDCG@10? Said plainly."""
-    peers = {m: v for m, v in methods.items() if m != model}
+    """Does `model` beat the best peer at Recall@10 and at NDCG@10? Said plainly. Dynplayer's
+    own variants (names starting with "dynplayer") are not peers."""
+    peers = {m: v for m, v in methods.items() if m != model and not m.startswith("dynplayer")}
     if not peers:
         return {"text": "No peers were evaluated, so there is no comparison.", "peers": 0}
     out: dict[str, Any] = {"peers": len(peers)}

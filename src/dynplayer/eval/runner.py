@@ -53,6 +53,10 @@ class EvalOptions:
     # 707) are whole; at 1M playlists the 150,000 test playlists become 10,000.
     max_playlists: int = 10_000
     memory_bytes: int = 0  # memory EASE may take half of; 0 = MemAvailable of this machine
+    # Dynplayer's other rankings shown beside the embedding row (e.g. the two-stage ranker:
+    # `commands.evaluate` adds it when RUN_DIR/ranker/ exists): name -> factory(run, corpus,
+    # vocab) -> scorer. Names start with "dynplayer" so the verdict does not count them as peers.
+    extra: dict[str, Callable[[Run, Corpus, np.ndarray], Any]] = field(default_factory=dict)
 
 
 def run_vocab(run: Run, corpus: Corpus) -> np.ndarray:
@@ -112,6 +116,13 @@ def evaluate_run(
     timings[MODEL] = round(time.perf_counter() - t, 2)
     say(f"{MODEL}: recall@10 {methods[MODEL]['recall@10']:.4f} "
         f"ndcg@10 {methods[MODEL]['ndcg@10']:.4f}")
+
+    for name, factory in opts.extra.items():
+        t = time.perf_counter()
+        methods[name] = evaluate_scorer(factory(run, corpus, vocab), es)
+        timings[name] = round(time.perf_counter() - t, 2)
+        say(f"{name}: recall@10 {methods[name]['recall@10']:.4f} "
+            f"ndcg@10 {methods[name]['ndcg@10']:.4f}")
 
     train_pl = corpus.playlists_in(TRAIN)
     train_matrix = corpus.interaction_matrix(train_pl, vocab=vocab)
@@ -183,6 +194,8 @@ def evaluate_run(
         "hubness": {m: public(h) for m, h in hub.items()},
         "probe": probe,
         "verdict": verdict(methods, MODEL),
+        **{f"verdict {name}": verdict({m: v for m, v in methods.items() if m != MODEL}, name)
+           for name in opts.extra},
         "timings": timings,
         "threads": opts.threads,
     }

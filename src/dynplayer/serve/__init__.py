@@ -2,5 +2,5 @@
 (`service`), the FastAPI app (`app`, `routes`, `schemas`, `error_handlers`), the worker
 supervisor (`workers`), the demo pipeline and the serving benchmark, and the web page.
 
-The top library layer: may import `store`, `text`, `run`, `settings`; nothing imports it but
+The top library layer: may import `store`, `text`, `rank`, `run`, `settings`; nothing imports it but
 `commands`."""

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import psycopg
@@ -127,12 +127,25 @@ def check_seeds(track_ids: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(normalize_track_id(t) for t in track_ids))
 
 
+class ContinuationRanker(Protocol):
+    """A second stage for continuations (`dynplayer.rank.serving.ServingRanker`)."""
+
+    def known(self, track_id: str) -> bool: ...
+
+    def rank(self, seeds: list[str], k: int) -> list[tuple[str, float]]:
+        """The k best next tracks (ids, scores) for known seeds in playlist order."""
+        ...
+
+
 class Recommender(abc.ABC):
     """Answers similar / continue / text / search for one model version."""
 
     version: str
     searcher: TextSearcherProtocol | None
     text_playlists: int = 50
+    # With a ranker (RUN_DIR/ranker/), continuations come from it on every backend; its
+    # candidates and features are computed in memory, the backend gives names and artists.
+    reranker: ContinuationRanker | None = None
 
     @property
     def has_text(self) -> bool:
@@ -150,7 +163,19 @@ class Recommender(abc.ABC):
         Unknown ids are reported in `unknown`; it is an error only when no seed is known.
         """
         check_k(k)
-        return self._nearest_to_seeds(check_seeds(track_ids), k, single=False)
+        seeds = check_seeds(track_ids)
+        if self.reranker is None:
+            return self._nearest_to_seeds(seeds, k, single=False)
+        known = [t for t in seeds if self.reranker.known(t)]
+        if not known:
+            raise _unknown_error(seeds, False)
+        ranked = self.reranker.rank(known, k)
+        info = self._track_info([t for t, _ in ranked])
+        none = TrackInfo("", None, None)
+        return Continuation(
+            tracks=[TrackResult(t, float(s), info.get(t, none).name, info.get(t, none).artist)
+                    for t, s in ranked],
+            seeds=known, unknown=[t for t in seeds if not self.reranker.known(t)])
 
     def text(self, text: str, k: int = 20) -> list[TrackResult]:
         """Tracks for a free-text query, each with the playlists that contributed to it."""

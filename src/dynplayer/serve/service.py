@@ -106,6 +106,11 @@ class Service:
                                       ef_search_min=s.ef_search_min,
                                       ef_search_factor=s.ef_search_factor,
                                       exact_playlists_max=s.exact_playlists_max)
+        from dynplayer.rank.serving import load_serving_ranker
+
+        rec.reranker = load_serving_ranker(run_dir)
+        if rec.reranker is not None:
+            detail["ranker"] = True
         self.recommender = rec
         self.stale = None
         return detail

@@ -20,7 +20,7 @@ caption and at least one vocabulary track.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -36,6 +36,7 @@ from dynplayer.text.bm25 import BM25
 from dynplayer.text.hubness import inverted_softmax_bias
 from dynplayer.text.model import project_numpy
 from dynplayer.text.search import TextSearcher, aggregate_scores, feedback_scores, top_rows
+from dynplayer.text.space import hybrid_weights
 from dynplayer.text.train import TextData, load_text_data
 
 RETRIEVALS = ("bm25", "caption", "joint", "hybrid")
@@ -86,9 +87,11 @@ class TextEval:
             return self.raw @ l2_normalize(s.captions_x).T
         if retrieval == "joint":
             return self.joint_q @ s.joint.T
-        if retrieval == "hybrid":
-            return ((1 - caption_weight) * self.similarities("joint")
-                    + caption_weight * self.similarities("caption"))
+        if retrieval == "hybrid":  # as `compose_playlist_vectors`: wordless captions joint-only
+            a, b = hybrid_weights(replace(s.cfg, caption_weight=caption_weight), s.no_words,
+                                  s.joint.shape[0])
+            return (np.sqrt(1 - caption_weight) * a[None, :] * self.similarities("joint")
+                    + np.sqrt(caption_weight) * b[None, :] * self.similarities("caption"))
         raise ConfigError(f"unknown retrieval {retrieval!r} (known: {', '.join(RETRIEVALS)})")
 
     def bank_bias(self, retrieval: str, beta: float, caption_weight: float = 0.5) -> np.ndarray:
@@ -172,16 +175,38 @@ def playlist_retrieval(ev: TextEval, top_playlists: int = 50) -> dict[str, dict[
                 "pool": pool}
 
     joint_c = project_numpy(ev.searcher.weights, "playlist", cand)
-    out["text model (joint space)"] = recall(ev.joint_q @ joint_c.T)
+    joint = ev.joint_q @ joint_c.T
+    out["text model (joint space)"] = recall(joint)
     cand_n = l2_normalize(cand)
-    for name, method in (("BM25 -> training playlists' tracks", "bm25"),
-                         ("zero-shot caption -> training playlists' tracks", "caption")):
+
+    def pseudo_playlist(method: str, power: float = 1.0) -> np.ndarray:
         rows, vals = top_rows(ev.similarities(method), top_playlists)
-        w = np.clip(vals, 0.0, None)
+        w = np.clip(vals, 0.0, None) ** power
         pseudo = np.einsum("qm,qmd->qd", w, ev.train_track_mean[rows])
-        out[name] = recall(l2_normalize(pseudo) @ cand_n.T)
+        return np.asarray(l2_normalize(pseudo) @ cand_n.T)
+
+    bm25 = pseudo_playlist("bm25")
+    out["BM25 -> training playlists' tracks"] = recall(bm25)
+    out["zero-shot caption -> training playlists' tracks"] = recall(pseudo_playlist("caption"))
+    hybrid = pseudo_playlist("hybrid", ev.searcher.cfg.sim_power)
+    out["hybrid retrieval (search default) -> training playlists' tracks"] = recall(hybrid)
+    # Lexical and learned retrieval fused by reciprocal rank (k = 60, no weight to tune).
+    out["fusion: joint space + hybrid + BM25 (reciprocal rank)"] = recall(
+        reciprocal_rank_fusion([joint, hybrid, bm25]))
     out["random"] = {"recall@10": min(10, pool) / pool, "recall@20": min(20, pool) / pool,
                      "pool": pool}
+    return out
+
+
+def reciprocal_rank_fusion(scores: list[np.ndarray], k: float = 60.0) -> np.ndarray:
+    """sum over rankings of 1 / (k + rank), rank 1-based within each row (Cormack et al. 2009)."""
+    out = np.zeros_like(scores[0], dtype=np.float64)
+    for s in scores:
+        rank = np.empty(s.shape, dtype=np.float64)
+        order = np.argsort(-s, axis=1, kind="stable")
+        np.put_along_axis(rank, order, np.arange(1, s.shape[1] + 1, dtype=np.float64)[None, :]
+                          .repeat(s.shape[0], axis=0), axis=1)
+        out += 1.0 / (k + rank)
     return out
 
 

@@ -24,7 +24,7 @@ from dynplayer.run import Run, l2_normalize
 from dynplayer.text.api import PlaylistHit, SearchResult, TextSearcherProtocol, TrackHit
 from dynplayer.text.encoders import TextEncoder, make_encoder
 from dynplayer.text.model import TextConfig, project_numpy
-from dynplayer.text.space import compose_playlist_vectors, vectors_hash
+from dynplayer.text.space import compose_playlist_vectors, vectors_hash, wordless
 
 MAX_QUERY_CHARS = 500  # the API's limit too
 MAX_K = 1000
@@ -120,7 +120,8 @@ class TextSearcher(TextSearcherProtocol):
         self.track_artists: list[str | None] = tracks["artist"]
         self._encoder = encoder
         self._ngram_state = ngram_state
-        self._vectors = compose_playlist_vectors(joint, captions_x, cfg)
+        self.no_words = wordless(captions)  # never hubs of caption retrieval
+        self._vectors = compose_playlist_vectors(joint, captions_x, cfg, self.no_words)
         self._qb_bias: np.ndarray | None = None
         # The track model's vectors (V, d) in track_ids order, L2-normalised, and each playlist's
         # mean of them: pseudo-relevance feedback needs both, computed once here.

@@ -46,7 +46,7 @@ from dynplayer.text.model import (
     head_to_numpy,
     track_loss,
 )
-from dynplayer.text.space import compose_playlist_vectors, vectors_hash
+from dynplayer.text.space import compose_playlist_vectors, vectors_hash, wordless
 
 
 @dataclass
@@ -261,7 +261,8 @@ def write_artifacts(d: Path, data: TextData, encoder: TextEncoder, model: Captio
     # Playlists without tracks or caption stay searchable on the side they have.
     atomic_save_npy(d / "joint.npy", joint)
     atomic_save_npy(d / "captions.npy", cap_x)
-    atomic_save_npy(d / "playlists.npy", compose_playlist_vectors(joint, cap_x, cfg))
+    atomic_save_npy(d / "playlists.npy", compose_playlist_vectors(joint, cap_x, cfg,
+                                                                  wordless(captions)))
     atomic_save_npy(d / "track_joint.npy", project_numpy(weights, "playlist",
                                                          data.track_vectors))
     occ = data.counts[rows].tocsr()

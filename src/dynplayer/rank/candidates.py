@@ -1,0 +1,232 @@
+"""First stage of the two-stage ranking: the statistics every feature reads (`Sources`) and the
+candidates of a batch of playlists (`retrieve`).
+
+Candidates = the `n_embedding` tracks nearest the normalised mean of the seeds' vectors, united
+with the `n_cooc` tracks that co-occur most often with the seeds in training playlists (a sparse
+product, so it scales with the playlists, not the vocabulary squared). Seeds are never
+candidates.
+
+Ranker training examples must not be playlists the sources learned from (the embedding and the
+co-occurrence counts would already "know" their held-out half): `dynplayer.rank.train` builds
+shadow sources without them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from dynplayer.data.cooccurrence import window_pairs
+from dynplayer.run import l2_normalize
+
+N_EMBEDDING = 300
+N_COOC = 200
+N_EASE = 100
+LAST = 5  # "the last five seeds": order matters in a continuation
+
+
+@dataclass
+class Sources:
+    """What the retrievers and features read, over one vocabulary of V tracks (run rows)."""
+
+    vectors: np.ndarray  # (V, d) float32, L2-normalised
+    cooc_playlist: sp.csr_matrix  # (V, V) float32: training playlists holding both, diag 0
+    cooc_window: sp.csr_matrix  # (V, V) float32: pairs within `window` positions, diag 0
+    popularity: np.ndarray  # (V,) float32: training playlists holding the track
+    artist: np.ndarray  # (V,) int64 artist code, -1 unknown
+    album: np.ndarray  # (V,) int64 album code, -1 unknown
+    n_playlists: int
+    window: int = 10
+    ease: np.ndarray | None = None  # (V, V) float32 EASE weights, when they fit in memory
+
+    @property
+    def n_items(self) -> int:
+        return int(self.vectors.shape[0])
+
+
+def _codes(values: list[Any]) -> np.ndarray:
+    index: dict[Any, int] = {}
+    return np.array([-1 if v is None or v == "" else index.setdefault(v, len(index))
+                     for v in values], dtype=np.int64)
+
+
+def build_sources(vectors: np.ndarray, seq_indptr: np.ndarray, seq_cols: np.ndarray,
+                  artists: list[str | None], albums: list[str | None],
+                  window: int = 10, ease_lam: float | None = None) -> Sources:
+    """Sources from the ordered vocabulary rows of the training playlists (`Corpus.sequences`);
+    with `ease_lam`, also the EASE weights (a dense V x V matrix: only for small vocabularies)."""
+    n_items = int(vectors.shape[0])
+    n_pl = int(seq_indptr.shape[0] - 1)
+    owner = np.repeat(np.arange(n_pl), np.diff(seq_indptr))
+    x = sp.csr_matrix((np.ones(seq_cols.shape[0], np.float32), (owner, seq_cols)),
+                      shape=(n_pl, n_items))
+    x.sum_duplicates()
+    x.data[:] = 1.0
+    cooc = (x.T @ x).tocsr().astype(np.float32)
+    cooc.setdiag(0.0)
+    cooc.eliminate_zeros()
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    for left, right in window_pairs(owner, seq_cols, window):
+        keep = left != right
+        rows += [left[keep], right[keep]]
+        cols += [right[keep], left[keep]]
+    r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+    win = sp.csr_matrix((np.ones(r.shape[0], np.float32), (r, c)), shape=(n_items, n_items))
+    win.sum_duplicates()
+    ease = None
+    if ease_lam is not None:
+        from dynplayer.eval.peers import ease_weights
+
+        # C order: scipy copies a non-contiguous dense operand on every sparse product
+        ease = np.ascontiguousarray(ease_weights(x, ease_lam), dtype=np.float32)
+    return Sources(vectors=l2_normalize(vectors), cooc_playlist=cooc, cooc_window=win,
+                   popularity=np.asarray(x.sum(axis=0)).ravel().astype(np.float32),
+                   artist=_codes(artists), album=_codes(albums), n_playlists=n_pl,
+                   window=window, ease=ease)
+
+
+@dataclass
+class Queries:
+    """A batch of n playlists to continue: each playlist's seeds (vocabulary rows), distinct,
+    in playlist order (the last one is the most recent)."""
+
+    seed_indptr: np.ndarray
+    seed_cols: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.seed_indptr.shape[0] - 1)
+
+    @property
+    def n_seeds(self) -> np.ndarray:
+        return np.diff(self.seed_indptr)
+
+    def seed_matrix(self, n_items: int, last: int | None = None) -> sp.csr_matrix:
+        """(n, V) binary seeds, or only each playlist's `last` most recent seeds."""
+        ip, cols = self.seed_indptr, self.seed_cols
+        if last is not None:
+            ip, cols = last_seeds(ip, cols, last)
+        rows = np.repeat(np.arange(self.n), np.diff(ip))
+        return sp.csr_matrix((np.ones(cols.shape[0], np.float32), (rows, cols)),
+                             shape=(self.n, n_items))
+
+    def slice(self, start: int, stop: int) -> Queries:
+        ip = self.seed_indptr[start:stop + 1]
+        return Queries(ip - ip[0], self.seed_cols[ip[0]:ip[-1]])
+
+
+def last_seeds(indptr: np.ndarray, cols: np.ndarray, last: int) -> tuple[np.ndarray, np.ndarray]:
+    """The final `last` entries of each row of a ragged (indptr, cols) array."""
+    counts = np.minimum(np.diff(indptr), last)
+    new_ip = np.zeros_like(indptr)
+    np.cumsum(counts, out=new_ip[1:])
+    starts = np.repeat(indptr[1:] - counts, counts)
+    offset = np.arange(int(new_ip[-1])) - np.repeat(new_ip[:-1], counts)
+    return new_ip, cols[starts + offset]
+
+
+def ordered_distinct(indptr: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's distinct values, ordered by their last occurrence (vectorised)."""
+    n = indptr.shape[0] - 1
+    rows = np.repeat(np.arange(n), np.diff(indptr))
+    pos = np.arange(cols.shape[0])
+    # the last occurrence of each (row, col): sort by (row, col, -pos), keep the first of each
+    order = np.lexsort((-pos, cols, rows))
+    r, c = rows[order], cols[order]
+    first = np.ones(r.shape[0], dtype=bool)
+    first[1:] = (r[1:] != r[:-1]) | (c[1:] != c[:-1])
+    keep = order[first]
+    keep.sort()  # back to playlist order (positions are increasing within a row)
+    new_ip = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows[keep], minlength=n), out=new_ip[1:])
+    return new_ip, cols[keep].astype(np.int64)
+
+
+def split_queries(seq_indptr: np.ndarray, seq_cols: np.ndarray, n_items: int,
+                  heldout_fraction: float, seed: int) -> tuple[Queries, sp.csr_matrix]:
+    """Seeds and held-out tracks of whole playlists, split like the evaluation protocol.
+
+    Each playlist's distinct tracks are split at random: `heldout_fraction` held out (at least
+    one, leaving at least one seed; the caller drops playlists with fewer than two). Returns the
+    queries (seeds in playlist order) and the held-out (n, V) matrix.
+    """
+    n = seq_indptr.shape[0] - 1
+    rng = np.random.default_rng(seed)
+    d_ip, d_cols = ordered_distinct(seq_indptr, seq_cols)
+    sizes = np.diff(d_ip)
+    rows = np.repeat(np.arange(n), sizes)
+    key = np.asarray(rng.random(d_cols.shape[0]))  # random rank of each track in its playlist
+    order = np.lexsort((key, rows))
+    rank = np.empty(d_cols.shape[0], dtype=np.int64)
+    rank[order] = np.arange(d_cols.shape[0]) - np.repeat(d_ip[:-1], sizes)
+    n_hold = np.clip(np.round(sizes * heldout_fraction).astype(np.int64), 1, None)
+    n_hold = np.minimum(n_hold, np.maximum(sizes - 1, 0))
+    held = rank < np.repeat(n_hold, sizes)
+    seed_ip = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows[~held], minlength=n), out=seed_ip[1:])
+    heldout = sp.csr_matrix((np.ones(int(held.sum()), np.float32), (rows[held], d_cols[held])),
+                            shape=(n, n_items))
+    return Queries(seed_ip, d_cols[~held]), heldout
+
+
+@dataclass
+class Retrieval:
+    """The candidates of a batch (flat, sorted by playlist) and the dense retriever scores."""
+
+    rows: np.ndarray  # (m,) playlist of each candidate, ascending
+    cols: np.ndarray  # (m,) vocabulary row of each candidate
+    dense: dict[str, np.ndarray]  # name -> (n, V) scores the features gather from
+
+
+def _dense(m: sp.spmatrix) -> np.ndarray:
+    return np.asarray(m.todense(), dtype=np.float32)
+
+
+def retrieve(src: Sources, q: Queries, n_embedding: int = N_EMBEDDING,
+             n_cooc: int = N_COOC, n_ease: int = N_EASE) -> Retrieval:
+    """Candidates and per-retriever scores for a batch (keep n x V small: batches of ~256)."""
+    v = src.n_items
+    seeds = q.seed_matrix(v)
+    n_seeds = np.maximum(q.n_seeds, 1).astype(np.float32)[:, None]
+    mean = l2_normalize(np.asarray(seeds @ src.vectors) / n_seeds)
+    emb = mean @ src.vectors.T
+    pop = np.sqrt(np.maximum(src.popularity, 1.0))
+    # item-kNN: sum over seeds of cooc / sqrt(pop_seed pop_track), the cosine of their columns
+    w = sp.csr_matrix(((1.0 / pop[q.seed_cols]).astype(np.float32), q.seed_cols,
+                       q.seed_indptr), shape=(q.n, v))
+    pl = _dense(seeds @ src.cooc_playlist)
+    knn = _dense(w @ src.cooc_playlist) / pop[None, :]
+    win = _dense(seeds @ src.cooc_window)
+    win_last = _dense(q.seed_matrix(v, last=LAST) @ src.cooc_window)
+
+    seed_rows = np.repeat(np.arange(q.n), q.n_seeds)
+    masked = emb.copy()
+    masked[seed_rows, q.seed_cols] = -np.inf
+    take = np.zeros((q.n, v), dtype=bool)
+    k = min(n_embedding, v)
+    top = np.argpartition(-masked, k - 1, axis=1)[:, :k]
+    np.put_along_axis(take, top, True, axis=1)
+    cooc_score = pl.copy()
+    cooc_score[seed_rows, q.seed_cols] = -np.inf
+    k = min(n_cooc, v)
+    top = np.argpartition(-cooc_score, k - 1, axis=1)[:, :k]
+    hit = np.take_along_axis(cooc_score, top, axis=1) > 0
+    take[np.broadcast_to(np.arange(q.n)[:, None], top.shape)[hit], top[hit]] = True
+    dense = {"emb": emb, "pl": pl, "knn": knn, "win": win, "win_last": win_last}
+    if src.ease is not None:
+        ease = np.asarray(seeds @ src.ease, dtype=np.float32)
+        dense["ease"] = ease
+        if n_ease > 0:
+            masked = ease.copy()
+            masked[seed_rows, q.seed_cols] = -np.inf
+            k = min(n_ease, v)
+            top = np.argpartition(-masked, k - 1, axis=1)[:, :k]
+            np.put_along_axis(take, top, True, axis=1)
+    take[seed_rows, q.seed_cols] = False
+    rows, cols = np.nonzero(take)
+    return Retrieval(rows=rows.astype(np.int64), cols=cols.astype(np.int64), dense=dense)

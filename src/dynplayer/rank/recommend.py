@@ -1,0 +1,187 @@
+"""`dynplayer recommend`: continue playlists with the two-stage ranker when RUN_DIR/ranker/
+exists, with the embedding ranking otherwise.
+
+Seeds file: JSON lines `{"pid": str|int, "visible": [track ids in playlist order]}` (extra fields
+ignored, gzip or not). Output: one line per input line, same order,
+`{"pid", "tracks": [ids best first], "scores": [...]}`. Track ids outside the model are counted
+(never fatal); a playlist with no known track gets the most popular tracks.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dynplayer.data.corpus import Corpus, load_corpus
+from dynplayer.errors import DataError, QueryError
+from dynplayer.eval.protocol import _id_list, _read_lines
+from dynplayer.rank.candidates import Queries, ordered_distinct
+from dynplayer.rank.stage import TwoStage, has_ranker, load_stage, source_playlists
+from dynplayer.run import Run, load_run
+
+MAX_K = 1000
+
+
+@dataclass
+class SeedFile:
+    pids: list[Any]
+    queries: Queries
+    unknown: int = 0  # track ids not in the model
+    empty: list[int] = field(default_factory=list)  # input rows with no known track
+
+
+def parse_seed_lines(lines: list[str], index: dict[str, int], source: str) -> SeedFile:
+    """Parse seed lines against the model's ids; a malformed line is a DataError naming it."""
+    pids: list[Any] = []
+    cols: list[int] = []
+    indptr = [0]
+    unknown = 0
+    for line_no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where: dict[str, Any] = {"file": source, "line": line_no}
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"not valid JSON ({exc.msg} at column {exc.colno})", **where) from exc
+        if not isinstance(obj, dict):
+            raise DataError(f"expected a JSON object, got {type(obj).__name__}", **where)
+        if "pid" not in obj:
+            raise DataError("missing", **where, field="pid")
+        pid = obj["pid"]
+        if isinstance(pid, bool) or not isinstance(pid, str | int):
+            raise DataError(f"must be a string or integer, got {type(pid).__name__}", **where,
+                            field="pid")
+        pids.append(pid)
+        for t in _id_list(obj, "visible", where):
+            col = index.get(t)
+            if col is None:
+                unknown += 1
+            else:
+                cols.append(col)
+        indptr.append(len(cols))
+    if not pids:
+        raise DataError("no playlists in the seeds file", file=source)
+    ip, c = ordered_distinct(np.asarray(indptr, dtype=np.int64), np.asarray(cols, np.int64))
+    empty = np.flatnonzero(np.diff(ip) == 0).tolist()
+    return SeedFile(pids, Queries(ip, c), unknown, empty)
+
+
+def read_seed_file(path: Path, index: dict[str, int]) -> SeedFile:
+    return parse_seed_lines(_read_lines(Path(path)), index, str(path))
+
+
+class Recommender:
+    """One run's continuation: the two-stage ranker, or the embedding ranking without one."""
+
+    def __init__(self, run: Run, corpus: Corpus, stage: TwoStage | None) -> None:
+        from dynplayer.eval.runner import run_vocab
+
+        self.run = run
+        self.corpus = corpus
+        self.stage = stage
+        self.vocab = run_vocab(run, corpus)
+        self.index = run.index_of()
+        if stage is not None:
+            self.popularity = stage.sources.popularity
+        else:
+            x = corpus.interaction_matrix(source_playlists(corpus, run), vocab=self.vocab)
+            self.popularity = np.asarray(x.sum(axis=0), dtype=np.float32).ravel()
+
+    @classmethod
+    def load(cls, run_dir: Path, use_ranker: bool = True) -> Recommender:
+        run = load_run(run_dir)
+        corpus = load_corpus(run.corpus_dir)
+        stage = None
+        if use_ranker and has_ranker(run.path):
+            from dynplayer.eval.runner import run_vocab
+
+            stage = load_stage(run, corpus, run_vocab(run, corpus))
+        return cls(run, corpus, stage)
+
+    @property
+    def method(self) -> str:
+        return "two-stage ranker" if self.stage is not None else "embedding"
+
+    def recommend(self, q: Queries, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per playlist: the top-k vocabulary rows (seeds excluded), best first, and scores."""
+        if not 1 <= k <= MAX_K:
+            raise QueryError(f"k must be between 1 and {MAX_K}, got {k}")
+        empty = q.n_seeds == 0
+        out: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int64),
+                                                     np.zeros(0, np.float32))] * q.n
+        pop_top = np.argsort(-self.popularity, kind="stable")[:k]
+        for i in np.flatnonzero(empty):
+            out[i] = (pop_top, self.popularity[pop_top] / max(float(self.popularity.max()), 1))
+        rows = np.flatnonzero(~empty)
+        if rows.size == 0:
+            return out
+        sub = _take(q, rows)
+        if self.stage is not None:
+            ranked = self.stage.rank(sub, k)
+            short = [j for j, (cols, _) in enumerate(ranked) if cols.shape[0] < k]
+            if short:  # fewer candidates than k: the embedding ranking continues the list
+                extra = self._embedding(_take(sub, np.asarray(short)), k)
+                for j, (cols, _) in zip(short, extra, strict=True):
+                    c0, s0 = ranked[j]
+                    more = ~np.isin(cols, c0)
+                    lo = float(s0.min()) if s0.size else 0.0
+                    ranked[j] = (np.r_[c0, cols[more]][:k],
+                                 np.r_[s0, lo - 1.0 - np.arange(more.sum())][:k])
+        else:
+            ranked = self._embedding(sub, k)
+        for i, r in zip(rows, ranked, strict=True):
+            out[int(i)] = r
+        return out
+
+    def _embedding(self, q: Queries, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        v = self.run.vectors
+        seeds = q.seed_matrix(v.shape[0])
+        mean = np.asarray(seeds @ v) / np.maximum(q.n_seeds, 1)[:, None]
+        mean /= np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
+        scores = mean @ v.T
+        scores[np.repeat(np.arange(q.n), q.n_seeds), q.seed_cols] = -np.inf
+        kk = min(k, v.shape[0])
+        top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+        vals = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-vals, axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        vals = np.take_along_axis(vals, order, axis=1)
+        return [(t[np.isfinite(s)], s[np.isfinite(s)]) for t, s in zip(top, vals, strict=True)]
+
+    def resolve(self, names: list[str]) -> list[int]:
+        """Run rows of track ids or track names (case-insensitive; the most popular of several
+        tracks with one name); an unknown one is a QueryError naming it."""
+        by_name: dict[str, int] = {}
+        for r, t in enumerate(self.vocab.tolist()):
+            name = self.corpus.track_names[t]
+            if name:
+                key = name.lower()
+                if key not in by_name or self.popularity[r] > self.popularity[by_name[key]]:
+                    by_name[key] = r
+        out = []
+        for n in names:
+            row: int | None = self.index.get(n, by_name.get(n.strip().lower()))
+            if row is None:
+                raise QueryError(f"{n!r}: no track with this id or name in the model")
+            out.append(row)
+        return out
+
+    def label(self, row: int) -> tuple[str, str, str]:
+        t = int(self.vocab[row])
+        return (self.run.ids[row], self.corpus.track_names[t] or "?",
+                self.corpus.artists[t] or "?")
+
+
+def _take(q: Queries, rows: np.ndarray) -> Queries:
+    counts = q.n_seeds[rows]
+    ip = np.zeros(rows.shape[0] + 1, dtype=np.int64)
+    np.cumsum(counts, out=ip[1:])
+    starts = np.repeat(q.seed_indptr[rows], counts)
+    offset = np.arange(int(ip[-1])) - np.repeat(ip[:-1], counts)
+    return Queries(ip, q.seed_cols[starts + offset])
+

@@ -1,0 +1,59 @@
+"""The second stage behind the serving `Recommender` (`serve.recommender.ContinuationRanker`):
+seed ids in, the ranker's top-k ids and scores out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+from dynplayer.rank.candidates import Queries, ordered_distinct
+from dynplayer.rank.stage import TwoStage, has_ranker, load_stage
+
+
+class ServingRanker:
+    def __init__(self, stage: TwoStage, ids: list[str]) -> None:
+        self.stage = stage
+        self.ids = ids
+        self.index = {t: i for i, t in enumerate(ids)}
+        stage.ranker.params.threads = 1  # one request per thread: no nested thread pools
+        # found once: `threadpool_limits()` scans the process's libraries on every call (6 ms)
+        self._threads = ThreadpoolController()
+
+    def known(self, track_id: str) -> bool:
+        return track_id in self.index
+
+    def rank(self, seeds: list[str], k: int) -> list[tuple[str, float]]:
+        cols = np.array([self.index[t] for t in seeds if t in self.index], dtype=np.int64)
+        if cols.size == 0:
+            return []
+        ip, distinct = ordered_distinct(np.array([0, cols.shape[0]], dtype=np.int64), cols)
+        # one BLAS thread: a request's products are small, and waking a pool costs more
+        with self._threads.limit(limits=1, user_api="blas"):
+            (top, scores), = self.stage.rank(Queries(ip, distinct), k)
+        out = [(self.ids[c], float(s)) for c, s in zip(top.tolist(), scores.tolist(),
+                                                       strict=True)]
+        if len(out) < k:  # fewer candidates than k: the embedding ranking continues the list
+            v = self.stage.sources.vectors
+            mean = v[distinct].mean(axis=0)
+            cos = v @ (mean / max(float(np.linalg.norm(mean)), 1e-12))
+            cos[distinct] = -np.inf
+            cos[top] = -np.inf
+            lo = out[-1][1] if out else 0.0
+            extra = np.argsort(-cos, kind="stable")[:k - len(out)]
+            out += [(self.ids[c], lo - 1.0 - i) for i, c in enumerate(extra.tolist())]
+        return out
+
+
+def load_serving_ranker(run_dir: Path) -> ServingRanker | None:
+    """The run's ranker for serving, or None when RUN_DIR/ranker/ is absent."""
+    if not has_ranker(run_dir):
+        return None
+    from dynplayer.data.corpus import load_corpus
+    from dynplayer.eval.runner import run_vocab
+    from dynplayer.run import load_run
+
+    run = load_run(run_dir)
+    corpus = load_corpus(run.corpus_dir)
+    return ServingRanker(load_stage(run, corpus, run_vocab(run, corpus)), run.ids)

@@ -1,0 +1,201 @@
+"""The two-stage recommender: candidates (`candidates.retrieve`) re-ordered by a fitted `Ranker`,
+and RUN_DIR/ranker/ (what `dynplayer train-ranker` writes and `recommend` / `evaluate` read).
+
+RUN_DIR/ranker/:
+  model.txt | model.json   the LightGBM / XGBoost model in the library's own format
+  manifest.json            backend, parameters, feature list, candidate sizes, the validation
+                           figures beside the embedding ranking, the corpus hash it came from
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from dynplayer.data.corpus import TEST, TRAIN, VAL, Corpus
+from dynplayer.errors import ArtifactError
+from dynplayer.rank import features as F
+from dynplayer.rank.candidates import (
+    N_COOC,
+    N_EASE,
+    N_EMBEDDING,
+    Queries,
+    Sources,
+    build_sources,
+    retrieve,
+)
+from dynplayer.rank.model import Ranker, RankerParams
+from dynplayer.run import Run
+
+RANKER_DIR = "ranker"
+MAX_EASE_ITEMS = 30_000  # a dense V x V float32 matrix: 3.6 GB at this size
+FORMAT_VERSION = 1
+
+
+@dataclass
+class StageConfig:
+    n_embedding: int = N_EMBEDDING
+    n_cooc: int = N_COOC
+    n_ease: int = N_EASE
+    window: int = 10
+    batch_size: int = 256
+    # EASE weights as a retriever and a feature (lambda chosen for the EASE peer on validation);
+    # None = without (the V x V matrix does not fit: see MAX_EASE_ITEMS)
+    ease_lam: float | None = 100.0
+
+
+def source_playlists(corpus: Corpus, run: Run) -> np.ndarray:
+    """The playlists the run learned from: training, plus test in a `--full` run."""
+    if run.config.get("full"):
+        return np.flatnonzero(corpus.split != VAL).astype(np.int64)  # type: ignore[operator]
+    return corpus.playlists_in(TRAIN)
+
+
+def sources_for(run: Run, corpus: Corpus, vocab: np.ndarray, cfg: StageConfig,
+                vectors: np.ndarray | None = None,
+                playlists: np.ndarray | None = None) -> Sources:
+    """Sources from `playlists` (default: those the run learned from) and `vectors` (default:
+    the run's)."""
+    pl = source_playlists(corpus, run) if playlists is None else playlists
+    ip, cols = corpus.sequences(pl, vocab=vocab)
+    return build_sources(run.vectors if vectors is None else vectors, ip, cols,
+                         [corpus.artists[t] for t in vocab], [corpus.albums[t] for t in vocab],
+                         window=cfg.window, ease_lam=cfg.ease_lam)
+
+
+def queries_from_order(order: sp.csr_matrix) -> Queries:
+    """Seeds in playlist order from an `EvalSet.order`-style CSR (data = position)."""
+    order = order.tocsr()
+    rows = np.repeat(np.arange(order.shape[0]), np.diff(order.indptr))
+    srt = np.lexsort((order.data, rows))
+    return Queries(order.indptr.astype(np.int64), order.indices[srt].astype(np.int64))
+
+
+def queries_from_visible(visible: sp.csr_matrix) -> Queries:
+    """Seeds without order (column order stands in for playlist order)."""
+    v = visible.tocsr()
+    v.sort_indices()
+    return Queries(v.indptr.astype(np.int64), v.indices.astype(np.int64))
+
+
+class TwoStage:
+    """Candidates, features, ranker: `rank(queries, k)` and a dense scorer for the protocol."""
+
+    ordered = True  # evaluate_scorer passes the visible tracks' positions
+
+    def __init__(self, sources: Sources, ranker: Ranker, cfg: StageConfig,
+                 manifest: dict[str, Any] | None = None) -> None:
+        self.sources = sources
+        self.ranker = ranker
+        self.cfg = cfg
+        self.manifest = manifest or {}
+
+    def candidate_scores(self, q: Queries
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, cols, ranker scores, embedding cosines) of every candidate of `q`."""
+        out_r, out_c, out_s, out_e = [], [], [], []
+        for start in range(0, q.n, self.cfg.batch_size):
+            sub = q.slice(start, min(q.n, start + self.cfg.batch_size))
+            ret = retrieve(self.sources, sub, self.cfg.n_embedding, self.cfg.n_cooc,
+                           self.cfg.n_ease)
+            x = F.compute(self.sources, sub, ret, self.ranker.features)
+            out_r.append(ret.rows + start)
+            out_c.append(ret.cols)
+            out_s.append(self.ranker.predict(x))
+            out_e.append(ret.dense["emb"][ret.rows, ret.cols])
+        if not out_r:
+            z = np.zeros(0, np.int64)
+            return z, z, np.zeros(0, np.float32), np.zeros(0, np.float32)
+        return (np.concatenate(out_r), np.concatenate(out_c), np.concatenate(out_s),
+                np.concatenate(out_e))
+
+    def rank(self, q: Queries, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per playlist: the top-k vocabulary rows, best first, and their ranker scores (ties
+        in the embedding's order)."""
+        rows, cols, scores, emb = self.candidate_scores(q)
+        order = np.lexsort((-emb, -scores, rows))
+        rows, cols, scores = rows[order], cols[order], scores[order]
+        bounds = np.searchsorted(rows, np.arange(q.n + 1))
+        return [(cols[a:min(b, a + k)], scores[a:min(b, a + k)])
+                for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    def __call__(self, visible: sp.csr_matrix, order: sp.csr_matrix | None = None
+                 ) -> np.ndarray:
+        """Dense (n, V) scores: candidates above every non-candidate, which keep their
+        embedding order below (so deep cut-offs stay defined)."""
+        q = queries_from_order(order) if order is not None else queries_from_visible(visible)
+        rows, cols, scores, emb = self.candidate_scores(q)
+        seeds = q.seed_matrix(self.sources.n_items)
+        counts = np.maximum(q.n_seeds, 1).astype(np.float32)[:, None]
+        mean = np.asarray(seeds @ self.sources.vectors) / counts
+        mean /= np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
+        dense = (mean @ self.sources.vectors.T - 10.0).astype(np.float32)  # in [-11, -9]
+        lo = float(scores.min()) if scores.size else 0.0
+        # >= 1 > any non-candidate; ties in the embedding's order (cosines 1e-3 apart at most)
+        dense[rows, cols] = scores - lo + 1.0 + 1e-4 * emb
+        return dense
+
+
+# ---- persistence -----------------------------------------------------------------------------
+
+
+def save_ranker(d: Path, ranker: Ranker, cfg: StageConfig, manifest: dict[str, Any]) -> None:
+    """Write the model file and manifest.json into `d` (the caller swaps `d` in atomically)."""
+    from dynplayer.run import atomic_write_json
+
+    d.mkdir(parents=True, exist_ok=True)
+    model_file = ranker.save(d)
+    atomic_write_json(d / "manifest.json", {
+        **manifest, "format_version": FORMAT_VERSION, "model_file": model_file,
+        "features": ranker.features, "params": asdict(ranker.params),
+        "best_rounds": ranker.best_rounds, "stage": asdict(cfg)})
+
+
+def read_manifest(d: Path) -> dict[str, Any]:
+    path = d / "manifest.json"
+    if not path.exists():
+        raise ArtifactError(f"{d}: not a ranker directory (missing manifest.json)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: unreadable ranker manifest ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{path}: not a ranker manifest of format {FORMAT_VERSION}; "
+                            "rerun `dynplayer train-ranker`")
+    return manifest
+
+
+def load_stage(run: Run, corpus: Corpus, vocab: np.ndarray,
+               directory: Path | None = None) -> TwoStage:
+    """Read RUN_DIR/ranker/ and rebuild its sources from the run's corpus."""
+    d = directory or run.path / RANKER_DIR
+    manifest = read_manifest(d)
+    if manifest.get("corpus_hash") not in (None, corpus.manifest.get("content_hash")):
+        raise ArtifactError(f"{d}: the ranker was trained on another corpus; rerun "
+                            "`dynplayer train-ranker`")
+    from dynplayer.config import from_dict
+
+    try:
+        params = from_dict(RankerParams, manifest["params"])
+        cfg = from_dict(StageConfig, manifest["stage"])
+        feats = [str(f) for f in manifest["features"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{d}/manifest.json: incomplete ranker manifest ({exc})") from exc
+    unknown = sorted(set(feats) - set(F.ALL_FEATURES))
+    if unknown:
+        raise ArtifactError(f"{d}: unknown features {', '.join(unknown)}")
+    ranker = Ranker.load(d, params, feats, manifest.get("best_rounds"))
+    return TwoStage(sources_for(run, corpus, vocab, cfg), ranker, cfg, manifest)
+
+
+def has_ranker(run_dir: Path) -> bool:
+    return (Path(run_dir) / RANKER_DIR / "manifest.json").exists()
+
+
+__all__ = ["RANKER_DIR", "StageConfig", "TEST", "TwoStage", "has_ranker", "load_stage",
+           "queries_from_order", "queries_from_visible", "save_ranker", "sources_for"]

@@ -1,0 +1,340 @@
+"""`dynplayer train-ranker`: fit the second stage on training playlists, choose its settings on
+validation, and keep it only when it beats the embedding ranking there.
+
+Training examples: `n_train` playlists the run learned from (never validation or test ones),
+each split at random into seeds and held-out tracks like the evaluation protocol; their own
+contribution to the co-occurrence statistics is subtracted (`candidates.training_queries`).
+Hyper-parameters (grid points, boosting rounds by early stopping) are chosen on the validation
+split's NDCG@10 only. Written atomically to RUN_DIR/ranker/; a ranker that does not beat the
+embedding ranking at both Recall@10 and NDCG@10 on validation goes to RUN_DIR/ranker-rejected/
+instead, so it is never the default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from dynplayer.data.corpus import VAL, Corpus, load_corpus
+from dynplayer.errors import ConfigError
+from dynplayer.eval.metrics import ndcg_at_k, recall_at_k
+from dynplayer.eval.protocol import EvalSet, corpus_eval_set
+from dynplayer.rank import features as F
+from dynplayer.rank.candidates import (
+    Queries,
+    Sources,
+    retrieve,
+    split_queries,
+)
+from dynplayer.rank.model import Ranker, RankerParams
+from dynplayer.rank.stage import (
+    MAX_EASE_ITEMS,
+    RANKER_DIR,
+    StageConfig,
+    TwoStage,
+    queries_from_order,
+    save_ranker,
+    source_playlists,
+    sources_for,
+)
+from dynplayer.run import Run, atomic_directory, load_run
+
+REJECTED_DIR = "ranker-rejected"
+CACHE_DIR = "ranker-cache"
+DEFAULT_GROUPS = ["embedding", "order", "cooc", "ease", "popularity", "metadata", "length"]
+
+
+@dataclass
+class TrainRankerConfig:
+    n_train: int = 2000  # training playlists carved out and turned into examples
+    max_carve_fraction: float = 0.4  # of the run's training playlists
+    heldout_fraction: float = 0.5
+    seed: int = 0
+    groups: list[str] = field(default_factory=lambda: list(DEFAULT_GROUPS))
+    stage: StageConfig = field(default_factory=StageConfig)
+    # LightGBM over XGBoost by measurement (docs/fragments/i14.md); boosting rounds by early
+    # stopping on validation NDCG@10
+    grid: list[dict[str, Any]] = field(default_factory=lambda: [
+        {"num_leaves": 31, "learning_rate": 0.05},
+        {"num_leaves": 15, "learning_rate": 0.05, "min_child_samples": 200},
+        {"num_leaves": 63, "learning_rate": 0.02, "min_child_samples": 200, "rounds": 600},
+    ])
+    params: RankerParams = field(default_factory=RankerParams)
+
+
+@dataclass
+class Examples:
+    """Candidate rows of many playlists: features (all of `names`), labels, playlist ids."""
+
+    x: np.ndarray
+    y: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray  # vocabulary row of each candidate
+    names: list[str]
+    n_rel: np.ndarray  # held-out tracks per playlist (all of them, candidates or not)
+
+    def columns(self, names: list[str]) -> np.ndarray:
+        idx = [self.names.index(f) for f in names]
+        return self.x[:, idx]
+
+    @property
+    def candidate_recall(self) -> float:
+        """Share of held-out tracks that are candidates (the ceiling of any re-ordering)."""
+        hits = np.bincount(self.rows, weights=self.y, minlength=self.n_rel.shape[0])
+        ok = self.n_rel > 0
+        return float((hits[ok] / self.n_rel[ok]).mean()) if ok.any() else 0.0
+
+
+def featurize(src: Sources, q: Queries, heldout: sp.csr_matrix, names: list[str],
+              cfg: StageConfig) -> Examples:
+    """Candidates and features of every playlist in `q`, labelled by `heldout`."""
+    xs, ys, rs, cs = [], [], [], []
+    held = heldout.tocsr()
+    for start in range(0, q.n, cfg.batch_size):
+        stop = min(q.n, start + cfg.batch_size)
+        sub = q.slice(start, stop)
+        ret = retrieve(src, sub, cfg.n_embedding, cfg.n_cooc, cfg.n_ease)
+        xs.append(F.compute(src, sub, ret, names))
+        ys.append(np.asarray(held[ret.rows + start, ret.cols]).ravel() > 0)
+        rs.append(ret.rows + start)
+        cs.append(ret.cols)
+    return Examples(x=np.concatenate(xs), y=np.concatenate(ys).astype(np.float32),
+                    rows=np.concatenate(rs), cols=np.concatenate(cs), names=list(names),
+                    n_rel=np.diff(held.indptr).astype(np.int64))
+
+
+def shadow_vectors(run: Run, corpus: Corpus, vocab: np.ndarray, carve: np.ndarray,
+                   say: Callable[[str], None]) -> np.ndarray:
+    """Track vectors (run row order) trained like the run, without the `carve` playlists.
+
+    A copy of the corpus with the carve-out (and any playlist the run did not learn from)
+    marked as test is trained with the run's own config; cached in RUN_DIR/ranker-cache/ under
+    a key of the run's vectors and the carve-out.
+    """
+    from dynplayer.data.corpus import TEST, TRAIN, save_corpus
+    from dynplayer.run import load_run as load
+    from dynplayer.text.space import vectors_hash
+    from dynplayer.train.loop import config_of_run, train_run
+
+    if not isinstance(run.config.get("train"), dict):
+        raise ConfigError(f"{run.path}: the run has no training config (not made by `dynplayer "
+                          "train`), so train-ranker cannot train the shadow embedding it needs")
+    key = hashlib.sha256((vectors_hash(run) + ",".join(map(str, carve.tolist()))).encode())
+    out = run.path / CACHE_DIR / f"shadow-{key.hexdigest()[:12]}"
+    if not (out / "vectors.npy").exists():
+        assert corpus.split is not None
+        split = np.where(corpus.split == VAL, VAL, TEST).astype(np.int8)
+        split[source_playlists(corpus, run)] = TRAIN
+        split[carve] = TEST
+        say(f"training the shadow embedding without the {carve.shape[0]:,} example playlists "
+            f"(cached in {out})")
+        corpus_copy = out.parent / f".{out.name}-corpus"
+        save_corpus(replace(corpus, split=split), corpus_copy)
+        try:
+            train_run(corpus_copy, out, config_of_run(run), full=False, progress=False)
+        finally:
+            shutil.rmtree(corpus_copy, ignore_errors=True)
+        (out / "checkpoint.pt").unlink(missing_ok=True)
+    shadow = load(out)
+    row_of = shadow.index_of()
+    return shadow.vectors[np.array([row_of[t] for t in run.ids], dtype=np.int64)]
+
+
+def training_examples(run: Run, corpus: Corpus, vocab: np.ndarray, cfg: TrainRankerConfig,
+                      names: list[str], say: Callable[[str], None]) -> Examples:
+    """Examples from a carve-out of the run's own training playlists, featurized by shadow
+    sources (embedding and co-occurrence) that never saw them, as the validation and test
+    playlists are featurized by sources that never saw those."""
+    pl = source_playlists(corpus, run)
+    rng = np.random.default_rng(cfg.seed)
+    ip, cols = corpus.sequences(pl, vocab=vocab)
+    lengths = np.diff(ip)
+    eligible = np.flatnonzero(lengths >= 2)
+    n_carve = min(cfg.n_train, int(eligible.shape[0] * cfg.max_carve_fraction))
+    pick = np.sort(rng.choice(eligible, size=n_carve, replace=False))
+    rest = np.setdiff1d(np.arange(pl.shape[0]), pick)
+    vectors = shadow_vectors(run, corpus, vocab, pl[pick], say)
+    src = sources_for(run, corpus, vocab, cfg.stage, vectors=vectors, playlists=pl[rest])
+    c_ip, c_cols = corpus.sequences(pl[pick], vocab=vocab)
+    q, held = split_queries(c_ip, c_cols, src.n_items, cfg.heldout_fraction, cfg.seed)
+    return featurize(src, q, held, names, cfg.stage)
+
+
+def eval_examples(src: Sources, es: EvalSet, names: list[str], cfg: StageConfig) -> Examples:
+    if es.order is None:
+        raise ConfigError("the evaluation set has no track order")
+    return featurize(src, queries_from_order(es.order), es.heldout, names, cfg)
+
+
+def candidate_metrics(ex: Examples, scores: np.ndarray,
+                      ks: tuple[int, ...] = (10, 20, 50)) -> dict[str, float]:
+    """Recall@K / NDCG@K of ranking each playlist's candidates by `scores` (the protocol's
+    figures whenever the top K are candidates, which they are: K <= n_embedding)."""
+    n = ex.n_rel.shape[0]
+    kmax = max(ks)
+    # ties (a ranker that cannot tell candidates apart) fall back to the embedding's order
+    emb = ex.columns(["emb_cos"])[:, 0] if "emb_cos" in ex.names else np.zeros_like(scores)
+    order = np.lexsort((-emb, -scores, ex.rows))
+    rows, y = ex.rows[order], ex.y[order]
+    starts = np.searchsorted(rows, np.arange(n))
+    rank = np.arange(rows.shape[0]) - starts[rows]
+    keep = rank < kmax
+    hits = np.zeros((n, kmax), dtype=bool)
+    hits[rows[keep], rank[keep]] = y[keep] > 0
+    out: dict[str, float] = {}
+    for k in ks:
+        out[f"recall@{k}"] = float(recall_at_k(hits, ex.n_rel, k).mean())
+        out[f"ndcg@{k}"] = float(ndcg_at_k(hits, ex.n_rel, k).mean())
+    return out
+
+
+def fit_ranker(params: RankerParams, names: list[str], train: Examples,
+               val: Examples) -> Ranker:
+    """Fit on the training examples (groups with a positive only); early stopping on val."""
+    has_pos = np.bincount(train.rows, weights=train.y, minlength=train.n_rel.shape[0]) > 0
+    keep = has_pos[train.rows]
+    vkeep = (np.bincount(val.rows, weights=val.y, minlength=val.n_rel.shape[0]) > 0)[val.rows]
+    return Ranker.fit(params, names, train.columns(names)[keep], train.y[keep],
+                      train.rows[keep], val.columns(names)[vkeep], val.y[vkeep],
+                      val.rows[vkeep])
+
+
+def _beats(two: dict[str, float], emb: dict[str, float]) -> bool:
+    return two["recall@10"] > emb["recall@10"] and two["ndcg@10"] > emb["ndcg@10"]
+
+
+@dataclass
+class Prepared:
+    """Everything a ranker fit needs, built once (the bench reuses it for the ablation)."""
+
+    run: Run
+    corpus: Corpus
+    vocab: np.ndarray
+    sources: Sources
+    train: Examples
+    val: Examples
+    val_es: EvalSet
+    seconds: dict[str, float]
+
+
+def prepare(run_dir: Path, cfg: TrainRankerConfig, say: Callable[[str], None]) -> Prepared:
+    from dynplayer.eval.runner import run_vocab
+
+    t = time.perf_counter()
+    run = load_run(run_dir)
+    corpus = load_corpus(run.corpus_dir)
+    vocab = run_vocab(run, corpus)
+    if "ease" not in cfg.groups:
+        cfg.stage.ease_lam = None
+    if cfg.stage.ease_lam is not None and vocab.shape[0] > MAX_EASE_ITEMS:
+        say(f"{vocab.shape[0]:,} tracks: too many for the dense EASE weights; ranking without "
+            "the ease features")
+        cfg.stage.ease_lam = None
+        cfg.groups = [g for g in cfg.groups if g != "ease"]
+    src = sources_for(run, corpus, vocab, cfg.stage)
+    t_src = time.perf_counter() - t
+    say(f"sources: {src.n_playlists:,} playlists, {src.n_items:,} tracks, "
+        f"{src.cooc_playlist.nnz:,} co-occurring pairs ({t_src:.1f}s)")
+    # every feature of the chosen groups, plus the embedding cosine (the baseline's ranking)
+    names = [f for g in F.GROUPS if g in cfg.groups for f in F.GROUPS[g]]
+    names += [] if "emb_cos" in names else ["emb_cos"]
+    t = time.perf_counter()
+    train = training_examples(run, corpus, vocab, cfg, names, say)
+    val_es = corpus_eval_set(corpus, VAL, vocab)
+    val = eval_examples(src, val_es, names, cfg.stage)
+    t_feat = time.perf_counter() - t
+    say(f"examples: {train.n_rel.shape[0]:,} training playlists -> {train.x.shape[0]:,} "
+        f"candidates (held-out recall of the candidates {train.candidate_recall:.3f}); "
+        f"validation {val.n_rel.shape[0]:,} playlists, {val.x.shape[0]:,} candidates "
+        f"({val.candidate_recall:.3f}) ({t_feat:.1f}s)")
+    return Prepared(run, corpus, vocab, src, train, val, val_es,
+                    {"sources": round(t_src, 2), "features": round(t_feat, 2)})
+
+
+def tune(prep: Prepared, cfg: TrainRankerConfig, names: list[str],
+         say: Callable[[str], None]
+         ) -> tuple[Ranker, dict[str, float], list[dict[str, Any]], dict[str, Any]]:
+    """Fit every grid point; keep the best by validation NDCG@10 + Recall@10. Returns the
+    ranker, its validation metrics, one row per grid point, and the chosen point."""
+    rows: list[dict[str, Any]] = []
+    best: tuple[float, Ranker, dict[str, float], dict[str, Any]] | None = None
+    for point in cfg.grid or [{}]:
+        params = replace(cfg.params, **point)
+        t = time.perf_counter()
+        ranker = fit_ranker(params, names, prep.train, prep.val)
+        m = candidate_metrics(prep.val, ranker.predict(prep.val.columns(names)))
+        secs = time.perf_counter() - t
+        rows.append({**point, "backend": params.backend, "rounds": ranker.best_rounds,
+                     "val_recall@10": round(m["recall@10"], 4),
+                     "val_ndcg@10": round(m["ndcg@10"], 4), "fit_seconds": round(secs, 1)})
+        say(f"  {params.backend} {point}: val recall@10 {m['recall@10']:.4f} ndcg@10 "
+            f"{m['ndcg@10']:.4f} ({ranker.best_rounds} rounds, {secs:.0f}s)")
+        score = m["ndcg@10"] + m["recall@10"]
+        if best is None or score > best[0]:
+            best = (score, ranker, m, point)
+    assert best is not None
+    return best[1], best[2], rows, best[3]
+
+
+def train_ranker(run_dir: Path, cfg: TrainRankerConfig | None = None,
+                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Fit, choose on validation, write RUN_DIR/ranker/ (or ranker-rejected/); the manifest."""
+    cfg = cfg or TrainRankerConfig()
+    say = log or (lambda _m: None)
+    bad = sorted(set(cfg.groups) - set(F.GROUPS))
+    if bad:
+        raise ConfigError(f"unknown feature group(s) {', '.join(bad)} "
+                          f"(known: {', '.join(F.GROUPS)})")
+    if "text" in cfg.groups:
+        raise ConfigError("the text feature group needs a caption per playlist; not available "
+                          "for continuation yet")
+    t_all = time.perf_counter()
+    prep = prepare(run_dir, cfg, say)
+    names = F.features_without(cfg.groups, [])
+    emb = candidate_metrics(prep.val, prep.val.columns(["emb_cos"])[:, 0])
+    say(f"embedding ranking on validation: recall@10 {emb['recall@10']:.4f} ndcg@10 "
+        f"{emb['ndcg@10']:.4f}")
+    ranker, two, grid_rows, _ = tune(prep, cfg, names, say)
+    beats = _beats(two, emb)
+    manifest = {
+        "run": str(prep.run.path.resolve()),
+        "corpus_hash": prep.corpus.manifest.get("content_hash"),
+        "groups": cfg.groups,
+        "n_train_playlists": int(prep.train.n_rel.shape[0]),
+        "n_train_candidates": int(prep.train.x.shape[0]),
+        "train_candidate_recall": round(prep.train.candidate_recall, 4),
+        "validation": {"n_playlists": int(prep.val.n_rel.shape[0]),
+                       "candidate_recall": round(prep.val.candidate_recall, 4),
+                       "embedding": {k: round(v, 4) for k, v in emb.items()},
+                       "two_stage": {k: round(v, 4) for k, v in two.items()},
+                       "grid": grid_rows},
+        "beats_embedding": beats,
+        "importance": ranker.importance(),
+        "config": {"n_train": cfg.n_train, "heldout_fraction": cfg.heldout_fraction,
+                   "seed": cfg.seed},
+        "seconds": {**prep.seconds, "total": round(time.perf_counter() - t_all, 1)},
+    }
+    out = prep.run.path / (RANKER_DIR if beats else REJECTED_DIR)
+    with atomic_directory(out) as tmp:
+        save_ranker(tmp, ranker, cfg.stage, manifest)
+    manifest["written"] = str(out)
+    verdict = ("beats" if beats else "does NOT beat")
+    say(f"two-stage on validation: recall@10 {two['recall@10']:.4f} ndcg@10 "
+        f"{two['ndcg@10']:.4f}: {verdict} the embedding ranking")
+    return manifest
+
+
+def stage_from(prep: Prepared, ranker: Ranker, cfg: StageConfig) -> TwoStage:
+    return TwoStage(prep.sources, ranker, cfg)
+
+
+__all__ = ["DEFAULT_GROUPS", "Examples", "Prepared", "TrainRankerConfig", "asdict",
+           "candidate_metrics", "fit_ranker", "prepare", "stage_from", "train_ranker", "tune"]

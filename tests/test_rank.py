@@ -1,0 +1,268 @@
+"""The learned second stage: a planted signal is learned, features are not leaky, the ranker
+directory round-trips, and `recommend` keeps its JSON-lines contract and rejects bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from typer.testing import CliRunner
+
+from dynplayer.cli import app
+from dynplayer.data.corpus import VAL, load_corpus
+from dynplayer.eval.peers import ItemKNN, TrainData
+from dynplayer.eval.protocol import corpus_eval_set, order_matrix
+from dynplayer.eval.runner import run_vocab
+from dynplayer.rank.candidates import (
+    Queries,
+    build_sources,
+    last_seeds,
+    ordered_distinct,
+    retrieve,
+    split_queries,
+)
+from dynplayer.rank.model import Ranker, RankerParams
+from dynplayer.rank.stage import load_stage, queries_from_order
+from dynplayer.rank.train import TrainRankerConfig, candidate_metrics, eval_examples, train_ranker
+from dynplayer.run import load_run
+from dynplayer.train.config import TrainConfig
+from dynplayer.train.loop import train_run
+
+TINY = TrainConfig(objective="set", init="random", dim=16, batch_size=64, epochs=3, threads=1,
+                   seed=0, seeds=1)
+FAST = TrainRankerConfig(n_train=150, grid=[{"num_leaves": 15, "min_child_samples": 20}])
+
+
+@pytest.fixture(scope="module")
+def ranked_run(synthetic_corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory
+               ) -> tuple[Path, dict[str, object]]:
+    out = tmp_path_factory.mktemp("rank") / "run"
+    train_run(synthetic_corpus_dir, out, TINY, progress=False)
+    cfg = replace(FAST, params=replace(FAST.params, threads=1))
+    return out, train_ranker(out, cfg)
+
+
+def test_ranker_learns_a_planted_signal() -> None:
+    """Groups of 40 candidates; the relevant ones are exactly those whose feature 2 exceeds
+    0.8; features 0 and 1 are noise. The fitted ranker must put them first."""
+    rng = np.random.default_rng(0)
+    n_groups, size = 200, 40
+    x = rng.random((n_groups * size, 3)).astype(np.float32)
+    y = (x[:, 2] > 0.8).astype(np.float32)
+    rows = np.repeat(np.arange(n_groups), size)
+    params = RankerParams(num_leaves=7, rounds=50, min_child_samples=5, threads=1)
+    r = Ranker.fit(params, ["a", "b", "signal"], x[:6000], y[:6000], rows[:6000],
+                   x[6000:], y[6000:], rows[6000:] - 150)
+    scores = r.predict(x[6000:])
+    top = np.lexsort((-scores, rows[6000:]))
+    first = top.reshape(-1, size)[:, 0]
+    assert y[6000:][first].mean() > 0.95  # the best-scored candidate is relevant
+    assert r.importance()["signal"] > 0.9
+
+
+def test_two_stage_beats_the_weak_embedding_on_validation(ranked_run: tuple[Path, dict]) -> None:
+    run_dir, manifest = ranked_run
+    v = manifest["validation"]
+    assert manifest["beats_embedding"] is True
+    assert v["two_stage"]["ndcg@10"] > v["embedding"]["ndcg@10"]
+    assert (run_dir / "ranker" / "model.txt").exists()
+    assert not (run_dir / "ranker-rejected").exists()
+
+
+def test_training_features_are_not_leaky(ranked_run: tuple[Path, dict]) -> None:
+    """Examples come from playlists the shadow sources never saw: their candidates hold the
+    held-out tracks about as often as the validation playlists' candidates do."""
+    _, manifest = ranked_run
+    gap = manifest["train_candidate_recall"] - manifest["validation"]["candidate_recall"]
+    assert abs(gap) < 0.15, manifest
+
+
+def test_saved_ranker_reloads_to_the_same_scores(ranked_run: tuple[Path, dict]) -> None:
+    run_dir, manifest = ranked_run
+    run = load_run(run_dir)
+    corpus = load_corpus(run.corpus_dir)
+    vocab = run_vocab(run, corpus)
+    stage = load_stage(run, corpus, vocab)
+    assert stage.ranker.features == manifest_features(run_dir)
+    es = corpus_eval_set(corpus, VAL, vocab)
+    ex = eval_examples(stage.sources, es, stage.ranker.features, stage.cfg)
+    m = candidate_metrics(ex, stage.ranker.predict(ex.x))
+    # the figures written at training time come back from the files alone
+    assert m["ndcg@10"] == pytest.approx(manifest["validation"]["two_stage"]["ndcg@10"],
+                                         abs=1e-4)
+    ranked = stage.rank(queries_from_order(es.order[:3]), 10)
+    seeds = es.visible[:3].tolil().rows
+    for (cols, scores), s in zip(ranked, seeds, strict=True):
+        assert len(cols) == 10 and not set(cols.tolist()) & set(s)
+        assert np.all(np.diff(scores) <= 0)
+
+
+def manifest_features(run_dir: Path) -> list[str]:
+    return json.loads((run_dir / "ranker" / "manifest.json").read_text())["features"]
+
+
+def test_a_ranker_that_loses_is_not_the_default(ranked_run: tuple[Path, dict],
+                                                tmp_path: Path) -> None:
+    src, _ = ranked_run
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for f in ("vectors.npy", "ids.txt", "config.json"):
+        shutil.copy(src / f, run_dir / f)
+    shutil.copytree(src / "ranker-cache", run_dir / "ranker-cache")  # reuse the shadow
+    cfg = replace(FAST, groups=["length"], params=replace(FAST.params, threads=1))
+    manifest = train_ranker(run_dir, cfg)  # the playlist's length alone cannot rank tracks
+    assert manifest["beats_embedding"] is False
+    assert (run_dir / "ranker-rejected" / "manifest.json").exists()
+    assert not (run_dir / "ranker").exists()
+    res = CliRunner().invoke(app, ["recommend", str(run_dir), _ids(run_dir)[0], "-k", "3"])
+    assert res.exit_code == 0, res.output
+    assert "(embedding)" in res.stdout
+
+
+def _ids(run_dir: Path) -> list[str]:
+    return (run_dir / "ids.txt").read_text().split()
+
+
+def test_recommend_jsonl_contract(ranked_run: tuple[Path, dict], tmp_path: Path) -> None:
+    run_dir, _ = ranked_run
+    ids = _ids(run_dir)
+    lines = [{"pid": 7, "visible": ids[:4] + ["no-such-track"], "name": "extra ignored"},
+             {"pid": "b", "visible": ["unknown-1", "unknown-2"]},
+             {"pid": "c", "visible": ids[20:22]}]
+    seeds = tmp_path / "seeds.jsonl.gz"
+    seeds.write_bytes(gzip.compress("".join(json.dumps(x) + "\n" for x in lines).encode()))
+    res = CliRunner().invoke(app, ["recommend", str(run_dir), "--seeds", str(seeds), "-k", "7",
+                                   "--jsonl"])
+    assert res.exit_code == 0, res.output
+    out = [json.loads(x) for x in res.stdout.splitlines()]
+    assert [o["pid"] for o in out] == [7, "b", "c"]  # same order, same types
+    for o, given in zip(out, lines, strict=True):
+        assert set(o) == {"pid", "tracks", "scores"}
+        assert len(o["tracks"]) == 7 == len(set(o["tracks"])) == len(o["scores"])
+        assert not set(o["tracks"]) & set(given["visible"])
+        assert o["scores"] == sorted(o["scores"], reverse=True)
+    assert "3 unknown track ids" in res.stderr and "1 playlists with no known track" in res.stderr
+    assert "two-stage" in res.stderr
+
+
+def test_recommend_names_table(ranked_run: tuple[Path, dict]) -> None:
+    run_dir, _ = ranked_run
+    corpus = load_corpus(load_run(run_dir).corpus_dir)
+    name = corpus.track_names[corpus.track_ids.index(_ids(run_dir)[0])]
+    res = CliRunner().invoke(app, ["recommend", str(run_dir), name.upper(), "-k", "5"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.count("\n") >= 7 and "(two-stage ranker)" in res.stdout
+
+
+@pytest.mark.parametrize("content, expect", [
+    ('{"pid": 1, "visible": []}\n{"pid": 2, "visible": [\n', "seeds.jsonl:2: not valid JSON"),
+    ('{"visible": ["a"]}\n', "seeds.jsonl:1, field 'pid': missing"),
+    ('{"pid": 1, "visible": "a"}\n', "field 'visible'"),
+    ("", "no playlists"),
+])
+def test_recommend_bad_input_is_one_line(ranked_run: tuple[Path, dict], tmp_path: Path,
+                                         content: str, expect: str) -> None:
+    run_dir, _ = ranked_run
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text(content)
+    p = subprocess.run([sys.executable, "-c", "from dynplayer.cli import main; main()",
+                        "recommend", str(run_dir), "--seeds", str(seeds), "--jsonl"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2, p.stderr
+    assert p.stdout == ""
+    err = p.stderr.strip().splitlines()
+    assert len(err) == 1 and expect in err[0] and "Traceback" not in p.stderr
+
+
+def test_evaluate_shows_the_two_stage_row(ranked_run: tuple[Path, dict]) -> None:
+    run_dir, _ = ranked_run
+    res = CliRunner().invoke(app, ["evaluate", str(run_dir), "--peers", "popularity", "--json",
+                                   "--no-probe", "--no-hubness", "--split", "val"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    m = out["methods"]
+    assert {"dynplayer", "dynplayer two-stage", "popularity"} == set(m)
+    assert m["dynplayer two-stage"]["ndcg@10"] > m["dynplayer"]["ndcg@10"]
+    assert out["verdict"]["peers"] == 1  # the two-stage row is not counted as a peer
+
+
+# ---- small pieces, against values worked out by hand ----------------------------------------
+
+
+def test_order_matrix_keeps_the_last_position() -> None:
+    m = order_matrix(np.array([0, 0, 0, 1]), np.array([3, 1, 3, 2]), (2, 4))
+    assert m.toarray().tolist() == [[0, 2, 0, 3], [0, 0, 1, 0]]
+
+
+def test_ordered_distinct_and_last_seeds() -> None:
+    ip, cols = ordered_distinct(np.array([0, 4, 6]), np.array([5, 1, 5, 2, 7, 7]))
+    assert ip.tolist() == [0, 3, 4] and cols.tolist() == [1, 5, 2, 7]
+    lip, lcols = last_seeds(ip, cols, 2)
+    assert lip.tolist() == [0, 2, 3] and lcols.tolist() == [5, 2, 7]
+
+
+def test_split_queries_and_candidates_exclude_seeds() -> None:
+    ip = np.array([0, 6, 10])
+    cols = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    q, held = split_queries(ip, cols, 10, 0.5, seed=0)
+    assert q.n_seeds.tolist() == [3, 2] and np.diff(held.indptr).tolist() == [3, 2]
+    assert not (q.seed_matrix(10).multiply(held)).nnz
+    vectors = np.random.default_rng(0).standard_normal((10, 4)).astype(np.float32)
+    src = build_sources(vectors, ip, cols, [None] * 10, [None] * 10, window=2, ease_lam=1.0)
+    # window pairs counted by hand: track 0 and 1 are 1 apart once, 0 and 2 two apart once
+    assert src.cooc_window[0, 1] == 1 and src.cooc_window[0, 2] == 1
+    assert src.cooc_window[0, 3] == 0 and src.cooc_playlist[0, 5] == 1
+    ret = retrieve(src, q, n_embedding=4, n_cooc=4, n_ease=2)
+    seeds = set(zip(np.repeat([0, 1], q.n_seeds).tolist(), q.seed_cols.tolist(), strict=True))
+    assert not seeds & set(zip(ret.rows.tolist(), ret.cols.tolist(), strict=True))
+
+
+def test_itemknn_shrinkage_matches_the_formula() -> None:
+    x = sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 1], [1, 0, 1]], dtype=np.float32))
+    knn = ItemKNN(shrinkage=2.0).fit(TrainData(x))
+    # |0 and 1| = 2, |0| = 3, |1| = 2: 2 / (sqrt(6) + 2)
+    assert knn.sim[0, 1] == pytest.approx(2 / (np.sqrt(6) + 2), rel=1e-6)
+    assert knn.sim[0, 0] == 0.0
+    q = Queries(np.array([0, 1]), np.array([0]))
+    assert q.seed_matrix(3).toarray().tolist() == [[1.0, 0.0, 0.0]]
+
+
+@pytest.mark.db
+@pytest.mark.parametrize("backend", ["exact", "pgvector"])
+def test_serving_continuations_come_from_the_ranker(ranked_run: tuple[Path, dict], backend: str,
+                                                    request: pytest.FixtureRequest) -> None:
+    from dynplayer.rank.serving import load_serving_ranker
+    from dynplayer.serve.recommender import ExactRecommender, PgvectorRecommender, Recommender
+    from dynplayer.store.db import open_pool
+
+    run_dir, _ = ranked_run
+    ranker = load_serving_ranker(run_dir)
+    assert ranker is not None
+    catalog = request.getfixturevalue("serve_catalog")
+    pool = None
+    if backend == "exact":
+        rec: Recommender = ExactRecommender(catalog)
+    else:
+        pool = open_pool(request.getfixturevalue("indexed_url"), min_size=1, max_size=2)
+        rec = PgvectorRecommender(pool, catalog.version)
+    try:
+        seeds = _ids(run_dir)[30:34]
+        plain = rec.continue_playlist(seeds + ["no-such-id"], k=10)
+        rec.reranker = ranker
+        got = rec.continue_playlist(seeds + ["no-such-id"], k=10)
+        assert [t.track_id for t in got.tracks] == [t for t, _ in ranker.rank(seeds, 10)]
+        assert got.unknown == ["no-such-id"] and got.seeds == seeds
+        assert not set(seeds) & {t.track_id for t in got.tracks}
+        assert all(t.name for t in got.tracks)  # names from the backend's catalog
+        assert [t.track_id for t in got.tracks] != [t.track_id for t in plain.tracks]
+    finally:
+        if pool is not None:
+            pool.close()
