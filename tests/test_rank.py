@@ -266,3 +266,14 @@ def test_serving_continuations_come_from_the_ranker(ranked_run: tuple[Path, dict
     finally:
         if pool is not None:
             pool.close()
+
+
+def test_seed_file_with_deep_nesting_is_a_one_line_error() -> None:
+    """A seeds line nested past Python's recursion limit is a DataError naming the line (it was
+    a RecursionError traceback: the seeds parser lacked the split parser's guard)."""
+    from dynplayer.errors import DataError
+    from dynplayer.rank.recommend import parse_seed_lines
+
+    deep = '{"pid": 1, "visible": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    with pytest.raises(DataError, match=r"seeds.jsonl:2: not valid JSON \(nested too deeply\)"):
+        parse_seed_lines(['{"pid": 0, "visible": []}', deep], {}, "seeds.jsonl")

@@ -135,6 +135,28 @@ def _id_list(obj: dict[str, Any], key: str, where: dict[str, Any]) -> list[str]:
     return out
 
 
+
+def playlist_record(line: str, where: dict[str, Any]) -> tuple[dict[str, Any], str | int]:
+    """One JSON line `{"pid", ...}` of a split or seeds file: the object and its pid, or a
+    DataError naming `where` (file, line) and the field."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"not valid JSON ({exc.msg} at column {exc.colno})", **where) from exc
+    except JSON_ERRORS as exc:  # > 4,300-digit integer, deep nesting
+        why = json_problem(exc).removeprefix("malformed JSON: ")
+        raise DataError(f"not valid JSON ({why})", **where) from exc
+    if not isinstance(obj, dict):
+        raise DataError(f"expected a JSON object, got {type(obj).__name__}", **where)
+    if "pid" not in obj:
+        raise DataError("missing", **where, field="pid")
+    pid = obj["pid"]
+    if isinstance(pid, bool) or not isinstance(pid, str | int):
+        raise DataError(f"must be a string or integer, got {type(pid).__name__}", **where,
+                        field="pid")
+    return obj, pid
+
+
 def load_split_file(path: Path, ids: list[str]) -> EvalSet:
     """Read an external split file against a vocabulary of track ids (row r = ids[r]).
 
@@ -155,23 +177,8 @@ def load_split_file(path: Path, ids: list[str]) -> EvalSet:
         if not line.strip():
             continue
         where: dict[str, Any] = {"file": str(path), "line": line_no}
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"not valid JSON ({exc.msg} at column {exc.colno})",
-                            **where) from exc
-        except JSON_ERRORS as exc:  # > 4,300-digit integer, deep nesting
-            why = json_problem(exc).removeprefix("malformed JSON: ")
-            raise DataError(f"not valid JSON ({why})", **where) from exc
-        if not isinstance(obj, dict):
-            raise DataError(f"expected a JSON object, got {type(obj).__name__}", **where)
-        if "pid" not in obj:
-            raise DataError("missing", **where, field="pid")
-        pid = obj["pid"]
-        if isinstance(pid, bool) or not isinstance(pid, str | int):
-            raise DataError(f"must be a string or integer, got {type(pid).__name__}", **where,
-                            field="pid")
-        pid = str(pid)
+        obj, raw_pid = playlist_record(line, where)
+        pid = str(raw_pid)
         if pid in seen:
             raise DataError(f"duplicate pid {pid!r} (first on line {seen[pid]})", **where,
                             field="pid")

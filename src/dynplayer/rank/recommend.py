@@ -9,7 +9,6 @@ ignored, gzip or not). Output: one line per input line, same order,
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import numpy as np
 
 from dynplayer.data.corpus import Corpus, load_corpus
 from dynplayer.errors import DataError, QueryError
-from dynplayer.eval.protocol import _id_list, _read_lines
+from dynplayer.eval.protocol import _id_list, _read_lines, playlist_record
 from dynplayer.rank.candidates import Queries, ordered_distinct
 from dynplayer.rank.stage import TwoStage, has_ranker, load_stage, source_playlists
 from dynplayer.run import Run, load_run
@@ -44,18 +43,7 @@ def parse_seed_lines(lines: list[str], index: dict[str, int], source: str) -> Se
         if not line.strip():
             continue
         where: dict[str, Any] = {"file": source, "line": line_no}
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"not valid JSON ({exc.msg} at column {exc.colno})", **where) from exc
-        if not isinstance(obj, dict):
-            raise DataError(f"expected a JSON object, got {type(obj).__name__}", **where)
-        if "pid" not in obj:
-            raise DataError("missing", **where, field="pid")
-        pid = obj["pid"]
-        if isinstance(pid, bool) or not isinstance(pid, str | int):
-            raise DataError(f"must be a string or integer, got {type(pid).__name__}", **where,
-                            field="pid")
+        obj, pid = playlist_record(line, where)
         pids.append(pid)
         for t in _id_list(obj, "visible", where):
             col = index.get(t)
