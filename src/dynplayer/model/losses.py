@@ -70,13 +70,7 @@ def set_to_track(
     logits = logit_scale * anchors @ items.T
     logits = logits.index_put((context_rows, context_cols),
                               torch.tensor(float("-inf"), device=logits.device))
-    log_z = torch.logsumexp(logits, dim=1)
-    logp = logits[target_rows, target_cols] - log_z[target_rows]
-    n_t = torch.bincount(target_rows, minlength=b).clamp(min=1).to(logp.dtype)
-    per_anchor = torch.zeros(b, dtype=logp.dtype, device=logp.device).index_add(
-        0, target_rows, -logp) / n_t
-    loss = per_anchor.mean()
-    return {"loss": loss, "set_nce": loss.detach()}
+    return _mean_target_nll(logits, target_rows, target_cols, b)
 
 
 def sampled_set_to_track(
@@ -105,8 +99,15 @@ def sampled_set_to_track(
     logits = logit_scale * anchors @ candidates.T
     corrected = (logits - candidate_logq[None, :]).index_put(
         (context_rows, context_pos), torch.tensor(float("-inf"), device=logits.device))
-    log_z = torch.logsumexp(corrected, dim=1)
-    logp = corrected[target_rows, target_pos] - log_z[target_rows]
+    return _mean_target_nll(corrected, target_rows, target_pos, b)
+
+
+def _mean_target_nll(logits: torch.Tensor, target_rows: torch.Tensor, target_cols: torch.Tensor,
+                     b: int) -> dict[str, torch.Tensor]:
+    """Mean over the b anchors of the mean over each anchor's targets of -log softmax(logits),
+    the shared end of the full and the sampled set-to-track terms."""
+    log_z = torch.logsumexp(logits, dim=1)
+    logp = logits[target_rows, target_cols] - log_z[target_rows]
     n_t = torch.bincount(target_rows, minlength=b).clamp(min=1).to(logp.dtype)
     per_anchor = torch.zeros(b, dtype=logp.dtype, device=logp.device).index_add(
         0, target_rows, -logp) / n_t
