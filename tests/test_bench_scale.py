@@ -41,6 +41,22 @@ def test_bench_scale_runs_every_stage_at_two_sizes(tmp_path: Path) -> None:
     assert json.loads((work / "scale.json").read_text())["sizes"][1]["playlists"] == 600
     assert not (work / "p300").exists()  # removed without --keep
 
+    # --reuse keeps the measured sizes (same settings) and runs only the missing ones
+    again = CliRunner().invoke(app, [
+        "bench", "scale", "--work", str(work), "--playlists", "300,600", "--json", "--reuse",
+        "--set", "epochs=1", "--set", "seeds=1", "--set", "dim=16",
+        "--text-set", "encoder=ngram", "--text-set", "epochs=1"])
+    assert again.exit_code == 0, again.output
+    kept = json.loads(again.stdout[again.stdout.index("{"):])
+    assert [r.get("reused") for r in kept["sizes"]] == [True, True]
+    assert kept["growth"] == report["growth"]
+    assert not (work / "p300").exists()  # nothing was run again
+    other = CliRunner().invoke(app, [
+        "bench", "scale", "--work", str(work), "--playlists", "300", "--reuse",
+        "--set", "epochs=2"])
+    assert other.exit_code != 0
+    assert "measured with other settings" in str(other.exception or other.output)
+
 
 def test_bad_sizes_are_one_line() -> None:
     res = CliRunner().invoke(app, ["bench", "scale", "--work", "/tmp/x", "--playlists", "a,b"])

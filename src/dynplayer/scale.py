@@ -93,16 +93,26 @@ def growth(sizes: Sequence[int], values: Sequence[float]) -> list[float | None]:
 
 def bench_pipeline(work: Path, sizes: Sequence[int], *, train_sets: Sequence[str] = (),
                    text_sets: Sequence[str] = (), seed: int = 0, keep: bool = False,
+                   reuse: bool = False,
                    say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the pipeline at each size under `work`; return the report (also written to
     work/scale.json). Sizes are run smallest first; each size's files are removed after its
-    figures are taken unless `keep`."""
+    figures are taken unless `keep`. With `reuse`, sizes already in work/scale.json from a run
+    with the same settings and seed are kept as they are (marked `reused`, with the time they
+    were measured), so a larger size extends an earlier run."""
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"machine": machine(), "command_sizes": list(sizes),
                               "train_sets": list(train_sets), "text_sets": list(text_sets),
-                              "sizes": []}
+                              "seed": seed, "sizes": []}
+    previous = _reusable(work / "scale.json", report) if reuse else {}
     for n in sorted(sizes):
+        if n in previous:
+            say(f"[{n:,} playlists] reused from {work / 'scale.json'} "
+                f"(measured {previous[n].get('measured_at', 'earlier')})")
+            report["sizes"].append({**previous[n], "reused": True})
+            _add_growth(report)
+            continue
         d = work / f"p{n}"
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
@@ -121,7 +131,9 @@ def bench_pipeline(work: Path, sizes: Sequence[int], *, train_sets: Sequence[str
         }
         outputs = {"prepare": corpus, "train": run, "train-text": run / "text",
                    "index": d / "data"}
-        row: dict[str, Any] = {"playlists": n, **gen, "stages": {}}
+        row: dict[str, Any] = {"playlists": n, **gen, "stages": {},
+                               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                            time.gmtime())}
         for stage in STAGES:
             say(f"[{n:,} playlists] {stage}")
             fig = run_stage(argvs[stage], env=env, log=d / f"{stage}.log")
@@ -148,6 +160,22 @@ def bench_pipeline(work: Path, sizes: Sequence[int], *, train_sets: Sequence[str
         _add_growth(report)
         (work / "scale.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def _reusable(path: Path, report: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """The rows of an earlier scale.json whose settings match this run's (by size)."""
+    if not path.exists():
+        return {}
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DynplayerError(f"bench scale --reuse: cannot read {path}: {exc}") from exc
+    same = all(old.get(k, d) == report[k] for k, d in
+               (("train_sets", []), ("text_sets", []), ("seed", 0)))
+    if not same:
+        raise DynplayerError(f"bench scale --reuse: {path} was measured with other settings "
+                             f"(--set/--text-set/--seed); use another --work or drop --reuse")
+    return {int(r["playlists"]): r for r in old.get("sizes", [])}
 
 
 def _add_growth(report: dict[str, Any]) -> None:

@@ -27,6 +27,9 @@ def register(app: typer.Typer) -> None:
             "--text-set", help="train-text override for every size")] = None,
         seed: Annotated[int, typer.Option(help="Seed of the synthetic corpus")] = 0,
         keep: Annotated[bool, typer.Option(help="Keep each size's files")] = False,
+        reuse: Annotated[bool, typer.Option(
+            help="Keep the sizes already in WORK/scale.json (same settings) and run the rest")]
+        = False,
         png: Annotated[Path | None, typer.Option(help="Log-log plot (default WORK/scale.png)")]
         = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report")] = False,
@@ -43,7 +46,7 @@ def register(app: typer.Typer) -> None:
         if not sizes or min(sizes) < 100:
             raise ConfigError(f"--playlists: every size must be >= 100 (got {playlists!r})")
         report = bench_pipeline(work, sizes, train_sets=set_ or [], text_sets=text_set or [],
-                                seed=seed, keep=keep, say=lambda m: typer.echo(m, err=True))
+                                seed=seed, keep=keep, reuse=reuse, say=lambda m: typer.echo(m, err=True))
         plot(report, png or Path(work) / "scale.png")
         if as_json:
             typer.echo(json.dumps(report, indent=2))
