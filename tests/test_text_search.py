@@ -158,10 +158,13 @@ def test_feedback_reranks_by_the_pseudo_playlist_hand_computed(tmp_path: Path) -
                      tracks)
 
 
-def test_aggregate_matches_the_batch_evaluation_and_a_naive_feedback(synthetic_run: Path) -> None:
+@pytest.mark.parametrize("dims", [0, 48])
+def test_aggregate_matches_the_batch_evaluation_and_a_naive_feedback(synthetic_run: Path,
+                                                                     dims: int) -> None:
     """The serving path (`aggregate`) and the benchmark (`track_scores`) give the same scores,
-    and every score is s / max(s) + prf_weight * max(cos(pseudo-playlist, track), 0)."""
-    searcher = TextSearcher.load(synthetic_run)
+    and every score is s / max(s) + prf_weight * max(cos(pseudo-playlist, track), 0); in the
+    full space and on its first 48 principal directions (`search_dims`)."""
+    searcher = TextSearcher.load(synthetic_run, search_dims=dims)
     lam, p = searcher.cfg.prf_weight, searcher.cfg.sim_power
     assert searcher.track_vectors is not None and searcher.playlist_means is not None
     ev = prepare_eval(searcher, "test")
@@ -185,6 +188,32 @@ def test_aggregate_matches_the_batch_evaluation_and_a_naive_feedback(synthetic_r
             cos = max(float(searcher.track_vectors[t] @ q), 0.0)
             assert hit.score == pytest.approx(agg[t] / top + lam * cos, abs=1e-4)
             assert hit.because  # re-ranking keeps every track explained by its playlists
+
+
+def test_search_dims_projects_both_sides_and_keeps_the_planted_structure(
+        synthetic_run: Path) -> None:
+    full = TextSearcher.load(synthetic_run, search_dims=0)
+    small = TextSearcher.load(synthetic_run, search_dims=48)
+    width = full.playlist_vectors.shape[1]
+    assert width > 48 and small.playlist_vectors.shape == (full.playlist_vectors.shape[0], 48)
+    assert np.allclose(np.linalg.norm(small.playlist_vectors, axis=1), 1.0, atol=1e-5)
+    q = small.encode_query("rock")
+    assert q.shape == (48,) and abs(float(np.linalg.norm(q)) - 1.0) < 1e-5
+    # Deterministic (the same projection on every load), and what the index stores.
+    again = TextSearcher.load(synthetic_run, search_dims=48)
+    assert np.array_equal(again.playlist_vectors, small.playlist_vectors)
+    # search_dims >= the width is the full space.
+    assert TextSearcher.load(synthetic_run, search_dims=width).projection is None
+    # Keyword -> tracks on the planted corpus keeps >= 0.9x of the full space's Recall@50.
+    r = {}
+    for name, s in (("full", full), ("small", small)):
+        ev = prepare_eval(s, "test")
+        r[name] = ranking_metrics(track_scores(ev, s.cfg.retrieval,
+                                               top_playlists=s.cfg.top_playlists,
+                                               sim_power=s.cfg.sim_power,
+                                               prf_weight=s.cfg.prf_weight),
+                                  ev.relevant)["recall@50"]
+    assert r["small"] >= 0.9 * r["full"], r
 
 
 def test_aggregate_explains_every_track_score(synthetic_run: Path) -> None:

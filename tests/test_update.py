@@ -165,9 +165,10 @@ def test_update_round_trip_and_manifest(base_and_new: dict[str, Any], planted: d
     before = load_run(run_dir)
     old_bytes = (run_dir / "vectors.npy").read_bytes()
     root = base_and_new["root"]
-    # N = 3: the default (10) was chosen on MPD; this corpus has 900 playlists.
+    # Every track in >= 3 playlists (`any`): the mechanics; the selection rule (the default)
+    # has its own test below.
     report = update_run(run_dir, [root / "new.jsonl"], tracks=[root / "new.tracks.jsonl"],
-                        min_playlists=3)
+                        min_playlists=3, eligible="any")
     after = load_run(run_dir)
     # The trained table is untouched: the same rows, bit for bit, then the folded ones.
     assert np.array_equal(after.vectors[:len(before.ids)], before.vectors)
@@ -211,11 +212,45 @@ def test_update_round_trip_and_manifest(base_and_new: dict[str, Any], planted: d
     extra = tmp_path / "extra.jsonl"
     extra.write_text(json.dumps({"pid": "extra-1", "name": "more", "tracks":
                                  [after.ids[0], after.ids[1], "brand-new"]}) + "\n")
-    r2 = update_run(run_dir, [extra], min_playlists=3)
+    r2 = update_run(run_dir, [extra], min_playlists=3, eligible="any")
     assert r2.update == 2 and r2.playlists_added == 1 and r2.tracks_new == 1
     assert r2.tracks_waiting == 1 and r2.tracks_folded == 0  # in 1 playlist, N = 3
     assert [u["update"] for u in read_manifest(load_run(run_dir))["updates"]] == [1, 2]
     assert np.array_equal(load_run(run_dir).vectors, after.vectors)
+
+
+def test_default_rule_folds_the_tracks_a_retrain_would_select(
+        base_and_new: dict[str, Any], tmp_path: Path) -> None:
+    """`eligible=selected` (the default): exactly the new tracks that the corpus' selection rule
+    keeps on the updated data (and that occur in >= N playlists) get a vector; the rule, N and
+    calibration are recorded and are the run's defaults for the next update."""
+    from dynplayer.update.foldin import DEFAULT_UPDATE_CALIBRATE
+    from dynplayer.update.merge import selected_now
+
+    run_dir = _copy_run(base_and_new["run"], tmp_path / "run")
+    n_before = len(load_run(run_dir).ids)
+    root = base_and_new["root"]
+    report = update_run(run_dir, [root / "new.jsonl"], tracks=[root / "new.tracks.jsonl"])
+    after = load_run(run_dir)
+    corpus = load_corpus(after.corpus_dir)
+    selected = selected_now(corpus)
+    folded = set(after.ids[n_before:])
+    new_tracks = set(base_and_new["new_tracks"])
+    want = {t for t in new_tracks if selected[corpus.track_ids.index(t)]}
+    assert want and want < new_tracks  # some planted new tracks are below the cut, some above
+    assert folded & new_tracks == want
+    assert all(selected[corpus.track_ids.index(t)] for t in folded)
+    m = read_manifest(after)
+    assert (m["eligible"], m["min_playlists"], m["calibrate"]) == \
+        ("selected", 2, DEFAULT_UPDATE_CALIBRATE)
+    assert m["updates"][0]["eligible"] == "selected" and report.tracks_folded == len(folded)
+    # An unknown rule or calibration is a one-line error before anything is read.
+    from dynplayer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="eligible: expected one of selected, any"):
+        update_run(run_dir, [root / "new.jsonl"], eligible="some")
+    with pytest.raises(ConfigError, match=r"calibrate: expected a number in \[0, 1\]"):
+        update_run(run_dir, [root / "new.jsonl"], calibrate=1.5)
 
 
 def test_bad_line_mid_file_leaves_the_run_byte_identical(base_and_new: dict[str, Any],

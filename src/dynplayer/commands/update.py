@@ -30,11 +30,23 @@ def register(app: typer.Typer) -> None:
             list[Path] | None, typer.Option("--tracks", help="Companion track file (JSON lines)")
         ] = None,
         min_playlists: Annotated[
-            int | None, typer.Option(help="Fold in a vector for a track once it occurs in this "
-                                     "many training playlists (default: the run's, else 10)")
+            int | None, typer.Option(help="Fold in a vector for an eligible track once it occurs "
+                                     "in this many training playlists (default: the run's, "
+                                     "else 2 for --eligible selected, 10 for any)")
         ] = None,
         method: Annotated[
             str | None, typer.Option(help="Fold-in method: context|cooc|pmi|steps")
+        ] = None,
+        eligible: Annotated[
+            str | None, typer.Option(help="Tracks that may get a vector: selected (the "
+                                     "corpus' selection rule keeps them on the updated data, "
+                                     "as a retrain would) or any (default: the run's, else "
+                                     "selected)")
+        ] = None,
+        calibrate: Annotated[
+            float | None, typer.Option(help="Folded vectors' score level against trained "
+                                       "tracks of the same support, 0-1 (0: raw; default: "
+                                       "the run's, else 0.9)")
         ] = None,
         database_url: Annotated[
             str | None, typer.Option(help="Also insert the new rows into this database's "
@@ -52,8 +64,8 @@ def register(app: typer.Typer) -> None:
 
         catalog = check_catalog_name(name) if name is not None else catalog_name_for(run_dir)
         report = update_run(run_dir, inputs, fmt=fmt, lenient=lenient, tracks=tracks or [],
-                            min_playlists=min_playlists, method=method,
-                            database_url=database_url, catalog=catalog)
+                            min_playlists=min_playlists, method=method, eligible=eligible,
+                            calibrate=calibrate, database_url=database_url, catalog=catalog)
         if as_json:
             typer.echo(json.dumps(report.as_dict(), indent=2))
             return
@@ -96,6 +108,12 @@ def register(app: typer.Typer) -> None:
         timing_playlists: Annotated[int, typer.Option(help="Playlists in the timed served "
                                                       "update")] = 1000,
         set_: Annotated[list[str] | None, typer.Option("--set", help="Train override")] = None,
+        hold: Annotated[str, typer.Option(
+            help="random: a share of the training playlists; release: tracks taken as "
+                 "released after the base was trained and every training playlist holding "
+                 "one, so the tracks only the update brings are test targets")] = "random",
+        choose: Annotated[bool, typer.Option(
+            help="First compare the fold-in rules on the validation split")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
     ) -> None:
         """Train on (1 - share) of the training playlists, update with the rest, and compare
@@ -104,5 +122,5 @@ def register(app: typer.Typer) -> None:
         from dynplayer.update.bench import bench_update as run_bench
 
         result = run_bench(data, work, share=share, timing_playlists=timing_playlists,
-                           train_cfg=load_train_config(None, set_))
+                           train_cfg=load_train_config(None, set_), hold=hold, choose=choose)
         typer.echo(json.dumps(result, indent=2) if as_json else result["table"])

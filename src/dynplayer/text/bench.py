@@ -76,6 +76,7 @@ def run_bench(run_dir: Path, split: str = "test", latency_queries: int = 500,
     lines = _header(searcher, ev, split)
     lines += _playlist_table(ev)
     lines += _track_table(ev)
+    lines += dims_table(ev)
     lines += _hubness_table(ev)
     lines += _latency(searcher, ev, latency_queries)
     return "\n".join(lines)
@@ -145,6 +146,34 @@ def _track_table(ev: TextEval) -> list[str]:
     lines += ["", f"Default Recall@50 {_fmt(ours)}: {ours / best_peer:.2f}x the best peer row "
               f"({_fmt(best_peer)}); {ours / best_abl[2]['recall@50']:.2f}x the best ablation "
               f"row ({best_abl[0]}, {_fmt(best_abl[2]['recall@50'])})."]
+    return lines + [""]
+
+
+SEARCH_DIMS = (0, 512, 256, 128, 64)
+
+
+def dims_table(ev: TextEval) -> list[str]:
+    """Keyword -> tracks with the default search on the first d principal directions of the
+    hybrid space (`search_dims`), against the full space."""
+    c = ev.searcher.cfg
+    if c.retrieval != "hybrid":
+        return []
+    width = ev.searcher.joint.shape[1] + ev.searcher.captions_x.shape[1]
+    lines = [f"Search space dimensions (`search_dims`; hybrid is {width}-d; default search, "
+             f"the default is {c.search_dims or width})", "",
+             _row(["search dims", "Recall@10", "NDCG@10", "Recall@50", "NDCG@50",
+                   "x full Recall@50"]), _row(["---"] * 6)]
+    full = None
+    for d in SEARCH_DIMS:
+        if d >= width:
+            continue
+        sims = ev.similarities("hybrid", c.caption_weight, dims=d)
+        r = ranking_metrics(track_scores(ev, "hybrid", top_playlists=c.top_playlists,
+                                         sim_power=c.sim_power, caption_weight=c.caption_weight,
+                                         prf_weight=c.prf_weight, sims=sims), ev.relevant)
+        full = r["recall@50"] if full is None else full
+        lines.append(_row([d or f"{width} (full)", *(_fmt(r[k]) for k in METRIC_KEYS),
+                           f"{r['recall@50'] / max(full, 1e-12):.3f}x"]))
     return lines + [""]
 
 

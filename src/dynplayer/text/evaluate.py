@@ -36,7 +36,7 @@ from dynplayer.text.bm25 import BM25
 from dynplayer.text.hubness import inverted_softmax_bias
 from dynplayer.text.model import project_numpy
 from dynplayer.text.search import TextSearcher, aggregate_scores, feedback_scores, top_rows
-from dynplayer.text.space import hybrid_weights
+from dynplayer.text.space import compose_playlist_vectors, hybrid_weights, search_projection
 from dynplayer.text.train import TextData, load_text_data
 
 RETRIEVALS = ("bm25", "caption", "joint", "hybrid")
@@ -78,9 +78,27 @@ class TextEval:
     def train_track_mean(self) -> np.ndarray:
         return self.data.track_mean(self.data.searchable())
 
-    def similarities(self, retrieval: str, caption_weight: float = 0.5) -> np.ndarray:
-        """(n_queries, P) query -> training playlist similarity under `retrieval`."""
+    def similarities(self, retrieval: str, caption_weight: float = 0.5,
+                     dims: int | None = None) -> np.ndarray:
+        """(n_queries, P) query -> training playlist similarity under `retrieval`; hybrid on
+        its first `dims` principal directions when 0 < dims < its width (default: the
+        searcher's search_dims, as the search does)."""
         s = self.searcher
+        dims = s.cfg.search_dims if dims is None else dims
+        width = s.joint.shape[1] + s.captions_x.shape[1]
+        if retrieval == "hybrid" and 0 < dims < width:
+            cfg = replace(s.cfg, caption_weight=caption_weight)
+            full = compose_playlist_vectors(s.joint, s.captions_x, cfg, s.no_words)
+            wq, wc = np.sqrt(1 - caption_weight), np.sqrt(caption_weight)
+
+            def bank(rows: np.ndarray) -> np.ndarray:
+                cap = s.captions_x[rows]
+                return np.hstack([wq * project_numpy(s.weights, "text", cap), wc * cap])
+
+            proj = search_projection(full, bank, dims, seed=s.cfg.seed)
+            q = np.hstack([wq * self.joint_q, wc * self.raw]).astype(np.float32)
+            out: np.ndarray = l2_normalize(q @ proj) @ l2_normalize(full @ proj).T
+            return out
         if retrieval == "bm25":
             return self.bm25.scores(self.queries)
         if retrieval == "caption":

@@ -24,7 +24,7 @@ from dynplayer.run import Run, l2_normalize
 from dynplayer.text.api import PlaylistHit, SearchResult, TextSearcherProtocol, TrackHit
 from dynplayer.text.encoders import TextEncoder, make_encoder
 from dynplayer.text.model import TextConfig, project_numpy
-from dynplayer.text.space import compose_playlist_vectors, vectors_hash, wordless
+from dynplayer.text.space import compose_playlist_vectors, search_projection, vectors_hash, wordless
 
 MAX_QUERY_CHARS = 500  # the API's limit too
 MAX_K = 1000
@@ -122,6 +122,13 @@ class TextSearcher(TextSearcherProtocol):
         self._ngram_state = ngram_state
         self.no_words = wordless(captions)  # never hubs of caption retrieval
         self._vectors = compose_playlist_vectors(joint, captions_x, cfg, self.no_words)
+        # search_dims: the space on its first principal directions (queries projected alike).
+        self.projection: np.ndarray | None = None
+        if 0 < cfg.search_dims < self._vectors.shape[1]:
+            self.projection = search_projection(
+                self._vectors, lambda rows: self._query_side(captions_x[rows], cfg.retrieval),
+                cfg.search_dims, seed=cfg.seed)
+            self._vectors = l2_normalize(self._vectors @ self.projection)
         self._qb_bias: np.ndarray | None = None
         # The track model's vectors (V, d) in track_ids order, L2-normalised, and each playlist's
         # mean of them: pseudo-relevance feedback needs both, computed once here.
@@ -196,6 +203,9 @@ class TextSearcher(TextSearcherProtocol):
         """(n, d) L2-normalised query vectors for already-normalised texts."""
         raw = self.encoder.encode(list(texts))
         mode = retrieval or self.cfg.retrieval
+        return self.project(self._query_side(raw, mode), mode)
+
+    def _query_side(self, raw: np.ndarray, mode: str) -> np.ndarray:
         if mode == "caption":
             return raw
         joint = project_numpy(self.weights, "text", raw)
@@ -203,6 +213,14 @@ class TextSearcher(TextSearcherProtocol):
             return joint
         w = self.cfg.caption_weight
         return np.hstack([np.sqrt(1 - w) * joint, np.sqrt(w) * raw]).astype(np.float32)
+
+    def project(self, vectors: np.ndarray, mode: str | None = None) -> np.ndarray:
+        """Query-side vectors of the search space into the space of `playlist_vectors` (the
+        search_dims projection, L2-normalised; unchanged without one or for another mode)."""
+        if self.projection is None or (mode or self.cfg.retrieval) != self.cfg.retrieval:
+            return vectors
+        out: np.ndarray = l2_normalize(np.asarray(vectors, np.float32) @ self.projection)
+        return out
 
     def encode_query(self, text: str) -> np.ndarray:
         return self.encode_queries([check_query(text)])[0]
@@ -236,14 +254,7 @@ class TextSearcher(TextSearcherProtocol):
 
     def encode_bank(self) -> np.ndarray:
         """Query-side vectors of the training captions (the query bank), without re-encoding."""
-        mode = self.cfg.retrieval
-        if mode == "caption":
-            return self.captions_x
-        joint = project_numpy(self.weights, "text", self.captions_x)
-        if mode == "joint":
-            return joint
-        w = self.cfg.caption_weight
-        return np.hstack([np.sqrt(1 - w) * joint, np.sqrt(w) * self.captions_x])
+        return self.project(self._query_side(self.captions_x, self.cfg.retrieval))
 
     def aggregate(self, playlist_rows: np.ndarray, similarities: np.ndarray, k: int,
                   query: str = "") -> SearchResult:

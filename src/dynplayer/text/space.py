@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -50,6 +50,29 @@ def compose_playlist_vectors(joint: np.ndarray, captions: np.ndarray, cfg: TextC
     a, b = hybrid_weights(cfg, no_words, joint.shape[0])
     return np.hstack([a[:, None] * l2_normalize(joint),
                       b[:, None] * l2_normalize(captions)]).astype(np.float32)
+
+
+def search_projection(playlists: np.ndarray, bank: Callable[[np.ndarray], np.ndarray],
+                      dims: int, *, sample: int = 100_000, seed: int = 0) -> np.ndarray:
+    """(D, dims) the first `dims` principal directions (uncentred: dot products are what the
+    search keeps) of both sides of the search: the playlist rows and the query-side vectors of
+    their own captions (`bank(rows)`, the query bank). Fitted on the playlists alone, the
+    directions that only queries use are lost (MPD validation keyword -> tracks Recall@50 at
+    256 dims: 0.978x of the full space against 1.000x with both sides). A seeded sample of at
+    most `sample` playlists; signs fixed (largest entry of each direction positive), so the
+    projection is deterministic."""
+    n = playlists.shape[0]
+    pick = np.arange(n) if n <= sample else np.sort(
+        np.random.default_rng(seed).choice(n, sample, replace=False))
+    gram = np.zeros((playlists.shape[1], playlists.shape[1]), dtype=np.float64)
+    for part in (playlists[pick], bank(pick)):
+        r = np.asarray(part, dtype=np.float64)
+        gram += r.T @ r
+    w, v = np.linalg.eigh(gram)
+    top = v[:, np.argsort(-w)[:dims]]
+    signs = np.sign(top[np.abs(top).argmax(axis=0), np.arange(top.shape[1])])
+    out: np.ndarray = (top * np.where(signs == 0, 1.0, signs)[None, :]).astype(np.float32)
+    return out
 
 
 def vectors_hash(run: Run) -> str:

@@ -8,8 +8,10 @@ What an update does, all or nothing:
      the catalogue with their names and artists; missing names of known tracks are filled; the
      neighbour counts are recounted) and writes it as RUN_DIR/corpus;
   3. folds in vectors (`dynplayer.update.foldin`) for the tracks of the new playlists that have
-     none and now occur in >= min_playlists training playlists; they are appended after the
-     existing rows of vectors.npy / ids.txt, whose bytes never change;
+     none, are eligible (`selected`: the corpus' selection rule keeps them on the updated data,
+     as a retrain would; `any`: every track) and now occur in >= min_playlists training
+     playlists; they are appended after the existing rows of vectors.npy / ids.txt, whose bytes
+     never change;
   4. adds the new playlists (and the new tracks) to the text search space, RUN_DIR/text, when
      the run has a text model: their captions encoded, their track means through the trained
      playlist head; the text model itself is not retrained;
@@ -43,8 +45,21 @@ from dynplayer.run import (
     load_run,
     run_version,
 )
-from dynplayer.update.foldin import DEFAULT_METHOD, DEFAULT_MIN_PLAYLISTS, check_method
-from dynplayer.update.merge import fold_in_corpus, merge, read_new_playlists, table_columns
+from dynplayer.update.foldin import (
+    DEFAULT_ELIGIBLE,
+    DEFAULT_METHOD,
+    DEFAULT_UPDATE_CALIBRATE,
+    DEFAULT_UPDATE_MIN_PLAYLISTS,
+    check_eligible,
+    check_method,
+)
+from dynplayer.update.merge import (
+    fold_in_corpus,
+    merge,
+    read_new_playlists,
+    selected_now,
+    table_columns,
+)
 from dynplayer.update.rundir import MANIFEST, RUN_CORPUS, _link_tree, exchange, read_manifest
 from dynplayer.update.textspace import update_text
 
@@ -80,13 +95,15 @@ class UpdateReport:
 def update_run(run_dir: Path, inputs: Sequence[Path], *, fmt: str = "auto",
                lenient: bool = False, tracks: Iterable[Path] = (),
                min_playlists: int | None = None, method: str | None = None,
+               eligible: str | None = None, calibrate: float | None = None,
                database_url: str | None = None, progress: bool | None = None,
                before_commit: Callable[[], None] | None = None,
                catalog: str | None = None) -> UpdateReport:
     """Add the playlists of `inputs` to the run at `run_dir` (see the module docstring).
 
-    `min_playlists` / `method` default to what the run's manifest recorded, else the defaults
-    chosen on validation. `before_commit` runs after the exchange, before the database commit
+    `min_playlists` / `method` / `eligible` / `calibrate` default to what the run's manifest
+    recorded, else the defaults chosen on validation (`dynplayer bench update --choose`).
+    `before_commit` runs after the exchange, before the database commit
     (the tests use it to fail there). `catalog` is the database catalog holding the run (None:
     the unnamed one).
     """
@@ -95,8 +112,14 @@ def update_run(run_dir: Path, inputs: Sequence[Path], *, fmt: str = "auto",
     run_dir = Path(run_dir)
     run = load_run(run_dir)
     manifest = read_manifest(run)
-    min_playlists = int(min_playlists if min_playlists is not None else
-                        manifest.get("min_playlists", DEFAULT_MIN_PLAYLISTS))
+    eligible = str(eligible if eligible is not None else
+                   manifest.get("eligible", DEFAULT_ELIGIBLE))
+    calibrate = float(calibrate if calibrate is not None else
+                      manifest.get("calibrate", DEFAULT_UPDATE_CALIBRATE))
+    check_eligible(eligible, calibrate)
+    if min_playlists is None:  # a run whose manifest has no rule recorded takes the rule's N
+        min_playlists = int(manifest.get("min_playlists", DEFAULT_UPDATE_MIN_PLAYLISTS[eligible])
+                            if "eligible" in manifest else DEFAULT_UPDATE_MIN_PLAYLISTS[eligible])
     method = str(method if method is not None else manifest.get("method", DEFAULT_METHOD))
     check_method(method, min_playlists)
     base = load_corpus(run.corpus_dir)
@@ -126,7 +149,10 @@ def update_run(run_dir: Path, inputs: Sequence[Path], *, fmt: str = "auto",
     col = table_columns(corpus, run.ids)
     touched = np.unique(mapping)
     candidates = touched[col[touched] < 0]
-    folded = fold_in_corpus(corpus, run, candidates, min_playlists=min_playlists, method=method)
+    if eligible == "selected":
+        candidates = candidates[selected_now(corpus)[candidates]]
+    folded = fold_in_corpus(corpus, run, candidates, min_playlists=min_playlists, method=method,
+                            calibrate=calibrate)
     times["fold_in"] = time.perf_counter() - t2
     new_ids = [corpus.track_ids[t] for t in folded.track_idx]
     n_old = len(run.ids)
@@ -137,7 +163,8 @@ def update_run(run_dir: Path, inputs: Sequence[Path], *, fmt: str = "auto",
     record: dict[str, Any] = {
         "update": update_no, "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "inputs": [str(Path(p).resolve()) for p in inputs], "format": fmt, "lenient": lenient,
-        "method": method, "min_playlists": min_playlists,
+        "method": method, "min_playlists": min_playlists, "eligible": eligible,
+        "calibrate": calibrate,
         "counts": {"playlists_added": int(delta.n_playlists),
                    "occurrences_added": int(delta.n_occurrences),
                    "duplicates_skipped": builder.duplicates,
@@ -182,8 +209,14 @@ def update_run(run_dir: Path, inputs: Sequence[Path], *, fmt: str = "auto",
             times["text"] = time.perf_counter() - t4
         version = run_version(tmp)
         record["model_version"] = version
-        manifest = {**manifest, "method": manifest.get("method", method),
-                    "min_playlists": manifest.get("min_playlists", min_playlists)}
+        # The first update records its fold-in rule as the run's default (a manifest from
+        # before the rule existed gets all four together, so they stay consistent).
+        if "eligible" in manifest:
+            manifest = {**manifest, "method": manifest.get("method", method)}
+        else:
+            manifest = {**manifest, "method": manifest.get("method", method),
+                        "min_playlists": min_playlists, "eligible": eligible,
+                        "calibrate": calibrate}
         manifest["updates"] = [*manifest.get("updates", []), record]
         atomic_write_json(tmp / MANIFEST, manifest)
 

@@ -272,11 +272,60 @@ def _copy_run(src: Path, dst: Path) -> Path:
     return dst
 
 
+def evaluate_models(full: Corpus, playlists: np.ndarray, models: dict[str, Path],
+                    special: np.ndarray) -> dict[str, Any]:
+    """Continuation Recall@10 and keyword -> tracks Recall@50 of each run on `playlists` of the
+    full corpus (by track id in its universe), with the hits on the `special` tracks."""
+    assert full.heldout is not None
+    visible = occurrence_matrix(full, playlists, ~full.heldout)
+    held = occurrence_matrix(full, playlists, full.heldout)
+    selected = full.selected if full.selected is not None else np.ones(full.n_tracks, bool)
+    results: dict[str, Any] = {}
+    for name, d in models.items():
+        run: Run = load_run(d)
+        col = _table_col(full, run.ids)
+        cont = continuation_recall(run.vectors, col, visible, held, special=special)
+        kw = _keyword_recall(d, full, playlists, selected, special=special)
+        results[name] = {"continuation": cont, "keyword": kw, "tracks": len(run.ids),
+                         "special_tracks_with_vector": int((special & (col >= 0)).sum())}
+    return results
+
+
+def _only_new(full: Corpus, base: Corpus, back: np.ndarray) -> np.ndarray:
+    """(T,) tracks of the full corpus in a held-back playlist and in no base training playlist
+    (the base corpus still has the validation and test playlists, so such a track can be a
+    target)."""
+    assert base.split is not None
+    base_train = set(np.unique(base.occ_track[base.split[base.occ_playlist] == TRAIN]).tolist())
+    in_back = np.zeros(full.n_tracks, dtype=bool)
+    in_back[full.occ_track[np.isin(full.occ_playlist, back)]] = True
+    base_idx = {t: i for i, t in enumerate(base.track_ids)}
+    out: np.ndarray = in_back & np.array([base_idx.get(t, -1) not in base_train
+                                          for t in full.track_ids], dtype=bool)
+    return out
+
+
+def _rows(results: dict[str, Any]) -> list[str]:
+    return [f"| {name} | {r['tracks']:,} | {r['continuation']['recall@10']:.4f} | "
+            f"{r['keyword']['recall@50']:.4f} | {r['continuation']['hits_on_special']} / "
+            f"{r['keyword']['hits_on_special']} |" for name, r in results.items()]
+
+
+HEADER = ["| model | tracks | continuation Recall@10 | keyword -> tracks Recall@50 | hits on "
+          "tracks only the update brings (cont. / keyword) |", "|---|---|---|---|---|"]
+
+
 def bench_update(data: Path, work: Path, *, share: float = 0.2, timing_playlists: int = 1000,
-                 train_cfg: Any = None, seed: int = 0) -> dict[str, Any]:
+                 train_cfg: Any = None, seed: int = 0, hold: str = "random",
+                 choose: bool = False) -> dict[str, Any]:
     """Prepare the corpus, hold back `share` of its training playlists, train on the rest, update
     with the held-back ones (the first `timing_playlists` into a served run, timed, then the
-    rest), retrain on everything, and compare on the test split."""
+    rest), retrain on everything, and compare on the test split.
+
+    hold: `random` playlists, or `release`: tracks taken as released after the base was trained
+    and every training playlist holding one (`holdback.hold_back_release`), so that the tracks
+    only the update brings are test targets. choose: first compare the fold-in rules on the
+    validation split (`update.choose`)."""
     from dynplayer.config import DataConfig
     from dynplayer.data.corpus import TEST, save_corpus
     from dynplayer.data.prepare import prepare
@@ -286,8 +335,12 @@ def bench_update(data: Path, work: Path, *, share: float = 0.2, timing_playlists
     from dynplayer.store.embedded import EmbeddedServer
     from dynplayer.train.config import TrainConfig
     from dynplayer.update.apply import update_run
-    from dynplayer.update.holdback import hold_back, subset
+    from dynplayer.update.holdback import hold_back, hold_back_release, subset
 
+    if hold not in ("random", "release"):
+        from dynplayer.errors import ConfigError
+
+        raise ConfigError(f"--hold: expected random or release, got {hold!r}")
     cfg = train_cfg or TrainConfig()
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -297,9 +350,14 @@ def bench_update(data: Path, work: Path, *, share: float = 0.2, timing_playlists
     if not (full_dir / "manifest.json").exists():
         prepare([data], full_dir, DataConfig())
     full = load_corpus(full_dir)
-    kept, back = hold_back(full, share, seed=seed)
-    base_dir = work / "corpus-base"
-    base = subset(full, kept)
+    releases = np.zeros(0, dtype=np.int64)
+    if hold == "release":
+        kept, back, releases = hold_back_release(full, share, seed=seed)
+    else:
+        kept, back = hold_back(full, share, seed=seed)
+    tag = "" if hold == "random" else "-release"
+    base_dir = work / f"corpus-base{tag}"
+    base = subset(full, kept, drop_tracks=releases)
     if not (base_dir / "manifest.json").exists():
         save_corpus(base, base_dir)
     base = load_corpus(base_dir)
@@ -307,16 +365,26 @@ def bench_update(data: Path, work: Path, *, share: float = 0.2, timing_playlists
     first = subset(new, np.arange(min(timing_playlists, new.n_playlists)), derive=False)
     rest = subset(new, np.arange(first.n_playlists, new.n_playlists), derive=False) \
         if new.n_playlists > first.n_playlists else None
-    write_jsonl(first, work / "update-1.jsonl", work / "update-1.tracks.jsonl")
+    files = [work / f"update{tag}-1.jsonl"]
+    write_jsonl(first, files[0], work / f"update{tag}-1.tracks.jsonl")
     if rest is not None:
-        write_jsonl(rest, work / "update-2.jsonl", work / "update-2.tracks.jsonl")
+        files.append(work / f"update{tag}-2.jsonl")
+        write_jsonl(rest, files[1], work / f"update{tag}-2.tracks.jsonl")
     t_prep = time.perf_counter() - t0
 
-    t_base = _train(base_dir, work / "base", cfg, log)
+    t_base = _train(base_dir, work / f"base{tag}", cfg, log)
     t_full = _train(full_dir, work / "retrain", cfg, log)
+    only_new = _only_new(full, base, back)
+    assert full.heldout is not None and full.split is not None
+    chosen = None
+    if choose:
+        from dynplayer.update.choose import choose_rule
+
+        chosen = choose_rule(full, work / f"base{tag}", work / "retrain", files,
+                             work / f"choose{tag}", only_new)
 
     # The served update: the base run indexed in its own embedded PostgreSQL, then updated.
-    updated = _copy_run(work / "base", work / "updated")
+    updated = _copy_run(work / f"base{tag}", work / f"updated{tag}")
     server = EmbeddedServer(work / "pgdata", delete_on_stop=True)
     url = server.start()
     try:
@@ -324,56 +392,36 @@ def bench_update(data: Path, work: Path, *, share: float = 0.2, timing_playlists
         index_catalog(url, build_catalog(updated, load_searcher(updated)))
         t_index = time.perf_counter() - t_ix
         t_up = time.perf_counter()
-        r1 = update_run(updated, [work / "update-1.jsonl"],
-                        tracks=[work / "update-1.tracks.jsonl"], database_url=url,
-                        progress=False)
+        r1 = update_run(updated, files[:1], tracks=[files[0].with_suffix(".tracks.jsonl")],
+                        database_url=url, progress=False)
         t_update = time.perf_counter() - t_up
-        r2 = update_run(updated, [work / "update-2.jsonl"],
-                        tracks=[work / "update-2.tracks.jsonl"], database_url=url,
-                        progress=False) if rest is not None else None
+        r2 = update_run(updated, files[1:], tracks=[files[1].with_suffix(".tracks.jsonl")],
+                        database_url=url, progress=False) if rest is not None else None
     finally:
         server.stop()
 
     # Evaluation on the test split, in the full corpus' track universe.
-    assert full.heldout is not None and full.split is not None
     test = full.playlists_in(TEST)
-    visible = occurrence_matrix(full, test, ~full.heldout)
-    held = occurrence_matrix(full, test, full.heldout)
-    # Tracks only the update brings: in no training playlist of the base (the base corpus
-    # still has the validation and test playlists, so such a track can be a test target).
-    assert base.split is not None
-    base_train = set(np.unique(base.occ_track[base.split[base.occ_playlist] == TRAIN]).tolist())
-    in_back = np.zeros(full.n_tracks, dtype=bool)
-    in_back[full.occ_track[np.isin(full.occ_playlist, back)]] = True
-    base_idx = {t: i for i, t in enumerate(base.track_ids)}
-    only_new = in_back & np.array([base_idx.get(t, -1) not in base_train
-                                   for t in full.track_ids], dtype=bool)
-    selected = full.selected if full.selected is not None else np.ones(full.n_tracks, bool)
-    results: dict[str, Any] = {}
-    for name, d in (("base (80%)", work / "base"), ("updated", updated),
-                    ("retrain", work / "retrain")):
-        run: Run = load_run(d)
-        col = _table_col(full, run.ids)
-        cont = continuation_recall(run.vectors, col, visible, held, special=only_new)
-        kw = _keyword_recall(d, full, test, selected, special=only_new)
-        only_new_vec = int((only_new & (col >= 0)).sum())
-        results[name] = {"continuation": cont, "keyword": kw, "tracks": len(run.ids),
-                         "only_new_tracks_with_vector": only_new_vec}
+    results = evaluate_models(full, test, {"base": work / f"base{tag}", "updated": updated,
+                                           "retrain": work / "retrain"}, only_new)
     ratio_c = results["updated"]["continuation"]["recall@10"] / max(
         results["retrain"]["continuation"]["recall@10"], 1e-12)
     ratio_k = results["updated"]["keyword"]["recall@50"] / max(
         results["retrain"]["keyword"]["recall@50"], 1e-12)
-    lines = [f"bench update: {data} -> {full.n_playlists:,} playlists; {back.shape[0]:,} of "
-             f"{int((full.split == TRAIN).sum()):,} training playlists ({share:.0%}) held back "
-             f"for the update; {int(only_new.sum()):,} tracks only they bring", "",
-             "| model (test split) | tracks | continuation Recall@10 | keyword -> tracks "
-             "Recall@50 | hits on tracks only the update brings (cont. / keyword) |",
-             "|---|---|---|---|---|"]
-    for name, r in results.items():
-        lines.append(f"| {name} | {r['tracks']:,} | {r['continuation']['recall@10']:.4f} | "
-                     f"{r['keyword']['recall@50']:.4f} | "
-                     f"{r['continuation']['hits_on_special']} / "
-                     f"{r['keyword']['hits_on_special']} |")
+    what = (f"{releases.shape[0]:,} tracks taken as new releases, their {back.shape[0]:,} "
+            f"training playlists" if hold == "release" else
+            f"{back.shape[0]:,} of {int((full.split == TRAIN).sum()):,} training playlists "
+            f"({share:.0%})")
+    manifest = json.loads((updated / "manifest.json").read_text())
+    lines = [f"bench update: {data} -> {full.n_playlists:,} playlists; {what} held back for "
+             f"the update; {int(only_new.sum()):,} tracks only they bring, "
+             f"{int(only_new[np.unique(heldout_tracks(full, test))].sum()):,} of them test "
+             f"targets; fold-in: {manifest.get('method')}, eligible "
+             f"{manifest.get('eligible')}, N = {manifest.get('min_playlists')}, calibrate "
+             f"{manifest.get('calibrate')}", ""]
+    if chosen is not None:
+        lines += [chosen["table"], ""]
+    lines += ["test split:", "", *HEADER, *_rows(results)]
     lines += ["", f"updated / retrain: continuation {ratio_c:.3f}x, keyword {ratio_k:.3f}x "
               "(target >= 0.97x)", "",
               f"served update of {first.n_playlists:,} playlists (index inserts included): "
@@ -382,7 +430,16 @@ def bench_update(data: Path, work: Path, *, share: float = 0.2, timing_playlists
               f"training: base {t_base:.0f} s, retrain {t_full:.0f} s (train + train-text); "
               f"preparation {t_prep:.0f} s; cpus {os.cpu_count()}; {'; '.join(log)}"]
     return {"results": results, "ratio_continuation": ratio_c, "ratio_keyword": ratio_k,
+            "hold": hold, "releases": int(releases.shape[0]), "held_back": int(back.shape[0]),
+            "only_new_tracks": int(only_new.sum()), "choose": chosen,
             "update_seconds": t_update, "update_report": r1.as_dict(),
             "second_update": r2.as_dict() if r2 is not None else None,
             "index_seconds": t_index, "train_seconds": {"base": t_base, "retrain": t_full},
             "config": replace(cfg).__dict__, "table": "\n".join(lines)}
+
+
+def heldout_tracks(full: Corpus, playlists: np.ndarray) -> np.ndarray:
+    """track_idx of every held-out occurrence of `playlists` (with repeats)."""
+    assert full.heldout is not None
+    out: np.ndarray = occurrence_matrix(full, playlists, full.heldout).indices
+    return out

@@ -33,6 +33,23 @@ METHODS = ("context", "cooc", "pmi", "steps")
 DEFAULT_METHOD = "steps"
 DEFAULT_MIN_PLAYLISTS = 10  # bench foldin on MPD validation (docs/fragments/i15.md)
 DEFAULT_CALIBRATE = 1.0
+# Which tracks without a vector an update folds in: `selected`, the tracks the corpus'
+# selection rule (top select_fraction by neighbour count, as `prepare`) keeps on the updated
+# data, i.e. the tracks a retrain on it would train; `any`, every track in >= N playlists.
+ELIGIBLE = ("selected", "any")
+# The update's defaults, chosen by `dynplayer bench update --choose` on MPD validation
+# (docs/fragments/i15.md); `any` keeps the long tail's N = 10.
+DEFAULT_ELIGIBLE = "selected"
+DEFAULT_UPDATE_MIN_PLAYLISTS = {"selected": 2, "any": DEFAULT_MIN_PLAYLISTS}
+DEFAULT_UPDATE_CALIBRATE = 0.9
+
+
+def check_eligible(eligible: str, calibrate: float) -> None:
+    """One-line errors for an unknown eligibility rule or a calibration outside [0, 1]."""
+    if eligible not in ELIGIBLE:
+        raise ConfigError(f"eligible: expected one of {', '.join(ELIGIBLE)}, got {eligible!r}")
+    if not 0.0 <= calibrate <= 1.0:
+        raise ConfigError(f"calibrate: expected a number in [0, 1], got {calibrate}")
 
 
 @dataclass

@@ -76,4 +76,37 @@ def hold_back(corpus: Corpus, share: float, seed: int = 0) -> tuple[np.ndarray, 
     return kept, back
 
 
-__all__ = ["hold_back", "subset"]
+def hold_back_release(corpus: Corpus, share: float, seed: int = 0, *, min_playlists: int = 5,
+                      max_playlists: int = 50) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(kept, held back, release tracks): tracks picked as "released after the base was
+    trained" and every training playlist holding one held back, until `share` of the training
+    playlists are. Releases are drawn at random among the selected tracks in `min_playlists`
+    to `max_playlists` training playlists (a hit would take a fifth of the corpus with it);
+    validation and test playlists are always kept (their release occurrences are targets the
+    base cannot know: drop them from the base corpus with `subset(drop_tracks=...)`)."""
+    corpus.require_split()
+    assert corpus.split is not None and corpus.selected is not None
+    is_train = corpus.split[corpus.occ_playlist] == TRAIN
+    tr_occ_p, tr_occ_t = corpus.occ_playlist[is_train], corpus.occ_track[is_train]
+    support = np.bincount(tr_occ_t, minlength=corpus.n_tracks)
+    pool = np.flatnonzero(corpus.selected & (support >= min_playlists)
+                          & (support <= max_playlists))
+    rng = np.random.default_rng(seed)
+    rng.shuffle(pool)
+    n_train = int((corpus.split == TRAIN).sum())
+    want = int(round(share * n_train))
+    order = np.argsort(tr_occ_t, kind="stable")
+    starts = np.searchsorted(tr_occ_t[order], np.arange(corpus.n_tracks + 1))
+    back = np.zeros(corpus.n_playlists, dtype=bool)
+    releases: list[int] = []
+    for t in pool.tolist():
+        if int(back.sum()) >= want:
+            break
+        back[tr_occ_p[order[starts[t]:starts[t + 1]]]] = True
+        releases.append(t)
+    held = np.flatnonzero(back)
+    kept = np.setdiff1d(np.arange(corpus.n_playlists), held)
+    return kept, held, np.sort(np.asarray(releases, dtype=np.int64))
+
+
+__all__ = ["hold_back", "hold_back_release", "subset"]

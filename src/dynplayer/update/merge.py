@@ -14,7 +14,7 @@ from dynplayer.data.corpus import TEST, TRAIN, Corpus
 from dynplayer.data.sources import read_corpus
 from dynplayer.errors import DataError
 from dynplayer.run import Run
-from dynplayer.update.foldin import FoldIn, fold_in, incidence
+from dynplayer.update.foldin import DEFAULT_CALIBRATE, FoldIn, fold_in, incidence
 
 # ---- reading: the prepare readers, plus duplicate ids against the run --------------------------
 
@@ -122,14 +122,29 @@ def table_columns(corpus: Corpus, ids: list[str]) -> np.ndarray:
     return np.array([row.get(t, -1) for t in corpus.track_ids], dtype=np.int64)
 
 
+def selected_now(corpus: Corpus) -> np.ndarray:
+    """(T,) the tracks the corpus' own selection rule (its data config: top select_fraction by
+    neighbour count, or select_min_neighbours) keeps on the corpus as it is now, e.g. after an
+    update: the tracks a retrain on it would train."""
+    from dynplayer.config import DataConfig, from_dict
+    from dynplayer.data.cooccurrence import select_tracks
+
+    cfg = from_dict(DataConfig, corpus.manifest.get("config", {}))
+    assert corpus.neighbour_count is not None
+    return select_tracks(corpus.neighbour_count, fraction=cfg.select_fraction,
+                         min_neighbours=cfg.select_min_neighbours)
+
+
 def fold_in_corpus(corpus: Corpus, run: Run, candidates: np.ndarray | None, *,
-                   min_playlists: int, method: str) -> FoldIn:
+                   min_playlists: int, method: str,
+                   calibrate: float = DEFAULT_CALIBRATE) -> FoldIn:
     """Fold in vectors for `candidates` (corpus track_idx; None = every track without one)."""
     pl = learning_playlists(corpus, run)
     x = incidence(corpus.occ_playlist, corpus.occ_track, pl, corpus.n_playlists,
                   corpus.n_tracks)
     temperature = float(run.config.get("train", {}).get("temperature", 0.07))
     return fold_in(x, run.vectors, table_columns(corpus, run.ids), min_playlists=min_playlists,
-                   method=method, candidates=candidates, temperature=temperature)
+                   method=method, candidates=candidates, temperature=temperature,
+                   calibrate=calibrate)
 
 
