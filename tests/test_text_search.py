@@ -413,3 +413,19 @@ def test_reciprocal_rank_fusion_by_hand() -> None:
     got = reciprocal_rank_fusion([a, b], k=1.0)[0]
     assert got.tolist() == pytest.approx([1 / 2 + 1 / 4, 1 / 3 + 1 / 2, 1 / 4 + 1 / 3])
     assert int(np.argmax(got)) == 1  # second in one list, first in the other
+
+
+def test_keyword_to_playlist_recall_breaks_ties_at_random() -> None:
+    """A row of equal scores (BM25 on a query no caption matches) is k / pool, not a hit."""
+    from dynplayer.text.evaluate import own_recall
+
+    flat = np.zeros((40, 40))
+    assert own_recall(flat, 10) == pytest.approx(10 / 40)
+    exact = np.eye(40)
+    assert own_recall(exact, 10) == 1.0
+    worst = -np.eye(40)
+    assert own_recall(worst, 10) == 0.0
+    # One higher, three tied with the own candidate: (2 - 1) / 4 at k = 2.
+    row = np.array([[0.5, 0.9, 0.5, 0.5, 0.5, 0.1]])
+    sims = np.vstack([row, np.eye(6)[1:]])
+    assert own_recall(sims[:1, :], 2) == pytest.approx(0.25)

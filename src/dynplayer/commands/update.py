@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         calibrate: Annotated[
             float | None, typer.Option(help="Folded vectors' score level against trained "
                                        "tracks of the same support, 0-1 (0: raw; default: "
-                                       "the run's, else 0.9)")
+                                       "the run's, else 0.75)")
         ] = None,
         database_url: Annotated[
             str | None, typer.Option(help="Also insert the new rows into this database's "
@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Choose the fold-in method and min-playlists on validation: hide vectored tracks and
         fold them back; fold in the long tail and measure validation reach and recall."""
-        from dynplayer.update.bench import bench_foldin as run_bench
+        from dynplayer.update.foldin_bench import bench_foldin as run_bench
 
         result = run_bench(run_dir, hide=hide)
         typer.echo(json.dumps(result, indent=2) if as_json else result["table"])

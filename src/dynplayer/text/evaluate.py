@@ -187,9 +187,7 @@ def playlist_retrieval(ev: TextEval, top_playlists: int = 50) -> dict[str, dict[
     out: dict[str, dict[str, Any]] = {}
 
     def recall(sims: np.ndarray) -> dict[str, Any]:
-        own = sims[np.arange(pool), np.arange(pool)][:, None]
-        rank = (sims > own).sum(axis=1)
-        return {"recall@10": float((rank < 10).mean()), "recall@20": float((rank < 20).mean()),
+        return {"recall@10": own_recall(sims, 10), "recall@20": own_recall(sims, 20),
                 "pool": pool}
 
     joint_c = project_numpy(ev.searcher.weights, "playlist", cand)
@@ -214,6 +212,18 @@ def playlist_retrieval(ev: TextEval, top_playlists: int = 50) -> dict[str, dict[
     out["random"] = {"recall@10": min(10, pool) / pool, "recall@20": min(20, pool) / pool,
                      "pool": pool}
     return out
+
+
+def own_recall(sims: np.ndarray, k: int) -> float:
+    """Mean over rows i of P(candidate i is in row i's top k), ties broken at random: with g
+    candidates scoring higher and e others tied with it, (k - g) / (e + 1) clipped to [0, 1].
+    Counting only the higher ones made a row of equal scores (a BM25 query matching no
+    caption) a certain hit: 93 of 660 MPD validation queries, +0.14 Recall@10 for BM25."""
+    n = sims.shape[0]
+    own = sims[np.arange(n), np.arange(n)][:, None]
+    higher = (sims > own).sum(axis=1)
+    tied = (sims == own).sum(axis=1) - 1
+    return float(np.clip((k - higher) / (tied + 1), 0.0, 1.0).mean())
 
 
 def reciprocal_rank_fusion(scores: list[np.ndarray], k: float = 60.0) -> np.ndarray:

@@ -41,7 +41,7 @@ ELIGIBLE = ("selected", "any")
 # (docs/fragments/i15.md); `any` keeps the long tail's N = 10.
 DEFAULT_ELIGIBLE = "selected"
 DEFAULT_UPDATE_MIN_PLAYLISTS = {"selected": 2, "any": DEFAULT_MIN_PLAYLISTS}
-DEFAULT_UPDATE_CALIBRATE = 0.9
+DEFAULT_UPDATE_CALIBRATE = 0.75
 
 
 def check_eligible(eligible: str, calibrate: float) -> None:
