@@ -75,7 +75,8 @@ def test_choose_rule_updates_a_copy_per_rule_and_picks_the_best_mean(
     best = max(out["rules"].values(),
                key=lambda r: r["continuation_ratio"] + r["keyword_ratio"])
     assert out["chosen"]["eligible"] == best["eligible"]
-    assert "chosen (the highest mean of the two ratios)" in out["table"]
+    assert "chosen (the highest mean of the two ratios" in out["table"]
+    assert all(r["shows_enough"] for r in out["rules"].values())  # the retrain shows none
     # The base run itself is untouched: the rules updated copies.
     assert not (base / "manifest.json").exists() or "updates" not in (base / "manifest.json"
                                                                        ).read_text()

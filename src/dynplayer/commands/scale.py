@@ -46,7 +46,8 @@ def register(app: typer.Typer) -> None:
         if not sizes or min(sizes) < 100:
             raise ConfigError(f"--playlists: every size must be >= 100 (got {playlists!r})")
         report = bench_pipeline(work, sizes, train_sets=set_ or [], text_sets=text_set or [],
-                                seed=seed, keep=keep, reuse=reuse, say=lambda m: typer.echo(m, err=True))
+                                seed=seed, keep=keep, reuse=reuse,
+                                say=lambda m: typer.echo(m, err=True))
         plot(report, png or Path(work) / "scale.png")
         if as_json:
             typer.echo(json.dumps(report, indent=2))

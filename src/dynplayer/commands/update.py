@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         calibrate: Annotated[
             float | None, typer.Option(help="Folded vectors' score level against trained "
                                        "tracks of the same support, 0-1 (0: raw; default: "
-                                       "the run's, else 0.75)")
+                                       "the run's, else 0.9)")
         ] = None,
         database_url: Annotated[
             str | None, typer.Option(help="Also insert the new rows into this database's "

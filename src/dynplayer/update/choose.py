@@ -5,7 +5,10 @@ held-back playlist (one update, no database), and the copies are compared with t
 retrain on the validation split: continuation Recall@10 and keyword -> tracks Recall@50. The
 rule kept is the one with the highest mean of the two ratios to the retrain (the worse of the
 two was the first rule tried: keyword recall hardly moves with the calibration, so it tied the
-rules and left continuation unweighed).
+rules and left continuation unweighed), among the rules that recommend the tracks only the
+update brings at least half as often as the retrain does (top-10 continuations plus top-50
+keyword lists; vacuous when the retrain shows none, as with `--hold random`): recall alone
+prefers hiding new tracks (a low calibration), which is not what an update is for.
 """
 
 from __future__ import annotations
@@ -50,14 +53,22 @@ def choose_rule(full: Corpus, base_run: Path, retrain_run: Path, files: list[Pat
             ref["continuation"]["recall@10"], 1e-12)
         rule["keyword_ratio"] = r["keyword"]["recall@50"] / max(ref["keyword"]["recall@50"],
                                                                 1e-12)
-    pick = max(rules, key=lambda k: rules[k]["continuation_ratio"] + rules[k]["keyword_ratio"])
+    def shown(r: dict[str, Any]) -> int:
+        return int(r["continuation"]["shown_special"] + r["keyword"]["shown_special"])
+
+    for name, rule in rules.items():
+        rule["shown"] = shown(results[name])
+        rule["shows_enough"] = rule["shown"] >= 0.5 * shown(ref)
+    ok = [k for k in rules if rules[k]["shows_enough"]] or list(rules)
+    pick = max(ok, key=lambda k: rules[k]["continuation_ratio"] + rules[k]["keyword_ratio"])
     lines = [f"validation split ({val.shape[0]:,} playlists), every held-back playlist in one "
              "update per rule:", "", *HEADER, *_rows(results), "",
-             "| rule | tracks folded | continuation x retrain | keyword x retrain |",
-             "|---|---|---|---|"]
+             "| rule | tracks folded | continuation x retrain | keyword x retrain | new tracks "
+             "recommended (retrain: " + f"{shown(ref):,})" + " |", "|---|---|---|---|---|"]
     lines += [f"| {k} | {v['folded']:,} | {v['continuation_ratio']:.3f} | "
-              f"{v['keyword_ratio']:.3f} |" for k, v in rules.items()]
-    lines += ["", f"chosen (the highest mean of the two ratios): {pick}"]
+              f"{v['keyword_ratio']:.3f} | {v['shown']:,} |" for k, v in rules.items()]
+    lines += ["", f"chosen (the highest mean of the two ratios among the rules recommending the "
+              f"new tracks at least half as often as the retrain): {pick}"]
     for k in ("base", "retrain"):
         results[k] = {**results[k]}
     return {"rules": rules, "results": results, "chosen": {**rules[pick], "name": pick},

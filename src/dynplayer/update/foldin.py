@@ -38,10 +38,13 @@ DEFAULT_CALIBRATE = 1.0
 # data, i.e. the tracks a retrain on it would train; `any`, every track in >= N playlists.
 ELIGIBLE = ("selected", "any")
 # The update's defaults, chosen by `dynplayer bench update --choose` on MPD validation
-# (docs/fragments/i15.md); `any` keeps the long tail's N = 10.
+# (docs/fragments/i15.md): `selected` with `--hold random` (0.75 there: recall alone);
+# calibrate 0.9 with `--hold release`, the rule that keeps the recall among those that
+# recommend new releases about as often as a retrain (0.75 shows them 2 times in the top 10
+# where the retrain does 23). `any` keeps the long tail's N = 10.
 DEFAULT_ELIGIBLE = "selected"
 DEFAULT_UPDATE_MIN_PLAYLISTS = {"selected": 2, "any": DEFAULT_MIN_PLAYLISTS}
-DEFAULT_UPDATE_CALIBRATE = 0.75
+DEFAULT_UPDATE_CALIBRATE = 0.9
 
 
 def check_eligible(eligible: str, calibrate: float) -> None:
