@@ -111,7 +111,9 @@ class Ranker:
         if x.shape[0] == 0:
             return np.zeros(0, dtype=np.float32)
         if self.params.backend == "lightgbm":
-            out = self.booster.predict(x, num_iteration=self.best_rounds,
+            # float64 in: LightGBM converts anything else first (0.1 ms of a request's 1 ms)
+            out = self.booster.predict(np.ascontiguousarray(x, dtype=np.float64),
+                                       num_iteration=self.best_rounds,
                                        num_threads=self.params.threads)
         else:
             xgb = _xgboost()
