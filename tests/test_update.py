@@ -61,8 +61,16 @@ def base_and_new(tmp_path_factory: pytest.TempPathFactory,
     svd_run(root / "corpus", run, dim=64)
     train_text(run, TextConfig(encoder="ngram", epochs=4, batch_size=64, embed_dim=32,
                                hidden=64))
-    return {"root": root, "run": run, "new_tracks": [corpus.track_ids[t] for t in new_tracks],
-            "new_pids": [corpus.pids[p] for p in back]}
+    # The planted new tracks the default rule (`eligible=selected`) folds in: those the
+    # selection rule keeps on the updated corpus (the serving tests follow one of them).
+    probe = _copy_run(run, root / "probe")
+    n_trained = len(load_run(probe).ids)
+    update_run(probe, [root / "new.jsonl"], tracks=[root / "new.tracks.jsonl"])
+    folded = set(load_run(probe).ids[n_trained:])
+    new_ids = [corpus.track_ids[t] for t in new_tracks]
+    return {"root": root, "run": run, "new_tracks": new_ids,
+            "new_pids": [corpus.pids[p] for p in back],
+            "default_folded": sorted(t for t in new_ids if t in folded)}
 
 
 def _copy_run(src: Path, dst: Path) -> Path:
@@ -331,7 +339,7 @@ def test_index_inserts_are_served_by_a_running_process(base_and_new: dict[str, A
     settings = Settings(database_url=url, run_dir=run_dir, backend="pgvector",
                         admin_token="tok", version_poll=0.1)
     app = create_app(settings)
-    new_track = sorted(base_and_new["new_tracks"])[0]
+    new_track = base_and_new["default_folded"][0]
     with TestClient(app) as client:
         assert client.get(f"/v1/tracks/{new_track}/similar").status_code == 404
         # A failure before the commit changes neither the run nor the database.
@@ -420,7 +428,7 @@ def test_admin_update_route_and_a_second_process_follows(base_and_new: dict[str,
     tracks = [json.loads(line) for line in
               (base_and_new["root"] / "new.tracks.jsonl").read_text().splitlines()]
     auth = {"Authorization": "Bearer tok"}
-    new_track = sorted(base_and_new["new_tracks"])[0]
+    new_track = base_and_new["default_folded"][0]
     with TestClient(create_app(settings(0))) as admin, \
             TestClient(create_app(settings(0.1))) as other:
         before = _digest(run_dir)
