@@ -202,8 +202,10 @@ def test_search_dims_projects_both_sides_and_keeps_the_planted_structure(
     # Deterministic (the same projection on every load), and what the index stores.
     again = TextSearcher.load(synthetic_run, search_dims=48)
     assert np.array_equal(again.playlist_vectors, small.playlist_vectors)
-    # search_dims >= the width is the full space.
+    # search_dims >= the width is the full space; a negative one is a one-line error.
     assert TextSearcher.load(synthetic_run, search_dims=width).projection is None
+    with pytest.raises(ConfigError, match="search_dims must be >= 0"):
+        TextSearcher.load(synthetic_run, search_dims=-1)
     # Keyword -> tracks on the planted corpus keeps >= 0.9x of the full space's Recall@50.
     r = {}
     for name, s in (("full", full), ("small", small)):

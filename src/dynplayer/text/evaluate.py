@@ -87,6 +87,13 @@ class TextEval:
         dims = s.cfg.search_dims if dims is None else dims
         width = s.joint.shape[1] + s.captions_x.shape[1]
         if retrieval == "hybrid" and 0 < dims < width:
+            if s.projection is not None and dims == s.cfg.search_dims and \
+                    caption_weight == s.cfg.caption_weight and s.cfg.retrieval == "hybrid":
+                # the searcher's own space: its projection is fitted already
+                q = np.hstack([np.sqrt(1 - caption_weight) * self.joint_q,
+                               np.sqrt(caption_weight) * self.raw]).astype(np.float32)
+                same: np.ndarray = s.project(q) @ s.playlist_vectors.T
+                return same
             cfg = replace(s.cfg, caption_weight=caption_weight)
             full = compose_playlist_vectors(s.joint, s.captions_x, cfg, s.no_words)
             wq, wc = np.sqrt(1 - caption_weight), np.sqrt(caption_weight)

@@ -340,6 +340,8 @@ def _check_search_config(cfg: TextConfig) -> None:
         raise ConfigError(f"caption_weight must be in [0, 1], got {cfg.caption_weight}")
     if not 1 <= cfg.top_playlists <= 10_000:
         raise ConfigError(f"top_playlists must be in 1..10000, got {cfg.top_playlists}")
+    if cfg.search_dims < 0:
+        raise ConfigError(f"search_dims must be >= 0 (0: the full space), got {cfg.search_dims}")
     if cfg.sim_power <= 0 or cfg.qbnorm_beta < 0:
         raise ConfigError("sim_power must be > 0 and qbnorm_beta >= 0")
     if not 0.0 <= cfg.prf_weight < float("inf"):

@@ -112,14 +112,16 @@ def update_run(run_dir: Path, inputs: Sequence[Path], *, fmt: str = "auto",
     run_dir = Path(run_dir)
     run = load_run(run_dir)
     manifest = read_manifest(run)
+    # The run's recorded rule, if its manifest has one (a manifest from before the rule, e.g.
+    # the long tail's, may hold an N that belongs to the old `any` rule: ignored then).
+    recorded = manifest if "eligible" in manifest else {}
     eligible = str(eligible if eligible is not None else
-                   manifest.get("eligible", DEFAULT_ELIGIBLE))
+                   recorded.get("eligible", DEFAULT_ELIGIBLE))
     calibrate = float(calibrate if calibrate is not None else
-                      manifest.get("calibrate", DEFAULT_UPDATE_CALIBRATE))
+                      recorded.get("calibrate", DEFAULT_UPDATE_CALIBRATE))
     check_eligible(eligible, calibrate)
-    if min_playlists is None:  # a run whose manifest has no rule recorded takes the rule's N
-        min_playlists = int(manifest.get("min_playlists", DEFAULT_UPDATE_MIN_PLAYLISTS[eligible])
-                            if "eligible" in manifest else DEFAULT_UPDATE_MIN_PLAYLISTS[eligible])
+    if min_playlists is None:
+        min_playlists = int(recorded.get("min_playlists", DEFAULT_UPDATE_MIN_PLAYLISTS[eligible]))
     method = str(method if method is not None else manifest.get("method", DEFAULT_METHOD))
     check_method(method, min_playlists)
     base = load_corpus(run.corpus_dir)
@@ -211,12 +213,9 @@ def update_run(run_dir: Path, inputs: Sequence[Path], *, fmt: str = "auto",
         record["model_version"] = version
         # The first update records its fold-in rule as the run's default (a manifest from
         # before the rule existed gets all four together, so they stay consistent).
-        if "eligible" in manifest:
-            manifest = {**manifest, "method": manifest.get("method", method)}
-        else:
-            manifest = {**manifest, "method": manifest.get("method", method),
-                        "min_playlists": min_playlists, "eligible": eligible,
-                        "calibrate": calibrate}
+        manifest = {**manifest, "method": manifest.get("method", method)}
+        if not recorded:
+            manifest.update(min_playlists=min_playlists, eligible=eligible, calibrate=calibrate)
         manifest["updates"] = [*manifest.get("updates", []), record]
         atomic_write_json(tmp / MANIFEST, manifest)
 

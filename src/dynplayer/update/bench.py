@@ -21,21 +21,16 @@ import scipy.sparse as sp
 
 from dynplayer.data.corpus import TRAIN, Corpus, load_corpus
 from dynplayer.run import Run, l2_normalize, load_run
+from dynplayer.update.foldin import incidence
+from dynplayer.update.merge import table_columns
 
 # ---- id-based evaluation over one track universe ----------------------------------------------
 
 
 def occurrence_matrix(corpus: Corpus, playlists: np.ndarray, mask: np.ndarray) -> sp.csr_matrix:
     """Binary (len(playlists), T) matrix of the occurrences selected by `mask` (O,)."""
-    row_of = np.full(corpus.n_playlists, -1, dtype=np.int64)
-    row_of[playlists] = np.arange(playlists.shape[0])
-    r = row_of[corpus.occ_playlist]
-    keep = (r >= 0) & mask
-    m = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (r[keep], corpus.occ_track[keep])),
-                      shape=(playlists.shape[0], corpus.n_tracks))
-    m.sum_duplicates()
-    m.data[:] = 1.0
-    return m
+    return incidence(corpus.occ_playlist[mask], corpus.occ_track[mask], playlists,
+                     corpus.n_playlists, corpus.n_tracks)
 
 
 def continuation_recall(vectors: np.ndarray, table_col: np.ndarray, visible: sp.csr_matrix,
@@ -77,11 +72,6 @@ def continuation_recall(vectors: np.ndarray, table_col: np.ndarray, visible: sp.
         out["hits_on_special"] = special_hits
         out["shown_special"] = special_shown  # times one is in a top k
     return out
-
-
-def _table_col(corpus: Corpus, ids: list[str]) -> np.ndarray:
-    row = {t: i for i, t in enumerate(ids)}
-    return np.array([row.get(t, -1) for t in corpus.track_ids], dtype=np.int64)
 
 
 # ---- bench update: update vs retrain on the test split -----------------------------------------
@@ -169,7 +159,7 @@ def evaluate_models(full: Corpus, playlists: np.ndarray, models: dict[str, Path]
     results: dict[str, Any] = {}
     for name, d in models.items():
         run: Run = load_run(d)
-        col = _table_col(full, run.ids)
+        col = table_columns(full, run.ids)
         cont = continuation_recall(run.vectors, col, visible, held, special=special)
         kw = _keyword_recall(d, full, playlists, selected, special=special)
         results[name] = {"continuation": cont, "keyword": kw, "tracks": len(run.ids),

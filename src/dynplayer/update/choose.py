@@ -69,7 +69,5 @@ def choose_rule(full: Corpus, base_run: Path, retrain_run: Path, files: list[Pat
               f"{v['keyword_ratio']:.3f} | {v['shown']:,} |" for k, v in rules.items()]
     lines += ["", f"chosen (the highest mean of the two ratios among the rules recommending the "
               f"new tracks at least half as often as the retrain): {pick}"]
-    for k in ("base", "retrain"):
-        results[k] = {**results[k]}
     return {"rules": rules, "results": results, "chosen": {**rules[pick], "name": pick},
             "table": "\n".join(lines)}

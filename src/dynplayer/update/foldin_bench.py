@@ -11,8 +11,9 @@ import numpy as np
 
 from dynplayer.data.corpus import VAL, load_corpus
 from dynplayer.run import l2_normalize, load_run
-from dynplayer.update.bench import _table_col, continuation_recall, occurrence_matrix
+from dynplayer.update.bench import continuation_recall, occurrence_matrix
 from dynplayer.update.foldin import METHODS, fold_in, incidence
+from dynplayer.update.merge import table_columns
 
 # ---- bench foldin: method and N on validation --------------------------------------------------
 
@@ -37,7 +38,7 @@ def bench_foldin(run_dir: Path, *, hide: float = 0.2, seed: int = 0,
     corpus = load_corpus(run.corpus_dir)
     corpus.require_split()
     assert corpus.heldout is not None
-    table_col = _table_col(corpus, run.ids)
+    table_col = table_columns(corpus, run.ids)
     learn = learning_playlists(corpus, run)
     x = incidence(corpus.occ_playlist, corpus.occ_track, learn, corpus.n_playlists,
                   corpus.n_tracks)

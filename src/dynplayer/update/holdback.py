@@ -99,10 +99,13 @@ def hold_back_release(corpus: Corpus, share: float, seed: int = 0, *, min_playli
     starts = np.searchsorted(tr_occ_t[order], np.arange(corpus.n_tracks + 1))
     back = np.zeros(corpus.n_playlists, dtype=bool)
     releases: list[int] = []
+    n_back = 0
     for t in pool.tolist():
-        if int(back.sum()) >= want:
+        if n_back >= want:
             break
-        back[tr_occ_p[order[starts[t]:starts[t + 1]]]] = True
+        pl = np.unique(tr_occ_p[order[starts[t]:starts[t + 1]]])
+        n_back += int((~back[pl]).sum())
+        back[pl] = True
         releases.append(t)
     held = np.flatnonzero(back)
     kept = np.setdiff1d(np.arange(corpus.n_playlists), held)
