@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from dynplayer.cli import app
-from dynplayer.scale import STAGES, growth
+from dynplayer.scale import STAGES, _cli, _train_killed_and_resumed, growth, run_stage
 
 
 def test_growth_exponent_hand_computed() -> None:
@@ -62,3 +64,30 @@ def test_bad_sizes_are_one_line() -> None:
     res = CliRunner().invoke(app, ["bench", "scale", "--work", "/tmp/x", "--playlists", "a,b"])
     assert res.exit_code != 0
     assert "expected comma-separated integers" in str(res.exception or res.output)
+
+
+def test_run_stage_kills_after_the_given_seconds(tmp_path: Path) -> None:
+    fig = run_stage([sys.executable, "-c", "import time; time.sleep(60)"], env=dict(os.environ),
+                    log=tmp_path / "sleep.log", kill_after=0.5)
+    assert fig["killed"] is True and fig["wall_s"] < 30
+    done = run_stage([sys.executable, "-c", "pass"], env=dict(os.environ),
+                     log=tmp_path / "ok.log", kill_after=60)
+    assert "killed" not in done
+
+
+@pytest.mark.timeout(300)
+def test_killed_training_is_resumed_to_a_complete_run(tmp_path: Path,
+                                                      synthetic_corpus_dir: Path) -> None:
+    # Killed long before it can finish (10 ms: not even its imports are done), then
+    # `train --resume` completes the run; the report says what the killed process left.
+    run = tmp_path / "run"
+    argv = [*_cli(), "train", str(synthetic_corpus_dir), "--out", str(run),
+            "--set", "epochs=2", "--set", "seeds=1", "--set", "dim=16"]
+    fig, info = _train_killed_and_resumed(argv, env=dict(os.environ), d=tmp_path, run=run,
+                                          kill_after=0.01, say=lambda m: None)
+    assert info["killed"] is True
+    assert "vectors.npy" not in info["files_left"]  # nothing half-written looks like a run
+    assert info["resumed_run"]["wall_s"] > 0
+    assert fig["wall_s"] >= info["resumed_run"]["wall_s"]
+    assert (run / "vectors.npy").exists() and (run / "metrics.json").exists()
+    assert json.loads((run / "metrics.json").read_text())["n_items"] > 0

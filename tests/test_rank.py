@@ -21,7 +21,9 @@ from dynplayer.data.corpus import VAL, load_corpus
 from dynplayer.eval.peers import ItemKNN, TrainData
 from dynplayer.eval.protocol import corpus_eval_set, order_matrix
 from dynplayer.eval.runner import run_vocab
+from dynplayer.rank import features as F
 from dynplayer.rank.candidates import (
+    SMALL_BATCH,
     Queries,
     build_sources,
     last_seeds,
@@ -277,3 +279,33 @@ def test_seed_file_with_deep_nesting_is_a_one_line_error() -> None:
     deep = '{"pid": 1, "visible": ' + "[" * 100_000 + "]" * 100_000 + "}"
     with pytest.raises(DataError, match=r"seeds.jsonl:2: not valid JSON \(nested too deeply\)"):
         parse_seed_lines(['{"pid": 0, "visible": []}', deep], {}, "seeds.jsonl")
+
+
+def test_a_single_request_gets_the_batch_path_figures(ranked_run: tuple[Path, dict]) -> None:
+    # A served request (one playlist) sums the seeds' rows directly instead of through scipy's
+    # products; its candidates and every feature must be those of the batch path.
+    run_dir, _ = ranked_run
+    run = load_run(run_dir)
+    corpus = load_corpus(run.corpus_dir)
+    vocab = run_vocab(run, corpus)
+    stage = load_stage(run, corpus, vocab)
+    q = queries_from_order(corpus_eval_set(corpus, VAL, vocab).order[:12])
+    assert q.n > SMALL_BATCH
+    batch = retrieve(stage.sources, q)
+    x_batch = F.compute(stage.sources, q, batch, F.ALL_FEATURES[:-1])  # all but caption_cos
+    for i in range(q.n):
+        one_q = q.slice(i, i + 1)
+        one = retrieve(stage.sources, one_q)
+        sel = batch.rows == i
+        np.testing.assert_array_equal(one.cols, batch.cols[sel])
+        for key, dense in one.dense.items():
+            np.testing.assert_allclose(dense[0], batch.dense[key][i], rtol=1e-5, atol=1e-6)
+        x_one = F.compute(stage.sources, one_q, one, F.ALL_FEATURES[:-1])
+        np.testing.assert_allclose(x_one, x_batch[sel], rtol=1e-5, atol=1e-6)
+    # the last-seed cosines reuse the all-seed products: same as computing them on their own
+    ip, sc = last_seeds(q.seed_indptr, q.seed_cols, 5)
+    alone = F.seed_cosines(stage.sources.vectors, ip, sc, batch.rows, batch.cols)
+    both = F.seed_cosines(stage.sources.vectors, q.seed_indptr, q.seed_cols, batch.rows,
+                          batch.cols, last=5)
+    np.testing.assert_allclose(both[2], alone[0], atol=1e-6)
+    np.testing.assert_allclose(both[3], alone[1], atol=1e-6)

@@ -13,8 +13,10 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,14 +44,31 @@ def dir_bytes(path: Path) -> int:
     return total
 
 
-def run_stage(argv: list[str], *, env: dict[str, str], log: Path) -> dict[str, Any]:
-    """Run one CLI stage as a child process; wall, CPU and peak RSS of that process alone."""
+def run_stage(argv: list[str], *, env: dict[str, str], log: Path,
+              kill_after: float | None = None) -> dict[str, Any]:
+    """Run one CLI stage as a child process; wall, CPU and peak RSS of that process alone.
+    With `kill_after`, the process is SIGKILLed after that many seconds if still running (a
+    crash or an OOM kill as the stage sees it) and the figures say `killed`."""
     t0 = time.perf_counter()
+    killed = threading.Event()
     with open(log, "w", encoding="utf-8") as fh:
         proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env)
+        timer = None
+        if kill_after is not None:
+            def _kill() -> None:
+                if proc.poll() is None:
+                    killed.set()
+                    proc.send_signal(signal.SIGKILL)
+            timer = threading.Timer(kill_after, _kill)
+            timer.start()
         _, status, usage = os.wait4(proc.pid, 0)
+        if timer is not None:
+            timer.cancel()
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - t0
+    if killed.is_set():
+        return {"wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+                "peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1), "killed": True}
     if proc.returncode != 0:
         tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:]
         raise DynplayerError(f"bench scale: `{' '.join(argv[2:4])}` failed with exit "
@@ -93,13 +112,16 @@ def growth(sizes: Sequence[int], values: Sequence[float]) -> list[float | None]:
 
 def bench_pipeline(work: Path, sizes: Sequence[int], *, train_sets: Sequence[str] = (),
                    text_sets: Sequence[str] = (), seed: int = 0, keep: bool = False,
-                   reuse: bool = False,
+                   reuse: bool = False, kill_train: float | None = None,
                    say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the pipeline at each size under `work`; return the report (also written to
     work/scale.json). Sizes are run smallest first; each size's files are removed after its
     figures are taken unless `keep`. With `reuse`, sizes already in work/scale.json from a run
     with the same settings and seed are kept as they are (marked `reused`, with the time they
-    were measured), so a larger size extends an earlier run."""
+    were measured), so a larger size extends an earlier run. With `kill_train`, training is
+    SIGKILLed after that many seconds and continued with `train --resume`: the row's
+    `train_interrupted` says what the killed run left and where the resumed one went on, and the
+    train figures are the two processes together."""
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"machine": machine(), "command_sizes": list(sizes),
@@ -136,7 +158,11 @@ def bench_pipeline(work: Path, sizes: Sequence[int], *, train_sets: Sequence[str
                                                             time.gmtime())}
         for stage in STAGES:
             say(f"[{n:,} playlists] {stage}")
-            fig = run_stage(argvs[stage], env=env, log=d / f"{stage}.log")
+            if stage == "train" and kill_train is not None:
+                fig, row["train_interrupted"] = _train_killed_and_resumed(
+                    argvs[stage], env=env, d=d, run=run, kill_after=kill_train, say=say)
+            else:
+                fig = run_stage(argvs[stage], env=env, log=d / f"{stage}.log")
             size = dir_bytes(outputs[stage])
             if stage == "train":  # the run directory minus what later stages add
                 size -= dir_bytes(run / "text")
@@ -160,6 +186,39 @@ def bench_pipeline(work: Path, sizes: Sequence[int], *, train_sets: Sequence[str
         _add_growth(report)
         (work / "scale.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def _train_killed_and_resumed(argv: list[str], *, env: dict[str, str], d: Path, run: Path,
+                              kill_after: float, say: Callable[[str], None],
+                              ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train, SIGKILL it after `kill_after` s, check what it left, then `train --resume`."""
+    first = run_stage(argv, env=env, log=d / "train.log", kill_after=kill_after)
+    if not first.get("killed"):
+        say(f"train finished before {kill_after:g} s: nothing to resume")
+        return first, {"killed": False, "kill_after_s": kill_after}
+    left = sorted(p.name for p in run.iterdir()) if run.exists() else []
+    where = _checkpoint_state(run)
+    say(f"train killed after {first['wall_s']} s; left {left}; checkpoint {where}")
+    resumed = run_stage([*argv, "--resume"], env=env, log=d / "train-resume.log")
+    log_text = (d / "train-resume.log").read_text(encoding="utf-8", errors="replace")
+    said = [ln.strip() for ln in log_text.splitlines() if "resuming member" in ln][:1]
+    info = {"killed": True, "kill_after_s": kill_after, "killed_run": first,
+            "files_left": left, "checkpoint": where, "resumed_run": resumed,
+            "resume_said": said[0] if said else None}
+    fig = {"wall_s": round(first["wall_s"] + resumed["wall_s"], 1),
+           "cpu_s": round(first["cpu_s"] + resumed["cpu_s"], 1),
+           "peak_rss_mb": max(first["peak_rss_mb"], resumed["peak_rss_mb"])}
+    return fig, info
+
+
+def _checkpoint_state(run: Path) -> dict[str, Any] | None:
+    """member / epoch / step of the run's checkpoint (None when there is none)."""
+    from dynplayer.train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(run) if run.exists() else None
+    if ckpt is None:
+        return None
+    return {k: ckpt["state"].get(k) for k in ("member", "epoch", "step")}
 
 
 def _reusable(path: Path, report: dict[str, Any]) -> dict[int, dict[str, Any]]:

@@ -30,6 +30,9 @@ def register(app: typer.Typer) -> None:
         reuse: Annotated[bool, typer.Option(
             help="Keep the sizes already in WORK/scale.json (same settings) and run the rest")]
         = False,
+        kill_train: Annotated[float | None, typer.Option(
+            help="SIGKILL training after this many seconds, then continue it with "
+                 "`train --resume` (what the killed run left goes in the report)")] = None,
         png: Annotated[Path | None, typer.Option(help="Log-log plot (default WORK/scale.png)")]
         = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report")] = False,
@@ -46,7 +49,7 @@ def register(app: typer.Typer) -> None:
         if not sizes or min(sizes) < 100:
             raise ConfigError(f"--playlists: every size must be >= 100 (got {playlists!r})")
         report = bench_pipeline(work, sizes, train_sets=set_ or [], text_sets=text_set or [],
-                                seed=seed, keep=keep, reuse=reuse,
+                                seed=seed, keep=keep, reuse=reuse, kill_train=kill_train,
                                 say=lambda m: typer.echo(m, err=True))
         plot(report, png or Path(work) / "scale.png")
         if as_json:
