@@ -241,7 +241,7 @@ def test_itemknn_shrinkage_matches_the_formula() -> None:
 @pytest.mark.parametrize("backend", ["exact", "pgvector"])
 def test_serving_continuations_come_from_the_ranker(ranked_run: tuple[Path, dict], backend: str,
                                                     request: pytest.FixtureRequest) -> None:
-    from dynplayer.rank.serving import load_serving_ranker
+    from dynplayer.rank.serving import continuation_cpu_ms, load_serving_ranker
     from dynplayer.serve.recommender import ExactRecommender, PgvectorRecommender, Recommender
     from dynplayer.store.db import open_pool
 
@@ -265,6 +265,11 @@ def test_serving_continuations_come_from_the_ranker(ranked_run: tuple[Path, dict
         assert not set(seeds) & {t.track_id for t in got.tracks}
         assert all(t.name for t in got.tracks)  # names from the backend's catalog
         assert [t.track_id for t in got.tracks] != [t.track_id for t in plain.tracks]
+        if backend == "exact":  # what `bench serve` reports as the ranker's added CPU
+            cpu = continuation_cpu_ms(rec, ranker, [seeds, seeds[:2]] * 3, k=10)
+            assert cpu["two_stage_ms"] > 0 and cpu["requests"] == 6
+            assert cpu["added_ms"] == pytest.approx(cpu["two_stage_ms"] - cpu["embedding_ms"])
+            assert rec.reranker is ranker  # put back as it was
     finally:
         if pool is not None:
             pool.close()

@@ -3,7 +3,9 @@ seed ids in, the ranker's top-k ids and scores out."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -57,3 +59,29 @@ def load_serving_ranker(run_dir: Path) -> ServingRanker | None:
     run = load_run(run_dir)
     corpus = load_corpus(run.corpus_dir)
     return ServingRanker(load_stage(run, corpus, run_vocab(run, corpus)), run.ids)
+
+
+def continuation_cpu_ms(rec: Any, reranker: ServingRanker, seeds: list[list[str]],
+                        k: int = 20) -> dict[str, float]:
+    """Median process CPU ms of `rec.continue_playlist` per request, one at a time: the
+    embedding ranking, then through `reranker` (what `bench serve` reports as the ranker's
+    added CPU; the pgvector backend runs the same in-memory second stage)."""
+    before = rec.reranker
+    out: dict[str, float] = {"requests": float(len(seeds))}
+    limit = ThreadpoolController().limit(limits=1, user_api="blas")  # as the API runs
+    try:
+        for name, stage in (("embedding_ms", None), ("two_stage_ms", reranker)):
+            rec.reranker = stage
+            for s in seeds[:20]:  # warm-up
+                rec.continue_playlist(s, k)
+            times = []
+            for s in seeds:
+                t = time.process_time()
+                rec.continue_playlist(s, k)
+                times.append(time.process_time() - t)
+            out[name] = round(1e3 * float(np.median(times)), 3)
+    finally:
+        rec.reranker = before
+        limit.restore_original_limits()
+    out["added_ms"] = round(out["two_stage_ms"] - out["embedding_ms"], 3)
+    return out

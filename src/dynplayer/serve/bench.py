@@ -212,6 +212,7 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
     if not 1 <= duration <= 300:
         raise ConfigError(f"--duration must be from 1 to 300 seconds, got {duration}")
     from dynplayer.data.corpus import load_corpus
+    from dynplayer.rank.serving import continuation_cpu_ms, load_serving_ranker
     from dynplayer.run import load_run
     from dynplayer.serve.recommender import (
         ExactRecommender,
@@ -283,6 +284,11 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
             echo(f"playlist search, HNSW vs exact in memory (used up to "
                  f"{s.exact_playlists_max:,} playlists): "
                  f"{json.dumps(results['exact_vs_hnsw_playlists'])}")
+        reranker = load_serving_ranker(run_dir)
+        if reranker is not None and seeds:
+            results["ranker_cpu_ms"] = continuation_cpu_ms(exact, reranker, seeds, k)
+            echo(f"continuation CPU per request, in process: "
+                 f"{json.dumps(results['ranker_cpu_ms'])}")
         named = [n for n in catalog.names if n and len(n) > 4][:200]
         if named:
             results["track_search"] = track_search_ms(exact, named)
