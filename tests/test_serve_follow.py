@@ -263,8 +263,11 @@ def test_a_failed_reload_stops_the_process_loudly(
         for f in run_b.iterdir():  # run_a is given run_b's model, which another process indexed
             if f.is_file():
                 shutil.copy2(f, run_a / f.name)
-        _wait(lambda: c1.get("/readyz").status_code == 503)
+        # Between the index and the copy the poll may already see "indexed from another run"
+        # (also a 503); the state under test is the one after the copy, whose reload fails.
+        _wait(lambda: "reloading it" in (c1.get("/readyz").json().get("detail") or ""))
         ready = c1.get("/readyz").json()
+        assert c1.get("/readyz").status_code == 503
         assert ready["model_version"] == version_a  # the old model, which it no longer serves
         assert "reloading it" in ready["detail"] and "missing model.npz" in ready["detail"]
         r = _similar(c1, ids[0])
