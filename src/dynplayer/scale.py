@@ -200,11 +200,8 @@ def _train_killed_and_resumed(argv: list[str], *, env: dict[str, str], d: Path, 
     where = _checkpoint_state(run)
     say(f"train killed after {first['wall_s']} s; left {left}; checkpoint {where}")
     resumed = run_stage([*argv, "--resume"], env=env, log=d / "train-resume.log")
-    log_text = (d / "train-resume.log").read_text(encoding="utf-8", errors="replace")
-    said = [ln.strip() for ln in log_text.splitlines() if "resuming member" in ln][:1]
     info = {"killed": True, "kill_after_s": kill_after, "killed_run": first,
-            "files_left": left, "checkpoint": where, "resumed_run": resumed,
-            "resume_said": said[0] if said else None}
+            "files_left": left, "checkpoint": where, "resumed_run": resumed}
     fig = {"wall_s": round(first["wall_s"] + resumed["wall_s"], 1),
            "cpu_s": round(first["cpu_s"] + resumed["cpu_s"], 1),
            "peak_rss_mb": max(first["peak_rss_mb"], resumed["peak_rss_mb"])}
