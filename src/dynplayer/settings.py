@@ -19,6 +19,7 @@ from dynplayer.store.params import (
     EXACT_PLAYLISTS_MAX,
     HNSW_EF_CONSTRUCTION,
     HNSW_M,
+    HNSW_TRACK_M,
 )
 
 
@@ -60,7 +61,8 @@ class Settings(BaseSettings):
     # Seconds a request waits for a database connection before it fails with 503.
     pool_timeout: float = Field(default=1.0, gt=0)
     statement_timeout_ms: int = Field(default=2000, ge=1)
-    hnsw_m: int = Field(default=HNSW_M, ge=2, le=100)
+    hnsw_m: int = Field(default=HNSW_M, ge=2, le=100)  # the playlists' graph
+    hnsw_track_m: int = Field(default=HNSW_TRACK_M, ge=2, le=100)  # the tracks' (store.params)
     hnsw_ef_construction: int = Field(default=HNSW_EF_CONSTRUCTION, ge=4, le=1000)
     # hnsw.ef_search = clamp(ef_search_factor * rows wanted, ef_search_min, 1000); the defaults
     # and their measurement are in dynplayer.store.db.

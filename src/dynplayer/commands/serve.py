@@ -19,7 +19,8 @@ def register(app: typer.Typer) -> None:
         database_url: Annotated[str | None, typer.Option(
             help="PostgreSQL with pgvector (default: DYNPLAYER_DATABASE_URL, else embedded)")]
         = None,
-        m: Annotated[int | None, typer.Option(help="HNSW m (default 16)")] = None,
+        m: Annotated[int | None, typer.Option(
+            help="HNSW m of both graphs (default: 16 for playlists, 32 for tracks)")] = None,
         ef_construction: Annotated[int | None, typer.Option(
             help="HNSW ef_construction (default 200)")] = None,
         name: Annotated[str | None, typer.Option(
@@ -37,7 +38,7 @@ def register(app: typer.Typer) -> None:
         overrides: dict[str, Any] = {"database_url": database_url or settings.database_url,
                                      "catalog": catalog}
         if m is not None:
-            overrides["hnsw_m"] = m
+            overrides["hnsw_m"] = overrides["hnsw_track_m"] = m
         if ef_construction is not None:
             overrides["hnsw_ef_construction"] = ef_construction
         report = index_run(run_dir, settings.model_copy(update=overrides), echo=typer.echo)

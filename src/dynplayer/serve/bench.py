@@ -242,11 +242,12 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
         # HNSW parameters from the settings (DYNPLAYER_HNSW_M, ..._EF_SEARCH_MIN, ...), which the
         # API subprocess reads from the same environment.
         s = Settings()
-        results["hnsw"] = {"m": s.hnsw_m, "ef_construction": s.hnsw_ef_construction,
+        results["hnsw"] = {"m": s.hnsw_m, "track_m": s.hnsw_track_m,
+                           "ef_construction": s.hnsw_ef_construction,
                            "ef_search_min": s.ef_search_min,
                            "ef_search_factor": s.ef_search_factor}
         report = index_catalog(url, catalog, m=s.hnsw_m, ef_construction=s.hnsw_ef_construction,
-                               progress=echo)
+                               progress=echo, track_m=s.hnsw_track_m)
         results["index"] = {"tracks": report.tracks, "playlists": report.playlists,
                             "seconds": report.seconds}
         echo(f"indexed {report.tracks:,} tracks, {report.playlists:,} playlists in "

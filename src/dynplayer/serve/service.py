@@ -102,7 +102,7 @@ class Service:
                                      f"{version}; {fix}")
                 report = index_searcher_run(url, run_dir, searcher, m=s.hnsw_m,
                                             ef_construction=s.hnsw_ef_construction,
-                                            name=self.catalog)
+                                            name=self.catalog, track_m=s.hnsw_track_m)
                 detail["indexed"] = {"tracks": report.tracks, "playlists": report.playlists,
                                      "seconds": report.seconds}
             if self.pool is None:

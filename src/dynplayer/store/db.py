@@ -38,7 +38,12 @@ from dynplayer.machine import available_memory_bytes, usable_cpus
 from dynplayer.run import MODEL_VERSION_SALT
 from dynplayer.store.catalog import Catalog, IndexReport
 from dynplayer.store.names import lock_key, schema_of
-from dynplayer.store.params import HNSW_EF_CONSTRUCTION, HNSW_M, hnsw_build_settings
+from dynplayer.store.params import (
+    HNSW_EF_CONSTRUCTION,
+    HNSW_M,
+    HNSW_TRACK_M,
+    hnsw_build_settings,
+)
 
 ADVISORY_LOCK = 0x64796E70  # serialises concurrent reindexes ("dynp")
 # Part of every model version: a database indexed with another table layout (schema 1 stored
@@ -249,14 +254,16 @@ def _hnsw_settings(conn: psycopg.Connection[Any], n_rows: int, vector_bytes: int
 def index_catalog(url: str, catalog: Catalog, *, m: int = HNSW_M,
                   ef_construction: int = HNSW_EF_CONSTRUCTION,
                   progress: Callable[[str], None] | None = None,
-                  name: str | None = None) -> IndexReport:
+                  name: str | None = None, track_m: int = HNSW_TRACK_M) -> IndexReport:
     """Load `catalog` into new tables, build HNSW + ANALYZE, and swap them in atomically, as
-    the catalog `name` (None: the unnamed one); other catalogs' tables are not touched."""
-    if not 2 <= m <= 100:
-        raise ConfigError(f"HNSW m must be from 2 to 100, got {m}")
-    if not max(4, 2 * m) <= ef_construction <= 1000:
-        raise ConfigError(f"HNSW ef_construction must be from 2 x m ({max(4, 2 * m)}) to 1000, "
-                          f"got {ef_construction}")
+    the catalog `name` (None: the unnamed one); other catalogs' tables are not touched.
+    `m` is the playlists' graph, `track_m` the tracks' (see store.params)."""
+    for what, links in (("m", m), ("track m", track_m)):
+        if not 2 <= links <= 100:
+            raise ConfigError(f"HNSW {what} must be from 2 to 100, got {links}")
+    if not max(4, 2 * max(m, track_m)) <= ef_construction <= 1000:
+        raise ConfigError(f"HNSW ef_construction must be from 2 x m "
+                          f"({max(4, 2 * max(m, track_m))}) to 1000, got {ef_construction}")
     say = progress or (lambda _msg: None)
     times: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -326,10 +333,12 @@ def index_catalog(url: str, catalog: Catalog, *, m: int = HNSW_M,
             t2 = time.perf_counter()
             with_params = sql.SQL("WITH (m = {}, ef_construction = {})").format(
                 sql.Literal(int(m)), sql.Literal(int(ef_construction)))
-            say("tracks HNSW: " + _hnsw_settings(conn, len(catalog.track_ids), 4 * d, m))
+            track_params = sql.SQL("WITH (m = {}, ef_construction = {})").format(
+                sql.Literal(int(track_m)), sql.Literal(int(ef_construction)))
+            say("tracks HNSW: " + _hnsw_settings(conn, len(catalog.track_ids), 4 * d, track_m))
             conn.execute(sql.SQL("CREATE INDEX {} ON {} USING hnsw (vector vector_cosine_ops) {}")
                          .format(sql.Identifier(f"tracks_hnsw_{token}"),
-                                 sql.Identifier(t_tracks), with_params))
+                                 sql.Identifier(t_tracks), track_params))
             if td:
                 say("playlists HNSW: " + _hnsw_settings(conn, len(catalog.playlist_pids),
                                                         2 * td, m))
@@ -341,7 +350,8 @@ def index_catalog(url: str, catalog: Catalog, *, m: int = HNSW_M,
             conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(t_playlists)))
             conn.commit()
             times["hnsw_and_analyze"] = time.perf_counter() - t2
-            say(f"built HNSW (m={m}, ef_construction={ef_construction}) and analysed in "
+            say(f"built HNSW (m={track_m} tracks / {m} playlists, ef_construction="
+                f"{ef_construction}) and analysed in "
                 f"{times['hnsw_and_analyze']:.1f}s")
             t3 = time.perf_counter()
             _swap(conn, catalog, t_tracks, t_playlists, d, td, m, ef_construction)

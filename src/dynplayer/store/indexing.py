@@ -12,7 +12,7 @@ from typing import Any
 from dynplayer.settings import Settings
 from dynplayer.store.catalog import IndexReport
 from dynplayer.store.db import index_catalog
-from dynplayer.store.params import HNSW_EF_CONSTRUCTION, HNSW_M
+from dynplayer.store.params import HNSW_EF_CONSTRUCTION, HNSW_M, HNSW_TRACK_M
 from dynplayer.text.api import TextSearcherProtocol
 
 Echo = Callable[[str], None]
@@ -31,13 +31,15 @@ def embedded_url(settings: Settings, pgdata: Path | None = None) -> tuple[str, A
 
 def index_searcher_run(url: str, run_dir: Path, searcher: TextSearcherProtocol | None, *,
                        m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION,
-                       progress: Echo | None = None, name: str | None = None) -> IndexReport:
+                       progress: Echo | None = None, name: str | None = None,
+                       track_m: int = HNSW_TRACK_M) -> IndexReport:
     """Build the run's catalog (with `searcher`'s playlists and text vectors, when given) and
     swap it into the store at `url` as the catalog `name` (see `index_catalog`)."""
     from dynplayer.store.catalog import build_catalog
 
     return index_catalog(url, build_catalog(run_dir, searcher), m=m,
-                         ef_construction=ef_construction, progress=progress, name=name)
+                         ef_construction=ef_construction, progress=progress, name=name,
+                         track_m=track_m)
 
 
 def index_run(run_dir: Path, settings: Settings, *, echo: Echo = print,
@@ -60,7 +62,7 @@ def index_run(run_dir: Path, settings: Settings, *, echo: Echo = print,
     try:
         return index_catalog(url, catalog, m=settings.hnsw_m,
                              ef_construction=settings.hnsw_ef_construction, progress=echo,
-                             name=settings.catalog)
+                             name=settings.catalog, track_m=settings.hnsw_track_m)
     finally:
         if server is not None:
             server.stop()
