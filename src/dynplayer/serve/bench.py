@@ -302,8 +302,8 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
         if searcher is None:
             echo("note: the run has no text model; the text load test is skipped")
             return results
-        # The API subprocess loads the run itself: at 1M playlists two copies of it (~6 GB
-        # each) would not fit beside the database in 24 GB, so this process lets go of its own.
+        # The API subprocess loads the run itself: at 1M playlists (`index` peaks at 12 GB)
+        # two copies beside the database would be tight in 24 GB, so this one lets go of its.
         del searcher, catalog, exact, hnsw, corpus, run, reranker
         gc.collect()
         port = free_port()
