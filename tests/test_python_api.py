@@ -120,7 +120,7 @@ def test_cli_python_api_and_service_score_alike(
     cli = _cli_jsonl(text_run, capsys, monkeypatch, tmp_path)
     assert [c["query"] for c in cli] == QUERIES
     url = new_database("score_alike")
-    base = Settings(database_url=url, run_dir=text_run, version_poll=0, hnsw_m=2,
+    base = Settings(database_url=url, run_dir=text_run, version_poll=0, hnsw_m=2, hnsw_track_m=2,
                     hnsw_ef_construction=4, ef_search_min=1, ef_search_factor=1.0)
     index_run(text_run, replace_settings(base, backend="pgvector"), echo=lambda _m: None)
     answers: dict[str, list[tuple[list[str], list[float]]]] = {}

@@ -262,8 +262,9 @@ def index_catalog(url: str, catalog: Catalog, *, m: int = HNSW_M,
         if not 2 <= links <= 100:
             raise ConfigError(f"HNSW {what} must be from 2 to 100, got {links}")
     if not max(4, 2 * max(m, track_m)) <= ef_construction <= 1000:
-        raise ConfigError(f"HNSW ef_construction must be from 2 x m "
-                          f"({max(4, 2 * max(m, track_m))}) to 1000, got {ef_construction}")
+        raise ConfigError(f"HNSW ef_construction must be from 2 x the larger m (m {m}, "
+                          f"tracks' m {track_m}: {max(4, 2 * max(m, track_m))}) to 1000, got "
+                          f"{ef_construction}")
     say = progress or (lambda _msg: None)
     times: dict[str, float] = {}
     t0 = time.perf_counter()
