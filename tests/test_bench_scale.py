@@ -64,6 +64,10 @@ def test_bad_sizes_are_one_line() -> None:
     res = CliRunner().invoke(app, ["bench", "scale", "--work", "/tmp/x", "--playlists", "a,b"])
     assert res.exit_code != 0
     assert "expected comma-separated integers" in str(res.exception or res.output)
+    res = CliRunner().invoke(app, ["bench", "scale", "--work", "/tmp/x", "--playlists", "300",
+                                   "--kill-train", "0"])
+    assert res.exit_code != 0
+    assert "--kill-train: seconds must be > 0" in str(res.exception or res.output)
 
 
 def test_run_stage_kills_after_the_given_seconds(tmp_path: Path) -> None:

@@ -46,6 +46,8 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             raise ConfigError(f"--playlists: expected comma-separated integers, got "
                               f"{playlists!r}") from exc
+        if kill_train is not None and not kill_train > 0:
+            raise ConfigError(f"--kill-train: seconds must be > 0, got {kill_train:g}")
         if not sizes or min(sizes) < 100:
             raise ConfigError(f"--playlists: every size must be >= 100 (got {playlists!r})")
         report = bench_pipeline(work, sizes, train_sets=set_ or [], text_sets=text_set or [],

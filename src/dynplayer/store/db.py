@@ -332,21 +332,21 @@ def index_catalog(url: str, catalog: Catalog, *, m: int = HNSW_M,
             say(f"copied {len(catalog.track_ids):,} tracks and {len(catalog.playlist_pids):,} "
                 f"playlists in {times['copy']:.1f}s")
             t2 = time.perf_counter()
-            with_params = sql.SQL("WITH (m = {}, ef_construction = {})").format(
-                sql.Literal(int(m)), sql.Literal(int(ef_construction)))
-            track_params = sql.SQL("WITH (m = {}, ef_construction = {})").format(
-                sql.Literal(int(track_m)), sql.Literal(int(ef_construction)))
+            def with_params(links: int) -> sql.Composed:
+                return sql.SQL("WITH (m = {}, ef_construction = {})").format(
+                    sql.Literal(int(links)), sql.Literal(int(ef_construction)))
+
             say("tracks HNSW: " + _hnsw_settings(conn, len(catalog.track_ids), 4 * d, track_m))
             conn.execute(sql.SQL("CREATE INDEX {} ON {} USING hnsw (vector vector_cosine_ops) {}")
                          .format(sql.Identifier(f"tracks_hnsw_{token}"),
-                                 sql.Identifier(t_tracks), track_params))
+                                 sql.Identifier(t_tracks), with_params(track_m)))
             if td:
                 say("playlists HNSW: " + _hnsw_settings(conn, len(catalog.playlist_pids),
                                                         2 * td, m))
                 conn.execute(sql.SQL(
                     "CREATE INDEX {} ON {} USING hnsw (text_vector halfvec_cosine_ops) {}"
                 ).format(sql.Identifier(f"playlists_hnsw_{token}"),
-                         sql.Identifier(t_playlists), with_params))
+                         sql.Identifier(t_playlists), with_params(m)))
             conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(t_tracks)))
             conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(t_playlists)))
             conn.commit()
@@ -355,7 +355,8 @@ def index_catalog(url: str, catalog: Catalog, *, m: int = HNSW_M,
                 f"{ef_construction}) and analysed in "
                 f"{times['hnsw_and_analyze']:.1f}s")
             t3 = time.perf_counter()
-            _swap(conn, catalog, t_tracks, t_playlists, d, td, m, ef_construction)
+            _swap(conn, catalog, t_tracks, t_playlists, d, td,
+                  {"m": m, "track_m": track_m, "ef_construction": ef_construction})
             times["swap"] = time.perf_counter() - t3
         except BaseException:
             conn.rollback()
@@ -382,7 +383,7 @@ def _drop_leftover_staging(conn: psycopg.Connection[Any]) -> None:
 
 
 def _swap(conn: psycopg.Connection[Any], catalog: Catalog, t_tracks: str, t_playlists: str,
-          d: int, td: int | None, m: int, ef_construction: int) -> None:
+          d: int, td: int | None, hnsw: dict[str, int]) -> None:
     """One transaction: old tables out, staging tables in, active version switched."""
     with conn.transaction():
         conn.execute("SET LOCAL lock_timeout = '10s'")
@@ -400,7 +401,7 @@ def _swap(conn: psycopg.Connection[Any], catalog: Catalog, t_tracks: str, t_play
             "hnsw) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (version) DO UPDATE SET "
             "run_dir = EXCLUDED.run_dir, hnsw = EXCLUDED.hnsw, created_at = now()",
             [catalog.version, catalog.run_dir, d, td, len(catalog.track_ids),
-             len(catalog.playlist_pids), json.dumps({"m": m, "ef_construction": ef_construction})],
+             len(catalog.playlist_pids), json.dumps(hnsw)],
         )
         conn.execute("UPDATE model_versions SET active = (version = %s)", [catalog.version])
     conn.commit()
