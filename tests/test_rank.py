@@ -32,7 +32,7 @@ from dynplayer.rank.candidates import (
     split_queries,
 )
 from dynplayer.rank.model import Ranker, RankerParams
-from dynplayer.rank.stage import load_stage, queries_from_order
+from dynplayer.rank.stage import cascade_predict, load_stage, queries_from_order
 from dynplayer.rank.train import TrainRankerConfig, candidate_metrics, eval_examples, train_ranker
 from dynplayer.run import load_run
 from dynplayer.train.config import TrainConfig
@@ -70,6 +70,35 @@ def test_ranker_learns_a_planted_signal() -> None:
     assert r.importance()["signal"] > 0.9
 
 
+def test_the_cascade_scores_the_best_candidates_with_every_round() -> None:
+    """Boosting rounds add up; the cascade's first rounds pick each playlist's best `keep`,
+    which get every round's score and rank above the rest, who keep their partial order."""
+    rng = np.random.default_rng(1)
+    size = 40
+    x = rng.random((100 * size, 3))
+    y = (x[:, 2] + 0.3 * x[:, 0] > 0.9).astype(np.float32)
+    rows = np.repeat(np.arange(100), size)
+    r = Ranker.fit(RankerParams(num_leaves=7, rounds=40, min_child_samples=5, threads=1),
+                   ["a", "b", "c"], x[:3000], y[:3000], rows[:3000], x[3000:], y[3000:],
+                   rows[3000:] - 75)
+    assert r.n_trees > 10
+    full = r.predict(x)
+    np.testing.assert_allclose(r.predict(x, 0, 10) + r.predict(x, 10), full, atol=1e-4)
+    np.testing.assert_array_equal(cascade_predict(r, rows, x, 0, 5), full)  # off
+    np.testing.assert_array_equal(cascade_predict(r, rows, x, 10, size), full)  # keeps all
+    out = cascade_predict(r, rows, x, 10, 5)
+    part = r.predict(x, 0, 10)
+    for g in range(100):
+        sel = rows == g
+        kept = np.argsort(-part[sel], kind="stable")[:5]
+        mask = np.zeros(size, bool)
+        mask[kept] = True
+        np.testing.assert_allclose(out[sel][mask], full[sel][mask], atol=1e-4)
+        assert out[sel][mask].min() > out[sel][~mask].max()
+        rest = np.argsort(-out[sel][~mask], kind="stable")
+        np.testing.assert_array_equal(rest, np.argsort(-part[sel][~mask], kind="stable"))
+
+
 def test_two_stage_beats_the_weak_embedding_on_validation(ranked_run: tuple[Path, dict]) -> None:
     run_dir, manifest = ranked_run
     v = manifest["validation"]
@@ -96,7 +125,8 @@ def test_saved_ranker_reloads_to_the_same_scores(ranked_run: tuple[Path, dict]) 
     assert stage.ranker.features == manifest_features(run_dir)
     es = corpus_eval_set(corpus, VAL, vocab)
     ex = eval_examples(stage.sources, es, stage.ranker.features, stage.cfg)
-    m = candidate_metrics(ex, stage.ranker.predict(ex.x))
+    m = candidate_metrics(ex, cascade_predict(stage.ranker, ex.rows, ex.x,
+                                              stage.cfg.cascade_rounds, stage.cfg.cascade_keep))
     # the figures written at training time come back from the files alone
     assert m["ndcg@10"] == pytest.approx(manifest["validation"]["two_stage"]["ndcg@10"],
                                          abs=1e-4)
@@ -314,3 +344,13 @@ def test_a_single_request_gets_the_batch_path_figures(ranked_run: tuple[Path, di
                           batch.cols, last=5)
     np.testing.assert_allclose(both[2], alone[0], atol=1e-6)
     np.testing.assert_allclose(both[3], alone[1], atol=1e-6)
+
+
+def test_bench_ranker_reports_the_served_cascade(ranked_run: tuple[Path, dict]) -> None:
+    from dynplayer.rank.bench import run_bench
+
+    run_dir, _ = ranked_run
+    report = run_bench(run_dir, [], ablation=False, threads=1)
+    assert "| **two-stage** (embedding + ranker) |" in report
+    assert "Every round on every candidate: test recall@10 0." in report
+    assert "the ranker adds" in report

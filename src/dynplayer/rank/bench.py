@@ -24,7 +24,7 @@ from dynplayer.data.corpus import TEST, TRAIN
 from dynplayer.eval.peers import GRIDS, TrainData, tune_peer
 from dynplayer.eval.protocol import corpus_eval_set, evaluate_scorer
 from dynplayer.rank import features as F
-from dynplayer.rank.stage import TwoStage, queries_from_order
+from dynplayer.rank.stage import TwoStage, cascade_predict, queries_from_order
 from dynplayer.rank.train import (
     Examples,
     TrainRankerConfig,
@@ -96,7 +96,16 @@ def run_bench(run_dir: Path, peers: list[str], *, ablation: bool = True, threads
     say(f"test: {test.n_rel.shape[0]:,} playlists, candidate recall {test.candidate_recall:.3f}")
     emb_val = candidate_metrics(prep.val, prep.val.columns(["emb_cos"])[:, 0])
     emb_test = candidate_metrics(test, test.columns(["emb_cos"])[:, 0])
-    two_test = candidate_metrics(test, ranker.predict(test.columns(names)))
+    def served(ex: Any) -> dict[str, float]:  # the cascade, as `recommend` and the API rank
+        return candidate_metrics(ex, cascade_predict(ranker, ex.rows, ex.columns(names),
+                                                     cfg.stage.cascade_rounds,
+                                                     cfg.stage.cascade_keep))
+
+    every_round = candidate_metrics(test, ranker.predict(test.columns(names)))
+    two_test, val_two = served(test), served(prep.val)
+    say(f"cascade ({cfg.stage.cascade_rounds} rounds for all, the rest for the best "
+        f"{cfg.stage.cascade_keep}): test recall@10 {two_test['recall@10']:.4f}; every round "
+        f"on every candidate {every_round['recall@10']:.4f}")
     stage = TwoStage(prep.sources, ranker, cfg.stage)
     full_check = evaluate_scorer(stage, test_es, ks=(10, 50))  # the protocol, whole vocabulary
     say(f"two-stage test recall@10 {two_test['recall@10']:.4f} (protocol "
@@ -132,7 +141,7 @@ def run_bench(run_dir: Path, peers: list[str], *, ablation: bool = True, threads
     cpu = cpu_per_request(stage, test_es.order)
     return _report(run_dir, prep, test, emb_val, val_two, emb_test, two_test, full_check,
                    peer_rows, abl, grid_rows, ranker.importance(), cpu,
-                   time.perf_counter() - t0, threads)
+                   time.perf_counter() - t0, threads, every_round, cfg.stage)
 
 
 def _report(run_dir: Path, prep: Any, test: Examples, emb_val: dict[str, float],
@@ -140,7 +149,7 @@ def _report(run_dir: Path, prep: Any, test: Examples, emb_val: dict[str, float],
             two_test: dict[str, float], full_check: dict[str, Any],
             peer_rows: list[Any], abl: list[Any], grid_rows: list[dict[str, Any]],
             importance: dict[str, float], cpu: dict[str, float], seconds: float,
-            threads: int) -> str:
+            threads: int, every_round: dict[str, float], stage_cfg: Any) -> str:
     head = "| method | " + " | ".join(KEYS) + " | note |\n|---|" + "---:|" * len(KEYS) + "---|"
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"Command: `dynplayer bench ranker {run_dir}`. Machine: {platform.machine()}, "
@@ -172,6 +181,10 @@ def _report(run_dir: Path, prep: Any, test: Examples, emb_val: dict[str, float],
             lines.append(f"- {k}: {two_test[k]:.4f} / {best[k]:.4f} ({best_name[k]}) = "
                          f"**{two_test[k] / max(best[k], 1e-12):.3f}x**; embedding only "
                          f"{emb_test[k] / max(best[k], 1e-12):.3f}x")
+    lines += ["", f"The two-stage rows rank as served: the first {stage_cfg.cascade_rounds} "
+              f"boosting rounds score every candidate, the rest only each playlist's best "
+              f"{stage_cfg.cascade_keep}. Every round on every candidate: test recall@10 "
+              f"{every_round['recall@10']:.4f} / ndcg@10 {every_round['ndcg@10']:.4f}."]
     lines += ["", f"Validation: embedding recall@10 {emb_val['recall@10']:.4f} / ndcg@10 "
               f"{emb_val['ndcg@10']:.4f}; two-stage {val_two['recall@10']:.4f} / "
               f"{val_two['ndcg@10']:.4f}. Grid (validation):", "",

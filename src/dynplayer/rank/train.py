@@ -40,6 +40,7 @@ from dynplayer.rank.stage import (
     RANKER_DIR,
     StageConfig,
     TwoStage,
+    cascade_predict,
     queries_from_order,
     save_ranker,
     source_playlists,
@@ -302,7 +303,11 @@ def train_ranker(run_dir: Path, cfg: TrainRankerConfig | None = None,
     emb = candidate_metrics(prep.val, prep.val.columns(["emb_cos"])[:, 0])
     say(f"embedding ranking on validation: recall@10 {emb['recall@10']:.4f} ndcg@10 "
         f"{emb['ndcg@10']:.4f}")
-    ranker, two, grid_rows, _ = tune(prep, cfg, names, say)
+    ranker, full, grid_rows, _ = tune(prep, cfg, names, say)
+    # what is served: the cascade (StageConfig.cascade_rounds / cascade_keep) over the same model
+    two = candidate_metrics(prep.val, cascade_predict(
+        ranker, prep.val.rows, prep.val.columns(names), cfg.stage.cascade_rounds,
+        cfg.stage.cascade_keep))
     beats = _beats(two, emb)
     manifest = {
         "run": str(prep.run.path.resolve()),
@@ -315,6 +320,7 @@ def train_ranker(run_dir: Path, cfg: TrainRankerConfig | None = None,
                        "candidate_recall": round(prep.val.candidate_recall, 4),
                        "embedding": {k: round(v, 4) for k, v in emb.items()},
                        "two_stage": {k: round(v, 4) for k, v in two.items()},
+                       "two_stage_every_round": {k: round(v, 4) for k, v in full.items()},
                        "grid": grid_rows},
         "beats_embedding": beats,
         "importance": ranker.importance(),
