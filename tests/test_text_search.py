@@ -4,6 +4,7 @@ some in Korean), offline encoders, the CLI, and the real Melon data (Korean)."""
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import sys
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import pytest
 from dynplayer.data.corpus import TEST, Corpus, load_corpus
 from dynplayer.errors import ArtifactError, ConfigError, QueryError
 from dynplayer.text.evaluate import playlist_retrieval, prepare_eval, ranking_metrics, track_scores
+from dynplayer.text.metadata import FieldIndex, MetadataMatch, fold_words
 from dynplayer.text.model import TextConfig
 from dynplayer.text.search import TextSearcher, feedback_scores
 from dynplayer.text.train import train_text
@@ -164,7 +166,9 @@ def test_aggregate_matches_the_batch_evaluation_and_a_naive_feedback(synthetic_r
     """The serving path (`aggregate`) and the benchmark (`track_scores`) give the same scores,
     and every score is s / max(s) + prf_weight * max(cos(pseudo-playlist, track), 0); in the
     full space and on its first 48 principal directions (`search_dims`)."""
-    searcher = TextSearcher.load(synthetic_run, search_dims=dims)
+    # without the metadata match (its own test below): the aggregation and feedback alone
+    searcher = TextSearcher.load(synthetic_run, search_dims=dims, artist_weight=0.0,
+                                 genre_weight=0.0)
     lam, p = searcher.cfg.prf_weight, searcher.cfg.sim_power
     assert searcher.track_vectors is not None and searcher.playlist_means is not None
     ev = prepare_eval(searcher, "test")
@@ -219,7 +223,8 @@ def test_search_dims_projects_both_sides_and_keeps_the_planted_structure(
 
 
 def test_aggregate_explains_every_track_score(synthetic_run: Path) -> None:
-    searcher = TextSearcher.load(synthetic_run, prf_weight=0.0)  # the aggregation alone
+    searcher = TextSearcher.load(synthetic_run, prf_weight=0.0, artist_weight=0.0,
+                                 genre_weight=0.0)  # the aggregation alone
     q = searcher.encode_query("chill jazz")
     assert q.shape == (searcher.playlist_vectors.shape[1],)
     assert np.linalg.norm(q) == pytest.approx(1.0, abs=1e-5)
@@ -431,3 +436,70 @@ def test_keyword_to_playlist_recall_breaks_ties_at_random() -> None:
     row = np.array([[0.5, 0.9, 0.5, 0.5, 0.5, 0.1]])
     sims = np.vstack([row, np.eye(6)[1:]])
     assert own_recall(sims[:1, :], 2) == pytest.approx(0.25)
+
+
+def test_fold_words_drops_accents_and_symbols_but_keeps_hangul() -> None:
+    assert fold_words("Beyoncé — Déjà Vu!") == ["beyonce", "deja", "vu"]
+    assert fold_words("잔잔한 발라드") == ["잔잔한", "발라드"]
+    assert fold_words("🍻🍻🍻 🇺🇸") == []
+
+
+def test_field_match_is_the_idf_share_of_the_query_words_found() -> None:
+    index = FieldIndex(["Bryson Tiller", "Tiller Band", "Someone Else", ""])
+    tracks, share = index.match(fold_words("bryson tiller"))
+    got = dict(zip(tracks.tolist(), share.tolist(), strict=True))
+    idf = {w: float(index.idf[index.vocab[w]]) for w in ("bryson", "tiller")}
+    assert got[0] == pytest.approx(1.0)
+    assert got[1] == pytest.approx(idf["tiller"] / (idf["bryson"] + idf["tiller"]))
+    assert set(got) == {0, 1}
+    # a word no track has counts against every match, with the highest idf
+    _, share2 = index.match(fold_words("bryson tiller unheardof"))
+    assert share2[0] == pytest.approx(sum(idf.values()) / (sum(idf.values())
+                                                          + index.unknown_idf))
+    assert index.match(["nothing"])[0].size == 0
+    m = MetadataMatch(["Bryson Tiller", None], [["r&b", "trap soul"], []])
+    s = m.scores("trap soul", {"artist": 4.0, "genre": 2.0}, 2.0)
+    assert s.tolist() == pytest.approx([2.0, 0.0])
+    assert not m.scores("trap soul", {"artist": 4.0, "genre": 0.0}, 2.0).any()
+
+
+def test_metadata_match_serves_what_the_benchmark_measures(synthetic_run: Path,
+                                                          synthetic_corpus: Corpus,
+                                                          tmp_path: Path) -> None:
+    """A query naming an artist reaches that artist's tracks; search (what the API and
+    `search --queries` use) and `track_scores(metadata=True)` (what `bench text` reports) give
+    the same scores; a text model from before genres were stored still loads."""
+    searcher = TextSearcher.load(synthetic_run)
+    assert searcher.cfg.artist_weight > 0 and searcher.cfg.genre_weight > 0
+    ev = prepare_eval(searcher, "test")
+    c = searcher.cfg
+    batch = track_scores(ev, c.retrieval, top_playlists=c.top_playlists, sim_power=c.sim_power,
+                         prf_weight=c.prf_weight, metadata=True) - 1e-6 * ev.popularity[None, :]
+    col = {t: i for i, t in enumerate(searcher.track_ids)}
+    for i, query in enumerate(ev.queries[:5]):
+        result = searcher.search(query, k=20)
+        ids = [col[t.track_id] for t in result.tracks]
+        assert [t.score for t in result.tracks] == pytest.approx(batch[i, ids], abs=1e-4)
+    artist = max(set(searcher.track_artists), key=searcher.track_artists.count)
+    assert artist is not None
+    n = min(10, searcher.track_artists.count(artist))
+    def by_artist(s: TextSearcher) -> list[str]:
+        return [t.track_id for t in s.search(artist.lower(), k=n).tracks]
+
+    # the planted clusters are tight, so the feedback's cosines reach 6 (1 + prf_weight) here;
+    # a weight above that puts a full match first whether or not a retrieved playlist holds it
+    strong = TextSearcher.load(synthetic_run, artist_weight=7.0)
+    hits = by_artist(strong)
+    assert {strong.track_artists[col[t]] for t in hits} == {artist}
+    off = by_artist(TextSearcher.load(synthetic_run, artist_weight=0.0))
+    assert artist not in {strong.track_artists[col[t]] for t in off}
+    # a text model written before tracks.json held genres: the artist match still works
+    old = tmp_path / "run"
+    shutil.copytree(synthetic_run, old)
+    tj = old / "text" / "tracks.json"
+    tracks = json.loads(tj.read_text())
+    del tracks["genres"]
+    tj.write_text(json.dumps(tracks))
+    legacy = TextSearcher.load(old, artist_weight=7.0)
+    assert legacy.metadata.fields["genre"].vocab == {}
+    assert by_artist(legacy) == hits

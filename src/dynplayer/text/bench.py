@@ -123,10 +123,21 @@ def _track_table(ev: TextEval) -> list[str]:
     if c.prf_weight > 0:
         add(f"{c.retrieval} {pfx}{qb}, no PRF", False, c.retrieval, **tuned,
             qbnorm_beta=c.qbnorm_beta)
-    default = f"**default**: {c.retrieval} {pfx}{qb}" + (
+    default = f"{c.retrieval} {pfx}{qb}" + (
         f", PRF weight {c.prf_weight:g}" if c.prf_weight > 0 else "")
-    add(default, False, c.retrieval, **tuned, qbnorm_beta=c.qbnorm_beta,
-        prf_weight=c.prf_weight)
+    match = (c.artist_weight > 0 or c.genre_weight > 0) and not ev.searcher.metadata.empty
+    if match:
+        add(f"{default}, no metadata match", False, c.retrieval, **tuned,
+            qbnorm_beta=c.qbnorm_beta, prf_weight=c.prf_weight)
+        tag = (f" + artist / genre match (weights {c.artist_weight:g} / {c.genre_weight:g}, "
+               f"power {c.match_power:g})")
+        add(f"BM25 {pfx}, PRF weight {prf:g}{tag}", "ablation: peer + our PRF and match", "bm25",
+            **tuned, prf_weight=prf, metadata=True)
+        add(f"zero-shot caption {pfx}{tag}", "ablation: peer + our match", "caption", **tuned,
+            metadata=True)
+        default += tag
+    add(f"**default**: {default}", False, c.retrieval, **tuned, qbnorm_beta=c.qbnorm_beta,
+        prf_weight=c.prf_weight, metadata=match)
     if c.qbnorm_beta <= 0:
         add(f"{c.retrieval} {pfx}, QB-Norm beta 10" + (
             f", PRF weight {c.prf_weight:g}" if c.prf_weight > 0 else ""), False, c.retrieval,
@@ -135,14 +146,16 @@ def _track_table(ev: TextEval) -> list[str]:
     lines = [f"Keyword -> tracks ({ev.n:,} queries; relevant: all vocabulary tracks of the "
              f"held-out playlist; candidates: {len(ev.searcher.track_ids):,} tracks; ratio = "
              "Recall@50 / best peer's Recall@50; ablation rows are peers' retrieval with this "
-             "project's pseudo-relevance feedback (PRF), not the issue's peers)", "",
+             "project's pseudo-relevance feedback (PRF) or metadata match, not the issue's "
+             "peers)", "",
              _row(["method", "peer", "Recall@10", "NDCG@10", "Recall@50", "NDCG@50", "ratio"]),
              _row(["---"] * 7)]
     for name, peer, r in rows:
         lines.append(_row([name, peer, *(_fmt(r[k]) for k in METRIC_KEYS),
                            f"{r['recall@50'] / best_peer:.2f}x"]))
-    ours = next(r for name, _, r in rows if name == default)["recall@50"]
-    best_abl = max(rows, key=lambda x: x[2]["recall@50"] if x[1] == ablation else -1.0)
+    ours = next(r for name, _, r in rows if name == f"**default**: {default}")["recall@50"]
+    best_abl = max(rows, key=lambda x: x[2]["recall@50"] if x[1].startswith("ablation")
+                   else -1.0)
     lines += ["", f"Default Recall@50 {_fmt(ours)}: {ours / best_peer:.2f}x the best peer row "
               f"({_fmt(best_peer)}); {ours / best_abl[2]['recall@50']:.2f}x the best ablation "
               f"row ({best_abl[0]}, {_fmt(best_abl[2]['recall@50'])})."]

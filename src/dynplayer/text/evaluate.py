@@ -162,9 +162,11 @@ def ranking_metrics(scores: np.ndarray, relevant: sp.csr_matrix,
 
 def track_scores(ev: TextEval, method: str, *, top_playlists: int = 50, sim_power: float = 1.0,
                  caption_weight: float = 0.5, qbnorm_beta: float = 0.0, prf_weight: float = 0.0,
-                 sims: np.ndarray | None = None) -> np.ndarray:
+                 sims: np.ndarray | None = None, metadata: bool = False) -> np.ndarray:
     """(n_queries, V) keyword -> track scores of `method` (popularity, direct, or a retrieval);
-    the same numbers as `TextSearcher.aggregate`, batched."""
+    the same numbers as `TextSearcher.aggregate`, batched. `metadata`: plus the queries' match
+    on the tracks' artists / genres with the searcher's weights (`TextSearcher.with_metadata`;
+    the aggregate is scaled as it is there)."""
     if method == "popularity":
         return np.broadcast_to(ev.popularity, (ev.n, ev.popularity.shape[0])).copy()
     if method == "direct":
@@ -184,6 +186,8 @@ def track_scores(ev: TextEval, method: str, *, top_playlists: int = 50, sim_powe
                               "vectors")
         scores = feedback_scores(scores, rows, np.clip(vals, 0.0, None) ** sim_power,
                                  ts.playlist_means, ts.track_vectors, prf_weight)
+    if metadata:
+        scores = ev.searcher.with_metadata(scores, ev.queries, scaled=prf_weight > 0)
     return scores + 1e-6 * ev.popularity[None, :]
 
 

@@ -54,6 +54,13 @@ class TextConfig:
     # per HNSW distance and per exact product; 0 = the full space. 256 of the hybrid's 768:
     # MPD validation keyword -> tracks Recall@50 1.000x of the full space (`bench text`).
     search_dims: int = 256
+    # > 0: the query's words in each track's artist name / genres (`text.metadata`) add
+    # weight x match ** match_power to its score, so "bryson tiller" or "reggaeton" reach the
+    # artist's / genre's tracks even when no retrieved playlist holds them (0 = off). Chosen
+    # on the MPD validation split: a plateau around 4 / 4 / 2 (docs/benchmarks.md).
+    artist_weight: float = 4.0
+    genre_weight: float = 4.0
+    match_power: float = 2.0
 
 
 class ResidualProjection(nn.Module):

@@ -23,6 +23,7 @@ from dynplayer.errors import ArtifactError, ConfigError, QueryError
 from dynplayer.run import Run, l2_normalize
 from dynplayer.text.api import PlaylistHit, SearchResult, TextSearcherProtocol, TrackHit
 from dynplayer.text.encoders import TextEncoder, make_encoder
+from dynplayer.text.metadata import MetadataMatch
 from dynplayer.text.model import TextConfig, project_numpy
 from dynplayer.text.space import compose_playlist_vectors, search_projection, vectors_hash, wordless
 
@@ -118,6 +119,9 @@ class TextSearcher(TextSearcherProtocol):
         self.track_ids: list[str] = tracks["track_id"]
         self.track_names: list[str | None] = tracks["name"]
         self.track_artists: list[str | None] = tracks["artist"]
+        # genres per track (tracks.json from before they were stored: none)
+        self.track_genres: list[list[str]] = tracks.get("genres") or [[] for _ in self.track_ids]
+        self.metadata = MetadataMatch(self.track_artists, self.track_genres)
         self._encoder = encoder
         self._ngram_state = ngram_state
         self.no_words = wordless(captions)  # never hubs of caption retrieval
@@ -283,6 +287,7 @@ class TextSearcher(TextSearcherProtocol):
         scores = np.bincount(cols, weights=contrib, minlength=self.occ.shape[1])
         if self.cfg.prf_weight > 0 and self.track_vectors is not None:
             scores = self._feedback(scores, rows, w)
+        scores = self.with_metadata(scores[None, :], [query])[0]
         n_pos = int((scores > 0).sum())
         if n_pos == 0:
             return SearchResult(query=query, playlists=playlists, tracks=[])
@@ -298,6 +303,27 @@ class TextSearcher(TextSearcherProtocol):
                   for t, s, lo, hi in zip(top.tolist(), scores[top].tolist(), bounds[:-1],
                                           bounds[1:], strict=True)]
         return SearchResult(query=query, playlists=playlists, tracks=tracks)
+
+    @property
+    def match_weights(self) -> dict[str, float]:
+        return {"artist": self.cfg.artist_weight, "genre": self.cfg.genre_weight}
+
+    def with_metadata(self, scores: np.ndarray, queries: Sequence[str],
+                      scaled: bool | None = None) -> np.ndarray:
+        """(n, V) aggregated `scores` plus the queries' metadata match (`text.metadata`). Scores
+        not `scaled` by the feedback (default: this searcher's setting) are first divided by
+        each query's maximum."""
+        if max(self.match_weights.values()) <= 0 or self.metadata.empty:
+            return scores
+        m = self.metadata.batch(queries, self.match_weights, self.cfg.match_power)
+        if not m.any():
+            return scores
+        if scaled is None:
+            scaled = self.cfg.prf_weight > 0 and self.track_vectors is not None
+        if not scaled:
+            scores = scores / np.maximum(scores.max(axis=1, keepdims=True), 1e-30)
+        out: np.ndarray = (scores + m).astype(np.float32)
+        return out
 
     def _feedback(self, scores: np.ndarray, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
         """`feedback_scores` for one query, touching only the tracks the playlists hold."""

@@ -9,7 +9,8 @@ RUN_DIR/text/ (written to a temporary sibling, then swapped in whole):
   playlists.npy      float32 (P, d): the search matrix of the configured retrieval, L2-normalised
   track_joint.npy    float32 (V, e): single tracks through the playlist head (direct retrieval)
   occurrences.npz    CSR (P, V) occurrence counts of the training playlists over the vocabulary
-  pids.txt, captions.json, tracks.json   row labels (playlists; vocabulary track id/name/artist)
+  pids.txt, captions.json, tracks.json   row labels (playlists; vocabulary track id, name,
+                     artist, genres)
 Encoded captions are cached in RUN_DIR/cache/text/, keyed by encoder fingerprint and texts.
 """
 
@@ -277,4 +278,5 @@ def write_artifacts(d: Path, data: TextData, encoder: TextEncoder, model: Captio
     atomic_write_json(d / "tracks.json", {
         "track_id": [c.track_ids[t] for t in data.vocab],
         "name": [c.track_names[t] for t in data.vocab],
-        "artist": [c.artists[t] for t in data.vocab]})
+        "artist": [c.artists[t] for t in data.vocab],
+        "genres": [list(c.track_genres[t]) for t in data.vocab]})

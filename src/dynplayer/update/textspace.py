@@ -87,7 +87,9 @@ def update_text(old_dir: Path, new_dir: Path, corpus: Corpus, new_playlists: np.
     atomic_write_json(d / "tracks.json", {
         "track_id": ids,
         "name": [*searcher.track_names, *(corpus.track_names[tidx[t]] for t in new_track_ids)],
-        "artist": [*searcher.track_artists, *(corpus.artists[tidx[t]] for t in new_track_ids)]})
+        "artist": [*searcher.track_artists, *(corpus.artists[tidx[t]] for t in new_track_ids)],
+        "genres": [*searcher.track_genres,
+                   *(list(corpus.track_genres[tidx[t]]) for t in new_track_ids)]})
     meta = json.loads((d / "config.json").read_text())
     meta["vectors_hash"] = vectors_hash
     meta.setdefault("updates", []).append({"update": update_no,
