@@ -54,21 +54,22 @@ class FieldIndex:
         # a word no track has: the rarest possible (df 0)
         self.unknown_idf = float(np.log(1.0 + (n_docs + 0.5) / 0.5))
 
-    def match(self, words: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(tracks, share) for tracks holding at least one of `words` (distinct)."""
+    def match(self, words: Sequence[str]) -> np.ndarray:
+        """(n_docs,) float32: each track's idf-weighted share of the distinct `words`."""
+        n_docs = self.postings.shape[1]
         distinct = list(dict.fromkeys(words))
         known = [self.vocab[w] for w in distinct if w in self.vocab]
         total = sum(float(self.idf[i]) for i in known) + self.unknown_idf * (
             len(distinct) - len(known))
         if not known or total <= 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            return np.zeros(n_docs, np.float32)
         ptr, idx = self.postings.indptr, self.postings.indices
+        # one bincount over the words' postings (no sort: a common genre word holds a large
+        # share of the tracks)
         tracks = np.concatenate([idx[ptr[i]:ptr[i + 1]] for i in known])
-        weights = np.concatenate([np.full(ptr[i + 1] - ptr[i], self.idf[i], np.float32)
-                                  for i in known])
-        uniq, inv = np.unique(tracks, return_inverse=True)
-        share = np.bincount(inv, weights=weights).astype(np.float32) / np.float32(total)
-        return uniq.astype(np.int64), share
+        weights = np.repeat(self.idf[known], np.diff(ptr)[known])
+        share = np.bincount(tracks, weights=weights, minlength=n_docs) / total
+        return share.astype(np.float32)
 
 
 class MetadataMatch:
@@ -93,8 +94,9 @@ class MetadataMatch:
             w = weights.get(name, 0.0)
             if w <= 0:
                 continue
-            tracks, share = index.match(words)
-            out[tracks] += np.float32(w) * share ** np.float32(power)
+            share = index.match(words)
+            if share.any():
+                out += np.float32(w) * share ** np.float32(power)
         return out
 
     def batch(self, queries: Sequence[str], weights: dict[str, float],
