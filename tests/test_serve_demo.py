@@ -55,6 +55,12 @@ def test_demo_runs_every_stage_and_indexes(synthetic_corpus: Corpus) -> None:
         assert "$ dynplayer evaluate" in out and "evaluation failed" not in out, out
         metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
         assert {"dynplayer", "ease"} <= set(metrics["methods"]), metrics["methods"].keys()
+        # the second stage ran before the evaluation, which shows its row when it was kept
+        assert "$ dynplayer train-ranker" in out and "second stage failed" not in out, out
+        assert out.index("$ dynplayer train-ranker") < out.index("$ dynplayer evaluate")
+        kept = (run_dir / "ranker").is_dir()
+        assert kept != (run_dir / "ranker-rejected").is_dir()
+        assert ("dynplayer two-stage" in metrics["methods"]) == kept, metrics["methods"].keys()
         assert (run_dir / "eval" / "report.html").exists()
         assert "text-model training failed" not in out, out
         has_text = (run_dir / "text").is_dir()
@@ -95,6 +101,7 @@ def test_demo_runs_every_stage_and_indexes(synthetic_corpus: Corpus) -> None:
         assert again.returncode == 0, again.stderr[-3000:]
         assert "[data] reusing" in again.stdout and "[train] reusing" in again.stdout
         assert "[evaluate] reusing" in again.stdout and "[text] reusing" in again.stdout
+        assert "[ranker] reusing" in again.stdout
         assert "$ dynplayer" not in again.stdout, again.stdout  # no stage ran again
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""The whole demo pipeline: data -> train -> evaluate -> text model -> index -> serve.
+"""The whole demo pipeline: data -> train -> ranker -> evaluate -> text model -> index -> serve.
 
 `run_demo` calls each stage through its own CLI command in a child process (so each stage's
 memory is returned before the next starts) and reuses the output of stages that already finished.
@@ -37,7 +37,8 @@ def find_mpd() -> Path | None:
 
 def run_demo(*, workdir: Path | None, data: Path | None, synthetic: bool, serve: bool,
              host: str, port: int, echo: Echo = print) -> Path:
-    """data -> train -> evaluate -> text model -> index -> serve; returns the run directory."""
+    """data -> train -> ranker -> evaluate -> text model -> index -> serve; returns the run
+    directory."""
     if serve:  # before minutes of pipeline, not after them
         from dynplayer.serve.ports import check_port
 
@@ -70,6 +71,14 @@ def run_demo(*, workdir: Path | None, data: Path | None, synthetic: bool, serve:
         echo(f"[train] reusing {run_dir}")
     elif not _stage(["train", str(corpus_dir), "--out", str(run_dir)], echo):
         raise DynplayerError("the train stage failed (see above)")
+
+    # 2b. the learned second stage (before evaluate, which then shows its row beside the
+    # embedding's); kept only when it beats the embedding ranking on validation
+    done = [d for d in (run_dir / "ranker", run_dir / "ranker-rejected") if d.is_dir()]
+    if done:
+        echo(f"[ranker] reusing {done[0]}")
+    elif not _stage(["train-ranker", str(run_dir)], echo):
+        echo("[ranker] note: the second stage failed; continuations use the embedding ranking")
 
     # 3. evaluate
     if (run_dir / "eval").is_dir():
