@@ -8,9 +8,10 @@ adds `artist_weight * match_artist ** match_power + genre_weight * match_genre *
 to the aggregated score (scaled to at most 1 + prf_weight), so a matching track can also enter
 the list when no retrieved playlist holds it.
 
-Words are folded as in track search (`serve.track_search.fold` does the same with unidecode):
-NFKD with combining marks dropped, then NFC, lower case, so 'Beyoncé' matches 'beyonce' and
-Hangul stays Hangul. Measured on the MPD slices (validation only for the weights): keyword ->
+Words are folded: NFKD with combining marks dropped, then NFC, lower case, so 'Beyoncé'
+matches 'beyonce' and Hangul stays Hangul (track search's `fold` transliterates instead, which
+suits fuzzy names but would let a romanised Korean word match an English one here).
+Measured on the MPD slices (validation only for the weights): keyword ->
 tracks Recall@50 0.1670 -> 0.1836 (docs/benchmarks.md).
 """
 
@@ -31,8 +32,8 @@ def fold_words(text: str) -> list[str]:
     """Lower-cased word tokens with accents removed (any script kept)."""
     decomposed = unicodedata.normalize("NFKD", text)
     bare = "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")
-    return [t for t in tokenize(unicodedata.normalize("NFC", bare)) if any(c.isalnum()
-                                                                       for c in t)]
+    words = tokenize(unicodedata.normalize("NFC", bare))
+    return [t for t in words if any(c.isalnum() for c in t)]
 
 
 class FieldIndex:
@@ -102,8 +103,9 @@ class MetadataMatch:
     def batch(self, queries: Sequence[str], weights: dict[str, float],
               power: float) -> np.ndarray:
         """(n, V) `scores` of many queries (the benchmark's batched path)."""
-        return np.stack([self.scores(q, weights, power) for q in queries]) if queries else \
-            np.zeros((0, self.n_tracks), np.float32)
+        if not queries:
+            return np.zeros((0, self.n_tracks), np.float32)
+        return np.stack([self.scores(q, weights, power) for q in queries])
 
 
 __all__ = ["FIELDS", "FieldIndex", "MetadataMatch", "fold_words"]
