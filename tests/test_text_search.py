@@ -297,6 +297,16 @@ def test_korean_query_round_trip_through_the_cli(synthetic_run: Path, tmp_path: 
     for bad, why in (("x" * 10_000, "limit is 500"), (" \t ", "empty")):
         code, _, err = _cli(["search", str(synthetic_run), bad], capsys, monkeypatch)
         assert code == 2 and err.count("\n") == 1 and why in err, err
+    # the metadata match is a search setting: `--set` turns it off (the same as the searcher)
+    queries.write_text("smooth jazz\n", encoding="utf-8")
+    off = TextSearcher.load(synthetic_run, artist_weight=0.0, genre_weight=0.0)
+    code, out, _ = _cli(["search", str(synthetic_run), "--queries", str(queries), "-k", "10",
+                         "--jsonl", "--set", "artist_weight=0", "--set", "genre_weight=0"],
+                        capsys, monkeypatch)
+    assert code == 0
+    got = json.loads(out.splitlines()[0])
+    assert got["tracks"] == [t.track_id for t in off.search("smooth jazz", k=10).tracks]
+    assert got["scores"] != [t.score for t in searcher.search("smooth jazz", k=10).tracks]
 
 
 def test_bench_text_reports_the_default_beside_peers_and_the_prf_ablation(
