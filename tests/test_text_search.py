@@ -210,6 +210,10 @@ def test_search_dims_projects_both_sides_and_keeps_the_planted_structure(
     assert TextSearcher.load(synthetic_run, search_dims=width).projection is None
     with pytest.raises(ConfigError, match="search_dims must be >= 0"):
         TextSearcher.load(synthetic_run, search_dims=-1)
+    with pytest.raises(ConfigError, match="genre_weight must be >= 0"):
+        TextSearcher.load(synthetic_run, genre_weight=-1.0)
+    with pytest.raises(ConfigError, match="match_power must be > 0"):
+        TextSearcher.load(synthetic_run, match_power=0.0)
     # Keyword -> tracks on the planted corpus keeps >= 0.9x of the full space's Recall@50.
     r = {}
     for name, s in (("full", full), ("small", small)):

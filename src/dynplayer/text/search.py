@@ -372,6 +372,12 @@ def _check_search_config(cfg: TextConfig) -> None:
         raise ConfigError("sim_power must be > 0 and qbnorm_beta >= 0")
     if not 0.0 <= cfg.prf_weight < float("inf"):
         raise ConfigError(f"prf_weight must be >= 0 (0 = no feedback), got {cfg.prf_weight}")
+    for key in ("artist_weight", "genre_weight"):
+        if not 0.0 <= getattr(cfg, key) < float("inf"):
+            raise ConfigError(f"{key} must be >= 0 (0 = no metadata match), got "
+                              f"{getattr(cfg, key)}")
+    if not 0.0 < cfg.match_power < float("inf"):
+        raise ConfigError(f"match_power must be > 0, got {cfg.match_power}")
 
 
 def _fresh_run(run_dir: Path, meta: dict[str, Any]) -> Run | None:
