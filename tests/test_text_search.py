@@ -516,3 +516,24 @@ def test_metadata_match_serves_what_the_benchmark_measures(synthetic_run: Path,
     legacy = TextSearcher.load(old, artist_weight=7.0)
     assert legacy.metadata.fields["genre"].vocab == {}
     assert by_artist(legacy) == hits
+
+
+def test_bench_text_pairs_probe(synthetic_run: Path, tmp_path: Path) -> None:
+    """`bench text --pairs`: a query paired with itself overlaps fully, the file ships, and a
+    bad line is a one-line error naming the line."""
+    from dynplayer.text.bench import read_pairs, run_bench
+
+    shipped = read_pairs(Path(__file__).resolve().parents[1] / "docs" / "probes" / "ko-en.jsonl")
+    assert len(shipped) == 20 and ("잔잔한 발라드", "gentle ballads") in shipped
+    f = tmp_path / "pairs.jsonl"
+    f.write_text('{"query": "smooth jazz", "reference": "smooth jazz"}\n\n'
+                 '{"query": "신나는 케이팝", "reference": "upbeat k-pop", "note": "x"}\n',
+                 encoding="utf-8")
+    report = run_bench(synthetic_run, pairs=f)
+    assert "| smooth jazz | smooth jazz | 1.00 |" in report
+    assert "Pairs (2)" in report and "mean **" in report
+    for bad, why in (('{"query": "x"}', "expected"), ("{oops", "malformed JSON"),
+                     ('{"query": " ", "reference": "y"}', "empty")):
+        f.write_text('{"query": "a", "reference": "b"}\n' + bad + "\n", encoding="utf-8")
+        with pytest.raises(ConfigError, match=f"pairs.jsonl:2: .*{why}"):
+            read_pairs(f)

@@ -118,6 +118,9 @@ def register(app: typer.Typer) -> None:
         = 500,
         tune: Annotated[bool, typer.Option(help="The validation grid the defaults come from")]
         = False,
+        pairs: Annotated[Path | None, typer.Option(
+            help="JSON lines {query, reference}: only the top-50 overlap of each query with its "
+                 "reference wording (e.g. docs/probes/ko-en.jsonl)")] = None,
     ) -> None:
         """Keyword -> playlist and keyword -> tracks tables, hubness, and query latency."""
         from dynplayer.commands.bench import check_writable
@@ -125,7 +128,8 @@ def register(app: typer.Typer) -> None:
 
         if out is not None:
             check_writable(out)
-        text = run_bench(run_dir, split=split, latency_queries=latency_queries, tune=tune)
+        text = run_bench(run_dir, split=split, latency_queries=latency_queries, tune=tune,
+                         pairs=pairs)
         typer.echo(text)
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)

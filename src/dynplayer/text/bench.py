@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from dynplayer.errors import ConfigError
+from dynplayer.errors import ConfigError, DynplayerError
 from dynplayer.text.evaluate import (
     TextEval,
     playlist_retrieval,
@@ -65,9 +65,57 @@ def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
 
 
+def read_pairs(path: Path) -> list[tuple[str, str]]:
+    """JSON lines `{"query": str, "reference": str}` (extra fields ignored); a bad line is a
+    one-line error naming FILE:LINE."""
+    from dynplayer.data.json_errors import JSON_ERRORS, json_problem
+    from dynplayer.text.search import check_query
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the pairs file ({exc})") from exc
+    out: list[tuple[str, str]] = []
+    for no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except JSON_ERRORS as exc:
+            raise ConfigError(f"{path}:{no}: {json_problem(exc)}") from exc
+        if not isinstance(obj, dict) or not all(isinstance(obj.get(k), str)
+                                                for k in ("query", "reference")):
+            raise ConfigError(f"{path}:{no}: expected {{\"query\": text, \"reference\": text}}")
+        try:
+            out.append((check_query(obj["query"]), check_query(obj["reference"])))
+        except DynplayerError as exc:
+            raise ConfigError(f"{path}:{no}: {exc}") from exc
+    if not out:
+        raise ConfigError(f"{path}: no pairs")
+    return out
+
+
+def pairs_table(searcher: TextSearcher, pairs: list[tuple[str, str]], k: int = 50) -> list[str]:
+    """A probe without labels: how much of the reference wording's top-k tracks the query's
+    top-k shares (e.g. a Korean query beside its English wording on an English-trained model)."""
+    rows, overlaps = [], []
+    for query, reference in pairs:
+        got = {t.track_id for t in searcher.search(query, k=k).tracks}
+        ref = {t.track_id for t in searcher.search(reference, k=k).tracks}
+        overlap = len(got & ref) / max(len(ref), 1)
+        overlaps.append(overlap)
+        rows.append(_row([query, reference, f"{overlap:.2f}"]))
+    mean = float(np.mean(overlaps))
+    return ([f"Pairs ({len(pairs)}): the share of the reference's top {k} tracks in the query's "
+             f"top {k}; mean **{mean:.3f}**", "", _row(["query", "reference", "overlap"]),
+             _row(["---"] * 3), *rows, ""])
+
+
 def run_bench(run_dir: Path, split: str = "test", latency_queries: int = 500,
-              tune: bool = False) -> str:
+              tune: bool = False, pairs: Path | None = None) -> str:
     searcher = TextSearcher.load(run_dir)
+    if pairs is not None:  # the probe alone: it needs no split
+        return "\n".join(pairs_table(searcher, read_pairs(pairs)))
     ev = prepare_eval(searcher, split)
     if tune:
         if split != "val":
