@@ -24,7 +24,7 @@ from dynplayer.data.corpus import TEST, TRAIN
 from dynplayer.eval.peers import GRIDS, TrainData, tune_peer
 from dynplayer.eval.protocol import corpus_eval_set, evaluate_scorer
 from dynplayer.rank import features as F
-from dynplayer.rank.stage import TwoStage, cascade_predict, queries_from_order
+from dynplayer.rank.stage import TwoStage, queries_from_order
 from dynplayer.rank.train import (
     Examples,
     TrainRankerConfig,
@@ -32,6 +32,7 @@ from dynplayer.rank.train import (
     eval_examples,
     fit_ranker,
     prepare,
+    served_metrics,
     tune,
 )
 
@@ -96,13 +97,10 @@ def run_bench(run_dir: Path, peers: list[str], *, ablation: bool = True, threads
     say(f"test: {test.n_rel.shape[0]:,} playlists, candidate recall {test.candidate_recall:.3f}")
     emb_val = candidate_metrics(prep.val, prep.val.columns(["emb_cos"])[:, 0])
     emb_test = candidate_metrics(test, test.columns(["emb_cos"])[:, 0])
-    def served(ex: Any) -> dict[str, float]:  # the cascade, as `recommend` and the API rank
-        return candidate_metrics(ex, cascade_predict(ranker, ex.rows, ex.columns(names),
-                                                     cfg.stage.cascade_rounds,
-                                                     cfg.stage.cascade_keep))
-
     every_round = candidate_metrics(test, ranker.predict(test.columns(names)))
-    two_test, val_two = served(test), served(prep.val)
+    # the cascade, as `recommend` and the API rank
+    two_test = served_metrics(ranker, test, names, cfg.stage)
+    val_two = served_metrics(ranker, prep.val, names, cfg.stage)
     say(f"cascade ({cfg.stage.cascade_rounds} rounds for all, the rest for the best "
         f"{cfg.stage.cascade_keep}): test recall@10 {two_test['recall@10']:.4f}; every round "
         f"on every candidate {every_round['recall@10']:.4f}")

@@ -97,13 +97,7 @@ def cascade_predict(ranker: Ranker, rows: np.ndarray, x: np.ndarray, rounds: int
     if rounds <= 0 or rounds >= ranker.n_trees or x.shape[0] == 0:
         return ranker.predict(x)
     part = ranker.predict(x, 0, rounds)
-    order = np.lexsort((-part, rows))  # rows ascending, best first within each
-    srows = rows[order]
-    starts = np.r_[0, np.flatnonzero(srows[1:] != srows[:-1]) + 1]
-    rank = np.empty(rows.shape[0], np.int64)
-    rank[order] = np.arange(rows.shape[0]) - np.repeat(starts, np.diff(np.r_[starts,
-                                                                         rows.shape[0]]))
-    top = rank < keep
+    top = F.group_ranks(rows, part) < keep
     if top.all():
         return ranker.predict(x)
     full = part[top] + ranker.predict(x[top], rounds)

@@ -197,6 +197,14 @@ def candidate_metrics(ex: Examples, scores: np.ndarray,
     return out
 
 
+def served_metrics(ranker: Ranker, ex: Examples, names: list[str],
+                   stage: StageConfig) -> dict[str, float]:
+    """`candidate_metrics` of the ranking as served: the cascade (`StageConfig.cascade_rounds`
+    / `cascade_keep`) over `ranker`."""
+    return candidate_metrics(ex, cascade_predict(ranker, ex.rows, ex.columns(names),
+                                                 stage.cascade_rounds, stage.cascade_keep))
+
+
 def fit_ranker(params: RankerParams, names: list[str], train: Examples,
                val: Examples) -> Ranker:
     """Fit on the training examples (groups with a positive only); early stopping on val."""
@@ -304,10 +312,7 @@ def train_ranker(run_dir: Path, cfg: TrainRankerConfig | None = None,
     say(f"embedding ranking on validation: recall@10 {emb['recall@10']:.4f} ndcg@10 "
         f"{emb['ndcg@10']:.4f}")
     ranker, full, grid_rows, _ = tune(prep, cfg, names, say)
-    # what is served: the cascade (StageConfig.cascade_rounds / cascade_keep) over the same model
-    two = candidate_metrics(prep.val, cascade_predict(
-        ranker, prep.val.rows, prep.val.columns(names), cfg.stage.cascade_rounds,
-        cfg.stage.cascade_keep))
+    two = served_metrics(ranker, prep.val, names, cfg.stage)
     beats = _beats(two, emb)
     manifest = {
         "run": str(prep.run.path.resolve()),
@@ -343,4 +348,5 @@ def stage_from(prep: Prepared, ranker: Ranker, cfg: StageConfig) -> TwoStage:
 
 
 __all__ = ["DEFAULT_GROUPS", "Examples", "Prepared", "TrainRankerConfig", "asdict",
-           "candidate_metrics", "fit_ranker", "prepare", "stage_from", "train_ranker", "tune"]
+           "candidate_metrics", "fit_ranker", "prepare", "served_metrics", "stage_from",
+           "train_ranker", "tune"]
