@@ -354,3 +354,20 @@ def test_bench_ranker_reports_the_served_cascade(ranked_run: tuple[Path, dict]) 
     assert "| **two-stage** (embedding + ranker) |" in report
     assert "Every round on every candidate: test recall@10 0." in report
     assert "the ranker adds" in report
+
+
+def test_a_damaged_cascade_setting_is_a_one_line_error(ranked_run: tuple[Path, dict],
+                                                       tmp_path: Path) -> None:
+    from dynplayer.errors import ArtifactError
+
+    src, _ = ranked_run
+    run = load_run(src)
+    corpus = load_corpus(run.corpus_dir)
+    d = tmp_path / "ranker"
+    shutil.copytree(src / "ranker", d)
+    manifest = json.loads((d / "manifest.json").read_text())
+    manifest["stage"]["cascade_keep"] = 0
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="cascade_keep >= 1, got 30 / 0") as err:
+        load_stage(run, corpus, run_vocab(run, corpus), directory=d)
+    assert "\n" not in str(err.value)

@@ -212,6 +212,9 @@ def load_stage(run: Run, corpus: Corpus, vocab: np.ndarray,
         feats = [str(f) for f in manifest["features"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f"{d}/manifest.json: incomplete ranker manifest ({exc})") from exc
+    if cfg.cascade_rounds < 0 or cfg.cascade_keep < 1:
+        raise ArtifactError(f"{d}/manifest.json: stage.cascade_rounds must be >= 0 and "
+                            f"cascade_keep >= 1, got {cfg.cascade_rounds} / {cfg.cascade_keep}")
     unknown = sorted(set(feats) - set(F.ALL_FEATURES))
     if unknown:
         raise ArtifactError(f"{d}: unknown features {', '.join(unknown)}")
