@@ -16,6 +16,7 @@ import pytest
 
 from dynplayer.data.corpus import TEST, Corpus, load_corpus
 from dynplayer.errors import ArtifactError, ConfigError, QueryError
+from dynplayer.text.bench import MATCH_WEIGHTS
 from dynplayer.text.evaluate import playlist_retrieval, prepare_eval, ranking_metrics, track_scores
 from dynplayer.text.metadata import FieldIndex, MetadataMatch, fold_words
 from dynplayer.text.model import TextConfig
@@ -328,17 +329,24 @@ def test_bench_text_reports_the_default_beside_peers_and_the_prf_ablation(
     default = next(v for k, v in cells.items() if k.startswith("**default**"))
     assert f"PRF weight {c.prf_weight:g}" in default[0]
     want = ranking_metrics(track_scores(ev, c.retrieval, top_playlists=c.top_playlists,
-                                        sim_power=c.sim_power, prf_weight=c.prf_weight),
-                           ev.relevant)
+                                        sim_power=c.sim_power, prf_weight=c.prf_weight,
+                                        metadata=True), ev.relevant)
     assert float(default[4]) == pytest.approx(want["recall@50"], abs=1e-4)
+    assert "+ artist / genre match" in default[0] and any(
+        k.endswith("no metadata match") for k in cells)
     ablation = [v for v in cells.values() if v[1] == "ablation: peer + our PRF"]
     assert len(ablation) == 2  # BM25 and zero-shot retrieval with the same feedback
     best_peer = max(float(v[4]) for v in cells.values() if v[1] == "yes")
     assert default[6] == f"{float(default[4]) / best_peer:.2f}x |"
     assert "without PRF: CPU p50" in out and "the best ablation row" in out
+    assert "without the metadata match: CPU p50" in out
     code, out, _ = _cli(["bench", "text", str(synthetic_run), "--split", "val", "--tune"],
                         capsys, monkeypatch)
     assert code == 0 and "best hybrid with PRF by Recall@50" in out
+    section = out.split("Validation grid: the metadata match")[1]
+    grid = [line for line in section.splitlines() if line.startswith("| ")]
+    assert len(grid) == 2 + 3 * (len(MATCH_WEIGHTS) ** 2 - 1) + 1  # header, rule, points
+    assert out.count("chooses artist") == 2
     code, _, err = _cli(["bench", "text", str(synthetic_run), "--split", "test", "--tune"],
                         capsys, monkeypatch)
     assert code == 2 and "validation split only" in err

@@ -263,8 +263,11 @@ def _latency(searcher: TextSearcher, ev: TextEval, n: int) -> list[str]:
     agg: list[float] = []
     agg_cpu: list[float] = []
     plain_cpu: list[float] = []
+    no_match_cpu: list[float] = []
     cfg = searcher.cfg
     plain = dataclasses.replace(cfg, prf_weight=0.0)
+    no_match = dataclasses.replace(cfg, artist_weight=0.0, genre_weight=0.0)
+    variants = [(cfg, agg_cpu), (plain, plain_cpu), (no_match, no_match_cpu)]
     # One BLAS thread: a single query is a matrix-vector product, where threads only add
     # synchronisation (and the dev machine is shared).
     with threadpool_limits(limits=1, user_api="blas"):
@@ -283,21 +286,20 @@ def _latency(searcher: TextSearcher, ev: TextEval, n: int) -> list[str]:
             cpu.append(c2 - c1)
             # The track ranking alone (what serving runs after its pgvector playlist search).
             rows, sims = searcher.top_playlists(searcher.encode_query(q)[None, :])
-            # With and without pseudo-relevance feedback, in alternating order (whichever runs
-            # second finds the playlists' occurrences in cache).
-            for with_prf in ((True, False) if len(agg) % 2 else (False, True)):
-                searcher.cfg = cfg if with_prf else plain
+            # The default, without pseudo-relevance feedback and without the metadata match, in
+            # rotating order (whichever runs later finds the playlists' occurrences in cache).
+            shift = len(agg_cpu) % len(variants)
+            for variant, out in variants[shift:] + variants[:shift]:
+                searcher.cfg = variant
                 try:
                     c3, t3 = time.thread_time(), time.perf_counter()
-                    searcher.aggregate(rows[0], sims[0], 50)
+                    searcher.aggregate(rows[0], sims[0], 50, query=q)
                     t4, c4 = time.perf_counter(), time.thread_time()
                 finally:
                     searcher.cfg = cfg
-                if with_prf:
+                if variant is cfg:
                     agg.append(t4 - t3)
-                    agg_cpu.append(c4 - c3)
-                else:
-                    plain_cpu.append(c4 - c3)
+                out.append(c4 - c3)
     tot = np.array(total) * 1e3
     enc = np.array(encode) * 1e3
     cpu_ms = np.array(cpu) * 1e3
@@ -314,7 +316,9 @@ def _latency(searcher: TextSearcher, ev: TextEval, n: int) -> list[str]:
             f"CPU p50 {np.percentile(agg_cpu, 50) * 1e3:.2f} ms, "
             f"p99 {np.percentile(agg_cpu, 99) * 1e3:.2f} ms (without PRF: CPU p50 "
             f"{np.percentile(plain_cpu, 50) * 1e3:.2f} ms, "
-            f"p99 {np.percentile(plain_cpu, 99) * 1e3:.2f} ms).", ""]
+            f"p99 {np.percentile(plain_cpu, 99) * 1e3:.2f} ms; without the metadata match: CPU "
+            f"p50 {np.percentile(no_match_cpu, 50) * 1e3:.2f} ms, "
+            f"p99 {np.percentile(no_match_cpu, 99) * 1e3:.2f} ms).", ""]
 
 
 def tune_grid(ev: TextEval) -> list[str]:
@@ -346,7 +350,7 @@ def tune_grid(ev: TextEval) -> list[str]:
         lines.append("")
         lines.append(f"best {name} by Recall@50: caption weight {b[1]}, top {b[2]}, "
                      f"power {b[3]}: Recall@50 {b[7]}")
-    return lines + [""] + prf_grid(ev)
+    return lines + [""] + prf_grid(ev) + [""] + match_grid(ev)
 
 
 PRF_WEIGHTS = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0)
@@ -378,3 +382,50 @@ def prf_grid(ev: TextEval) -> list[str]:
         lines += ["", f"best {method} with PRF by Recall@50: top {b[2]}, power {b[3]}, "
                       f"PRF weight {b[4]}: Recall@50 {b[7]}"]
     return lines
+
+
+MATCH_WEIGHTS = (0.0, 2.0, 4.0, 8.0)
+MATCH_POWERS = (1.0, 2.0, 4.0)
+
+
+def match_grid(ev: TextEval) -> list[str]:
+    """Validation grid of the metadata match (artist weight x genre weight x power) over the
+    configured retrieval, aggregation and feedback; then each half of the queries chooses a
+    point and the other half scores it (does the choice carry over?)."""
+    s = ev.searcher
+    c = s.cfg
+    if s.metadata.empty:
+        return ["The tracks have no artists or genres: no metadata-match grid.", ""]
+    sims = ev.similarities(c.retrieval, c.caption_weight)
+    halves = np.random.default_rng(0).integers(0, 2, ev.n)
+    lines = ["Validation grid: the metadata match (the query's words in the tracks' artist "
+             "names / genres)", "",
+             _row(["artist weight", "genre weight", "power", "Recall@10", "NDCG@10", "Recall@50",
+                   "NDCG@50", "half 0 Recall@50", "half 1 Recall@50"]), _row(["---"] * 9)]
+    points: list[tuple[float, float, float, float, float, float]] = []
+    try:
+        for a in MATCH_WEIGHTS:
+            for g in MATCH_WEIGHTS:
+                for p in MATCH_POWERS if a or g else (1.0,):
+                    s.cfg = dataclasses.replace(c, artist_weight=a, genre_weight=g,
+                                                match_power=p)
+                    sc = track_scores(ev, c.retrieval, top_playlists=c.top_playlists,
+                                      sim_power=c.sim_power, caption_weight=c.caption_weight,
+                                      prf_weight=c.prf_weight, sims=sims, metadata=True)
+                    r = ranking_metrics(sc, ev.relevant)
+                    h = [ranking_metrics(sc[halves == i], ev.relevant[halves == i])["recall@50"]
+                         for i in (0, 1)]
+                    points.append((a, g, p, r["recall@50"], h[0], h[1]))
+                    lines.append(_row([a, g, p, *(_fmt(r[k]) for k in METRIC_KEYS),
+                                       _fmt(h[0]), _fmt(h[1])]))
+    finally:
+        s.cfg = c
+    off = next(x for x in points if x[0] == 0 and x[1] == 0)
+    lines.append("")
+    for i in (0, 1):
+        b = max(points, key=lambda x: x[4 + i])
+        other = 5 - i
+        lines.append(f"half {i} chooses artist {b[0]:g} / genre {b[1]:g} / power {b[2]:g}: the "
+                     f"other half's Recall@50 {b[other]:.4f} vs {off[other]:.4f} without the "
+                     f"match ({b[other] / max(off[other], 1e-12):.3f}x)")
+    return lines + [""]
