@@ -49,6 +49,7 @@ def test_text(client: TestClient, serve_catalog: Catalog, text_searcher: TextSea
     assert r.headers["content-type"] == "application/json"
     TextResponse.model_validate_json(r.content, strict=True)  # the documented response model
     assert body["model_version"] == serve_catalog.version and body["text"] == "smooth jazz bebop"
+    assert body["searched_as"] is None  # nothing to bridge in an English query
     assert len(body["tracks"]) == 7
     names = dict(zip(serve_catalog.track_ids, serve_catalog.names, strict=True))
     row_of = {pid: i for i, pid in enumerate(text_searcher.playlist_pids)}
@@ -77,6 +78,15 @@ def test_text_korean(client: TestClient) -> None:
     assert len(tracks) == 5 and sum("k-pop" in t["name"] for t in tracks) >= 4
     assert any("케이팝" in b["caption"] or "아이돌" in b["caption"]
                for t in tracks for b in t["because"])
+
+
+def test_text_says_how_a_korean_loanword_was_searched(client: TestClient) -> None:
+    r = client.post("/v1/recommend/text", json={"text": "메탈", "k": 5})
+    assert r.status_code == 200, r.text
+    TextResponse.model_validate_json(r.content, strict=True)
+    body = r.json()
+    assert body["text"] == "메탈" and body["searched_as"] == "metal"
+    assert sum("metal" in t["name"] for t in body["tracks"]) >= 4
 
 
 def test_continue_reports_unknown_and_masks_seeds(client: TestClient,

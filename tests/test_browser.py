@@ -90,6 +90,17 @@ def test_text_search_shows_tracks_artists_and_because(page: Any, api_url: str) -
     assert "jazz" in first.locator(".because").inner_text()
 
 
+def test_a_bridged_loanword_is_shown_as_searched(page: Any, api_url: str) -> None:
+    page.goto(api_url + "/")
+    names = search(page, "메탈")
+    assert sum("metal" in n for n in names) >= 15
+    assert page.locator("#results-title").inner_text() == 'Tracks for “메탈” (searched as “metal”)'
+    page.fill("#text-input", "jazz bebop")  # an English query: the title says nothing more
+    page.click("#text-form button[type=submit]")
+    page.wait_for_function(
+        "document.getElementById('results-title').textContent === 'Tracks for “jazz bebop”'")
+
+
 def test_korean_query_renders_with_cjk_fonts(page: Any, api_url: str) -> None:
     if shutil.which("fc-list") is None or "Noto Sans CJK" not in subprocess.run(
             ["fc-list"], capture_output=True, text=True).stdout:

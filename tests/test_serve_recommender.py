@@ -127,6 +127,18 @@ def test_text_matches_searcher_end_to_end(rec: Recommender, text_searcher: TextS
                                rtol=1e-5)
 
 
+def test_text_bridges_korean_loanwords_on_both_paths(rec: Recommender,
+                                                    text_searcher: TextSearcher) -> None:
+    """"메탈" (metal) is not a caption word of the planted corpus: both paths search it as
+    "metal", say so, and answer as the exact searcher does."""
+    answer = rec.text_answer("메탈", k=10)
+    assert answer.searched_as == "metal"
+    expected = text_searcher.search("metal", k=10)
+    assert [t.track_id for t in answer.tracks] == [t.track_id for t in expected.tracks]
+    assert np.mean([genre_of(t.name) == "metal" for t in answer.tracks]) >= 0.8
+    assert rec.text_answer("heavy metal", k=5).searched_as is None
+
+
 def test_search_tracks_by_name_or_artist(rec: Recommender, serve_catalog: Catalog) -> None:
     found = rec.search_tracks("ARTIST 1", limit=50)
     assert found and all("artist 1" in (t.artist or "").lower() or

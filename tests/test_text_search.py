@@ -285,7 +285,9 @@ def test_korean_query_round_trip_through_the_cli(synthetic_run: Path, tmp_path: 
     lines = [json.loads(line) for line in out.splitlines()]
     assert [x["query"] for x in lines] == ["신나는 케이팝", "heavy metal gym"]
     assert "신나는" in out  # written as UTF-8, not \u escapes
-    assert all(list(x) == ["query", "tracks", "scores"] for x in lines)
+    assert all(list(x) == ["query", "tracks", "scores", "searched_as"] for x in lines)
+    # 신나는 and 케이팝 are caption words of this corpus: searched as typed (no loanword bridge)
+    assert [x["searched_as"] for x in lines] == [None, None]
     assert all(len(x["tracks"]) == 12 == len(x["scores"]) for x in lines)
     assert lines[0]["scores"] == sorted(lines[0]["scores"], reverse=True)
     searcher = TextSearcher.load(synthetic_run)
@@ -295,6 +297,8 @@ def test_korean_query_round_trip_through_the_cli(synthetic_run: Path, tmp_path: 
                         monkeypatch)
     assert code == 0 and "tracks (top 3)" in out and 'from "' in out
     assert "케이팝" in out.split("tracks (top 3)")[0]  # contributing playlists are printed
+    code, out, _ = _cli(["search", str(synthetic_run), "메탈", "-k", "3"], capsys, monkeypatch)
+    assert code == 0 and "searched as: metal (Korean loanwords bridged" in out
     queries.write_text("jazz\n" + "y" * 600 + "\n", encoding="utf-8")
     code, out, err = _cli(["search", str(synthetic_run), "--queries", str(queries), "--jsonl"],
                           capsys, monkeypatch)
@@ -534,12 +538,16 @@ def test_bench_text_pairs_probe(synthetic_run: Path, tmp_path: Path) -> None:
     shipped = read_pairs(Path(__file__).resolve().parents[1] / "docs" / "probes" / "ko-en.jsonl")
     assert len(shipped) == 20 and ("잔잔한 발라드", "gentle ballads") in shipped
     f = tmp_path / "pairs.jsonl"
+    holdout = Path(__file__).resolve().parents[1] / "docs" / "probes" / "ko-en-holdout.jsonl"
+    assert len(read_pairs(holdout)) == 24
     f.write_text('{"query": "smooth jazz", "reference": "smooth jazz"}\n\n'
-                 '{"query": "신나는 케이팝", "reference": "upbeat k-pop", "note": "x"}\n',
-                 encoding="utf-8")
+                 '{"query": "신나는 케이팝", "reference": "upbeat k-pop", "note": "x"}\n'
+                 '{"query": "메탈", "reference": "metal"}\n', encoding="utf-8")
     report = run_bench(synthetic_run, pairs=f)
-    assert "| smooth jazz | smooth jazz | 1.00 |" in report
-    assert "Pairs (2)" in report and "mean **" in report
+    assert "| smooth jazz | (as typed) | smooth jazz | 1.00 | 1.00 |" in report
+    # the loanword is searched as its English source: the reference's own tracks
+    assert "| 메탈 | metal | metal | 1.00 |" in report
+    assert "Pairs (3)" in report and "mean **" in report and "without the loanword" in report
     for bad, why in (('{"query": "x"}', "expected"), ("{oops", "malformed JSON"),
                      ('{"query": " ", "reference": "y"}', "empty")):
         f.write_text('{"query": "a", "reference": "b"}\n' + bad + "\n", encoding="utf-8")

@@ -70,7 +70,8 @@ class Results(Sequence[Track]):
     """An ordered list of `Track`s (index it, iterate it, `len` it) with what was asked.
 
     `query` is the text, the seed ids or the track the answer is for; `unknown` lists seed ids
-    the model does not know (`recommend`); `playlists` the playlists a text query matched."""
+    the model does not know (`recommend`); `playlists` the playlists a text query matched;
+    `searched_as` the text as searched when Korean loanwords in it were bridged (`search`)."""
 
     kind: str  # similar | recommend | search | find_tracks
     query: str | tuple[str, ...]
@@ -78,6 +79,7 @@ class Results(Sequence[Track]):
     model_version: str
     unknown: tuple[str, ...] = ()
     playlists: tuple[Playlist, ...] = field(default=(), repr=False)
+    searched_as: str | None = None  # search: the text with Korean loanwords bridged, if any
 
     @overload
     def __getitem__(self, i: int) -> Track: ...
@@ -224,7 +226,7 @@ class Dynplayer:
         """Tracks for free text ("rainy day jazz"), each with the playlists it came from."""
         answer = self.recommender.text_answer(text, k)
         return _results("search", text, self.model_version, answer.tracks,
-                        playlists=_playlists(answer.playlists))
+                        playlists=_playlists(answer.playlists), searched_as=answer.searched_as)
 
     def find_tracks(self, q: str, limit: int = 10) -> Results:
         """Tracks by name or artist: case-, accent- and typo-tolerant, most popular first."""

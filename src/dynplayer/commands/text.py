@@ -92,10 +92,14 @@ def register(app: typer.Typer) -> None:
             if jsonl:
                 sys.stdout.write(json.dumps({"query": text, "tracks": result.track_ids,
                                              "scores": [round(t.score or 0.0, 6)
-                                                        for t in result]},
+                                                        for t in result],
+                                             "searched_as": result.searched_as},
                                             ensure_ascii=False) + "\n")
                 continue
             typer.echo(f"query: {text}")
+            if result.searched_as:
+                typer.echo(f"searched as: {result.searched_as} (Korean loanwords bridged; "
+                           "--set loanwords=false searches the text as typed)")
             shown = result.playlists[:playlists]
             typer.echo(f"playlists ({len(shown)} of the {len(result.playlists)} the tracks come "
                        "from, by similarity):")

@@ -75,6 +75,7 @@ class TrackInfo:
 class TextAnswer:
     tracks: list[TrackResult]
     playlists: list[PlaylistHit]  # the playlists the tracks were aggregated from, best first
+    searched_as: str | None = None  # the query with Korean loanwords bridged, when any were
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,9 @@ class Recommender(abc.ABC):
         query = check_text(text)
         if self.searcher is None:
             raise TextModelMissing("this model has no text model (run `dynplayer train-text`)")
+        bridged = getattr(self.searcher, "bridged", None)
+        searched_as = bridged(query) if bridged is not None else None
+        query = searched_as or query
         qvec = np.asarray(self._encode(query), dtype=np.float32).reshape(-1)
         rows, sims = self._top_playlists(qvec, self.text_playlists)
         result = self.searcher.aggregate(rows, sims, k, query=query)
@@ -198,7 +202,7 @@ class Recommender(abc.ABC):
                                 name=info.get(h.track_id, unknown).name,
                                 artist=info.get(h.track_id, unknown).artist,
                                 because=list(h.because)) for h in hits],
-            playlists=list(result.playlists))
+            playlists=list(result.playlists), searched_as=searched_as)
 
     @cached_property
     def _encode(self) -> Callable[[str], np.ndarray]:

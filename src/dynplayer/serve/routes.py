@@ -95,11 +95,12 @@ def recommend_text(body: TextRequest, rec: RecommenderDep, service: ServiceDep) 
     # TextResponse, instead of building and re-validating ~200 pydantic objects (1.3 ms a
     # request). tests/test_api.py checks the body against TextResponse.
     limit = service.settings.because_limit
+    answer = rec.text_answer(body.text, body.k)
     body_out = {"text": body.text, "model_version": rec.version, "tracks": [
         {"track_id": t.track_id, "name": t.name, "artist": t.artist, "score": float(t.score),
          "because": [{"pid": b.pid, "caption": b.caption, "similarity": float(b.similarity)}
                      for b in t.because[:limit]]}
-        for t in rec.text(body.text, body.k)]}
+        for t in answer.tracks], "searched_as": answer.searched_as}
     return Response(orjson.dumps(body_out), media_type="application/json")
 
 

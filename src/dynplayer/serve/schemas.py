@@ -70,6 +70,10 @@ class TextResponse(BaseModel):
     text: str
     model_version: str
     tracks: list[TrackOut]
+    searched_as: str | None = Field(
+        default=None, description="the text as searched when Korean loanwords in it were "
+        "replaced by the English words the captions use (\"발라드\" -> \"ballad\"); null "
+        "when nothing was replaced")
 
 
 class ContinueResponse(BaseModel):

@@ -78,6 +78,9 @@ class Service:
         searcher = (self.searcher_factory or load_searcher)(run_dir)
         if searcher is not None:
             searcher.encode_query("warm up")  # load the text encoder before the first request
+            bridged = getattr(searcher, "bridged", None)
+            if bridged is not None:
+                bridged("발라드")  # and build the loanword bridge (`text.loanwords`)
         detail: dict[str, Any] = {}
         # How many playlists a text query aggregates: the setting when given, else the text
         # model's own (TextConfig.top_playlists), so serving answers as `dynplayer search` does.

@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from dynplayer.data.corpus import SPLIT_NAMES, TRAIN
-from dynplayer.errors import ConfigError
+from dynplayer.errors import ConfigError, QueryError
 from dynplayer.eval.hubness import top_k_hubness
 from dynplayer.eval.metrics import ndcg_at_k, recall_at_k
 from dynplayer.run import l2_normalize, load_run
@@ -143,8 +143,18 @@ def prepare_eval(searcher: TextSearcher, split: str = "test") -> TextEval:
     rows = data.usable(SPLIT_NAMES[split])
     rel = data.counts[rows].tocsr()
     rel.data[:] = 1.0
+    # the queries as search sees them: Korean loanwords bridged (English ones are unchanged)
+    queries = [data.captions[p] for p in rows]
+    queries = [_bridged(searcher, q) or q for q in queries]
     return TextEval(searcher=searcher, data=data, split=SPLIT_NAMES[split], rows=rows,
-                    queries=[data.captions[p] for p in rows], relevant=rel)
+                    queries=queries, relevant=rel)
+
+
+def _bridged(searcher: TextSearcher, query: str) -> str | None:
+    try:
+        return searcher.bridged(query)
+    except QueryError:  # an empty or overlong caption is searched as it is
+        return None
 
 
 def ranking_metrics(scores: np.ndarray, relevant: sp.csr_matrix,

@@ -61,6 +61,10 @@ class TextConfig:
     artist_weight: float = 4.0
     genre_weight: float = 4.0
     match_power: float = 2.0
+    # Korean loanwords in a query replaced by the English words of the captions and genres
+    # they sound like ("발라드" -> "ballad"; `text.loanwords`); text without Hangul is
+    # untouched. Only with the USE encoder, whose similarities its thresholds were set with.
+    loanwords: bool = True
 
 
 class ResidualProjection(nn.Module):

@@ -23,6 +23,7 @@ from dynplayer.errors import ArtifactError, ConfigError, QueryError
 from dynplayer.run import Run, l2_normalize
 from dynplayer.text.api import PlaylistHit, SearchResult, TextSearcherProtocol, TrackHit
 from dynplayer.text.encoders import TextEncoder, make_encoder
+from dynplayer.text.loanwords import LoanwordBridge
 from dynplayer.text.metadata import MetadataMatch
 from dynplayer.text.model import TextConfig, project_numpy
 from dynplayer.text.space import compose_playlist_vectors, search_projection, vectors_hash, wordless
@@ -229,6 +230,24 @@ class TextSearcher(TextSearcherProtocol):
     def encode_query(self, text: str) -> np.ndarray:
         return self.encode_queries([check_query(text)])[0]
 
+    def bridged(self, text: str) -> str | None:
+        """The normalised query with its Korean loanwords replaced by English words of the
+        captions and genres (`text.loanwords`), or None when nothing was replaced (or the
+        bridge is off: `loanwords=false`, or an encoder other than USE)."""
+        norm = check_query(text)
+        if not (self.cfg.loanwords and self.cfg.encoder == "use"):
+            return None
+        out = self.loanword_bridge.rewrite(norm)
+        return out if out != norm and len(out) <= MAX_QUERY_CHARS else None
+
+    @cached_property
+    def loanword_bridge(self) -> LoanwordBridge:
+        genre = self.metadata.fields["genre"]
+        df = np.diff(genre.postings.indptr)
+        return LoanwordBridge.from_texts(self.playlist_captions,
+                                         {w: int(df[i]) for w, i in genre.vocab.items()},
+                                         self.encoder.encode)
+
     def top_playlists(self, query_vectors: np.ndarray,
                       m: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The m best playlist rows per query and their cosine similarities, best first.
@@ -339,8 +358,10 @@ class TextSearcher(TextSearcherProtocol):
                      + self.cfg.prf_weight * np.clip(cos, 0.0, None))
         return out
 
-    def search(self, text: str, k: int = 20) -> SearchResult:
+    def search(self, text: str, k: int = 20, bridge: bool = True) -> SearchResult:
+        """`bridge`: Korean loanwords bridged first (`bridged`), as in serving."""
         check_k(k)
+        text = (self.bridged(text) if bridge else None) or text
         q = self.encode_query(text)
         rows, vals = self.top_playlists(q[None, :])
         return self.aggregate(rows[0], vals[0], k, query=text)

@@ -146,7 +146,10 @@ async function busy(what, work) {
 function searchText(text) {
   return busy("searching…", async () => {
     const data = await call("/v1/recommend/text", { text, k: 20 });
-    render(`Tracks for “${text}”`, data.tracks);
+    // Korean loanwords are searched as the English words the captions use ("발라드" as
+    // "ballad"): say so, so the list is not a surprise
+    const as = data.searched_as ? ` (searched as “${data.searched_as}”)` : "";
+    render(`Tracks for “${text}”${as}`, data.tracks);
   });
 }
 
