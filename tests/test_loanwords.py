@@ -51,7 +51,8 @@ def test_the_bridge_rewrites_loanwords_only(use_encode) -> None:  # type: ignore
     # 20 captions the df prior (+0.15) lifts it over
     assert bridge.rewrite("재즈") == "재즈"
     assert LoanwordBridge(Counter({"jazz": 20}), [], use_encode).rewrite("재즈") == "jazz"
-    assert bridge.rewrite("로맨틱한 노래") == "romantic 노래"  # a suffix after a loanword
+    # a loanword with a suffix: the suffix is kept, nothing typed is dropped
+    assert bridge.rewrite("로맨틱한 노래") == "romantic 한 노래"
     assert bridge.rewrite("gentle ballads") == "gentle ballads"  # no Hangul: as typed
     assert bridge.rewrite("노래") == "노래"  # native: "nearly" shares its key, not its sense
     assert bridge.rewrite("가을") == "가을"  # native: "kill" shares its key

@@ -163,7 +163,8 @@ def _track_table(ev: TextEval) -> list[str]:
     def add(name: str, peer: bool | str, method: str, **kw: Any) -> None:
         kw.setdefault("caption_weight", c.caption_weight)
         kind = "yes" if peer is True else (peer or "")
-        rows.append((name, kind, ranking_metrics(track_scores(ev, method, **kw), ev.relevant)))
+        on = kw.pop("on", ev)
+        rows.append((name, kind, ranking_metrics(track_scores(on, method, **kw), ev.relevant)))
 
     add("popularity", True, "popularity")
     add("BM25 -> top-50 playlists, occurrence x similarity", True, "bm25", **ref)
@@ -199,6 +200,11 @@ def _track_table(ev: TextEval) -> list[str]:
         default += tag
     add(f"**default**: {default}", False, c.retrieval, **tuned, qbnorm_beta=c.qbnorm_beta,
         prf_weight=c.prf_weight, metadata=match)
+    if ev.typed is not None:  # every row above searched the bridged queries, peers too
+        n = sum(a != b for a, b in zip(ev.queries, ev.typed, strict=True))
+        add(f"default, queries as typed (no loanword bridge; it rewrote {n:,} of {ev.n:,})",
+            False, c.retrieval, on=ev.as_typed(), **tuned, qbnorm_beta=c.qbnorm_beta,
+            prf_weight=c.prf_weight, metadata=match)
     if c.qbnorm_beta <= 0:
         add(f"{c.retrieval} {pfx}, QB-Norm beta 10" + (
             f", PRF weight {c.prf_weight:g}" if c.prf_weight > 0 else ""), False, c.retrieval,

@@ -50,8 +50,14 @@ class TextEval:
     data: TextData
     split: int
     rows: np.ndarray  # corpus playlist_idx of the queries
-    queries: list[str]
+    queries: list[str]  # as search sees them: Korean loanwords bridged (`text.loanwords`)
     relevant: sp.csr_matrix  # (n_queries, V) binary
+    typed: list[str] | None = None  # the captions as written, where any query was bridged
+
+    def as_typed(self) -> TextEval:
+        """This split with its queries as written (no loanword bridge); itself when none was
+        bridged."""
+        return self if self.typed is None else replace(self, queries=self.typed, typed=None)
 
     @property
     def n(self) -> int:
@@ -144,10 +150,10 @@ def prepare_eval(searcher: TextSearcher, split: str = "test") -> TextEval:
     rel = data.counts[rows].tocsr()
     rel.data[:] = 1.0
     # the queries as search sees them: Korean loanwords bridged (English ones are unchanged)
-    queries = [data.captions[p] for p in rows]
-    queries = [_bridged(searcher, q) or q for q in queries]
+    typed = [data.captions[p] for p in rows]
+    queries = [_bridged(searcher, q) or q for q in typed]
     return TextEval(searcher=searcher, data=data, split=SPLIT_NAMES[split], rows=rows,
-                    queries=queries, relevant=rel)
+                    queries=queries, relevant=rel, typed=typed if queries != typed else None)
 
 
 def _bridged(searcher: TextSearcher, query: str) -> str | None:

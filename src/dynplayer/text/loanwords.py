@@ -19,7 +19,7 @@ words that is in neither probe (tests/fixtures/loanword_dev.json; with the MPD s
 as "jam"; the tests hold it). A word the model's own captions use at least as often as the
 English one is left alone (on a Korean model the encoder knows 재즈 from its captions). A word
 with no match may be a loanword with a Korean suffix (로맨틱한): its longest matching prefix is
-bridged, then the rest.
+bridged, then the rest, which is kept as typed when nothing in it matches.
 
 A bridged word replaces the Korean one in the query ("잔잔한 발라드" -> "잔잔한 ballad"), which
 then goes through retrieval, the metadata match and the feedback as typed. Text without Hangul
@@ -161,11 +161,12 @@ class LoanwordBridge:
         """English words with this key (0 edits), or from 5 symbols also one edit away (1)."""
         out = [(w, 0) for w in self.by_key.get(key, [])]
         if n_symbols(key) >= 5:
+            from rapidfuzz import process
             from rapidfuzz.distance import Levenshtein
 
-            out += [(w, 1) for k in self._keys
-                    if k != key and Levenshtein.distance(k, key, score_cutoff=1) <= 1
-                    for w in self.by_key[k]]
+            near = process.extract(key, self._keys, scorer=Levenshtein.distance,
+                                   score_cutoff=1, limit=None)
+            out += [(w, 1) for k, d, _ in near if d == 1 for w in self.by_key[k]]
         return out
 
     def _word(self, korean: str) -> str | None:
@@ -188,15 +189,17 @@ class LoanwordBridge:
 
     def words(self, korean: str) -> list[str]:
         """English words for a Hangul word: itself bridged, else its longest bridged prefix
-        followed by the rest's words (an unbridged suffix such as -한 is dropped); [] when
-        nothing in it is bridged."""
+        followed by the rest, bridged the same way or kept as typed (뮤직토크쇼 -> music 토크쇼,
+        로맨틱한 -> romantic 한: no word of the query is dropped); [] when nothing in it is
+        bridged."""
         w = self.word(korean)
         if w:
             return [w]
         for cut in range(len(korean) - 1, 0, -1):
             w = self.word(korean[:cut])
             if w:
-                return [w, *self.words(korean[cut:])]
+                rest = korean[cut:]
+                return [w, *(self.words(rest) or [rest])]
         return []
 
     def rewrite(self, text: str) -> str:

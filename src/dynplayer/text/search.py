@@ -244,6 +244,8 @@ class TextSearcher(TextSearcherProtocol):
     def loanword_bridge(self) -> LoanwordBridge:
         genre = self.metadata.fields["genre"]
         df = np.diff(genre.postings.indptr)
+        # The encoder is called only for a Hangul word not seen before (then cached); USE's
+        # numpy forward pass keeps no state between calls, so API threads may share it.
         return LoanwordBridge.from_texts(self.playlist_captions,
                                          {w: int(df[i]) for w, i in genre.vocab.items()},
                                          self.encoder.encode)
