@@ -505,7 +505,9 @@ def test_metadata_match_serves_what_the_benchmark_measures(synthetic_run: Path,
         result = searcher.search(query, k=20)
         ids = [col[t.track_id] for t in result.tracks]
         assert [t.score for t in result.tracks] == pytest.approx(batch[i, ids], abs=1e-4)
-    artist = max(set(searcher.track_artists), key=searcher.track_artists.count)
+    # the most common artist, ties by name (a set's order changes with the hash seed)
+    artist = max(sorted({a for a in searcher.track_artists if a}),
+                 key=searcher.track_artists.count)
     assert artist is not None
     n = min(10, searcher.track_artists.count(artist))
     def by_artist(s: TextSearcher) -> list[str]:
@@ -516,8 +518,10 @@ def test_metadata_match_serves_what_the_benchmark_measures(synthetic_run: Path,
     strong = TextSearcher.load(synthetic_run, artist_weight=7.0)
     hits = by_artist(strong)
     assert {strong.track_artists[col[t]] for t in hits} == {artist}
+    # without the match, retrieval alone finds few of them (a caption never names an artist,
+    # but this artist's genre playlists can still hold some of its tracks)
     off = by_artist(TextSearcher.load(synthetic_run, artist_weight=0.0))
-    assert artist not in {strong.track_artists[col[t]] for t in off}
+    assert sum(strong.track_artists[col[t]] == artist for t in off) <= n // 2
     # a text model written before tracks.json held genres: the artist match still works
     old = tmp_path / "run"
     shutil.copytree(synthetic_run, old)
