@@ -99,6 +99,29 @@ def test_the_cascade_scores_the_best_candidates_with_every_round() -> None:
         np.testing.assert_array_equal(rest, np.argsort(-part[sel][~mask], kind="stable"))
 
 
+def test_the_ease_lambda_is_the_ease_peers_choice_on_validation(
+        ranked_run: tuple[Path, dict]) -> None:
+    """The ease features use the lambda the EASE peer picks on validation (the grid the peer
+    is tuned over), fitted on the run's training playlists; the stage serves with it."""
+    from dynplayer.data.corpus import TRAIN
+    from dynplayer.eval.peers import GRIDS, tune_peer
+    from dynplayer.eval.protocol import evaluate_scorer
+
+    run_dir, manifest = ranked_run
+    run = load_run(run_dir)
+    corpus = load_corpus(run.corpus_dir)
+    vocab = run_vocab(run, corpus)
+    val = corpus_eval_set(corpus, VAL, vocab)
+    peer = tune_peer("ease", TrainData(corpus.interaction_matrix(
+        corpus.playlists_in(TRAIN), vocab=vocab)), lambda p: float(evaluate_scorer(
+            p.score, val, ks=(10,))["recall@10"]), GRIDS["ease"])
+    assert manifest["config"]["ease_grid"] == [p["lam"] for p in GRIDS["ease"]]
+    stage = load_stage(run, corpus, vocab)
+    assert stage.cfg.ease_lam == peer.params["lam"]
+    fixed = TrainRankerConfig(ease_grid=None)
+    assert fixed.stage.ease_lam == 100.0  # without a grid: the stage's own setting
+
+
 def test_two_stage_beats_the_weak_embedding_on_validation(ranked_run: tuple[Path, dict]) -> None:
     run_dir, manifest = ranked_run
     v = manifest["validation"]

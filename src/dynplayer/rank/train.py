@@ -26,7 +26,8 @@ import scipy.sparse as sp
 from dynplayer.data.corpus import VAL, Corpus, load_corpus
 from dynplayer.errors import ConfigError
 from dynplayer.eval.metrics import ndcg_at_k, recall_at_k
-from dynplayer.eval.protocol import EvalSet, corpus_eval_set
+from dynplayer.eval.peers import GRIDS, TrainData, tune_peer
+from dynplayer.eval.protocol import EvalSet, corpus_eval_set, evaluate_scorer
 from dynplayer.rank import features as F
 from dynplayer.rank.candidates import (
     Queries,
@@ -61,6 +62,12 @@ class TrainRankerConfig:
     seed: int = 0
     groups: list[str] = field(default_factory=lambda: list(DEFAULT_GROUPS))
     stage: StageConfig = field(default_factory=StageConfig)
+    # The EASE lambda of the ease features and retriever: the EASE peer's own choice on
+    # validation over this grid (`eval.peers.GRIDS`), fitted on the playlists the run learned
+    # from; None keeps `stage.ease_lam`. A fixed 100 (the MPD split's choice) read 1.0-1.7%
+    # lower validation Recall@10 on a re-split whose EASE peer chose 200 (docs/benchmarks.md).
+    ease_grid: list[float] | None = field(default_factory=lambda: [
+        float(p["lam"]) for p in GRIDS["ease"]])
     # LightGBM over XGBoost by measurement (docs/fragments/i14.md); boosting rounds by early
     # stopping on validation NDCG@10
     grid: list[dict[str, Any]] = field(default_factory=lambda: [
@@ -234,6 +241,18 @@ class Prepared:
     seconds: dict[str, float]
 
 
+def tune_ease_lam(run: Run, corpus: Corpus, vocab: np.ndarray, val_es: EvalSet,
+                  grid: list[float], say: Callable[[str], None]) -> float:
+    """The EASE lambda with the best validation Recall@10 of the EASE peer fitted on the
+    playlists the run learned from (what `bench ranker`'s EASE peer is tuned to)."""
+    data = TrainData(corpus.interaction_matrix(source_playlists(corpus, run), vocab=vocab))
+    tuned = tune_peer("ease", data, lambda p: float(evaluate_scorer(
+        p.score, val_es, ks=(10,))["recall@10"]), [{"lam": lam} for lam in grid], log=say)
+    lam = float(tuned.params["lam"])
+    say(f"EASE lambda {lam:g} (validation, of {', '.join(f'{g:g}' for g in grid)})")
+    return lam
+
+
 def prepare(run_dir: Path, cfg: TrainRankerConfig, say: Callable[[str], None]) -> Prepared:
     from dynplayer.eval.runner import run_vocab
 
@@ -248,6 +267,9 @@ def prepare(run_dir: Path, cfg: TrainRankerConfig, say: Callable[[str], None]) -
             "the ease features")
         cfg.stage.ease_lam = None
         cfg.groups = [g for g in cfg.groups if g != "ease"]
+    val_es = corpus_eval_set(corpus, VAL, vocab)
+    if cfg.stage.ease_lam is not None and cfg.ease_grid:
+        cfg.stage.ease_lam = tune_ease_lam(run, corpus, vocab, val_es, cfg.ease_grid, say)
     src = sources_for(run, corpus, vocab, cfg.stage)
     t_src = time.perf_counter() - t
     say(f"sources: {src.n_playlists:,} playlists, {src.n_items:,} tracks, "
@@ -257,7 +279,6 @@ def prepare(run_dir: Path, cfg: TrainRankerConfig, say: Callable[[str], None]) -
     names += [] if "emb_cos" in names else ["emb_cos"]
     t = time.perf_counter()
     train = training_examples(run, corpus, vocab, cfg, names, say)
-    val_es = corpus_eval_set(corpus, VAL, vocab)
     val = eval_examples(src, val_es, names, cfg.stage)
     t_feat = time.perf_counter() - t
     say(f"examples: {train.n_rel.shape[0]:,} training playlists -> {train.x.shape[0]:,} "
@@ -330,7 +351,7 @@ def train_ranker(run_dir: Path, cfg: TrainRankerConfig | None = None,
         "beats_embedding": beats,
         "importance": ranker.importance(),
         "config": {"n_train": cfg.n_train, "heldout_fraction": cfg.heldout_fraction,
-                   "seed": cfg.seed},
+                   "seed": cfg.seed, "ease_grid": cfg.ease_grid},
         "seconds": {**prep.seconds, "total": round(time.perf_counter() - t_all, 1)},
     }
     out = prep.run.path / (RANKER_DIR if beats else REJECTED_DIR)
