@@ -113,3 +113,13 @@ def test_search_bridges_korean_loanwords(text_searcher: TextSearcher) -> None:
 def test_the_bridge_can_be_turned_off(serve_run_dir: Path) -> None:
     off = TextSearcher.load(serve_run_dir, loanwords=False)
     assert off.bridged("재즈") is None
+
+
+def test_the_python_api_says_how_it_searched(serve_run_dir: Path) -> None:
+    from dynplayer.api import Dynplayer
+
+    model = Dynplayer.load(serve_run_dir)
+    bridged = model.search("메탈", k=5)
+    assert bridged.query == "메탈" and bridged.searched_as == "metal"
+    assert model.search("metal", k=5).searched_as is None
+    assert bridged.track_ids == model.search("metal", k=5).track_ids
