@@ -394,3 +394,46 @@ def test_a_damaged_cascade_setting_is_a_one_line_error(ranked_run: tuple[Path, d
     with pytest.raises(ArtifactError, match="cascade_keep >= 1, got 30 / 0") as err:
         load_stage(run, corpus, run_vocab(run, corpus), directory=d)
     assert "\n" not in str(err.value)
+
+
+def test_artist_cooccurrence_and_its_feature_by_hand() -> None:
+    """Three playlists over 5 tracks of artists a (tracks 0, 1), b (2), c (3), unknown (4):
+    a and b share playlists 0 and 1, c is only in playlist 1 (with a and b), so cooc(a, b) =
+    2 / sqrt(2 * 2) = 1 and cooc(a, c) = cooc(b, c) = 1 / sqrt(2 * 1)."""
+    from dynplayer.rank.candidates import Queries
+    from dynplayer.rank.features import artist_affinity
+
+    ip = np.array([0, 2, 5, 6])
+    cols = np.array([0, 2, 1, 2, 3, 4])
+    vectors = np.eye(5, dtype=np.float32)
+    src = build_sources(vectors, ip, cols, ["a", "a", "b", "c", None], [None] * 5)
+    assert src.artist_cooc is not None
+    c = src.artist_cooc.toarray()
+    a, b, cc = src.artist[0], src.artist[2], src.artist[3]
+    assert c[a, b] == pytest.approx(1.0) and c[b, cc] == pytest.approx(1 / np.sqrt(2))
+    assert c[a, cc] == pytest.approx(1 / np.sqrt(2)) and np.all(np.diag(c) == 0.0)
+    # one playlist seeded with track 0 (artist a) and track 3 (artist c); candidates 2, 1, 4
+    q = Queries(np.array([0, 2]), np.array([0, 3]))
+    rows, cand = np.array([0, 0, 0]), np.array([2, 1, 4])
+    got = artist_affinity(src, q, rows, cand)
+    # track 2 (b): (cooc(a, b) + cooc(c, b)) / 2 seeds; track 1 (a): (cooc(a, a) = 0 +
+    # cooc(c, a)) / 2; track 4: no artist
+    r2 = 1 / np.sqrt(2)
+    assert got.tolist() == pytest.approx([(1.0 + r2) / 2, r2 / 2, 0.0])
+    # the batched path (sparse indexing) gives the same numbers
+    many = Queries(np.arange(0, 2 * 2001, 2), np.tile([0, 3], 2000))
+    big_rows = np.repeat(np.arange(2000), 3)
+    big = artist_affinity(src, many, big_rows, np.tile(cand, 2000))
+    np.testing.assert_allclose(big.reshape(2000, 3), np.tile(got, (2000, 1)), rtol=1e-6)
+    none = build_sources(vectors, ip, cols, [None] * 5, [None] * 5)
+    assert none.artist_cooc is None and not artist_affinity(none, q, rows, cand).any()
+
+
+def test_a_grid_point_within_the_tie_of_the_best_is_kept_when_cheaper() -> None:
+    from dynplayer.rank.train import TIE, choose_point
+
+    # the re-split's grid: 0.6587 / 0.6621 / 0.6625 with 39 / 72 / 131 rounds
+    assert choose_point([0.6587, 0.6621, 0.6625], [39, 72, 131]) == 1
+    assert choose_point([0.6992, 0.6846, 0.6907], [82, 100, 99]) == 0  # a clear best stays
+    assert choose_point([0.5, 0.5 - TIE / 2], [50, 50]) == 0  # equal rounds: the first
+    assert choose_point([0.5, 0.5 - 2 * TIE], [90, 10]) == 0  # outside the tie: the best

@@ -41,6 +41,9 @@ class Sources:
     n_playlists: int
     window: int = 10
     ease: np.ndarray | None = None  # (V, V) float32 EASE weights, when they fit in memory
+    # (A, A) float32 over the artist codes: training playlists holding both artists, divided
+    # by sqrt(playlists holding each) (cosine); diag 0. None: not built (no artist known)
+    artist_cooc: sp.csr_matrix | None = None
 
     @property
     def n_items(self) -> int:
@@ -51,6 +54,26 @@ def _codes(values: list[Any]) -> np.ndarray:
     index: dict[Any, int] = {}
     return np.array([-1 if v is None or v == "" else index.setdefault(v, len(index))
                      for v in values], dtype=np.int64)
+
+
+def artist_cooccurrence(x: sp.csr_matrix, artist: np.ndarray) -> sp.csr_matrix | None:
+    """Cosine-normalised artist x artist co-occurrence of the binary playlist x track matrix
+    `x` (tracks -> `artist` codes, -1 unknown); None when no artist is known. At most as many
+    entries as the track co-occurrence, which it aggregates."""
+    known = np.flatnonzero(artist >= 0)
+    if known.size == 0:
+        return None
+    n_art = int(artist.max()) + 1
+    t = sp.csr_matrix((np.ones(known.size, np.float32), (known, artist[known])),
+                      shape=(x.shape[1], n_art))
+    a = (x @ t).tocsr()
+    a.data[:] = 1.0
+    c = (a.T @ a).tocsr().astype(np.float32)
+    inv = (1.0 / np.sqrt(np.maximum(c.diagonal(), 1.0))).astype(np.float32)
+    c.setdiag(0.0)
+    c.eliminate_zeros()
+    out: sp.csr_matrix = (sp.diags(inv) @ c @ sp.diags(inv)).tocsr().astype(np.float32)
+    return out
 
 
 def build_sources(vectors: np.ndarray, seq_indptr: np.ndarray, seq_cols: np.ndarray,
@@ -84,10 +107,11 @@ def build_sources(vectors: np.ndarray, seq_indptr: np.ndarray, seq_cols: np.ndar
 
         # C order: scipy copies a non-contiguous dense operand on every sparse product
         ease = np.ascontiguousarray(ease_weights(x, ease_lam), dtype=np.float32)
+    artist = _codes(artists)
     return Sources(vectors=l2_normalize(vectors), cooc_playlist=cooc, cooc_window=win,
                    popularity=np.asarray(x.sum(axis=0)).ravel().astype(np.float32),
-                   artist=_codes(artists), album=_codes(albums), n_playlists=n_pl,
-                   window=window, ease=ease)
+                   artist=artist, album=_codes(albums), n_playlists=n_pl,
+                   window=window, ease=ease, artist_cooc=artist_cooccurrence(x, artist))
 
 
 @dataclass

@@ -26,6 +26,7 @@ GROUPS: dict[str, list[str]] = {
              "knn_rank"],
     "popularity": ["popularity", "log_popularity"],
     "metadata": ["artist_overlap", "album_overlap"],
+    "artist": ["artist_cooc", "artist_cooc_rank"],
     "length": ["n_seeds"],
     "ease": ["ease_score", "ease_rank"],
     "text": ["caption_cos"],
@@ -130,6 +131,32 @@ def overlap(codes: np.ndarray, q: Queries, rows: np.ndarray, cols: np.ndarray) -
     return out / np.maximum(q.n_seeds[rows], 1).astype(np.float32)
 
 
+def artist_affinity(src: Sources, q: Queries, rows: np.ndarray,
+                    cols: np.ndarray) -> np.ndarray:
+    """Mean over the playlist's seeds of the artist co-occurrence (`Sources.artist_cooc`)
+    between the candidate's artist and the seed's: how often the artists share playlists,
+    which reaches tracks that never shared one with a seed; 0 when an artist is unknown."""
+    out = np.zeros(rows.shape[0], dtype=np.float32)
+    c = src.artist_cooc
+    if c is None or rows.size == 0:
+        return out
+    seed_codes = src.artist[q.seed_cols]
+    known = seed_codes >= 0
+    seed_rows = np.repeat(np.arange(q.n), q.n_seeds)
+    h = sp.csr_matrix((np.ones(int(known.sum()), np.float32),
+                       (seed_rows[known], seed_codes[known])), shape=(q.n, c.shape[0]))
+    h.sum_duplicates()
+    cand = src.artist[cols]
+    ok = cand >= 0
+    if ok.any():
+        s = h @ c  # (n, A): each playlist's summed co-occurrence with every artist
+        if q.n * c.shape[0] <= 4_000_000:  # a served request: a dense row, no sparse indexing
+            out[ok] = s.toarray()[rows[ok], cand[ok]]
+        else:
+            out[ok] = np.asarray(s.tocsr()[rows[ok], cand[ok]]).ravel()
+    return out / np.maximum(q.n_seeds[rows], 1).astype(np.float32)
+
+
 def compute(src: Sources, q: Queries, ret: Retrieval, names: list[str],
             caption_cos: np.ndarray | None = None) -> np.ndarray:
     """(m, len(names)) float32 feature matrix for the candidates of `ret`.
@@ -184,6 +211,9 @@ def compute(src: Sources, q: Queries, ret: Retrieval, names: list[str],
         feats["artist_overlap"] = overlap(src.artist, q, rows, cols)
     if "album_overlap" in need:
         feats["album_overlap"] = overlap(src.album, q, rows, cols)
+    if need & {"artist_cooc", "artist_cooc_rank"}:
+        feats["artist_cooc"] = artist_affinity(src, q, rows, cols)
+        feats["artist_cooc_rank"] = group_ranks(rows, feats["artist_cooc"])
     feats["n_seeds"] = n_seeds[rows]
     if need & {"ease_score", "ease_rank"}:
         if "ease" not in d:
