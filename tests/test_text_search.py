@@ -299,6 +299,12 @@ def test_korean_query_round_trip_through_the_cli(synthetic_run: Path, tmp_path: 
     assert "케이팝" in out.split("tracks (top 3)")[0]  # contributing playlists are printed
     code, out, _ = _cli(["search", str(synthetic_run), "메탈", "-k", "3"], capsys, monkeypatch)
     assert code == 0 and "searched as: metal (Korean loanwords bridged" in out
+    code, out, _ = _cli(["search", str(synthetic_run), "메탈", "-k", "3", "--set",
+                         "loanwords=false"], capsys, monkeypatch)
+    assert code == 0 and "searched as" not in out and "tracks (top 3)" in out
+    code, _, err = _cli(["search", str(synthetic_run), "메탈", "--set", "loanwords=maybe"],
+                        capsys, monkeypatch)
+    assert code != 0 and "loanwords" in err and len(err.strip().splitlines()) == 1
     queries.write_text("jazz\n" + "y" * 600 + "\n", encoding="utf-8")
     code, out, err = _cli(["search", str(synthetic_run), "--queries", str(queries), "--jsonl"],
                           capsys, monkeypatch)

@@ -147,7 +147,8 @@ def _search_overrides(sets: dict[str, str]) -> dict[str, Any]:
     from dynplayer.text.model import TextConfig
 
     allowed = {"retrieval", "caption_weight", "top_playlists", "sim_power", "qbnorm_beta",
-               "prf_weight", "search_dims", "artist_weight", "genre_weight", "match_power"}
+               "prf_weight", "search_dims", "artist_weight", "genre_weight", "match_power",
+               "loanwords"}
     bad = sorted(set(sets) - allowed)
     if bad:
         raise ConfigError(f"cannot change {', '.join(bad)} at search time "
