@@ -100,6 +100,18 @@ def seed_cosines(vectors: np.ndarray, seed_indptr: np.ndarray, seed_cols: np.nda
     return tuple(outs)
 
 
+def seed_code_counts(codes: np.ndarray, q: Queries, n_codes: int) -> sp.csr_matrix:
+    """(n, n_codes): how many of each playlist's seeds carry each code (artist or album; -1,
+    unknown, is not counted)."""
+    seed_codes = codes[q.seed_cols]
+    seed_rows = np.repeat(np.arange(q.n), q.n_seeds)
+    known = seed_codes >= 0
+    counts = sp.csr_matrix((np.ones(int(known.sum()), np.float32),
+                            (seed_rows[known], seed_codes[known])), shape=(q.n, n_codes))
+    counts.sum_duplicates()
+    return counts
+
+
 def overlap(codes: np.ndarray, q: Queries, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Share of the playlist's seeds with the candidate's code (artist or album); 0 if unknown."""
     if q.n <= SMALL_BATCH:  # a served request: no sparse matrix (0.2 ms of it)
@@ -116,13 +128,8 @@ def overlap(codes: np.ndarray, q: Queries, rows: np.ndarray, cols: np.ndarray) -
             hit = (uniq[pos] == cc) & (cc >= 0)
             out[sel[hit]] = counts[pos[hit]]
         return out / np.maximum(q.n_seeds[rows], 1).astype(np.float32)
-    seed_codes = codes[q.seed_cols]
-    seed_rows = np.repeat(np.arange(q.n), q.n_seeds)
-    known = seed_codes >= 0
     n_codes = int(codes.max()) + 1 if codes.size and codes.max() >= 0 else 1
-    counts = sp.csr_matrix((np.ones(int(known.sum()), np.float32),
-                            (seed_rows[known], seed_codes[known])), shape=(q.n, n_codes))
-    counts.sum_duplicates()
+    counts = seed_code_counts(codes, q, n_codes)
     cand_codes = codes[cols]
     out = np.zeros(rows.shape[0], dtype=np.float32)
     ok = cand_codes >= 0
@@ -140,16 +147,11 @@ def artist_affinity(src: Sources, q: Queries, rows: np.ndarray,
     c = src.artist_cooc
     if c is None or rows.size == 0:
         return out
-    seed_codes = src.artist[q.seed_cols]
-    known = seed_codes >= 0
-    seed_rows = np.repeat(np.arange(q.n), q.n_seeds)
-    h = sp.csr_matrix((np.ones(int(known.sum()), np.float32),
-                       (seed_rows[known], seed_codes[known])), shape=(q.n, c.shape[0]))
-    h.sum_duplicates()
     cand = src.artist[cols]
     ok = cand >= 0
     if ok.any():
-        s = h @ c  # (n, A): each playlist's summed co-occurrence with every artist
+        # (n, A): each playlist's summed co-occurrence with every artist
+        s = seed_code_counts(src.artist, q, c.shape[0]) @ c
         if q.n * c.shape[0] <= 4_000_000:  # a served request: a dense row, no sparse indexing
             out[ok] = s.toarray()[rows[ok], cand[ok]]
         else:

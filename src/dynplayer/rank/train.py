@@ -274,8 +274,11 @@ def prepare(run_dir: Path, cfg: TrainRankerConfig, say: Callable[[str], None]) -
         cfg.stage.ease_lam = None
         cfg.groups = [g for g in cfg.groups if g != "ease"]
     val_es = corpus_eval_set(corpus, VAL, vocab)
+    t_ease = time.perf_counter()
     if cfg.stage.ease_lam is not None and cfg.ease_grid:
         cfg.stage.ease_lam = tune_ease_lam(run, corpus, vocab, val_es, cfg.ease_grid, say)
+    t_ease = time.perf_counter() - t_ease
+    t += t_ease  # the sources' own time below
     src = sources_for(run, corpus, vocab, cfg.stage)
     t_src = time.perf_counter() - t
     say(f"sources: {src.n_playlists:,} playlists, {src.n_items:,} tracks, "
@@ -292,7 +295,8 @@ def prepare(run_dir: Path, cfg: TrainRankerConfig, say: Callable[[str], None]) -
         f"validation {val.n_rel.shape[0]:,} playlists, {val.x.shape[0]:,} candidates "
         f"({val.candidate_recall:.3f}) ({t_feat:.1f}s)")
     return Prepared(run, corpus, vocab, src, train, val, val_es,
-                    {"sources": round(t_src, 2), "features": round(t_feat, 2)})
+                    {"ease_lambda": round(t_ease, 2), "sources": round(t_src, 2),
+                     "features": round(t_feat, 2)})
 
 
 def tune(prep: Prepared, cfg: TrainRankerConfig, names: list[str],

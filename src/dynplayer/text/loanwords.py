@@ -16,17 +16,18 @@ chance matches rarer: 0.70 (3 symbols), 0.55 (4-5), 0.40 (6+); keys of 2 symbols
 one edit away only from 5 symbols. These were set on a word list of 56 loanwords and 59 native
 words that is in neither probe (tests/fixtures/loanword_dev.json; with the MPD slices' words:
 29 right, 3 to another word, no native word rewritten; 0.65 for 3 symbols rewrote 잠, sleep,
-as "jam"; the tests hold it). A word the model's own captions use at least as often as the
-English one is left alone (on a Korean model the encoder knows 재즈 from its captions). A word
-with no match may be a loanword with a Korean suffix (로맨틱한): its longest matching prefix is
-bridged, then the rest, which is kept as typed when nothing in it matches.
+as "jam"; a test holds at least 27 right, at most 3 wrong, none rewritten). A word the
+model's own captions use at least as often as the English one is left alone (on a Korean model
+the encoder knows 재즈 from its captions). A word with no match may be a loanword with a Korean
+suffix (로맨틱한): its longest matching prefix is bridged, then the rest, which is kept as typed
+when nothing in it matches.
 
 A bridged word replaces the Korean one in the query ("잔잔한 발라드" -> "잔잔한 ballad"), which
 then goes through retrieval, the metadata match and the feedback as typed. Text without Hangul
 is returned unchanged, so English queries score exactly as before. Measured with `dynplayer
 bench text RUN --pairs` (the top-50 overlap with an English wording), MPD model: the tuning
 probe docs/probes/ko-en.jsonl 0.470 -> 0.648, the held-out docs/probes/ko-en-holdout.jsonl
-(written before the bridge) 0.413 -> 0.684; docs/benchmarks.md.
+(written before the bridge) 0.413 -> 0.677; docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -172,8 +173,7 @@ class LoanwordBridge:
     def _word(self, korean: str) -> str | None:
         """The accepted English word for one Hangul word, or None."""
         key = hangul_key(korean)
-        limit = threshold(key) if key else None
-        if key is None or limit is None:
+        if key is None or (limit := threshold(key)) is None:
             return None
         found = self.candidates(key)
         if not found:
