@@ -1,5 +1,5 @@
 """The pieces of `dynplayer bench update`: the release hold-back, and the fold-in rule chosen
-on validation (on the planted synthetic corpus; the MPD figures are in docs/fragments/i15.md)."""
+on validation (on the planted synthetic corpus; the MPD figures are in docs/experiments.md)."""
 
 from __future__ import annotations
 

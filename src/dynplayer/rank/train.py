@@ -74,7 +74,7 @@ class TrainRankerConfig:
     # lower validation Recall@10 on a re-split whose EASE peer chose 200 (docs/benchmarks.md).
     ease_grid: list[float] | None = field(default_factory=lambda: [
         float(p["lam"]) for p in GRIDS["ease"]])
-    # LightGBM over XGBoost by measurement (docs/fragments/i14.md); boosting rounds by early
+    # LightGBM over XGBoost by measurement (docs/experiments.md); boosting rounds by early
     # stopping on validation NDCG@10
     grid: list[dict[str, Any]] = field(default_factory=lambda: [
         {"num_leaves": 31, "learning_rate": 0.05},

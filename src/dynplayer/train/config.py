@@ -81,7 +81,7 @@ class TrainConfig:
     # >= long_tail_min_playlists training playlists (dynplayer.update.longtail), appended after
     # the trained rows. Off by default: on MPD validation (`dynplayer bench foldin`) no setting
     # raised Recall@10 over all of a playlist's tracks by more than noise without lowering it
-    # on the usual held-out targets (docs/fragments/i15.md).
+    # on the usual held-out targets (docs/experiments.md).
     long_tail: bool = False
     long_tail_min_playlists: int = 10
     foldin_method: str = "steps"  # context | cooc | pmi | steps (dynplayer.update.foldin)
