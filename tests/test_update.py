@@ -281,6 +281,27 @@ def test_default_rule_folds_the_tracks_a_retrain_would_select(
         update_run(run_dir, [root / "new.jsonl"], calibrate=1.5)
 
 
+def test_the_report_says_why_a_new_track_got_no_vector(base_and_new: dict[str, Any],
+                                                       tmp_path: Path) -> None:
+    """A new track in two new playlists, under the default rule, was reported as "1 new
+    tracks; 0 tracks folded in, 0 waiting" without a word on why."""
+    run_dir = _copy_run(base_and_new["run"], tmp_path / "run")
+    ids = load_run(run_dir).ids
+    new = tmp_path / "two.jsonl"
+    new.write_text("".join(json.dumps({"pid": f"two-{i}", "name": "two", "tracks":
+                                       [ids[i], "brand-new-track"]}) + "\n"
+                           for i in range(2)))
+    proc = subprocess.run([sys.executable, "-m", "dynplayer.cli", "update", str(run_dir),
+                           str(new)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 playlists added" in proc.stdout and "; 1 new track;" in proc.stdout
+    assert "0 tracks folded in" in proc.stdout
+    assert ("1 track of the new playlists got no vector: not among the tracks the corpus' "
+            "selection rule keeps") in proc.stdout and "--eligible any" in proc.stdout
+    (u,) = read_manifest(load_run(run_dir))["updates"]
+    assert u["counts"]["tracks_not_eligible"] == 1
+
+
 def test_bad_line_mid_file_leaves_the_run_byte_identical(base_and_new: dict[str, Any],
                                                         tmp_path: Path) -> None:
     run_dir = _copy_run(base_and_new["run"], tmp_path / "run")
