@@ -225,8 +225,16 @@ def test_update_round_trip_and_manifest(base_and_new: dict[str, Any], planted: d
     assert u["counts"]["playlists_added"] == report.playlists_added
     assert u["counts"]["tracks_folded"] == len(folded) and u["rows"] == report.rows
     assert u["inputs"] == [str((root / "new.jsonl").resolve())]
-    # Text search: new playlists are searchable, new tracks can be recommended.
-    searcher = TextSearcher.load(run_dir)
+    # Text search: new playlists are searchable, new tracks can be recommended; the search
+    # space's projection was stored for the grown rows (a load does not fit it again).
+    import dynplayer.text.space as space
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise AssertionError("the projection was fitted again")
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(space, "search_projection", refuse)
+        searcher = TextSearcher.load(run_dir)
     assert searcher.playlist_pids[-report.text_playlists_added:] == \
         [p for p in base_and_new["new_pids"] if p in set(searcher.playlist_pids)]
     assert set(searcher.track_ids) >= new_tracks
