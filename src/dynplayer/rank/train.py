@@ -36,6 +36,7 @@ from dynplayer.rank.candidates import (
     split_queries,
 )
 from dynplayer.rank.model import Ranker, RankerParams
+from dynplayer.rank.saved import save_sources, sources_key
 from dynplayer.rank.stage import (
     MAX_EASE_ITEMS,
     RANKER_DIR,
@@ -375,6 +376,10 @@ def train_ranker(run_dir: Path, cfg: TrainRankerConfig | None = None,
     out = prep.run.path / (RANKER_DIR if beats else REJECTED_DIR)
     with atomic_directory(out) as tmp:
         save_ranker(tmp, ranker, cfg.stage, manifest)
+        if beats:  # what serving would otherwise fit again on every load (rank.saved)
+            save_sources(tmp, prep.sources, sources_key(
+                prep.run, prep.corpus.manifest.get("content_hash"), cfg.stage.window,
+                cfg.stage.ease_lam))
     manifest["written"] = str(out)
     verdict = ("beats" if beats else "does NOT beat")
     say(f"two-stage on validation: recall@10 {two['recall@10']:.4f} ndcg@10 "
