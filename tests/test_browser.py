@@ -154,6 +154,28 @@ def test_continuation_with_autocomplete(page: Any, api_url: str) -> None:
     assert len(ids) == 20 and not set(ids) & set(picked)
 
 
+def test_because_names_a_caption_once_and_autocomplete_says_near_misses(
+        page: Any, api_url: str) -> None:
+    """The "because" line repeated identical captions ("summer summer summer summer"), and
+    an unknown song's near misses looked like matches."""
+    page.goto(api_url + "/")
+    search(page, "smooth jazz")
+    spans = page.locator("#results .because").evaluate_all(
+        "ps => ps.map(p => [...p.querySelectorAll('span')].map(s => s.textContent))")
+    assert spans and all(len(texts) == len(set(texts)) for texts in spans), spans
+    assert any("×" in text for texts in spans for text in texts)  # "jazz chill ×3"
+    page.click("#mode-continue")
+    for typed, said in (("Artsit 1", "no exact match for “Artsit 1”"),
+                        ("qqqqzzzzxx", "no track matches “qqqqzzzzxx”")):
+        page.fill("#track-input", typed)
+        note = page.locator("#suggestions li.note")
+        note.wait_for()
+        assert note.inner_text().startswith(said)
+    page.fill("#track-input", "Artist 1")
+    page.locator("#suggestions li[data-track-id]").first.wait_for()
+    assert page.locator("#suggestions li.note").count() == 0
+
+
 def test_page_hosted_elsewhere_calls_the_api(page: Any, api_url: str, static_host: str) -> None:
     page.goto(f"{static_host}/index.html?api={api_url}")
     assert page.locator("#api-base").inner_text() == api_url

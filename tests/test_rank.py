@@ -212,7 +212,7 @@ def test_recommend_jsonl_contract(ranked_run: tuple[Path, dict], tmp_path: Path)
         assert len(o["tracks"]) == 7 == len(set(o["tracks"])) == len(o["scores"])
         assert not set(o["tracks"]) & set(given["visible"])
         assert o["scores"] == sorted(o["scores"], reverse=True)
-    assert "3 unknown track ids" in res.stderr and "1 playlists with no known track" in res.stderr
+    assert "3 unknown track ids" in res.stderr and "1 playlist with no known track" in res.stderr
     assert "two-stage" in res.stderr
 
 
@@ -334,6 +334,87 @@ def test_serving_continuations_come_from_the_ranker(ranked_run: tuple[Path, dict
     finally:
         if pool is not None:
             pool.close()
+
+
+def test_the_python_api_continues_as_the_service_does(ranked_run: tuple[Path, dict]) -> None:
+    """`Dynplayer.recommend` answers with the run's second stage, as the API does (it used the
+    embedding alone): same tracks, same scores; `ranker=False` is the embedding ranking."""
+    from fastapi.testclient import TestClient
+
+    from dynplayer import Dynplayer
+    from dynplayer.serve.app import create_app
+    from dynplayer.settings import Settings
+
+    run_dir, _ = ranked_run
+    seeds = _ids(run_dir)[30:34]
+    py = Dynplayer.load(run_dir).recommend([*seeds, "no-such-id"], k=10)
+    with TestClient(create_app(Settings(run_dir=run_dir, backend="exact"))) as client:
+        done = client.post("/v1/recommend/continue",
+                           json={"track_ids": [*seeds, "no-such-id"], "k": 10})
+    assert done.status_code == 200, done.text
+    body = done.json()
+    assert py.track_ids == [t["track_id"] for t in body["tracks"]]
+    assert [t.score for t in py] == pytest.approx([t["score"] for t in body["tracks"]], abs=1e-6)
+    assert list(py.unknown) == body["unknown_track_ids"] == ["no-such-id"]
+    plain = Dynplayer.load(run_dir, ranker=False).recommend(seeds, k=10)
+    assert plain.track_ids != py.track_ids
+
+
+def test_recommend_by_names_is_recommend_by_ids(ranked_run: tuple[Path, dict]) -> None:
+    """The CLI and the Python API take seeds by name through one resolver, and both answer
+    as for the ids (the CLI found a track only by its exact full title)."""
+    from dynplayer import Dynplayer
+
+    run_dir, _ = ranked_run
+    model = Dynplayer.load(run_dir)
+    seeds = _ids(run_dir)[40:43]
+    names = [(model.track(t).name or "").lower() for t in seeds]
+    by_id, by_name = model.recommend(seeds, k=8), model.recommend(names, k=8)
+    assert by_name.track_ids == by_id.track_ids and by_name.query == tuple(seeds)
+    res = CliRunner().invoke(app, ["recommend", str(run_dir), *names, "-k", "8", "--jsonl"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["tracks"] == by_id.track_ids
+
+
+def test_recommend_reads_the_stored_sources(ranked_run: tuple[Path, dict],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """`train-ranker` stores the sources serving needs (RUN_DIR/ranker/sources/): loading the
+    stage neither reads the corpus nor fits EASE again, and ranks as the rebuilt sources do;
+    stale sources (another key) are rebuilt."""
+    import dynplayer.data.corpus as corpus_module
+    import dynplayer.eval.peers as peers
+    import dynplayer.rank.stage as stage_module
+    from dynplayer.rank.saved import load_sources, sources_key
+
+    run_dir, _ = ranked_run
+    run = load_run(run_dir)
+    corpus = load_corpus(run.corpus_dir)
+    vocab = run_vocab(run, corpus)
+    assert (run_dir / "ranker" / "sources" / "key.json").exists()
+    q = queries_from_order(corpus_eval_set(corpus, VAL, vocab).order[:20])
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise AssertionError("the stored sources were not used")
+
+    with monkeypatch.context() as m:
+        m.setattr(peers, "ease_weights", refuse)
+        m.setattr(stage_module, "load_corpus", refuse)
+        m.setattr(corpus_module, "load_corpus", refuse)
+        stored = load_stage(load_run(run_dir))
+    assert stored.sources.ease is not None
+    fresh = stage_module.sources_for(run, corpus, vocab, stored.cfg)
+    assert fresh.ease is not None
+    np.testing.assert_array_equal(np.asarray(stored.sources.ease), fresh.ease)
+    assert (stored.sources.cooc_playlist != fresh.cooc_playlist).nnz == 0
+    rebuilt = stage_module.TwoStage(fresh, stored.ranker, stored.cfg)
+    for (c1, s1), (c2, s2) in zip(stored.rank(q, 10), rebuilt.rank(q, 10), strict=True):
+        np.testing.assert_array_equal(c1, c2)
+        np.testing.assert_allclose(s1, s2, rtol=1e-6)
+    key = sources_key(run, corpus.manifest.get("content_hash"), stored.cfg.window,
+                      stored.cfg.ease_lam)
+    assert load_sources(run_dir / "ranker", run, key) is not None
+    assert load_sources(run_dir / "ranker", run, {**key, "window": key["window"] + 1}) is None
+    assert load_sources(run_dir / "ranker", run, {**key, "corpus_hash": "other"}) is None
 
 
 def test_seed_file_with_deep_nesting_is_a_one_line_error() -> None:

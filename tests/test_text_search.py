@@ -227,6 +227,32 @@ def test_search_dims_projects_both_sides_and_keeps_the_planted_structure(
     assert r["small"] >= 0.9 * r["full"], r
 
 
+def test_the_search_projection_is_stored_at_training_time(
+        synthetic_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`train-text` stores the search space's projection (an eigendecomposition a one-shot
+    `dynplayer search` paid on every load: 2.5-13 s on a busy 2-core machine); loading reads
+    it, and it is the projection a load would fit; other settings fit their own."""
+    from dynplayer.text import space
+
+    assert (synthetic_run / "text" / space.PROJECTION_FILE).exists()
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise AssertionError("the projection was fitted again")
+
+    with monkeypatch.context() as m:
+        m.setattr(space, "search_projection", refuse)
+        stored = TextSearcher.load(synthetic_run)
+        with pytest.raises(AssertionError, match="fitted again"):
+            TextSearcher.load(synthetic_run, search_dims=32)
+    assert stored.projection is not None
+    rows = space.compose_playlist_vectors(stored.joint, stored.captions_x, stored.cfg,
+                                          stored.no_words)
+    fitted = space.search_projection(
+        rows, lambda r: stored._query_side(stored.captions_x[r], stored.cfg.retrieval),
+        stored.cfg.search_dims, seed=stored.cfg.seed)
+    np.testing.assert_allclose(stored.projection, fitted, atol=1e-6)
+
+
 def test_aggregate_explains_every_track_score(synthetic_run: Path) -> None:
     searcher = TextSearcher.load(synthetic_run, prf_weight=0.0, artist_weight=0.0,
                                  genre_weight=0.0)  # the aggregation alone
@@ -278,7 +304,8 @@ def test_korean_query_round_trip_through_the_cli(synthetic_run: Path, tmp_path: 
                                                   capsys: pytest.CaptureFixture[str],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     queries = tmp_path / "queries.txt"
-    queries.write_text("신나는 케이팝\n\nheavy metal gym\n", encoding="utf-8")
+    # (a blank line is an error naming it: tests/test_cli_arguments.py)
+    queries.write_text("신나는 케이팝\nheavy metal gym\n", encoding="utf-8")
     code, out, _ = _cli(["search", str(synthetic_run), "--queries", str(queries), "-k", "12",
                          "--jsonl"], capsys, monkeypatch)
     assert code == 0

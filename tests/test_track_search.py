@@ -109,3 +109,22 @@ def test_api_route_is_accent_insensitive(backends: tuple[Recommender, Recommende
         r = client.get("/v1/tracks/search", params={"q": "beyonce"})
         assert r.status_code == 200, r.text
         assert [t["name"] for t in r.json()["tracks"]] == ["Crazy In Love", "Halo", "Déjà Vu"]
+
+
+@pytest.mark.db
+def test_api_route_says_when_it_found_only_near_misses(
+        backends: tuple[Recommender, Recommender, str], named_catalog: Catalog) -> None:
+    """An unknown song showed near misses as if they were matches: the answer now says
+    `near_misses` (the page prints "no exact match"), on both backends."""
+    from dynplayer.serve.app import create_app
+    from dynplayer.settings import Settings
+
+    for rec in backends[:2]:
+        app = create_app(Settings(backend="pgvector", version_poll=0), recommender=rec)
+        with TestClient(app) as client:
+            near = client.get("/v1/tracks/search", params={"q": "beyonse halo"}).json()
+            exact = client.get("/v1/tracks/search", params={"q": "beyonce"}).json()
+            none = client.get("/v1/tracks/search", params={"q": "zzzzqqqq"}).json()
+        assert near["near_misses"] is True and near["tracks"][0]["name"] == "Halo"
+        assert exact["near_misses"] is False and exact["tracks"]
+        assert none == {"q": "zzzzqqqq", "tracks": [], "near_misses": False}

@@ -225,8 +225,16 @@ def test_update_round_trip_and_manifest(base_and_new: dict[str, Any], planted: d
     assert u["counts"]["playlists_added"] == report.playlists_added
     assert u["counts"]["tracks_folded"] == len(folded) and u["rows"] == report.rows
     assert u["inputs"] == [str((root / "new.jsonl").resolve())]
-    # Text search: new playlists are searchable, new tracks can be recommended.
-    searcher = TextSearcher.load(run_dir)
+    # Text search: new playlists are searchable, new tracks can be recommended; the search
+    # space's projection was stored for the grown rows (a load does not fit it again).
+    import dynplayer.text.space as space
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise AssertionError("the projection was fitted again")
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(space, "search_projection", refuse)
+        searcher = TextSearcher.load(run_dir)
     assert searcher.playlist_pids[-report.text_playlists_added:] == \
         [p for p in base_and_new["new_pids"] if p in set(searcher.playlist_pids)]
     assert set(searcher.track_ids) >= new_tracks
@@ -279,6 +287,27 @@ def test_default_rule_folds_the_tracks_a_retrain_would_select(
         update_run(run_dir, [root / "new.jsonl"], eligible="some")
     with pytest.raises(ConfigError, match=r"calibrate: expected a number in \[0, 1\]"):
         update_run(run_dir, [root / "new.jsonl"], calibrate=1.5)
+
+
+def test_the_report_says_why_a_new_track_got_no_vector(base_and_new: dict[str, Any],
+                                                       tmp_path: Path) -> None:
+    """A new track in two new playlists, under the default rule, was reported as "1 new
+    tracks; 0 tracks folded in, 0 waiting" without a word on why."""
+    run_dir = _copy_run(base_and_new["run"], tmp_path / "run")
+    ids = load_run(run_dir).ids
+    new = tmp_path / "two.jsonl"
+    new.write_text("".join(json.dumps({"pid": f"two-{i}", "name": "two", "tracks":
+                                       [ids[i], "brand-new-track"]}) + "\n"
+                           for i in range(2)))
+    proc = subprocess.run([sys.executable, "-m", "dynplayer.cli", "update", str(run_dir),
+                           str(new)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 playlists added" in proc.stdout and "; 1 new track;" in proc.stdout
+    assert "0 tracks folded in" in proc.stdout
+    assert ("1 track of the new playlists got no vector: not among the tracks the corpus' "
+            "selection rule keeps") in proc.stdout and "--eligible any" in proc.stdout
+    (u,) = read_manifest(load_run(run_dir))["updates"]
+    assert u["counts"]["tracks_not_eligible"] == 1
 
 
 def test_bad_line_mid_file_leaves_the_run_byte_identical(base_and_new: dict[str, Any],

@@ -3,35 +3,38 @@
     from dynplayer import Dynplayer
     m = Dynplayer.load("runs/mpd")
     m.search("rainy day jazz", k=10).to_pandas()
-    m.similar("la vie en rose")            # a track id, spotify:track:ID, a link, or a name
-    m.recommend(["4uLU6hMCjMI75M1A2tKUQC", "spotify:track:7ouMYWpwJ422jRcDASZB7P"], k=20)
+    m.similar("hey jude")                  # a track id, spotify:track:ID, a link, or a name
+    m.recommend(["hey jude", "blackbird", "spotify:track:7ouMYWpwJ422jRcDASZB7P"], k=20)
     m.find_tracks("beyonce")               # lookup by name or artist (accents, typos)
 
 Every method is a thin call into `dynplayer.serve.recommender.ExactRecommender`, the exact
 backend the API serves with `--backend exact` (and the reference the pgvector backend is
-measured against), so a notebook, `dynplayer similar/search` and the service give the same
-answers. Results are typed (`Results` of `Track`) and `to_pandas()` turns them into a DataFrame
-(pandas is optional: `pip install pandas`).
+measured against), with the run's second stage for continuations as the API has it, so a
+notebook, `dynplayer similar/search/recommend` and the service give the same answers; names are
+resolved by the one resolver of the CLI (`dynplayer.serve.resolve`). Results are typed
+(`Results` of `Track`) and `to_pandas()` turns them into a DataFrame (pandas is optional:
+`pip install pandas`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
-from dynplayer.errors import DynplayerError
-from dynplayer.ids import normalize_track_id
+from dynplayer.errors import DynplayerError, QueryError
+from dynplayer.serve.limits import check_k
 from dynplayer.serve.recommender import (
     ExactRecommender,
     TrackInfo,
     TrackResult,
-    UnknownTrackError,
+    check_text,
     text_playlists_of,
 )
-
-RESOLVE_CUTOFF = 90.0  # near misses `resolve` accepts for a name (find_tracks: 80)
+from dynplayer.serve.resolve import TrackResolver, UnknownTrackName
+from dynplayer.serve.track_search import holds_words
 
 if TYPE_CHECKING:
     import pandas
@@ -80,6 +83,7 @@ class Results(Sequence[Track]):
     unknown: tuple[str, ...] = ()
     playlists: tuple[Playlist, ...] = field(default=(), repr=False)
     searched_as: str | None = None  # search: the text with Korean loanwords bridged, if any
+    near_misses: bool = False  # find_tracks: nothing matched; these are the closest names
 
     @overload
     def __getitem__(self, i: int) -> Track: ...
@@ -139,33 +143,54 @@ def _playlists(hits: Sequence[PlaylistHit]) -> tuple[Playlist, ...]:
 
 
 class Dynplayer:
-    """A trained run (track vectors, names, and its text model when it has one) in memory."""
+    """A trained run in memory: its tracks first; the text model on the first `search` and the
+    second stage (RUN_DIR/ranker/) on the first `recommend`, so each question pays only for
+    what it needs."""
 
-    def __init__(self, recommender: ExactRecommender, run_dir: Path | None = None) -> None:
+    def __init__(self, recommender: ExactRecommender, run_dir: Path | None = None, *,
+                 text: bool = True, search_settings: dict[str, Any] | None = None,
+                 ranker: bool = True) -> None:
         self.recommender = recommender
         self.run_dir = run_dir
+        self._text = text and run_dir is not None and (run_dir / "text").is_dir()
+        self._search_settings = dict(search_settings or {})
+        if ranker and run_dir is not None and recommender.reranker is None:
+            from dynplayer.rank.stage import has_ranker
+
+            if has_ranker(run_dir):
+                from dynplayer.rank.serving import LazyServingRanker
+
+                recommender.reranker = LazyServingRanker(run_dir)
 
     @classmethod
-    def load(cls, run_dir: str | Path, *, text: bool = True,
+    def load(cls, run_dir: str | Path, *, text: bool = True, ranker: bool = True,
              **search_settings: Any) -> Dynplayer:
         """Load RUN_DIR (written by `dynplayer train`, with `train-text` for `search`).
 
-        `text=False` skips the text model (faster; `search` then raises). `search_settings`
-        change the text model's search settings (top_playlists, prf_weight, ...), as
-        `dynplayer search --set` does."""
-        from dynplayer.store.catalog import build_catalog, load_searcher
-        from dynplayer.text.search import TextSearcher
+        `text=False` leaves the text model out (`search` then raises); `ranker=False` continues
+        playlists by the embedding alone even when RUN_DIR/ranker/ exists (with it, as the API
+        does, on both backends). `search_settings` change the text model's search settings
+        (top_playlists, prf_weight, ...), as `dynplayer search --set` does."""
+        from dynplayer.run import check_run_dir
+        from dynplayer.store.catalog import track_catalog
 
-        path = Path(run_dir)
-        searcher = None
-        if text and (path / "text").is_dir():
-            searcher = TextSearcher.load(path, **search_settings) if search_settings \
-                else load_searcher(path)
-        elif search_settings:
+        path = check_run_dir(Path(run_dir))
+        if search_settings and not (text and (path / "text").is_dir()):
             raise DynplayerError(f"{path}: search settings given but the run has no text model")
-        catalog = build_catalog(path, searcher)
-        return cls(ExactRecommender(catalog, searcher, text_playlists=text_playlists_of(searcher)),
-                   path)
+        return cls(ExactRecommender(track_catalog(path)), path, text=text,
+                   search_settings=search_settings, ranker=ranker)
+
+    def _with_text(self) -> ExactRecommender:
+        """The recommender with the run's text model attached (loaded on first use)."""
+        rec = self.recommender
+        if rec.searcher is None and self._text:
+            from dynplayer.text.search import TextSearcher
+
+            assert self.run_dir is not None
+            searcher = TextSearcher.load(self.run_dir, **self._search_settings)
+            rec.text_playlists = text_playlists_of(searcher)
+            rec.searcher = searcher
+        return rec
 
     # ---- facts --------------------------------------------------------------------------------
     @property
@@ -174,7 +199,12 @@ class Dynplayer:
 
     @property
     def has_text(self) -> bool:
-        return self.recommender.has_text
+        return self.recommender.has_text or self._text
+
+    @property
+    def has_ranker(self) -> bool:
+        """Whether continuations come from the learned second stage."""
+        return self.recommender.reranker is not None
 
     @property
     def track_ids(self) -> list[str]:
@@ -189,20 +219,19 @@ class Dynplayer:
                 f"model {self.model_version})")
 
     # ---- questions ----------------------------------------------------------------------------
+    @cached_property
+    def resolver(self) -> TrackResolver:
+        """The one resolver of track ids and names (`dynplayer.serve.resolve`)."""
+        c = self.recommender.catalog
+        return TrackResolver(c.track_ids, c.names, c.artists, c.popularity,
+                             matcher=self.recommender.matcher)
+
     def resolve(self, track: str) -> str:
-        """The track id `track` names: an id, `spotify:track:ID`, a track link, or else a
-        name/artist query answered by `find_tracks` (its best match; a near miss only when
-        close, so that a mistyped id is an error rather than some other track)."""
-        tid = normalize_track_id(track)
-        if self.recommender.track_info([tid]):
-            return tid
-        try:
-            found = self.recommender.search_tracks(track, limit=1, cutoff=RESOLVE_CUTOFF)
-        except DynplayerError:
-            found = []
-        if not found:
-            raise UnknownTrackError(f"no track with the id or name {track!r} in this model")
-        return found[0].track_id
+        """The track id `track` names: an id, `spotify:track:ID`, a track link, or else a name
+        ("hey jude", "feeling good nina simone"; `dynplayer.serve.resolve` says how a name is
+        matched). An unknown name raises `UnknownTrackName`, one that fits several songs about
+        equally well `AmbiguousTrackName` listing them (both `QueryError`s)."""
+        return self.recommender.catalog.track_ids[self.resolver.resolve(track).row]
 
     def track(self, track: str) -> Track:
         """The track `track` names (see `resolve`), with its name and artist (rank 0)."""
@@ -212,26 +241,44 @@ class Dynplayer:
 
     def similar(self, track: str, k: int = 10) -> Results:
         """The k tracks nearest to `track` (an id, URI, link or name; see `resolve`)."""
+        check_k(k)
         tid = self.resolve(track)
         return _results("similar", tid, self.model_version, self.recommender.similar(tid, k))
 
-    def recommend(self, seed_ids: Sequence[str], k: int = 20) -> Results:
-        """The next k tracks for a playlist holding `seed_ids` (ids, URIs or links; the seeds
-        are never recommended). Ids the model does not know are listed in `unknown`."""
-        answer = self.recommender.continue_playlist(seed_ids, k)  # one string is an error
+    def recommend(self, seeds: Sequence[str], k: int = 20) -> Results:
+        """The next k tracks for a playlist holding `seeds` (ids, URIs, links or names, each
+        resolved as `resolve` does; the seeds are never recommended), with the second stage
+        when the run has one, exactly as the API answers. Seeds that name no track are listed
+        in `unknown` (as the API lists unknown ids); an ambiguous name raises."""
+        check_k(k)
+        if isinstance(seeds, str):
+            raise QueryError("seeds must be a list of track ids or names, not one string")
+        ids = []
+        for seed in seeds:
+            try:
+                ids.append(self.resolve(seed))
+            except UnknownTrackName:
+                ids.append(seed)  # the recommender reports it in `unknown`
+        answer = self.recommender.continue_playlist(ids, k)
         return _results("recommend", tuple(answer.seeds), self.model_version, answer.tracks,
                         unknown=tuple(answer.unknown))
 
     def search(self, text: str, k: int = 20) -> Results:
         """Tracks for free text ("rainy day jazz"), each with the playlists it came from."""
-        answer = self.recommender.text_answer(text, k)
+        check_k(k)
+        check_text(text)
+        rec = self._with_text()
+        answer = rec.text_answer(text, k)
         return _results("search", text, self.model_version, answer.tracks,
                         playlists=_playlists(answer.playlists), searched_as=answer.searched_as)
 
     def find_tracks(self, q: str, limit: int = 10) -> Results:
-        """Tracks by name or artist: case-, accent- and typo-tolerant, most popular first."""
-        return _results("find_tracks", q, self.model_version,
-                        self.recommender.search_tracks(q, limit))
+        """Tracks by name or artist: case-, accent- and typo-tolerant, most popular first;
+        `near_misses` is true when nothing matched `q` and these are the closest names."""
+        found = self.recommender.search_tracks(q, limit)
+        return _results("find_tracks", q, self.model_version, found,
+                        near_misses=bool(found) and not holds_words(q, found[0].name,
+                                                                    found[0].artist))
 
 
 __all__ = ["Dynplayer", "Playlist", "Results", "Track"]

@@ -58,7 +58,17 @@ def _coerce(value: str, typ: Any, key: str) -> Any:
             return tuple(parsed) if "tuple" in text else list(parsed)
         return value
     except (ValueError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"config key '{key}': cannot read {value!r} as {text}") from exc
+        raise ConfigError(f"config key '{key}': cannot read {value!r} as "
+                          f"{_kind(typ, text)}") from exc
+
+
+def _kind(typ: Any, text: str) -> str:
+    """A field type as a user reads it: 'an integer', not "<class 'int'>"."""
+    kind = ("true or false" if typ is bool or "bool" in text else
+            "a JSON list" if "list" in text or "tuple" in text else
+            "a number" if "float" in text else
+            "an integer" if typ is int or "int" in text else "text")
+    return kind + (" (or none)" if "None" in text and kind != "text" else "")
 
 
 def apply_overrides(cfg: T, overrides: dict[str, Any], *, prefix: str = "") -> T:

@@ -56,6 +56,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def staging_directory(parent: Path, prefix: str, like: Path | None = None) -> Path:
+    """A new temporary directory in `parent` with the mode `like` has (when it exists), else
+    the usual one under the umask: mkdtemp's 0700 would otherwise become the mode of every
+    directory swapped in from it (a corpus or run others could not read)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    if like is not None and like.is_dir():
+        mode = like.stat().st_mode & 0o7777
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o777 & ~umask
+    os.chmod(tmp, mode)
+    return tmp
+
+
 @contextmanager
 def atomic_directory(out: Path) -> Iterator[Path]:
     """Build a directory in a temporary sibling and swap it in place of `out` on success.
@@ -65,7 +80,7 @@ def atomic_directory(out: Path) -> Iterator[Path]:
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = staging_directory(out.parent, f".{out.name}.tmp-", like=out)
     try:
         yield tmp
         if out.exists():
@@ -162,14 +177,21 @@ def load_parts(run_dir: Path) -> dict[str, tuple[np.ndarray, list[str]]]:
     return out
 
 
-def load_run(run_dir: Path) -> Run:
-    """Read a run directory written by `dynplayer train`."""
+def check_run_dir(run_dir: Path) -> Path:
+    """`run_dir` when it is a run directory; else the one-line error every command gives, so
+    a command can check its argument before loading anything."""
     d = Path(run_dir)
     if not d.is_dir():
         raise ArtifactError(f"{d}: run directory not found (run `dynplayer train` first)")
     missing = [f for f in ("vectors.npy", "ids.txt", "config.json") if not (d / f).exists()]
     if missing:
         raise ArtifactError(f"{d}: not a run directory (missing {', '.join(missing)})")
+    return d
+
+
+def load_run(run_dir: Path) -> Run:
+    """Read a run directory written by `dynplayer train`."""
+    d = check_run_dir(run_dir)
     vectors = np.load(d / "vectors.npy", allow_pickle=False)
     ids = (d / "ids.txt").read_text().splitlines()
     if vectors.shape[0] != len(ids):

@@ -33,6 +33,11 @@ def human(value: object) -> str:
     return str(value)
 
 
+def count(n: int, noun: str) -> str:
+    """'1 new track', '2 new tracks', '1,061 playlists': a count with its noun agreeing."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def register(app: typer.Typer) -> None:
     """Add the data-stage subcommands to the app."""
 

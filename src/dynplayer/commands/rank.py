@@ -58,44 +58,66 @@ def register(app: typer.Typer) -> None:
         ranker: Annotated[bool, typer.Option(help="Use RUN_DIR/ranker/ when it exists")] = True,
     ) -> None:
         """Continue playlists (--seeds FILE) or one list of tracks given by id or name."""
+        from dynplayer.commands.data import count
         from dynplayer.errors import QueryError
-        from dynplayer.rank.candidates import Queries
-        from dynplayer.rank.recommend import Recommender, read_seed_file
+        from dynplayer.run import check_run_dir, load_run
 
+        # Arguments first, then the seeds, and only then the model (loading takes seconds).
         if (seeds is None) == (not tracks):
             raise QueryError("give either TRACK... or --seeds FILE")
         if not 1 <= k <= 1000:
             raise QueryError(f"k must be between 1 and 1000, got {k}")
-        rec = Recommender.load(run_dir, use_ranker=ranker)
+        check_run_dir(run_dir)
         if seeds is not None:
-            sf = read_seed_file(seeds, rec.index)
-            results = rec.recommend(sf.queries, k)
-            out = sys.stdout
-            for pid, (cols, scores) in zip(sf.pids, results, strict=True):
-                line = {"pid": pid, "tracks": [rec.run.ids[c] for c in cols.tolist()],
-                        "scores": [round(float(s), 6) for s in scores.tolist()]}
-                if jsonl:
-                    out.write(json.dumps(line, ensure_ascii=False) + "\n")
-                else:
-                    out.write(f"{pid}: " + " ".join(line["tracks"]) + "\n")
-            typer.echo(f"{len(sf.pids):,} playlists ({rec.method}); {sf.unknown:,} unknown track "
-                       f"ids skipped; {len(sf.empty):,} playlists with no known track got the "
-                       "most popular tracks", err=True)
+            _recommend_file(run_dir, seeds, k, jsonl, ranker)
             return
         assert tracks is not None
         import numpy as np
 
-        rows = list(dict.fromkeys(rec.resolve(tracks)))
+        from dynplayer.rank.candidates import Queries
+        from dynplayer.rank.recommend import Recommender
+        from dynplayer.serve.resolve import TrackResolver, UnknownTrackName
+        from dynplayer.store.catalog import track_catalog
+
+        run = load_run(run_dir)
+        cat = track_catalog(run_dir, run=run)
+        resolver = TrackResolver(cat.track_ids, cat.names, cat.artists, cat.popularity)
+        rows: list[int] = []
+        unknown: list[str] = []
+        for t in tracks:
+            try:
+                found = resolver.resolve(t)
+            except UnknownTrackName:
+                unknown.append(t)
+                continue
+            rows.append(found.row)
+            if found.by_name:
+                also = "; ".join(resolver.describe(o) for o in found.others[:3])
+                typer.echo(f"{t!r}: {resolver.describe(found.row)}"
+                           + (f" (also fits: {also})" if also else ""), err=True)
+        if not rows:
+            shown = ", ".join(repr(u) for u in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+            raise QueryError(f"none of the {len(tracks)} seeds is a track id or name in this "
+                             f"model: {shown}")
+        if unknown:
+            typer.echo(f"{count(len(unknown), 'seed')} not in the model, skipped: "
+                       + ", ".join(repr(u) for u in unknown), err=True)
+        rows = list(dict.fromkeys(rows))
+        rec = Recommender.load(run_dir, use_ranker=ranker, run=run)
         q = Queries(np.array([0, len(rows)], dtype=np.int64), np.asarray(rows, dtype=np.int64))
         cols, scores = rec.recommend(q, k)[0]
         if jsonl:
-            typer.echo(json.dumps({"tracks": [rec.run.ids[c] for c in cols.tolist()],
+            typer.echo(json.dumps({"tracks": [cat.track_ids[c] for c in cols.tolist()],
                                    "scores": [round(float(s), 6) for s in scores.tolist()]}))
             return
-        typer.echo("seeds: " + "; ".join(" - ".join(rec.label(r)[1:]) for r in rows))
+
+        def label(r: int) -> tuple[str, str, str]:
+            return cat.track_ids[r], cat.names[r] or "?", cat.artists[r] or "?"
+
+        typer.echo("seeds: " + "; ".join(" - ".join(label(r)[1:]) for r in rows))
         typer.echo(f"{'#':>3}  {'score':>8}  {'track':<40}  {'artist':<28}  id")
         for i, (c, s) in enumerate(zip(cols.tolist(), scores.tolist(), strict=True), 1):
-            tid, name, artist = rec.label(c)
+            tid, name, artist = label(c)
             typer.echo(f"{i:>3}  {s:8.3f}  {name[:40]:<40}  {artist[:28]:<28}  {tid}")
         typer.echo(f"({rec.method})")
 
@@ -119,3 +141,26 @@ def register(app: typer.Typer) -> None:
         typer.echo(text)
         if out is not None:
             out.write_text(text + "\n", encoding="utf-8")
+
+
+def _recommend_file(run_dir: Path, seeds: Path, k: int, jsonl: bool, ranker: bool) -> None:
+    """`recommend --seeds FILE`: one output line per input line; the file is read and checked
+    before the model is loaded."""
+    from dynplayer.commands.data import count
+    from dynplayer.rank.recommend import Recommender, read_seed_file
+
+    ids = (run_dir / "ids.txt").read_text().splitlines()
+    sf = read_seed_file(seeds, {t: i for i, t in enumerate(ids)})
+    rec = Recommender.load(run_dir, use_ranker=ranker)
+    out = sys.stdout
+    for pid, (cols, scores) in zip(sf.pids, rec.recommend(sf.queries, k), strict=True):
+        line = {"pid": pid, "tracks": [ids[c] for c in cols.tolist()],
+                "scores": [round(float(s), 6) for s in scores.tolist()]}
+        if jsonl:
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+        else:
+            out.write(f"{pid}: " + " ".join(line["tracks"]) + "\n")
+    typer.echo(f"{count(len(sf.pids), 'playlist')} ({rec.method}); "
+               f"{count(sf.unknown, 'unknown track id')} skipped; "
+               f"{count(len(sf.empty), 'playlist')} with no known track got the most popular "
+               "tracks", err=True)

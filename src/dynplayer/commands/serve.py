@@ -29,10 +29,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Load a run into the vector store as a named catalog: new tables, HNSW, ANALYZE,
         atomic swap."""
+        from dynplayer.run import check_run_dir
         from dynplayer.settings import Settings
         from dynplayer.store.indexing import index_run
         from dynplayer.store.names import catalog_name_for, check_catalog_name
 
+        check_run_dir(run_dir)  # before any note about the run's text model
         settings = Settings()
         catalog = check_catalog_name(name) if name is not None else catalog_name_for(run_dir)
         overrides: dict[str, Any] = {"database_url": database_url or settings.database_url,
@@ -66,12 +68,15 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Serve the API, its OpenAPI docs (/docs) and the web page for one or more runs."""
         from dynplayer.errors import ConfigError
+        from dynplayer.run import check_run_dir
         from dynplayer.serve.workers import serve_run
         from dynplayer.settings import Settings
         from dynplayer.store.names import catalog_name_for, check_catalog_name
 
         if backend not in ("pgvector", "exact"):
             raise ConfigError(f"--backend must be pgvector or exact, got {backend!r}")
+        for run_dir in run_dirs:  # before the database starts or a port is taken
+            check_run_dir(run_dir)
         names = [check_catalog_name(n) for n in name or []]
         if names and len(names) != len(run_dirs):
             raise ConfigError(f"--name is given {len(names)} times for {len(run_dirs)} run "
@@ -101,7 +106,8 @@ def register(app: typer.Typer) -> None:
         host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
     ) -> None:
-        """data -> train -> evaluate -> text model -> index -> serve, on the embedded database."""
+        """data -> train -> ranker -> evaluate -> text model -> index -> serve, on the embedded
+        database (each stage reused when it already finished)."""
         from dynplayer.serve.demo import run_demo
 
         run_demo(workdir=workdir, data=data, synthetic=synthetic, serve=not no_serve,

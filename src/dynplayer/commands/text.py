@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -61,20 +62,29 @@ def register(app: typer.Typer) -> None:
 
         Scored by the same function as the API (the exact recommender; the pgvector backend
         too, up to 50,000 playlists), so both give the same tracks and scores."""
-        from dynplayer.api import Dynplayer
         from dynplayer.config import parse_set_options
         from dynplayer.errors import ArtifactError, QueryError
+        from dynplayer.run import check_run_dir
+        from dynplayer.serve.limits import check_k
         from dynplayer.text.search import check_query
 
+        # Every argument is checked before anything is loaded (loading takes seconds).
         if (query is None) == (queries is None):
             raise QueryError("give either a QUERY or --queries FILE")
+        check_k(k)
+        if playlists < 0:
+            raise QueryError(f"--playlists must be 0 or more, got {playlists}")
+        overrides = _search_overrides(parse_set_options(set_))
         if queries is not None:
             try:
                 lines = queries.read_text(encoding="utf-8").splitlines()
-            except OSError as exc:
+            except (OSError, UnicodeDecodeError) as exc:
                 raise QueryError(f"{queries}: cannot read the queries file ({exc})") from exc
-            texts = [line for line in lines if line.strip()]
-            where = [f"{queries}:{n}: " for n, line in enumerate(lines, 1) if line.strip()]
+            if not lines:
+                raise QueryError(f"{queries}: the queries file is empty")
+            # One answer per line, in order: a blank line is an error naming it, not skipped
+            # (skipping it would shift every later answer off its question).
+            texts, where = lines, [f"{queries}:{n}: " for n in range(1, len(lines) + 1)]
         else:
             assert query is not None
             texts, where = [query], [""]
@@ -84,9 +94,12 @@ def register(app: typer.Typer) -> None:
                 check_query(text)
             except QueryError as err:
                 raise QueryError(f"{at}{err}") from err
+        check_run_dir(run_dir)
         if not (run_dir / "text").is_dir():
             raise ArtifactError(f"{run_dir}: no text model (run `dynplayer train-text` first)")
-        model = Dynplayer.load(run_dir, **_search_overrides(parse_set_options(set_)))
+        from dynplayer.api import Dynplayer
+
+        model = Dynplayer.load(run_dir, **overrides)
         for text in texts:
             result = model.search(text, k=k)
             if jsonl:
@@ -107,8 +120,11 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"  {hit.similarity:6.3f}  {hit.caption}  [{hit.pid}]")
             typer.echo(f"tracks (top {len(result)}):")
             for t in result:
-                because = ", ".join(f'"{c}"' for c in t.because[:3])
-                more = f" +{len(t.because) - 3} more" if len(t.because) > 3 else ""
+                # playlists that share a caption are named once ("summer" x4, not four times)
+                captions = list(Counter(t.because).items())
+                because = ", ".join(f'"{c}"' + (f" x{n}" if n > 1 else "")
+                                    for c, n in captions[:3])
+                more = f" +{len(captions) - 3} more" if len(captions) > 3 else ""
                 typer.echo(f"  {t.rank:3d}. {t.track_id}  {t.label}  "
                            f"(score {t.score or 0:.3f}; from {because}{more})")
 
@@ -144,7 +160,7 @@ def _search_overrides(sets: dict[str, str]) -> dict[str, Any]:
     """Only the search settings of TextConfig may change at query time."""
     from dynplayer.config import apply_overrides
     from dynplayer.errors import ConfigError
-    from dynplayer.text.model import TextConfig
+    from dynplayer.text.config import TextConfig
 
     allowed = {"retrieval", "caption_weight", "top_playlists", "sim_power", "qbnorm_beta",
                "prf_weight", "search_dims", "artist_weight", "genre_weight", "match_power",

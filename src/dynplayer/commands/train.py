@@ -92,15 +92,19 @@ def register(app: typer.Typer) -> None:
         k: Annotated[int, typer.Option("-k", help="How many neighbours")] = 10,
     ) -> None:
         """Print the nearest tracks (cosine) with ids, names and artists."""
-        from dynplayer.api import Dynplayer
-        from dynplayer.ids import normalize_track_id
+        from dynplayer.serve.limits import check_k
 
-        model = Dynplayer.load(run_dir, text=False)
-        result = model.similar(track, k)
-        if result.query != normalize_track_id(track):  # found by name: say which track
-            seed = model.track(str(result.query))
-            typer.echo(f"similar to {seed.track_id}  {seed.label} (best match for {track!r}):",
-                       err=True)
+        check_k(k)  # before anything is loaded
+        from dynplayer.api import Dynplayer
+
+        model = Dynplayer.load(run_dir, text=False, ranker=False)
+        found = model.resolver.resolve(track)
+        tid = model.recommender.catalog.track_ids[found.row]
+        if found.by_name:  # say which track the name was taken for
+            also = "; ".join(model.resolver.describe(o) for o in found.others[:3])
+            typer.echo(f"similar to {model.resolver.describe(found.row)}, the best match for "
+                       f"{track!r}" + (f" (also fits: {also})" if also else "") + ":", err=True)
+        result = model.similar(tid, k)
         for t in result:
             typer.echo(f"{t.rank:>3}  {t.score or 0:.4f}  {t.track_id}  {t.name or '?'} — "
                        f"{t.artist or '?'}")

@@ -59,6 +59,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Add new playlists to a trained run: catalogue, fold-in vectors for new tracks, text
         search space, and (with --database-url) the served index; all or nothing."""
+        from dynplayer.commands.data import count
         from dynplayer.store.names import catalog_name_for, check_catalog_name
         from dynplayer.update.apply import update_run
 
@@ -73,13 +74,21 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"nothing to add: all {report.duplicates_skipped:,} playlists are "
                        f"already in {run_dir}")
             return
-        typer.echo(f"update {report.update} of {run_dir}: {report.playlists_added:,} playlists "
-                   f"added ({report.duplicates_skipped:,} already in the run, "
-                   f"{report.records_skipped:,} bad records skipped); {report.tracks_new:,} new "
-                   f"tracks; {report.tracks_folded:,} tracks folded in (rows "
+        typer.echo(f"update {report.update} of {run_dir}: "
+                   f"{count(report.playlists_added, 'playlist')} added "
+                   f"({report.duplicates_skipped:,} already in the run, "
+                   f"{count(report.records_skipped, 'bad record')} skipped); "
+                   f"{count(report.tracks_new, 'new track')}; "
+                   f"{count(report.tracks_folded, 'track')} folded in (rows "
                    f"{report.rows[0]:,}-{report.rows[1]:,}), {report.tracks_waiting:,} waiting "
-                   f"for more playlists; model {report.model_version}; "
+                   f"for {report.min_playlists} playlists; model {report.model_version}; "
                    f"{report.seconds['total']:.1f} s")
+        if report.tracks_not_eligible:
+            typer.echo(f"{count(report.tracks_not_eligible, 'track')} of the new playlists "
+                       "got no vector: not among the tracks the corpus' selection rule keeps "
+                       "(--eligible selected: what a retrain would train); --eligible any "
+                       f"folds in every track once it is in {report.min_playlists} playlists "
+                       "(--min-playlists)")
         if report.index is not None:
             ix = report.index
             typer.echo(f"index: {ix['tracks_inserted']:,} tracks and "

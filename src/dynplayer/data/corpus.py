@@ -274,6 +274,46 @@ def _write(corpus: Corpus, d: Path) -> None:
     (d / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
 
 
+def corpus_content_hash(path: Path) -> str | None:
+    """The content hash a corpus' manifest records (without reading the corpus)."""
+    try:
+        manifest = json.loads((Path(path) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: not a readable corpus directory ({exc.__class__.__name__}"
+                            "); run `dynplayer prepare` first") from exc
+    value = manifest.get("content_hash") if isinstance(manifest, dict) else None
+    return None if value is None else str(value)
+
+
+def read_track_table(path: Path, track_ids: list[str], columns: list[str]
+                     ) -> dict[str, list[Any]]:
+    """Columns (`name`, `artist`, `occurrence_count`, ...) of the corpus tracks `track_ids`, in
+    that order (None where the corpus lacks one), without reading the playlists: what serving a
+    track by name needs, in a fraction of `load_corpus`'s time. (`ParquetFile` rather than
+    `read_table`, which imports pandas: 0.6 s of a one-shot command.)"""
+    d = Path(path)
+    if not (d / "tracks.parquet").exists():
+        raise ArtifactError(f"{d}: not a corpus directory (missing tracks.parquet); run "
+                            "`dynplayer prepare` first")
+    try:
+        table = pq.ParquetFile(d / "tracks.parquet").read(columns=["track_id", *columns])
+    except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
+        raise ArtifactError(f"{d}: damaged corpus ({exc.__class__.__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''}); run "
+                            "`dynplayer prepare` again") from exc
+    row_of = {t: i for i, t in enumerate(table.column("track_id").to_pylist())}
+    rows = [row_of.get(t, -1) for t in track_ids]
+    # from the buffer: `pa.array` looks for pandas objects first, importing pandas (0.5 s)
+    take = np.array([r for r in rows if r >= 0], dtype=np.int64)
+    found = table.take(pa.Array.from_buffers(pa.int64(), take.shape[0],
+                                             [None, pa.py_buffer(take)]))
+    out: dict[str, list[Any]] = {}
+    for c in columns:
+        values = iter(found.column(c).to_pylist())
+        out[c] = [next(values) if r >= 0 else None for r in rows]
+    return out
+
+
 def load_corpus(path: Path) -> Corpus:
     """Read a corpus directory written by `save_corpus` (`dynplayer prepare`)."""
     d = Path(path)

@@ -3,8 +3,13 @@ exists, with the embedding ranking otherwise.
 
 Seeds file: JSON lines `{"pid": str|int, "visible": [track ids in playlist order]}` (extra fields
 ignored, gzip or not). Output: one line per input line, same order,
-`{"pid", "tracks": [ids best first], "scores": [...]}`. Track ids outside the model are counted
-(never fatal); a playlist with no known track gets the most popular tracks.
+`{"pid", "tracks": [ids best first], "scores": [...]}`; a blank line is an error naming it (it
+would have no answer line). Track ids outside the model are counted (never fatal); a playlist
+with no known track gets the most popular tracks.
+
+With the ranker, nothing but the run and RUN_DIR/ranker/ is read (its stored sources,
+`rank.saved`); names for the seeds given by name come from `dynplayer.serve.resolve`, the
+resolver of every entry point.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from dynplayer.data.corpus import Corpus, load_corpus
+from dynplayer.data.corpus import load_corpus
 from dynplayer.errors import DataError, QueryError
 from dynplayer.eval.protocol import _id_list, _read_lines, playlist_record
 from dynplayer.rank.candidates import Queries, ordered_distinct
@@ -40,9 +45,10 @@ def parse_seed_lines(lines: list[str], index: dict[str, int], source: str) -> Se
     indptr = [0]
     unknown = 0
     for line_no, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
         where: dict[str, Any] = {"file": source, "line": line_no}
+        if not line.strip():
+            raise DataError("blank line (one playlist per line: each gets its answer line)",
+                            **where)
         obj, pid = playlist_record(line, where)
         pids.append(pid)
         for t in _id_list(obj, "visible", where):
@@ -66,30 +72,24 @@ def read_seed_file(path: Path, index: dict[str, int]) -> SeedFile:
 class Recommender:
     """One run's continuation: the two-stage ranker, or the embedding ranking without one."""
 
-    def __init__(self, run: Run, corpus: Corpus, stage: TwoStage | None) -> None:
-        from dynplayer.eval.runner import run_vocab
-
+    def __init__(self, run: Run, stage: TwoStage | None, popularity: np.ndarray) -> None:
         self.run = run
-        self.corpus = corpus
         self.stage = stage
-        self.vocab = run_vocab(run, corpus)
         self.index = run.index_of()
-        if stage is not None:
-            self.popularity = stage.sources.popularity
-        else:
-            x = corpus.interaction_matrix(source_playlists(corpus, run), vocab=self.vocab)
-            self.popularity = np.asarray(x.sum(axis=0), dtype=np.float32).ravel()
+        self.popularity = np.asarray(popularity, dtype=np.float32)  # for seedless playlists
 
     @classmethod
-    def load(cls, run_dir: Path, use_ranker: bool = True) -> Recommender:
-        run = load_run(run_dir)
-        corpus = load_corpus(run.corpus_dir)
-        stage = None
+    def load(cls, run_dir: Path, use_ranker: bool = True, run: Run | None = None
+             ) -> Recommender:
+        run = run or load_run(run_dir)
         if use_ranker and has_ranker(run.path):
-            from dynplayer.eval.runner import run_vocab
+            stage = load_stage(run)
+            return cls(run, stage, stage.sources.popularity)
+        from dynplayer.eval.runner import run_vocab
 
-            stage = load_stage(run, corpus, run_vocab(run, corpus))
-        return cls(run, corpus, stage)
+        corpus = load_corpus(run.corpus_dir)
+        x = corpus.interaction_matrix(source_playlists(corpus, run), vocab=run_vocab(run, corpus))
+        return cls(run, None, np.asarray(x.sum(axis=0), dtype=np.float32).ravel())
 
     @property
     def method(self) -> str:
@@ -140,29 +140,6 @@ class Recommender:
         top = np.take_along_axis(top, order, axis=1)
         vals = np.take_along_axis(vals, order, axis=1)
         return [(t[np.isfinite(s)], s[np.isfinite(s)]) for t, s in zip(top, vals, strict=True)]
-
-    def resolve(self, names: list[str]) -> list[int]:
-        """Run rows of track ids or track names (case-insensitive; the most popular of several
-        tracks with one name); an unknown one is a QueryError naming it."""
-        by_name: dict[str, int] = {}
-        for r, t in enumerate(self.vocab.tolist()):
-            name = self.corpus.track_names[t]
-            if name:
-                key = name.lower()
-                if key not in by_name or self.popularity[r] > self.popularity[by_name[key]]:
-                    by_name[key] = r
-        out = []
-        for n in names:
-            row: int | None = self.index.get(n, by_name.get(n.strip().lower()))
-            if row is None:
-                raise QueryError(f"{n!r}: no track with this id or name in the model")
-            out.append(row)
-        return out
-
-    def label(self, row: int) -> tuple[str, str, str]:
-        t = int(self.vocab[row])
-        return (self.run.ids[row], self.corpus.track_names[t] or "?",
-                self.corpus.artists[t] or "?")
 
 
 def _take(q: Queries, rows: np.ndarray) -> Queries:

@@ -52,13 +52,41 @@ def load_serving_ranker(run_dir: Path) -> ServingRanker | None:
     """The run's ranker for serving, or None when RUN_DIR/ranker/ is absent."""
     if not has_ranker(run_dir):
         return None
-    from dynplayer.data.corpus import load_corpus
-    from dynplayer.eval.runner import run_vocab
     from dynplayer.run import load_run
 
     run = load_run(run_dir)
-    corpus = load_corpus(run.corpus_dir)
-    return ServingRanker(load_stage(run, corpus, run_vocab(run, corpus)), run.ids)
+    return ServingRanker(load_stage(run), run.ids)
+
+
+class LazyServingRanker:
+    """The run's ranker, loaded on the first continuation (a one-shot `similar` or `search`
+    never pays for it). Thread-safe: concurrent first requests load it once."""
+
+    def __init__(self, run_dir: Path) -> None:
+        import threading
+
+        self.run_dir = Path(run_dir)
+        self._ranker: ServingRanker | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def ranker(self) -> ServingRanker:
+        if self._ranker is None:
+            with self._lock:
+                if self._ranker is None:
+                    loaded = load_serving_ranker(self.run_dir)
+                    if loaded is None:
+                        from dynplayer.errors import ArtifactError
+
+                        raise ArtifactError(f"{self.run_dir}: its ranker/ went away")
+                    self._ranker = loaded
+        return self._ranker
+
+    def known(self, track_id: str) -> bool:
+        return self.ranker.known(track_id)
+
+    def rank(self, seeds: list[str], k: int) -> list[tuple[str, float]]:
+        return self.ranker.rank(seeds, k)
 
 
 def continuation_cpu_ms(rec: Any, reranker: ServingRanker, seeds: list[list[str]],

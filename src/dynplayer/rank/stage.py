@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from dynplayer.data.corpus import TEST, TRAIN, VAL, Corpus
+from dynplayer.data.corpus import TEST, TRAIN, VAL, Corpus, corpus_content_hash, load_corpus
 from dynplayer.errors import ArtifactError
 from dynplayer.rank import features as F
 from dynplayer.rank.candidates import (
@@ -210,12 +210,18 @@ def read_manifest(d: Path) -> dict[str, Any]:
     return manifest
 
 
-def load_stage(run: Run, corpus: Corpus, vocab: np.ndarray,
+def load_stage(run: Run, corpus: Corpus | None = None, vocab: np.ndarray | None = None,
                directory: Path | None = None) -> TwoStage:
-    """Read RUN_DIR/ranker/ and rebuild its sources from the run's corpus."""
+    """Read RUN_DIR/ranker/ with the sources `train-ranker` stored beside it (`rank.saved`),
+    or, when they are missing or stale, rebuild the sources from the run's corpus (read here
+    when `corpus` is not given)."""
+    from dynplayer.rank.saved import load_sources, sources_key
+
     d = directory or run.path / RANKER_DIR
     manifest = read_manifest(d)
-    if manifest.get("corpus_hash") not in (None, corpus.manifest.get("content_hash")):
+    corpus_hash = corpus.manifest.get("content_hash") if corpus is not None else \
+        corpus_content_hash(run.corpus_dir)
+    if manifest.get("corpus_hash") not in (None, corpus_hash):
         raise ArtifactError(f"{d}: the ranker was trained on another corpus; rerun "
                             "`dynplayer train-ranker`")
     from dynplayer.config import from_dict
@@ -233,13 +239,23 @@ def load_stage(run: Run, corpus: Corpus, vocab: np.ndarray,
     if unknown:
         raise ArtifactError(f"{d}: unknown features {', '.join(unknown)}")
     ranker = Ranker.load(d, params, feats, manifest.get("best_rounds"))
+    sources = load_sources(d, run, sources_key(run, corpus_hash, cfg.window, cfg.ease_lam,
+                                               cfg.ease_items))
+    if sources is None:
+        if corpus is None:
+            corpus = load_corpus(run.corpus_dir)
+        if vocab is None:
+            from dynplayer.eval.runner import run_vocab
+
+            vocab = run_vocab(run, corpus)
+        sources = sources_for(run, corpus, vocab, cfg)
     title = None
     if "title_score" in feats:
         from dynplayer.rank.title import TitleEvidence
 
         # without the text model the name features are missing (NaN), as for a nameless list
         title = TitleEvidence.load(run.path, run.ids)
-    return TwoStage(sources_for(run, corpus, vocab, cfg), ranker, cfg, manifest, title)
+    return TwoStage(sources, ranker, cfg, manifest, title)
 
 
 def has_ranker(run_dir: Path) -> bool:

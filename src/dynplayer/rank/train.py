@@ -42,6 +42,7 @@ from dynplayer.rank.field import (
     field_candidate_metrics,
 )
 from dynplayer.rank.model import Ranker, RankerParams
+from dynplayer.rank.saved import save_sources, sources_key
 from dynplayer.rank.shadow import shadow_vectors
 from dynplayer.rank.stage import (
     MAX_EASE_ITEMS,
@@ -408,6 +409,10 @@ def train_ranker(run_dir: Path, cfg: TrainRankerConfig | None = None,
     out = prep.run.path / (RANKER_DIR if beats else REJECTED_DIR)
     with atomic_directory(out) as tmp:
         save_ranker(tmp, ranker, cfg.stage, manifest)
+        if beats:  # what serving would otherwise fit again on every load (rank.saved)
+            save_sources(tmp, prep.sources, sources_key(
+                prep.run, prep.corpus.manifest.get("content_hash"), cfg.stage.window,
+                cfg.stage.ease_lam, cfg.stage.ease_items))
     manifest["written"] = str(out)
     verdict = ("beats" if beats else "does NOT beat")
     say(f"two-stage on validation: {_show(two, prep.val.protocol)}: {verdict} the embedding "

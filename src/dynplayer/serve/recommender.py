@@ -15,17 +15,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import psycopg
-from pgvector import HalfVector
-from psycopg_pool import ConnectionPool, PoolTimeout
 
 from dynplayer.errors import DynplayerError, QueryError, StoreError
 from dynplayer.ids import normalize_track_id
 from dynplayer.run import l2_normalize
 from dynplayer.serve.batching import BatchingEncoder
+from dynplayer.serve.limits import QUERY_MAX, SEEDS_MAX, TEXT_MAX, check_k
 from dynplayer.serve.ranking import qb_bias, top_k, top_playlists_exact
 from dynplayer.serve.track_search import FUZZY_CUTOFF, TrackMatcher
 from dynplayer.store.catalog import Catalog
@@ -37,10 +35,9 @@ from dynplayer.store.params import (
 )
 from dynplayer.text.api import PlaylistHit, TextSearcherProtocol
 
-K_MAX = 200
-TEXT_MAX = 500
-SEEDS_MAX = 500
-QUERY_MAX = 200  # characters of an autocomplete query
+if TYPE_CHECKING:  # the database driver is imported by the pgvector backend only (0.2 s)
+    import psycopg
+    from psycopg_pool import ConnectionPool
 
 
 class UnknownTrackError(QueryError):
@@ -100,12 +97,6 @@ def query_encoder(searcher: TextSearcherProtocol) -> Callable[[str], np.ndarray]
 
     batcher = BatchingEncoder(many)
     return lambda text: batcher.encode(check_query(text))
-
-
-def check_k(k: int) -> int:
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= K_MAX:
-        raise QueryError(f"k must be an integer from 1 to {K_MAX}, got {k!r}")
-    return k
 
 
 def check_text(text: str) -> str:
@@ -269,11 +260,10 @@ class ExactRecommender(Recommender):
         self.text_playlists = text_playlists
         self._row = {t: i for i, t in enumerate(catalog.track_ids)}
         self._vectors = l2_normalize(catalog.vectors)
-        self._text_vectors = None if searcher is None else \
-            np.asarray(searcher.playlist_vectors, dtype=np.float32)
 
     @cached_property
-    def _matcher(self) -> TrackMatcher:
+    def matcher(self) -> TrackMatcher:
+        """Track lookup over this catalog's names (built on first use)."""
         c = self.catalog
         return TrackMatcher(c.names, c.artists, c.popularity)
 
@@ -294,8 +284,9 @@ class ExactRecommender(Recommender):
             seeds=known, unknown=unknown)
 
     def _top_playlists(self, qvec: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        assert self._text_vectors is not None
-        return top_playlists_exact(self._text_vectors, qvec, n, qb_bias(self.searcher))
+        assert self.searcher is not None  # `text_answer` checks first
+        return top_playlists_exact(np.asarray(self.searcher.playlist_vectors, np.float32),
+                                   qvec, n, qb_bias(self.searcher))
 
     def _track_info(self, track_ids: list[str]) -> dict[str, TrackInfo]:
         c = self.catalog
@@ -305,7 +296,7 @@ class ExactRecommender(Recommender):
     def _search(self, q: str, limit: int, cutoff: float) -> list[TrackInfo]:
         c = self.catalog
         return [TrackInfo(c.track_ids[i], c.names[i], c.artists[i])
-                for i in self._matcher.search(q, limit, cutoff)]
+                for i in self.matcher.search(q, limit, cutoff)]
 
 
 class PgvectorRecommender(Recommender):
@@ -337,6 +328,9 @@ class PgvectorRecommender(Recommender):
     def _conn(self) -> Iterator[psycopg.Connection[Any]]:
         # A text request takes a connection only for its playlist search, never while its
         # query waits for the (batched) encoder; names come from memory after the first load.
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
         try:
             with self.pool.connection() as conn:
                 yield conn
@@ -394,6 +388,8 @@ class PgvectorRecommender(Recommender):
             # The column is halfvec (see dynplayer.store.db): a few more candidates than wanted
             # are fetched and re-ranked below in float32, so half-precision rounding cannot
             # swap a playlist at the edge of the top n for a near-tie.
+            from pgvector import HalfVector
+
             half = HalfVector(qvec)
             ef = self._ef_search(n)
             rows = self._knn(conn, "SELECT pid FROM playlists ORDER BY text_vector <=> %s "
@@ -438,6 +434,8 @@ class PgvectorRecommender(Recommender):
         return [TrackInfo(*info[i]) for i in matcher.search(q, limit, cutoff)]
 
     def ping(self) -> bool:
+        import psycopg
+
         try:
             with self._conn() as conn:
                 conn.execute("SELECT 1 FROM tracks LIMIT 1")

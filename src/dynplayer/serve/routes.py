@@ -13,9 +13,8 @@ from pydantic import AfterValidator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dynplayer.ids import normalize_track_id
+from dynplayer.serve.limits import K_MAX, QUERY_MAX
 from dynplayer.serve.recommender import (
-    K_MAX,
-    QUERY_MAX,
     DatabaseUnavailable,
     ExactRecommender,
     Recommender,
@@ -39,6 +38,7 @@ from dynplayer.serve.schemas import (
     tracks_out,
 )
 from dynplayer.serve.service import Service
+from dynplayer.serve.track_search import holds_words
 
 CatalogQuery = Annotated[str | None, Query(
     max_length=64, description="the catalog to answer from (GET /v1/catalogs lists them); "
@@ -120,10 +120,13 @@ def search_tracks(
                  AfterValidator(clean_text), AfterValidator(not_blank)],
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
 ) -> SearchResponse:
-    """Tracks whose name or artist contains `q` (for autocomplete), most popular first."""
+    """Tracks whose name or artist holds `q` (for autocomplete; case, accents and word order
+    do not matter), most popular first; when none does, the closest names (`near_misses`)."""
     found = rec.search_tracks(q, limit)
     return SearchResponse(q=q, tracks=[TrackInfoOut(track_id=t.track_id, name=t.name,
-                                                    artist=t.artist) for t in found])
+                                                    artist=t.artist) for t in found],
+                          near_misses=bool(found) and not holds_words(q, found[0].name,
+                                                                      found[0].artist))
 
 
 # `:path`, so a URL-encoded track link (https%3A%2F%2Fopen.spotify.com%2Ftrack%2FID) works too

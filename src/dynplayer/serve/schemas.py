@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from dynplayer.serve.recommender import K_MAX, SEEDS_MAX, TEXT_MAX, TrackResult
+from dynplayer.serve.limits import K_MAX, SEEDS_MAX, TEXT_MAX
+from dynplayer.serve.recommender import TrackResult
 
 
 def clean_text(value: str) -> str:
@@ -92,6 +93,9 @@ class SimilarResponse(BaseModel):
 class SearchResponse(BaseModel):
     q: str
     tracks: list[TrackInfoOut]
+    near_misses: bool = Field(default=False, description=(
+        "true when no track holds every word of q and the tracks are the closest names (a "
+        "typo or two): no exact match"))
 
 
 class HealthResponse(BaseModel):

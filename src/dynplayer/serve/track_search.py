@@ -2,9 +2,10 @@
 
 `beyonce` finds Beyoncé, `LA VIE EN ROSE` finds La Vie En Rose, `beyonse halo` still finds Halo:
 names are folded (unidecode transliteration, lower case, punctuation to spaces) once per model
-version, then (1) tracks whose folded "name artist" holds the folded query, most played first;
-(2) when those are fewer than asked, tracks holding every query word in any order; (3) only when
-nothing matched so far, near misses by rapidfuzz's partial ratio (a typo or two), best first.
+version, then (1) tracks whose folded "name artist" holds the folded query, those where it
+starts a word first ("psy": PSY before "Tipsy"), most played first; (2) when those are fewer
+than asked, tracks holding every query word in any order; (3) only when nothing matched so
+far, near misses by rapidfuzz's partial ratio (a typo or two), best first.
 The exact and the pgvector recommender both answer from this in memory (the names are a few MB
 even at MPD scale), so the API, the web page's autocomplete, the CLI and the Python API find
 the same tracks in the same order.
@@ -43,6 +44,7 @@ class TrackMatcher:
         folded = [f"{fold(names[i])} {fold(artists[i])}".strip() for i in self.order.tolist()]
         self._folded = folded
         self._array = np.array(folded, dtype=str)
+        self._spaced = np.char.add(" ", self._array)
 
     def search(self, q: str, limit: int, cutoff: float = FUZZY_CUTOFF) -> list[int]:
         """Rows (into the sequences given) of the best `limit` matches for `q`; near misses
@@ -51,7 +53,11 @@ class TrackMatcher:
         if not words:
             return []
         phrase = " ".join(words)
-        ranks = np.flatnonzero(np.char.find(self._array, phrase) >= 0)[:limit].tolist()
+        hits = np.flatnonzero(np.char.find(self._array, phrase) >= 0)
+        # where the phrase starts a word first ("psy": PSY before "Tipsy"), each most played
+        # first
+        starts = np.char.find(self._spaced[hits], " " + phrase) >= 0
+        ranks = np.concatenate([hits[starts], hits[~starts]])[:limit].tolist()
         if len(ranks) < limit and len(words) > 1:  # every word, in any order ("halo beyonce")
             hit = np.ones(self._array.shape[0], dtype=bool)
             for w in words:
@@ -79,4 +85,11 @@ class TrackMatcher:
         return [int(self.order[r]) for r in ranks]
 
 
-__all__ = ["TrackMatcher", "fold"]
+def holds_words(q: str, name: str | None, artist: str | None) -> bool:
+    """Whether the track's name and artist hold every word of `q` (folded): false for the near
+    misses `TrackMatcher.search` gives when nothing matched."""
+    text = f"{fold(name)} {fold(artist)}"
+    return all(w in text for w in fold(q).split())
+
+
+__all__ = ["TrackMatcher", "fold", "holds_words"]

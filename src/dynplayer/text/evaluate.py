@@ -33,8 +33,8 @@ from dynplayer.eval.hubness import top_k_hubness
 from dynplayer.eval.metrics import ndcg_at_k, recall_at_k
 from dynplayer.run import l2_normalize, load_run
 from dynplayer.text.bm25 import BM25
+from dynplayer.text.config import project_numpy
 from dynplayer.text.hubness import inverted_softmax_bias
-from dynplayer.text.model import project_numpy
 from dynplayer.text.search import TextSearcher, aggregate_scores, feedback_scores, top_rows
 from dynplayer.text.space import compose_playlist_vectors, hybrid_weights, search_projection
 from dynplayer.text.train import TextData, load_text_data

@@ -22,11 +22,17 @@ from dynplayer.config import from_dict
 from dynplayer.errors import ArtifactError, ConfigError, QueryError
 from dynplayer.run import Run, l2_normalize
 from dynplayer.text.api import PlaylistHit, SearchResult, TextSearcherProtocol, TrackHit
+from dynplayer.text.config import TextConfig
 from dynplayer.text.encoders import TextEncoder, make_encoder
 from dynplayer.text.loanwords import LoanwordBridge
 from dynplayer.text.metadata import MetadataMatch
-from dynplayer.text.model import TextConfig, project_numpy
-from dynplayer.text.space import compose_playlist_vectors, search_projection, vectors_hash, wordless
+from dynplayer.text.space import (
+    compose_playlist_vectors,
+    query_side,
+    stored_projection,
+    vectors_hash,
+    wordless,
+)
 
 MAX_QUERY_CHARS = 500  # the API's limit too
 MAX_K = 1000
@@ -127,12 +133,10 @@ class TextSearcher(TextSearcherProtocol):
         self._ngram_state = ngram_state
         self.no_words = wordless(captions)  # never hubs of caption retrieval
         self._vectors = compose_playlist_vectors(joint, captions_x, cfg, self.no_words)
-        # search_dims: the space on its first principal directions (queries projected alike).
-        self.projection: np.ndarray | None = None
-        if 0 < cfg.search_dims < self._vectors.shape[1]:
-            self.projection = search_projection(
-                self._vectors, lambda rows: self._query_side(captions_x[rows], cfg.retrieval),
-                cfg.search_dims, seed=cfg.seed)
+        # search_dims: the space on its first principal directions (queries projected alike),
+        # as train-text stored it (fitted here when it did not)
+        self.projection = stored_projection(path, self._vectors, weights, captions_x, cfg)
+        if self.projection is not None:
             self._vectors = l2_normalize(self._vectors @ self.projection)
         self._qb_bias: np.ndarray | None = None
         # The track model's vectors (V, d) in track_ids order, L2-normalised, and each playlist's
@@ -211,13 +215,7 @@ class TextSearcher(TextSearcherProtocol):
         return self.project(self._query_side(raw, mode), mode)
 
     def _query_side(self, raw: np.ndarray, mode: str) -> np.ndarray:
-        if mode == "caption":
-            return raw
-        joint = project_numpy(self.weights, "text", raw)
-        if mode == "joint":
-            return joint
-        w = self.cfg.caption_weight
-        return np.hstack([np.sqrt(1 - w) * joint, np.sqrt(w) * raw]).astype(np.float32)
+        return query_side(self.weights, raw, mode, self.cfg.caption_weight)
 
     def project(self, vectors: np.ndarray, mode: str | None = None) -> np.ndarray:
         """Query-side vectors of the search space into the space of `playlist_vectors` (the

@@ -1,17 +1,23 @@
 """The text search space, shared by training (`text.train`, which writes it) and search
-(`text.search`, which reads it): how the searchable playlist matrix is composed, and the hash
-of the track table it was built from."""
+(`text.search`, which reads it): how the searchable playlist matrix is composed, its
+search_dims projection (fitted and stored by `train-text` and `update`, read by search), and
+the hash of the track table it was built from."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from dynplayer.run import Run, l2_normalize
-from dynplayer.text.model import TextConfig
+from dynplayer.run import Run, atomic_write_bytes, l2_normalize
+from dynplayer.text.config import TextConfig, project_numpy
+
+PROJECTION_FILE = "projection.npz"
 
 _WORD = re.compile(r"\w")
 
@@ -73,6 +79,62 @@ def search_projection(playlists: np.ndarray, bank: Callable[[np.ndarray], np.nda
     signs = np.sign(top[np.abs(top).argmax(axis=0), np.arange(top.shape[1])])
     out: np.ndarray = (top * np.where(signs == 0, 1.0, signs)[None, :]).astype(np.float32)
     return out
+
+
+def query_side(weights: dict[str, Any], raw: np.ndarray, mode: str,
+               caption_weight: float) -> np.ndarray:
+    """Encoded queries (n, d_text) as rows of the `mode` search space (before projection)."""
+    if mode == "caption":
+        return raw
+    joint = project_numpy(weights, "text", raw)
+    if mode == "joint":
+        return joint
+    w = caption_weight
+    return np.hstack([np.sqrt(1 - w) * joint, np.sqrt(w) * raw]).astype(np.float32)
+
+
+def _projection_key(vectors: np.ndarray, weights: dict[str, Any], cfg: TextConfig) -> str:
+    h = hashlib.sha256(f"{cfg.search_dims} {cfg.seed} {cfg.retrieval} "
+                       f"{cfg.caption_weight}".encode())
+    h.update(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+    for name in sorted(weights):
+        h.update(name.encode() + np.ascontiguousarray(weights[name]).tobytes())
+    return h.hexdigest()[:24]
+
+
+def _fit_projection(vectors: np.ndarray, weights: dict[str, Any], captions_x: np.ndarray,
+                    cfg: TextConfig) -> np.ndarray:
+    return search_projection(
+        vectors, lambda rows: query_side(weights, captions_x[rows], cfg.retrieval,
+                                         cfg.caption_weight), cfg.search_dims, seed=cfg.seed)
+
+
+def stored_projection(text_dir: Path, vectors: np.ndarray, weights: dict[str, Any],
+                      captions_x: np.ndarray, cfg: TextConfig) -> np.ndarray | None:
+    """The search_dims projection of the space `vectors` (None: the full space): the one
+    stored in TEXT_DIR/projection.npz when it was fitted on exactly these rows, weights and
+    settings, else fitted now (an eigendecomposition: seconds on a busy machine)."""
+    if not 0 < cfg.search_dims < vectors.shape[1]:
+        return None
+    key = _projection_key(vectors, weights, cfg)
+    try:
+        with np.load(Path(text_dir) / PROJECTION_FILE, allow_pickle=False) as z:
+            if str(z["key"]) == key:
+                return np.asarray(z["projection"], dtype=np.float32)
+    except (OSError, KeyError, ValueError):
+        pass
+    return _fit_projection(vectors, weights, captions_x, cfg)
+
+
+def store_projection(text_dir: Path, vectors: np.ndarray, weights: dict[str, Any],
+                     captions_x: np.ndarray, cfg: TextConfig) -> None:
+    """Fit the search_dims projection of `vectors` and store it for `stored_projection`."""
+    if not 0 < cfg.search_dims < vectors.shape[1]:
+        return
+    buf = io.BytesIO()
+    np.savez(buf, projection=_fit_projection(vectors, weights, captions_x, cfg),
+             key=np.array(_projection_key(vectors, weights, cfg)))
+    atomic_write_bytes(Path(text_dir) / PROJECTION_FILE, buf.getvalue())
 
 
 def vectors_hash(run: Run) -> str:

@@ -47,7 +47,12 @@ from dynplayer.text.model import (
     head_to_numpy,
     track_loss,
 )
-from dynplayer.text.space import compose_playlist_vectors, vectors_hash, wordless
+from dynplayer.text.space import (
+    compose_playlist_vectors,
+    store_projection,
+    vectors_hash,
+    wordless,
+)
 
 
 @dataclass
@@ -262,8 +267,9 @@ def write_artifacts(d: Path, data: TextData, encoder: TextEncoder, model: Captio
     # Playlists without tracks or caption stay searchable on the side they have.
     atomic_save_npy(d / "joint.npy", joint)
     atomic_save_npy(d / "captions.npy", cap_x)
-    atomic_save_npy(d / "playlists.npy", compose_playlist_vectors(joint, cap_x, cfg,
-                                                                  wordless(captions)))
+    playlists = compose_playlist_vectors(joint, cap_x, cfg, wordless(captions))
+    atomic_save_npy(d / "playlists.npy", playlists)
+    store_projection(d, playlists, weights, cap_x, cfg)  # what search would fit on every load
     atomic_save_npy(d / "track_joint.npy", project_numpy(weights, "playlist",
                                                          data.track_vectors))
     occ = data.counts[rows].tocsr()

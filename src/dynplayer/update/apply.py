@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from dynplayer.run import (
     atomic_write_json,
     load_run,
     run_version,
+    staging_directory,
 )
 from dynplayer.update.foldin import (
     DEFAULT_ELIGIBLE,
@@ -87,6 +87,11 @@ class UpdateReport:
     seconds: dict[str, float] = field(default_factory=dict)
     index: dict[str, Any] | None = None
     duplicate_examples: list[str] = field(default_factory=list)
+    # tracks of the new playlists without a vector that the `selected` rule leaves out (a
+    # retrain would not train them either); 0 with `--eligible any`
+    tracks_not_eligible: int = 0
+    eligible: str = "selected"
+    min_playlists: int = 2
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -151,6 +156,7 @@ def update_run(run_dir: Path, inputs: Sequence[Path], *, fmt: str = "auto",
     col = table_columns(corpus, run.ids)
     touched = np.unique(mapping)
     candidates = touched[col[touched] < 0]
+    n_unvectored = int(candidates.shape[0])
     if eligible == "selected":
         candidates = candidates[selected_now(corpus)[candidates]]
     folded = fold_in_corpus(corpus, run, candidates, min_playlists=min_playlists, method=method,
@@ -172,7 +178,8 @@ def update_run(run_dir: Path, inputs: Sequence[Path], *, fmt: str = "auto",
                    "duplicates_skipped": builder.duplicates,
                    "records_skipped": builder.skip.as_dict(),
                    "tracks_new": int(n_new_tracks), "tracks_folded": len(new_ids),
-                   "tracks_waiting": int(candidates.shape[0] - len(new_ids))},
+                   "tracks_waiting": int(candidates.shape[0] - len(new_ids)),
+                   "tracks_not_eligible": n_unvectored - int(candidates.shape[0])},
         "rows": [n_old, n_old + len(new_ids)],
     }
     corpus.manifest = dict(base.manifest)
@@ -183,7 +190,7 @@ def update_run(run_dir: Path, inputs: Sequence[Path], *, fmt: str = "auto",
     corpus.manifest["counts"] = summary_counts(corpus)
 
     parent = run_dir.resolve().parent
-    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.update-", dir=parent))
+    tmp = staging_directory(parent, f".{run_dir.name}.update-", like=run_dir)
     swapped = False
     pending: Any = None
     try:
@@ -252,6 +259,8 @@ def update_run(run_dir: Path, inputs: Sequence[Path], *, fmt: str = "auto",
         records_skipped=int(sum(builder.skip.counts.values())) - builder.duplicates,
         tracks_new=int(n_new_tracks), tracks_folded=len(new_ids),
         tracks_waiting=record["counts"]["tracks_waiting"], text_playlists_added=text_added,
+        tracks_not_eligible=record["counts"]["tracks_not_eligible"], eligible=eligible,
+        min_playlists=min_playlists,
         rows=record["rows"], seconds={k: round(v, 3) for k, v in times.items()},
         index=index_report, duplicate_examples=builder.duplicate_examples)
     if progress or (progress is None and sys.stderr.isatty()):

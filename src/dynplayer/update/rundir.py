@@ -8,14 +8,13 @@ import ctypes.util
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from dynplayer.errors import ArtifactError
-from dynplayer.run import Run
+from dynplayer.run import Run, staging_directory
 
 MANIFEST = "manifest.json"
 RUN_CORPUS = "corpus"  # an updated run's own corpus, relative to RUN_DIR
@@ -82,7 +81,8 @@ def exchange(a: Path, b: Path) -> None:
 def staged_run(run_dir: Path, rewritten: set[str]) -> Iterator[Path]:
     """A copy of `run_dir` (hard links, without the `rewritten` entries) to write into; it is
     exchanged with `run_dir` in one rename when the block succeeds, removed otherwise."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.update-", dir=run_dir.resolve().parent))
+    tmp = staging_directory(run_dir.resolve().parent, f".{run_dir.name}.update-",
+                            like=run_dir)
     try:
         _link_tree(run_dir, tmp, rewritten)
         yield tmp

@@ -35,9 +35,9 @@ def update_text(old_dir: Path, new_dir: Path, corpus: Corpus, new_playlists: np.
                 update_no: int) -> int:
     """Extend new_dir/text (hard links of old_dir/text) with the new tracks and playlists;
     returns how many playlists became searchable. Every file written is replaced whole."""
-    from dynplayer.text.model import project_numpy
+    from dynplayer.text.config import project_numpy
     from dynplayer.text.search import TextSearcher
-    from dynplayer.text.space import compose_playlist_vectors
+    from dynplayer.text.space import compose_playlist_vectors, store_projection, wordless
 
     searcher = TextSearcher.load(old_dir)
     d = new_dir / "text"
@@ -72,6 +72,10 @@ def update_text(old_dir: Path, new_dir: Path, corpus: Corpus, new_playlists: np.
     atomic_save_npy(d / "joint.npy", joint.astype(np.float32))
     atomic_save_npy(d / "captions.npy", cap_x)
     atomic_save_npy(d / "playlists.npy", compose_playlist_vectors(joint, cap_x, cfg))
+    # the search space's projection, fitted on the grown rows (as the searcher would on load)
+    store_projection(d, compose_playlist_vectors(
+        joint.astype(np.float32), cap_x, cfg,
+        wordless([*searcher.playlist_captions, *captions])), searcher.weights, cap_x, cfg)
     atomic_save_npy(d / "track_joint.npy", np.vstack([
         searcher.track_joint, project_numpy(searcher.weights, "playlist", new_vectors)
     ]).astype(np.float32))

@@ -127,9 +127,16 @@ function render(title, tracks) {
         "+ playlist"));
     if (track.because && track.because.length) {
       const because = el("p", { class: "because" }, "because: ");
-      for (const p of track.because.slice(0, 5)) {
-        because.append(el("span", { title: `similarity ${p.similarity.toFixed(3)}` },
-          p.caption || p.pid));
+      // playlists sharing a caption ("summer" x4) are named once, with how many they are
+      const captions = new Map();
+      for (const p of track.because) {
+        const key = p.caption || p.pid;
+        if (captions.has(key)) captions.get(key).n += 1;
+        else captions.set(key, { p, n: 1 });
+      }
+      for (const [text, { p, n }] of [...captions].slice(0, 5)) {
+        because.append(el("span", { title: `similarity ${p.similarity.toFixed(3)}` +
+          (n > 1 ? `; ${n} playlists with this caption` : "") }, n > 1 ? `${text} ×${n}` : text));
       }
       item.append(because);
     }
@@ -193,13 +200,18 @@ function suggest() {
   suggestTimer = setTimeout(async () => {
     try {
       const data = await call(`/v1/tracks/search?q=${encodeURIComponent(q)}&limit=8`);
-      $("suggestions").replaceChildren(...data.tracks.map((t) =>
-        el("li", { role: "option", "data-track-id": t.track_id,
-          onclick: () => {
-            addSeed(t);
-            $("track-input").value = "";
-            $("suggestions").replaceChildren();
-          } }, label(t))));
+      // say when nothing matched, and when the list is only the closest names
+      const note = !data.tracks.length ? `no track matches “${q}”`
+        : data.near_misses ? `no exact match for “${q}”; close names:` : null;
+      $("suggestions").replaceChildren(
+        ...(note ? [el("li", { class: "note", role: "presentation" }, note)] : []),
+        ...data.tracks.map((t) =>
+          el("li", { role: "option", "data-track-id": t.track_id,
+            onclick: () => {
+              addSeed(t);
+              $("track-input").value = "";
+              $("suggestions").replaceChildren();
+            } }, label(t))));
     } catch (err) { showError(err.message); }
   }, 150);
 }

@@ -1,0 +1,83 @@
+"""The text stage's settings (`TextConfig`) and the numpy forward pass of a projection head
+(`project_numpy`): all that searching with a trained text model needs, without importing torch
+(which `text.model`, the training side, does: 1.5-3 s of a one-shot `dynplayer search`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """Training and search settings of the text stage (`dynplayer train-text --set key=value`)."""
+
+    encoder: str = "use"  # use | minilm | ngram
+    embed_dim: int = 256
+    hidden: int = 512
+    dropout: float = 0.1
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    track_loss_weight: float = 0.0  # weight of the text -> track softmax term (0 = CLIP only)
+    track_keep_min: float = 0.5  # playlist side sees a random 50-100% of its tracks per epoch
+    seed: int = 0
+    # Validation (model selection) on at most this many playlists, a seeded sample when the
+    # split is larger: Recall@10 among them costs val x val (the MPD slices have 707).
+    val_playlists: int = 10_000
+    # search (the defaults are the best on the MPD validation split; see docs/benchmarks.md)
+    retrieval: str = "hybrid"  # joint | caption | hybrid
+    caption_weight: float = 0.5  # hybrid: share of the caption-caption cosine in the similarity
+    top_playlists: int = 50  # as the reference and serving's default; 100 was +0.002 R@50 (noise)
+    sim_power: float = 4.0  # track score = sum occurrence x similarity ** sim_power
+    qbnorm_beta: float = 0.0  # > 0: query-bank (dynamic inverted softmax) normalisation
+    # > 0: pseudo-relevance feedback in the track model's space re-ranks the tracks of the top
+    # playlists: score = s / max(s) + prf_weight * max(cos(q, track), 0), q = the
+    # similarity^sim_power-weighted mean of those playlists' mean track vectors (0 = off)
+    prf_weight: float = 5.0
+    # > 0: the search space (playlist matrix and queries) projected on its first search_dims
+    # principal directions (uncentred PCA of the playlist rows and their captions' query-side
+    # vectors, computed when the searcher loads; `text.space.search_projection`): fewer bytes
+    # per HNSW distance and per exact product; 0 = the full space. 256 of the hybrid's 768:
+    # MPD validation keyword -> tracks Recall@50 1.000x of the full space (`bench text`).
+    search_dims: int = 256
+    # > 0: the query's words in each track's artist name / genres (`text.metadata`) add
+    # weight x match ** match_power to its score, so "bryson tiller" or "reggaeton" reach the
+    # artist's / genre's tracks even when no retrieved playlist holds them (0 = off). Chosen
+    # on the MPD validation split: a plateau around 4 / 4 / 2 (docs/benchmarks.md).
+    artist_weight: float = 4.0
+    genre_weight: float = 4.0
+    match_power: float = 2.0
+    # Korean loanwords in a query replaced by the English words of the captions and genres
+    # they sound like ("발라드" -> "ballad"; `text.loanwords`); text without Hangul is
+    # untouched. Only with the USE encoder, whose similarities its thresholds were set with.
+    loanwords: bool = True
+
+
+# ---- numpy inference (queries must not pay torch's per-call overhead) -------------------------
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    from scipy.special import erf
+
+    return (0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))).astype(np.float32)
+
+
+def project_numpy(weights: dict[str, Any], prefix: str, x: np.ndarray,
+                  normalize: bool = True) -> np.ndarray:
+    """The same forward pass as `ResidualProjection` (eval mode), in numpy; x is (n, in_dim)."""
+    x = np.asarray(x, dtype=np.float32)
+    h = _gelu(x @ weights[f"{prefix}.fc1.weight"].T + weights[f"{prefix}.fc1.bias"])
+    y = h @ weights[f"{prefix}.fc2.weight"].T + weights[f"{prefix}.fc2.bias"]
+    skip = weights.get(f"{prefix}.skip.weight")
+    y = y + (x if skip is None else x @ skip.T)
+    if normalize:
+        y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+    return y.astype(np.float32)
+
+
+__all__ = ["TextConfig", "project_numpy"]
