@@ -197,7 +197,8 @@ def _ids(run_dir: Path) -> list[str]:
 def test_recommend_jsonl_contract(ranked_run: tuple[Path, dict], tmp_path: Path) -> None:
     run_dir, _ = ranked_run
     ids = _ids(run_dir)
-    lines = [{"pid": 7, "visible": ids[:4] + ["no-such-track"], "name": "extra ignored"},
+    lines = [{"pid": 7, "visible": ids[:4] + ["no-such-track"], "name": "chill jazz",
+              "extra": "ignored"},
              {"pid": "b", "visible": ["unknown-1", "unknown-2"]},
              {"pid": "c", "visible": ids[20:22]}]
     seeds = tmp_path / "seeds.jsonl.gz"
@@ -208,7 +209,7 @@ def test_recommend_jsonl_contract(ranked_run: tuple[Path, dict], tmp_path: Path)
     out = [json.loads(x) for x in res.stdout.splitlines()]
     assert [o["pid"] for o in out] == [7, "b", "c"]  # same order, same types
     for o, given in zip(out, lines, strict=True):
-        assert set(o) == {"pid", "tracks", "scores"}
+        assert set(o) == {"pid", "tracks", "scores", "method"}
         assert len(o["tracks"]) == 7 == len(set(o["tracks"])) == len(o["scores"])
         assert not set(o["tracks"]) & set(given["visible"])
         assert o["scores"] == sorted(o["scores"], reverse=True)
@@ -226,7 +227,12 @@ def test_recommend_names_table(ranked_run: tuple[Path, dict]) -> None:
 
 
 @pytest.mark.parametrize("content, expect", [
-    ('{"pid": 1, "visible": []}\n{"pid": 2, "visible": [\n', "seeds.jsonl:2: not valid JSON"),
+    ('{"pid": 1, "visible": ["a"]}\n{"pid": 2, "visible": [\n',
+     "seeds.jsonl:2: not valid JSON"),
+    ('{"pid": 1, "visible": []}\n', "seeds.jsonl:1, field 'visible': no tracks and no name"),
+    ('{"pid": 1, "name": " "}\n', "seeds.jsonl:1, field 'name': empty"),
+    ('{"pid": 1, "name": 3}\n', "seeds.jsonl:1, field 'name': must be a string"),
+    ('{"pid": 1, "name": "' + "x" * 501 + '"}\n', "field 'name': 501 characters"),
     ('{"visible": ["a"]}\n', "seeds.jsonl:1, field 'pid': missing"),
     ('{"pid": 1, "visible": "a"}\n', "field 'visible'"),
     ("", "no playlists"),
@@ -248,7 +254,8 @@ def test_recommend_bad_input_is_one_line(ranked_run: tuple[Path, dict], tmp_path
 def test_evaluate_shows_the_two_stage_row(ranked_run: tuple[Path, dict]) -> None:
     run_dir, _ = ranked_run
     res = CliRunner().invoke(app, ["evaluate", str(run_dir), "--peers", "popularity", "--json",
-                                   "--no-probe", "--no-hubness", "--split", "val"])
+                                   "--no-probe", "--no-hubness", "--split", "val",
+                                   "--protocol", "seed"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     m = out["methods"]
@@ -565,3 +572,30 @@ def test_a_name_is_evidence_without_leaking_its_own_playlist(serve_run_dir: Path
     own = title.dense([name])[0]
     assert not np.allclose(own, dense[0])  # its own tracks weigh less once it is left out
     assert title.dense(["   "])[0].tolist() == [] or np.isnan(title.dense(["   "])[0]).all()
+
+
+def test_recommend_a_name_alone_goes_to_the_text_model(serve_run_dir: Path,
+                                                        tmp_path: Path) -> None:
+    """`--name` alone (and a seeds line with a name and no known track) is answered by the text
+    model, exactly as `search` answers it; the line says how it was answered."""
+    from dynplayer.text.search import TextSearcher
+
+    expected = [h.track_id for h in TextSearcher.load(serve_run_dir).search("chill jazz", 6)
+                .tracks]
+    res = CliRunner().invoke(app, ["recommend", str(serve_run_dir), "--name", "chill jazz",
+                                   "-k", "6", "--jsonl"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["method"] == "text" and out["tracks"] == expected
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text(json.dumps({"pid": 1, "name": "chill jazz"}) + "\n"
+                     + json.dumps({"pid": 2, "visible": ["nope"], "name": "chill jazz"}) + "\n"
+                     + json.dumps({"pid": 3, "visible": ["nope"]}) + "\n")
+    res = CliRunner().invoke(app, ["recommend", str(serve_run_dir), "--seeds", str(seeds),
+                                   "-k", "6", "--jsonl"])
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(x) for x in res.stdout.splitlines()]
+    assert [o["method"] for o in lines] == ["text", "text", "popularity"]
+    assert lines[0]["tracks"] == expected == lines[1]["tracks"]
+    bad = CliRunner().invoke(app, ["recommend", str(serve_run_dir)])
+    assert "give TRACK..., --name NAME or --seeds FILE" in str(bad.exception)
