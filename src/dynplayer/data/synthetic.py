@@ -203,14 +203,29 @@ def write_jsonl(corpus: Corpus, playlists_path: Path, tracks_path: Path | None =
 
 MPD_TRACKS_PER_PLAYLIST = 2.26  # 2,262,292 distinct tracks over 1,000,000 MPD playlists
 MPD_MEAN_LENGTH = 66.0  # distinct tracks per MPD playlist (66.3M occurrences / 1M)
+# The MPD's long tail: about half of its 2.26M tracks are in a single playlist, and about a
+# million in two or more, yet those singletons hold under 2% of the occurrences. A Zipf
+# catalogue alone has no such tail (0.4-1.2% singletons at 20k-100k playlists): the head
+# (Zipf within genre/mood cells, 0.9 tracks per playlist) is joined by a tail pool of 4.4 tracks
+# per playlist from which 2.5% of the occurrences are drawn uniformly within the playlist's
+# genre. With lambda = 0.025 x 66 / 4.4 = 0.37 draws per pool track, 31% of the pool is used,
+# 83% of it once: about 1.13 of the 2.26 tracks per playlist are singletons (50%) and 1.13 are
+# in two or more playlists, as the MPD (docs/benchmarks.md reports the generated shares).
+MPD_HEAD_PER_PLAYLIST = 0.9
+MPD_TAIL_POOL_PER_PLAYLIST = 4.4
+MPD_TAIL_SHARE = 0.025
 
 
-def mpd_shaped(n_playlists: int, seed: int = 0) -> Corpus:
-    """The planted corpus shaped like the MPD: about 2.26 catalogue tracks per playlist,
-    distinct tracks per playlist Poisson with mean 66, Zipf popularity within genre/mood cells,
-    genre and mood captions. Zipf draws repeat popular tracks, so playlists are over-drawn
-    (mean 2.2 x 66), de-duplicated (first occurrence kept) and cut to their drawn length."""
-    n_tracks = max(100, round(MPD_TRACKS_PER_PLAYLIST * n_playlists))
+def mpd_shaped(n_playlists: int, seed: int = 0, *, tail: bool = True) -> Corpus:
+    """The planted corpus shaped like the MPD: about 2.26 catalogue tracks per playlist, half
+    of them in a single playlist (the long tail), distinct tracks per playlist Poisson with mean
+    66, Zipf popularity within genre/mood cells, genre and mood captions. Zipf draws repeat
+    popular tracks, so playlists are over-drawn (mean 2.2 x 66), de-duplicated (first
+    occurrence kept) and cut to their drawn length; then `MPD_TAIL_SHARE` of the occurrences
+    are replaced by tracks of the tail pool (same genre as the playlist). `tail=False`: the
+    head alone, with 2.26 tracks per playlist (the generator before the tail)."""
+    per = MPD_HEAD_PER_PLAYLIST if tail else MPD_TRACKS_PER_PLAYLIST
+    n_tracks = max(100, round(per * n_playlists))
     corpus = generate(SyntheticSpec(n_playlists=n_playlists, n_tracks=n_tracks,
                                     mean_length=2.2 * MPD_MEAN_LENGTH, seed=seed))
     rng = np.random.default_rng([seed, 66])
@@ -229,7 +244,54 @@ def mpd_shaped(n_playlists: int, seed: int = 0) -> Corpus:
     corpus.occ_track = corpus.occ_track[idx]
     corpus.occ_position = (np.arange(idx.shape[0]) - np.repeat(starts, lengths)).astype(np.int32)
     corpus.manifest["synthetic"]["mpd_shaped"] = True
+    if tail:
+        _add_tail(corpus, n_playlists, seed)
     return corpus
+
+
+def _add_tail(corpus: Corpus, n_playlists: int, seed: int) -> None:
+    """Replace `MPD_TAIL_SHARE` of the occurrences by tracks of a pool of
+    `MPD_TAIL_POOL_PER_PLAYLIST` tracks per playlist, each drawn uniformly among the pool's
+    tracks of the playlist's genre (its artist one of that genre's)."""
+    spec = corpus.manifest["synthetic"]["spec"]
+    g_n = min(int(spec["n_genres"]), len(GENRES))
+    m_n = min(int(spec["n_moods"]), len(MOODS))
+    genre_of = {GENRES[g][0]: g for g in range(g_n)}
+    pl_genre = np.array([genre_of[t[0]] for t in corpus.tags], dtype=np.int64)
+    rng = np.random.default_rng([seed, 77])
+    per_genre = max(1, round(MPD_TAIL_POOL_PER_PLAYLIST * n_playlists / g_n))
+    n_occ = corpus.occ_track.shape[0]
+    hit = np.flatnonzero(rng.random(n_occ) < MPD_TAIL_SHARE)
+    g = pl_genre[corpus.occ_playlist[hit]]
+    local = rng.integers(0, per_genre, hit.shape[0])
+    pool_id = g * per_genre + local  # tail track = (genre, local index)
+    # a pool track drawn twice within one playlist keeps the first occurrence's head track
+    pkey = corpus.occ_playlist[hit].astype(np.int64) * (g_n * per_genre) + pool_id
+    _, first = np.unique(pkey, return_index=True)
+    hit, pool_id, local, g = hit[first], pool_id[first], local[first], g[first]
+    used, new_idx = np.unique(pool_id, return_inverse=True)
+    base = corpus.n_tracks
+    corpus.occ_track[hit] = (base + new_idx).astype(np.int32)
+    u_genre = used // per_genre
+    u_local = used % per_genre
+    u_mood = u_local % m_n
+    artists_per_genre = int(spec["artists_per_genre"])
+    u_artist = u_genre + g_n * (u_local % artists_per_genre)
+    corpus.track_ids += [f"u{t:08d}" for t in used.tolist()]
+    corpus.track_names += [f"Tail track {t} ({GENRES[gi][0]}, {MOODS[mi][0]})" for t, gi, mi in
+                           zip(used.tolist(), u_genre.tolist(), u_mood.tolist(), strict=True)]
+    corpus.artists += [f"Artist {a}" for a in u_artist.tolist()]
+    corpus.albums += [None] * used.shape[0]
+    corpus.track_genres += [[GENRES[gi][0]] for gi in u_genre.tolist()]
+    # head tracks no playlist holds any more are kept in the catalogue: they stay unused rows
+    syn = corpus.manifest["synthetic"]
+    if syn.get("track_genre") is not None and corpus.n_tracks <= 200_000:
+        syn["track_genre"] = list(syn["track_genre"]) + u_genre.tolist()
+        syn["track_mood"] = list(syn["track_mood"]) + u_mood.tolist()
+    else:
+        syn["track_genre"] = syn["track_mood"] = None
+    syn["tail"] = {"share": MPD_TAIL_SHARE, "pool_per_playlist": MPD_TAIL_POOL_PER_PLAYLIST,
+                   "tracks": int(used.shape[0])}
 
 
 def write_mpd_slices(corpus: Corpus, out: Path, *, per_slice: int = 1000,

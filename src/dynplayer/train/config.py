@@ -47,6 +47,9 @@ class TrainConfig:
     lr_min: float = 0.05  # final lr as a share of lr
     subset_min: float = 0.2  # context share of a playlist's tracks (set): uniform in [min, max]
     subset_max: float = 0.8
+    # Share of the set term's playlists whose context is their first tracks in playlist order
+    # (as the field's first-n continuations ask) rather than a random subset.
+    prefix: float = 0.0
     mix_weight: float = 0.5
     pairwise_batch: int = 2048  # pairs per step of the pairwise term when objective = "mix"
     # Train this many seeds (seed, seed + 1, ...); the run's vectors are the members' side by
@@ -139,6 +142,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise bad("epochs", "epochs or steps must be >= 1")
     if not 0 < cfg.subset_min <= cfg.subset_max < 1:
         raise bad("subset_min", "need 0 < subset_min <= subset_max < 1")
+    if not 0 <= cfg.prefix <= 1:
+        raise bad("prefix", "must be in [0, 1]")
     if not 0 <= cfg.warmup < 1:
         raise bad("warmup", "must be in [0, 1)")
     if cfg.playlist_budget < 0 or cfg.sampled_above < 0:

@@ -101,7 +101,7 @@ class Objective:
         drawn first, then one forward normalises only the rows it touches: the whole table's
         normalisation and the gathers' V x dim backward took half of a step at 111k items."""
         cfg = self.cfg
-        b = set_batch(self.data, playlists, rng, cfg.subset_min, cfg.subset_max)
+        b = set_batch(self.data, playlists, rng, cfg.subset_min, cfg.subset_max, cfg.prefix)
         # Candidates come from the whole batch, before the ranks split it, so every rank scores
         # the same candidate set and N processes compute the loss of one.
         cand = set_candidates(self.data, b, rng, cfg.set_negatives)
@@ -142,7 +142,7 @@ class Objective:
     def _set_terms(self, playlists: np.ndarray, rng: np.random.Generator,
                    table: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
         cfg = self.cfg
-        b = set_batch(self.data, playlists, rng, cfg.subset_min, cfg.subset_max)
+        b = set_batch(self.data, playlists, rng, cfg.subset_min, cfg.subset_max, cfg.prefix)
         # Every rank draws the whole batch (same rng), then keeps its share of the playlists, so
         # N processes see exactly the sample of one.
         ctx_rows, ctx_cols, tgt_rows, tgt_cols, n = self._share(b)

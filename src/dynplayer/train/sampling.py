@@ -36,6 +36,8 @@ class TrainingData:
     item_set_share: np.ndarray | None = None
     # Shared parts: name ("artist", "album") -> (code per item, -1 unknown; the code names)
     parts: dict[str, tuple[np.ndarray, list[str]]] | None = None
+    # Position of each set_cols entry's first occurrence in its playlist (prefix contexts)
+    set_first: np.ndarray | None = None
 
     @property
     def n_playlists(self) -> int:
@@ -86,6 +88,10 @@ def build_training_data(corpus: Corpus, *, full: bool = False, window: int = 10,
                         / max(1, mat.indices.shape[0]))
     if neighbours:
         data.neighbours = window_neighbours(seq_indptr, seq_cols, n_items, window)
+    seq_rows = np.repeat(np.arange(lengths.shape[0]), lengths)
+    keys, first = np.unique(seq_rows * n_items + seq_cols, return_index=True)
+    # unique keys are (row, item) ascending: the set view's order (rows, sorted indices)
+    data.set_first = (first - seq_indptr[seq_rows[first]]).astype(np.int64)
     data.parts = {"artist": metadata_codes([corpus.artists[t] for t in vocab]),
                   "album": metadata_codes([_album_key(corpus, t) for t in vocab])}
     return data
@@ -140,9 +146,11 @@ class SetBatch:
 
 
 def set_batch(data: TrainingData, playlists: np.ndarray, rng: np.random.Generator,
-              subset_min: float, subset_max: float) -> SetBatch:
+              subset_min: float, subset_max: float, prefix: float = 0.0) -> SetBatch:
     """A context share drawn uniformly in [subset_min, subset_max] per playlist; context gets
-    round(share * n) of its distinct tracks (at least 1, at most n - 1), chosen at random."""
+    round(share * n) of its distinct tracks (at least 1, at most n - 1), chosen at random, or
+    for a `prefix` share of the playlists its first ones in playlist order (a continuation
+    asked from a playlist's beginning)."""
     starts = data.set_indptr[playlists]
     sizes = data.set_indptr[playlists + 1] - starts
     rows = np.repeat(np.arange(playlists.shape[0]), sizes)
@@ -152,6 +160,10 @@ def set_batch(data: TrainingData, playlists: np.ndarray, rng: np.random.Generato
     n_ctx = np.clip(np.round(share * sizes).astype(np.int64), 1, sizes - 1)
     # Random rank within each playlist: order by (row, random key).
     key = rng.random(rows.shape[0])
+    if prefix > 0 and data.set_first is not None:
+        use_prefix = np.asarray(rng.random(playlists.shape[0]) < prefix)
+        pos = data.set_first[np.repeat(starts, sizes) + offsets]
+        key = np.where(use_prefix[rows], pos.astype(np.float64), key)
     order = np.lexsort((key, rows))
     rank = np.empty_like(order)
     rank[order] = offsets  # rows are contiguous, so offsets double as in-row positions
