@@ -67,7 +67,7 @@ class TrackEncoder(nn.Module):
         """All L2-normalised vectors (n_tracks x dim)."""
         w = self.embedding.weight
         for i, emb in enumerate(self.parts):
-            w = w + emb.weight[self._codes(i)]
+            w = w + emb(self._codes(i))  # through the layer: the unknown row gets no gradient
         return F.normalize(w, dim=-1)
 
     def part_table(self, i: int) -> torch.Tensor:

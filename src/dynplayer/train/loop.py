@@ -72,8 +72,11 @@ def _train_run(corpus_dir: Path, out: Path, cfg: TrainConfig, *, full: bool,
                                neighbours=cfg.mask_false_negatives
                                and cfg.objective in ("pairwise", "mix"))
     eval_set = corpus_eval_set(corpus, VAL)
-    if cfg.eval_playlists > 0 and eval_set.n > cfg.eval_playlists:
-        keep = slice(0, cfg.eval_playlists)
+    n_eval = cfg.eval_playlists
+    if cfg.eval_scores > 0:
+        n_eval = min(n_eval, max(500, cfg.eval_scores // max(data.n_items, 1)))
+    if n_eval > 0 and eval_set.n > n_eval:
+        keep = slice(0, n_eval)
         eval_set = EvalSet(visible=eval_set.visible[keep], heldout=eval_set.heldout[keep],
                            pids=eval_set.pids[keep], skipped=eval_set.skipped)
     meta = {"corpus_dir": str(corpus_dir), "corpus_hash": corpus.manifest.get("content_hash"),
