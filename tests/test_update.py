@@ -540,3 +540,41 @@ def test_train_long_tail_flag_through_the_cli(planted: dict[str, Any], tmp_path:
     assert "long tail:" in proc.stdout and "catalogue reach" in proc.stdout
     m = read_manifest(load_run(tmp_path / "r"))
     assert m["folded"][0]["min_playlists"] == 3 and m["folded"][0]["tracks_folded"] > 0
+
+
+def test_by_artist_places_tracks_below_n_with_their_artists_row(
+        base_and_new: dict[str, Any], tmp_path: Path) -> None:
+    """`by_artist`: a new track too rare to fold in whose artist the run's shared parts know
+    gets that artist's row (calibrated), the rest still wait; without parts nothing changes."""
+    from dynplayer.run import save_parts
+
+    run_dir = _copy_run(base_and_new["run"], tmp_path / "run")
+    run = load_run(run_dir)
+    corpus = load_corpus(run.corpus_dir)
+    artist_of = dict(zip(corpus.track_ids, corpus.artists, strict=True))
+    names = sorted({a for t in run.ids if (a := artist_of.get(t))})
+    v = l2_normalize(run.vectors)
+    rows = np.stack([v[[i for i, t in enumerate(run.ids) if artist_of.get(t) == a]].mean(0)
+                     for a in names])
+    save_parts(run_dir, {"artist": (rows, names)})
+    root = base_and_new["root"]
+    plain = update_run(_copy_run(run_dir, tmp_path / "plain"), [root / "new.jsonl"],
+                       tracks=[root / "new.tracks.jsonl"], min_playlists=50, eligible="any")
+    report = update_run(run_dir, [root / "new.jsonl"], tracks=[root / "new.tracks.jsonl"],
+                        min_playlists=50, eligible="any", by_artist=True)
+    assert plain.tracks_placed_by_artist == 0
+    assert report.tracks_placed_by_artist > 0 and report.tracks_folded == plain.tracks_folded
+    assert report.tracks_waiting == plain.tracks_waiting - report.tracks_placed_by_artist
+    after = load_run(run_dir)
+    placed = after.ids[len(run.ids) + report.tracks_folded:]
+    assert len(placed) == report.tracks_placed_by_artist
+    merged = load_corpus(after.corpus_dir)
+    art = dict(zip(merged.track_ids, merged.artists, strict=True))
+    pv = l2_normalize(after.vectors[len(run.ids) + report.tracks_folded:])
+    # each placed track is nearer its own artist's row than the other artists' rows, mostly
+    sims = pv @ l2_normalize(rows).T
+    own = np.array([names.index(art[t]) for t in placed])
+    rank = (sims > sims[np.arange(len(placed)), own][:, None]).sum(axis=1)
+    assert np.median(rank) <= 1, rank
+    m = read_manifest(after)["updates"][-1]["counts"]
+    assert m["tracks_placed_by_artist"] == report.tracks_placed_by_artist

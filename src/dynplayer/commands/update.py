@@ -56,6 +56,10 @@ def register(app: typer.Typer) -> None:
         name: Annotated[str | None, typer.Option(
             help="Catalog holding the run in that database (default: the run directory's "
                  "name, as `dynplayer index` names it)")] = None,
+        by_artist: Annotated[bool, typer.Option(
+            "--by-artist/--no-by-artist",
+            help="Place a new track left without a vector by its artist (runs trained with "
+                 "--set shared=artist)")] = False,
     ) -> None:
         """Add new playlists to a trained run: catalogue, fold-in vectors for new tracks, text
         search space, and (with --database-url) the served index; all or nothing."""
@@ -66,7 +70,8 @@ def register(app: typer.Typer) -> None:
         catalog = check_catalog_name(name) if name is not None else catalog_name_for(run_dir)
         report = update_run(run_dir, inputs, fmt=fmt, lenient=lenient, tracks=tracks or [],
                             min_playlists=min_playlists, method=method, eligible=eligible,
-                            calibrate=calibrate, database_url=database_url, catalog=catalog)
+                            calibrate=calibrate, database_url=database_url, catalog=catalog,
+                            by_artist=by_artist)
         if as_json:
             typer.echo(json.dumps(report.as_dict(), indent=2))
             return
@@ -80,7 +85,10 @@ def register(app: typer.Typer) -> None:
                    f"{count(report.records_skipped, 'bad record')} skipped); "
                    f"{count(report.tracks_new, 'new track')}; "
                    f"{count(report.tracks_folded, 'track')} folded in (rows "
-                   f"{report.rows[0]:,}-{report.rows[1]:,}), {report.tracks_waiting:,} waiting "
+                   f"{report.rows[0]:,}-{report.rows[1]:,})"
+                   + (f", {count(report.tracks_placed_by_artist, 'track')} placed by its "
+                      "artist" if by_artist else "")
+                   + f", {report.tracks_waiting:,} waiting "
                    f"for {report.min_playlists} playlists; model {report.model_version}; "
                    f"{report.seconds['total']:.1f} s")
         if report.tracks_not_eligible:

@@ -28,7 +28,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,7 @@ class UpdateReport:
     tracks_not_eligible: int = 0
     eligible: str = "selected"
     min_playlists: int = 2
+    tracks_placed_by_artist: int = 0  # `by_artist`: new tracks given their artist's vector
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -103,13 +104,15 @@ def update_run(run_dir: Path, inputs: Sequence[Path], *, fmt: str = "auto",
                eligible: str | None = None, calibrate: float | None = None,
                database_url: str | None = None, progress: bool | None = None,
                before_commit: Callable[[], None] | None = None,
-               catalog: str | None = None) -> UpdateReport:
+               catalog: str | None = None, by_artist: bool = False) -> UpdateReport:
     """Add the playlists of `inputs` to the run at `run_dir` (see the module docstring).
 
     `min_playlists` / `method` / `eligible` / `calibrate` default to what the run's manifest
     recorded, else the defaults chosen on validation (`dynplayer bench update --choose`).
     `before_commit` runs after the exchange, before the database commit
-    (the tests use it to fail there). `catalog` is the database catalog holding the run (None:
+    (the tests use it to fail there). `by_artist`: a new track left without a vector (below N,
+    or outside the rule) whose artist the run's shared parts know is placed by its artist
+    (`update.metadata`). `catalog` is the database catalog holding the run (None:
     the unnamed one).
     """
     t0 = time.perf_counter()
@@ -161,6 +164,17 @@ def update_run(run_dir: Path, inputs: Sequence[Path], *, fmt: str = "auto",
         candidates = candidates[selected_now(corpus)[candidates]]
     folded = fold_in_corpus(corpus, run, candidates, min_playlists=min_playlists, method=method,
                             calibrate=calibrate)
+    n_placed = 0
+    if by_artist:
+        from dynplayer.update.metadata import place_by_artist
+
+        unvectored = touched[col[touched] < 0]
+        rest = unvectored[~np.isin(unvectored, folded.track_idx)]
+        placed = place_by_artist(corpus, run, rest, calibrate=calibrate)
+        n_placed = int(placed.track_idx.shape[0])
+        folded = replace(folded, track_idx=np.r_[folded.track_idx, placed.track_idx],
+                         vectors=np.concatenate([folded.vectors, placed.vectors]),
+                         n_playlists=np.r_[folded.n_playlists, placed.n_playlists])
     times["fold_in"] = time.perf_counter() - t2
     new_ids = [corpus.track_ids[t] for t in folded.track_idx]
     n_old = len(run.ids)
@@ -177,8 +191,10 @@ def update_run(run_dir: Path, inputs: Sequence[Path], *, fmt: str = "auto",
                    "occurrences_added": int(delta.n_occurrences),
                    "duplicates_skipped": builder.duplicates,
                    "records_skipped": builder.skip.as_dict(),
-                   "tracks_new": int(n_new_tracks), "tracks_folded": len(new_ids),
-                   "tracks_waiting": int(candidates.shape[0] - len(new_ids)),
+                   "tracks_new": int(n_new_tracks), "tracks_folded": len(new_ids) - n_placed,
+                   "tracks_placed_by_artist": n_placed,
+                   # eligible tracks left without any vector (below N, no known artist)
+                   "tracks_waiting": int((~np.isin(candidates, folded.track_idx)).sum()),
                    "tracks_not_eligible": n_unvectored - int(candidates.shape[0])},
         "rows": [n_old, n_old + len(new_ids)],
     }
@@ -257,7 +273,8 @@ def update_run(run_dir: Path, inputs: Sequence[Path], *, fmt: str = "auto",
         update=update_no, model_version=version, inputs=record["inputs"],
         playlists_added=int(delta.n_playlists), duplicates_skipped=builder.duplicates,
         records_skipped=int(sum(builder.skip.counts.values())) - builder.duplicates,
-        tracks_new=int(n_new_tracks), tracks_folded=len(new_ids),
+        tracks_new=int(n_new_tracks), tracks_folded=len(new_ids) - n_placed,
+        tracks_placed_by_artist=n_placed,
         tracks_waiting=record["counts"]["tracks_waiting"], text_playlists_added=text_added,
         tracks_not_eligible=record["counts"]["tracks_not_eligible"], eligible=eligible,
         min_playlists=min_playlists,
