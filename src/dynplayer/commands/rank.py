@@ -24,12 +24,19 @@ def register(app: typer.Typer) -> None:
                                                    "(default: all but text)")] = None,
         threads: Annotated[int, typer.Option(help="LightGBM threads")] = 2,
         as_json: Annotated[bool, typer.Option("--json", help="Print the manifest")] = False,
+        protocol: Annotated[str, typer.Option(
+            help="field: challenge-shaped training splits, chosen on the validation split's "
+                 "field cases (NDCG over 500 + R-precision); seed: random halves, chosen on "
+                 "Recall@10 + NDCG@10")] = "field",
     ) -> None:
         """Fit the second stage; write RUN_DIR/ranker/ when it beats the embedding ranking on
         validation (RUN_DIR/ranker-rejected/ otherwise)."""
-        from dynplayer.rank.train import TrainRankerConfig, train_ranker
+        from dynplayer.errors import ConfigError
+        from dynplayer.rank.train import HEADLINE, TrainRankerConfig, train_ranker
 
-        cfg = TrainRankerConfig(n_train=n_train)
+        if protocol not in HEADLINE:
+            raise ConfigError(f"--protocol must be field or seed, got {protocol!r}")
+        cfg = TrainRankerConfig(n_train=n_train, protocol=protocol)
         cfg.params.threads = threads
         if groups is not None:
             cfg.groups = [g.strip() for g in groups.split(",") if g.strip()]
@@ -38,10 +45,14 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(manifest, indent=2))
             return
         v = manifest["validation"]
-        typer.echo(f"wrote {manifest['written']}: validation recall@10 "
-                   f"{v['two_stage']['recall@10']:.4f} / ndcg@10 {v['two_stage']['ndcg@10']:.4f}"
-                   f" (embedding {v['embedding']['recall@10']:.4f} / "
-                   f"{v['embedding']['ndcg@10']:.4f})")
+        keys = HEADLINE[cfg.protocol]
+
+        def fig(m: dict[str, float]) -> str:
+            return " / ".join(f"{m[k]:.4f}" for k in keys)
+
+        typer.echo(f"wrote {manifest['written']}: validation {' / '.join(keys)} "
+                   f"({cfg.protocol} protocol) {fig(v['two_stage'])} (embedding "
+                   f"{fig(v['embedding'])})")
         if not manifest["beats_embedding"]:
             typer.echo("the ranker does not beat the embedding ranking on validation: it is "
                        "not the default (kept in ranker-rejected/ for inspection)")
