@@ -76,3 +76,23 @@ def test_the_rule_travels_with_the_corpus(tmp_path: Path) -> None:
 def test_bad_selection_values_are_one_line_errors(sets: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         _corpus(**sets)
+
+
+def test_a_corpus_from_before_the_rule_still_loads_as_the_seeds(tmp_path: Path) -> None:
+    """A corpus written before `select` and the `head` column: its selected tracks are its head
+    (it was prepared with the seed's rule), and `update` keeps re-deriving it that way."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    c = _corpus(select="top_share")
+    save_corpus(c, tmp_path / "c")
+    tracks = pq.read_table(tmp_path / "c" / "tracks.parquet").drop(["head"])
+    pq.write_table(tracks, tmp_path / "c" / "tracks.parquet")
+    manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    del manifest["config"]["select"], manifest["config"]["min_playlists"]
+    (tmp_path / "c" / "manifest.json").write_text(json.dumps(manifest))
+    old = load_corpus(tmp_path / "c")
+    assert np.array_equal(old.head, old.selected) and np.array_equal(old.selected, c.selected)
+    assert np.array_equal(old.head_vocab(), old.vocab())
+    assert np.array_equal(selected_now(old), c.selected)
