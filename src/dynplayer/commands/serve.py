@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
         host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
     ) -> None:
-        """data -> train -> ranker -> evaluate -> text model -> index -> serve, on the embedded
+        """data -> train -> text model -> ranker -> evaluate -> index -> serve, on the embedded
         database (each stage reused when it already finished)."""
         from dynplayer.serve.demo import run_demo
 

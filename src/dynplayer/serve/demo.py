@@ -1,4 +1,4 @@
-"""The whole demo pipeline: data -> train -> ranker -> evaluate -> text model -> index -> serve.
+"""The whole demo pipeline: data -> train -> text model -> ranker -> evaluate -> index -> serve.
 
 `run_demo` calls each stage through its own CLI command in a child process (so each stage's
 memory is returned before the next starts) and reuses the output of stages that already finished.
@@ -37,7 +37,7 @@ def find_mpd() -> Path | None:
 
 def run_demo(*, workdir: Path | None, data: Path | None, synthetic: bool, serve: bool,
              host: str, port: int, echo: Echo = print) -> Path:
-    """data -> train -> ranker -> evaluate -> text model -> index -> serve; returns the run
+    """data -> train -> text model -> ranker -> evaluate -> index -> serve; returns the run
     directory."""
     if serve:  # before minutes of pipeline, not after them
         from dynplayer.serve.ports import check_port
@@ -72,7 +72,14 @@ def run_demo(*, workdir: Path | None, data: Path | None, synthetic: bool, serve:
     elif not _stage(["train", str(corpus_dir), "--out", str(run_dir)], echo):
         raise DynplayerError("the train stage failed (see above)")
 
-    # 2b. the learned second stage (before evaluate, which then shows its row beside the
+    # 2b. text model (before the ranker and the evaluation: a playlist's name is evidence for
+    # both, and a title-only case of the field's protocol is answered by it)
+    if (run_dir / "text").is_dir():
+        echo(f"[text] reusing {run_dir / 'text'}")
+    elif not _stage(["train-text", str(run_dir)], echo):
+        echo("[text] note: text-model training failed; text search is off")
+
+    # 2c. the learned second stage (before evaluate, which then shows its row beside the
     # embedding's); kept only when it beats the embedding ranking on validation
     done = [d for d in (run_dir / "ranker", run_dir / "ranker-rejected") if d.is_dir()]
     if done:
@@ -80,19 +87,14 @@ def run_demo(*, workdir: Path | None, data: Path | None, synthetic: bool, serve:
     elif not _stage(["train-ranker", str(run_dir)], echo):
         echo("[ranker] note: the second stage failed; continuations use the embedding ranking")
 
-    # 3. evaluate
+    # 3. evaluate: both protocols; the whole-catalogue table beside its strongest peers (ALS,
+    # the title peer, popularity), the rest of the field's peers are `bench evaluate`'s
     if (run_dir / "eval").is_dir():
         echo(f"[evaluate] reusing {run_dir / 'eval'}")
-    elif not _stage(["evaluate", str(run_dir)], echo):
+    elif not _stage(["evaluate", str(run_dir), "--field-peers", "popularity,title,als"], echo):
         echo("[evaluate] note: evaluation failed; the demo continues without it")
 
-    # 4. text model
-    if (run_dir / "text").is_dir():
-        echo(f"[text] reusing {run_dir / 'text'}")
-    elif not _stage(["train-text", str(run_dir)], echo):
-        echo("[text] note: text-model training failed; text search is off")
-
-    # 5. index, 6. serve (the server started here is shared with the service)
+    # 4. index, 5. serve (the server started here is shared with the service)
     url, server = embedded_url(settings, pgdata)
     try:
         # A catalog of its own, so a demo never takes down another catalog's service.
