@@ -60,13 +60,14 @@ def register(app: typer.Typer) -> None:
         """Continue playlists (--seeds FILE) or one list of tracks given by id or name."""
         from dynplayer.commands.data import count
         from dynplayer.errors import QueryError
-        from dynplayer.run import check_run_dir, load_run
 
         # Arguments first, then the seeds, and only then the model (loading takes seconds).
         if (seeds is None) == (not tracks):
             raise QueryError("give either TRACK... or --seeds FILE")
         if not 1 <= k <= 1000:
             raise QueryError(f"k must be between 1 and 1000, got {k}")
+        from dynplayer.run import check_run_dir, load_run
+
         check_run_dir(run_dir)
         if seeds is not None:
             _recommend_file(run_dir, seeds, k, jsonl, ranker)
