@@ -100,6 +100,21 @@ def test_continue_reports_unknown_and_masks_seeds(client: TestClient,
     assert len(got) == 10 and not set(got) & set(seeds)
 
 
+def test_continue_with_a_name(client: TestClient, serve_catalog: Catalog) -> None:
+    """A name alone is answered by the text model (`method` says so); k up to 500."""
+    r = client.post("/v1/recommend/continue", json={"name": "chill jazz", "k": 12})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["method"] == "text" and body["seeds"] == [] and len(body["tracks"]) == 12
+    text = client.post("/v1/recommend/text", json={"text": "chill jazz", "k": 12}).json()
+    assert [t["track_id"] for t in body["tracks"]] == [t["track_id"] for t in text["tracks"]]
+    seeds = serve_catalog.track_ids[:2]
+    r = client.post("/v1/recommend/continue", json={"track_ids": seeds, "name": "chill jazz",
+                                                    "k": 500})
+    assert r.status_code == 200 and r.json()["method"] in ("embedding", "two-stage")
+    assert len(r.json()["tracks"]) == min(500, len(serve_catalog.track_ids) - 2)
+
+
 def test_similar_and_search(client: TestClient, serve_catalog: Catalog) -> None:
     tid = serve_catalog.track_ids[5]
     r = client.get(f"/v1/tracks/{tid}/similar", params={"k": 4})
@@ -128,7 +143,7 @@ BAD_INPUTS = [
     ("post", "/v1/recommend/text", {"json": {"text": LONG, "k": 5}}, 422, "500 characters"),
     ("post", "/v1/recommend/text", {"json": {"text": 12, "k": 5}}, 422, "text"),
     ("post", "/v1/recommend/text", {"json": {"text": "jazz", "k": 0}}, 422, "k"),
-    ("post", "/v1/recommend/text", {"json": {"text": "jazz", "k": 201}}, 422, "200"),
+    ("post", "/v1/recommend/text", {"json": {"text": "jazz", "k": 501}}, 422, "500"),
     ("post", "/v1/recommend/text", {"json": {"text": "jazz", "k": "ten"}}, 422, "k"),
     ("post", "/v1/recommend/text", {"json": {"text": "jazz", "k": 2.5}}, 422, "k"),
     ("post", "/v1/recommend/text", {"json": {"text": "jazz", "extra": 1}}, 422, "extra"),
@@ -161,7 +176,11 @@ BAD_INPUTS = [
     ("post", "/v1/recommend/text", {"content": b'{"text": "\\ud800"}',
                                     "headers": {"content-type": "application/json"}}, 422,
      ""),
-    ("post", "/v1/recommend/continue", {"json": {"track_ids": []}}, 422, "track_ids"),
+    ("post", "/v1/recommend/continue", {"json": {"track_ids": []}}, 422,
+     "give track_ids, a name, or both"),
+    ("post", "/v1/recommend/continue", {"json": {"name": "  "}}, 422, "name"),
+    ("post", "/v1/recommend/continue", {"json": {"name": "x" * 501}}, 422, "500"),
+    ("post", "/v1/recommend/continue", {"json": {"name": 5}}, 422, "name"),
     ("post", "/v1/recommend/continue", {"json": {"track_ids": ["a"] * 501}}, 422, "500"),
     ("post", "/v1/recommend/continue", {"json": {"track_ids": "abc"}}, 422, "list"),
     ("post", "/v1/recommend/continue", {"json": {"track_ids": [""]}}, 422, "track_ids"),

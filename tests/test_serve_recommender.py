@@ -104,6 +104,23 @@ def test_continue_with_no_known_seed_is_an_error(rec: Recommender) -> None:
         rec.similar("x", k=5)
 
 
+def test_a_name_alone_is_answered_by_the_text_model(rec: Recommender,
+                                                   serve_catalog: Catalog) -> None:
+    """No seed (or none the model knows) and a name: the text model's answer, with the unknown
+    seeds reported; k up to 500, the challenge's list length."""
+    alone = rec.continue_playlist([], k=10, name="chill jazz")
+    assert alone.method == "text" and alone.seeds == []
+    assert [t.track_id for t in alone.tracks] == [t.track_id for t in rec.text("chill jazz", 10)]
+    unknown = rec.continue_playlist(["nope"], k=10, name="chill jazz")
+    assert unknown.method == "text" and unknown.unknown == ["nope"]
+    assert [t.track_id for t in unknown.tracks] == [t.track_id for t in alone.tracks]
+    # with a known seed the name does not replace the seeds
+    seeded = rec.continue_playlist([serve_catalog.track_ids[1]], k=10, name="chill jazz")
+    assert seeded.method in ("embedding", "two-stage") and seeded.seeds
+    long = rec.similar(serve_catalog.track_ids[1], k=min(500, len(serve_catalog.track_ids) - 1))
+    assert len({t.track_id for t in long}) == min(500, len(serve_catalog.track_ids) - 1)
+
+
 def test_text_recovers_planted_genre_with_because(rec: Recommender) -> None:
     # "케이팝" is one of the planted k-pop caption words (dynplayer.data.synthetic.GENRES), so
     # the Korean query must find k-pop as the English one does.
@@ -152,7 +169,9 @@ def test_search_tracks_by_name_or_artist(rec: Recommender, serve_catalog: Catalo
 
 
 @pytest.mark.parametrize("call", [
-    lambda r: r.similar("t", k=0), lambda r: r.similar("t", k=201),
+    lambda r: r.similar("t", k=0), lambda r: r.similar("t", k=501),
+    lambda r: r.continue_playlist(["a"], k=5, name="   "),
+    lambda r: r.continue_playlist(["a"], k=5, name="x" * 501),
     lambda r: r.text("   ", k=5), lambda r: r.text("x" * 501, k=5),
     lambda r: r.continue_playlist([], k=5), lambda r: r.continue_playlist(["a"] * 501, k=5),
     lambda r: r.search_tracks(" ", limit=5), lambda r: r.search_tracks("a", limit=0),

@@ -245,11 +245,14 @@ class Dynplayer:
         tid = self.resolve(track)
         return _results("similar", tid, self.model_version, self.recommender.similar(tid, k))
 
-    def recommend(self, seeds: Sequence[str], k: int = 20) -> Results:
+    def recommend(self, seeds: Sequence[str] = (), k: int = 20, name: str | None = None
+                  ) -> Results:
         """The next k tracks for a playlist holding `seeds` (ids, URIs, links or names, each
         resolved as `resolve` does; the seeds are never recommended), with the second stage
-        when the run has one, exactly as the API answers. Seeds that name no track are listed
-        in `unknown` (as the API lists unknown ids); an ambiguous name raises."""
+        when the run has one, exactly as the API answers; `name`, the playlist's name, is
+        evidence for the second stage, and alone (or with no seed the model knows) it is
+        answered by the text model. Seeds that name no track are listed in `unknown` (as the
+        API lists unknown ids); an ambiguous name raises."""
         check_k(k)
         if isinstance(seeds, str):
             raise QueryError("seeds must be a list of track ids or names, not one string")
@@ -259,7 +262,9 @@ class Dynplayer:
                 ids.append(self.resolve(seed))
             except UnknownTrackName:
                 ids.append(seed)  # the recommender reports it in `unknown`
-        answer = self.recommender.continue_playlist(ids, k)
+        if name is not None:
+            self._with_text()
+        answer = self.recommender.continue_playlist(ids, k, name)
         return _results("recommend", tuple(answer.seeds), self.model_version, answer.tracks,
                         unknown=tuple(answer.unknown))
 

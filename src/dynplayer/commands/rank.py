@@ -56,14 +56,28 @@ def register(app: typer.Typer) -> None:
         jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON line per playlist")]
         = False,
         ranker: Annotated[bool, typer.Option(help="Use RUN_DIR/ranker/ when it exists")] = True,
+        name: Annotated[str | None, typer.Option(
+            help="The playlist's name: evidence for the ranker; alone, a text query")] = None,
     ) -> None:
-        """Continue playlists (--seeds FILE) or one list of tracks given by id or name."""
+        """Continue playlists (--seeds FILE) or one playlist given by its tracks (ids or names)
+        and / or its name."""
         from dynplayer.commands.data import count
         from dynplayer.errors import QueryError
 
         # Arguments first, then the seeds, and only then the model (loading takes seconds).
-        if (seeds is None) == (not tracks):
-            raise QueryError("give either TRACK... or --seeds FILE")
+        if seeds is not None and (tracks or name is not None):
+            raise QueryError("give either TRACK... / --name NAME or --seeds FILE (a seeds file "
+                             "line carries its own name)")
+        if seeds is None and not tracks and name is None:
+            raise QueryError("give TRACK..., --name NAME or --seeds FILE")
+        if name is not None:
+            from dynplayer.errors import DataError
+            from dynplayer.rank.recommend import check_name
+
+            try:
+                name = check_name(name, {})
+            except DataError as exc:
+                raise QueryError(f"--name: {str(exc).split(': ', 1)[-1]}") from exc
         if not 1 <= k <= 1000:
             raise QueryError(f"k must be between 1 and 1000, got {k}")
         from dynplayer.run import check_run_dir, load_run
@@ -72,7 +86,6 @@ def register(app: typer.Typer) -> None:
         if seeds is not None:
             _recommend_file(run_dir, seeds, k, jsonl, ranker)
             return
-        assert tracks is not None
         import numpy as np
 
         from dynplayer.rank.candidates import Queries
@@ -85,7 +98,7 @@ def register(app: typer.Typer) -> None:
         resolver = TrackResolver(cat.track_ids, cat.names, cat.artists, cat.popularity)
         rows: list[int] = []
         unknown: list[str] = []
-        for t in tracks:
+        for t in tracks or []:
             try:
                 found = resolver.resolve(t)
             except UnknownTrackName:
@@ -96,7 +109,7 @@ def register(app: typer.Typer) -> None:
                 also = "; ".join(resolver.describe(o) for o in found.others[:3])
                 typer.echo(f"{t!r}: {resolver.describe(found.row)}"
                            + (f" (also fits: {also})" if also else ""), err=True)
-        if not rows:
+        if not rows and tracks and name is None:
             shown = ", ".join(repr(u) for u in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
             raise QueryError(f"none of the {len(tracks)} seeds is a track id or name in this "
                              f"model: {shown}")
@@ -106,21 +119,27 @@ def register(app: typer.Typer) -> None:
         rows = list(dict.fromkeys(rows))
         rec = Recommender.load(run_dir, use_ranker=ranker, run=run)
         q = Queries(np.array([0, len(rows)], dtype=np.int64), np.asarray(rows, dtype=np.int64))
-        cols, scores = rec.recommend(q, k)[0]
+        names: list[str | None] | None = [name] if name is not None else None
+        cols, scores = rec.recommend(q, k, names)[0]
+        method = rec.methods(q, names)[0]
         if jsonl:
             typer.echo(json.dumps({"tracks": [cat.track_ids[c] for c in cols.tolist()],
-                                   "scores": [round(float(s), 6) for s in scores.tolist()]}))
+                                   "scores": [round(float(s), 6) for s in scores.tolist()],
+                                   "method": method}))
             return
 
         def label(r: int) -> tuple[str, str, str]:
             return cat.track_ids[r], cat.names[r] or "?", cat.artists[r] or "?"
 
-        typer.echo("seeds: " + "; ".join(" - ".join(label(r)[1:]) for r in rows))
+        if rows:
+            typer.echo("seeds: " + "; ".join(" - ".join(label(r)[1:]) for r in rows))
+        if name is not None:
+            typer.echo(f"name: {name}")
         typer.echo(f"{'#':>3}  {'score':>8}  {'track':<40}  {'artist':<28}  id")
         for i, (c, s) in enumerate(zip(cols.tolist(), scores.tolist(), strict=True), 1):
             tid, name, artist = label(c)
             typer.echo(f"{i:>3}  {s:8.3f}  {name[:40]:<40}  {artist[:28]:<28}  {tid}")
-        typer.echo(f"({rec.method})")
+        typer.echo(f"({method})")
 
     @bench_app.command("ranker")
     def bench_ranker(
@@ -154,9 +173,12 @@ def _recommend_file(run_dir: Path, seeds: Path, k: int, jsonl: bool, ranker: boo
     sf = read_seed_file(seeds, {t: i for i, t in enumerate(ids)})
     rec = Recommender.load(run_dir, use_ranker=ranker)
     out = sys.stdout
-    for pid, (cols, scores) in zip(sf.pids, rec.recommend(sf.queries, k), strict=True):
+    names = sf.names if any(sf.names) else None
+    methods = rec.methods(sf.queries, names)
+    for pid, (cols, scores), how in zip(sf.pids, rec.recommend(sf.queries, k, names), methods,
+                                        strict=True):
         line = {"pid": pid, "tracks": [ids[c] for c in cols.tolist()],
-                "scores": [round(float(s), 6) for s in scores.tolist()]}
+                "scores": [round(float(s), 6) for s in scores.tolist()], "method": how}
         if jsonl:
             out.write(json.dumps(line, ensure_ascii=False) + "\n")
         else:

@@ -25,20 +25,21 @@ from dynplayer.rank.candidates import Sources
 from dynplayer.run import Run, atomic_write_json, l2_normalize
 
 SOURCES_DIR = "sources"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: EASE over the most popular `ease_items` (ease_cols)
 _SPARSE = ("cooc_playlist", "cooc_window", "artist_cooc")
 _ARRAYS = ("popularity", "artist", "album")
 
 
 def sources_key(run: Run, corpus_hash: str | None, window: int,
-                ease_lam: float | None) -> dict[str, Any]:
+                ease_lam: float | None, ease_items: int = 20_000) -> dict[str, Any]:
     """What sources built for `run` from its corpus with these settings depend on."""
     h = hashlib.sha256()
     for name in ("vectors.npy", "ids.txt"):
         h.update((run.path / name).read_bytes())
     return {"format_version": FORMAT_VERSION, "vectors": h.hexdigest()[:16],
             "corpus_hash": corpus_hash, "full": bool(run.config.get("full")),
-            "window": int(window), "ease_lam": None if ease_lam is None else float(ease_lam)}
+            "window": int(window), "ease_lam": None if ease_lam is None else float(ease_lam),
+            "ease_items": int(ease_items)}
 
 
 def save_sources(ranker_dir: Path, sources: Sources, key: dict[str, Any]) -> None:
@@ -54,6 +55,8 @@ def save_sources(ranker_dir: Path, sources: Sources, key: dict[str, Any]) -> Non
     if sources.ease is not None:
         np.save(d / "ease.npy", np.ascontiguousarray(sources.ease, dtype=np.float32),
                 allow_pickle=False)
+        if sources.ease_cols is not None:
+            np.save(d / "ease_cols.npy", sources.ease_cols.astype(np.int64), allow_pickle=False)
     atomic_write_json(d / "key.json", {**key, "n_playlists": sources.n_playlists,
                                        "n_items": sources.n_items})
 
@@ -75,6 +78,9 @@ def load_sources(ranker_dir: Path, run: Run, key: dict[str, Any]) -> Sources | N
             arrays = {name: z[name] for name in _ARRAYS}
         ease = np.load(d / "ease.npy", mmap_mode="r", allow_pickle=False) \
             if key["ease_lam"] is not None else None
+        ease_cols = (np.load(d / "ease_cols.npy", allow_pickle=False)
+                     if ease is not None and (d / "ease_cols.npy").exists()
+                     else None if ease is None else np.arange(ease.shape[0], dtype=np.int64))
     except (OSError, ValueError, KeyError):
         return None
     if sparse["cooc_playlist"] is None or sparse["cooc_window"] is None:
@@ -85,7 +91,7 @@ def load_sources(ranker_dir: Path, run: Run, key: dict[str, Any]) -> Sources | N
                    artist=arrays["artist"].astype(np.int64),
                    album=arrays["album"].astype(np.int64),
                    n_playlists=int(stored["n_playlists"]), window=int(key["window"]),
-                   ease=ease, artist_cooc=sparse["artist_cooc"])
+                   ease=ease, ease_cols=ease_cols, artist_cooc=sparse["artist_cooc"])
 
 
 __all__ = ["SOURCES_DIR", "load_sources", "save_sources", "sources_key"]

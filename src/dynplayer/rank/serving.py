@@ -26,14 +26,16 @@ class ServingRanker:
     def known(self, track_id: str) -> bool:
         return track_id in self.index
 
-    def rank(self, seeds: list[str], k: int) -> list[tuple[str, float]]:
+    def rank(self, seeds: list[str], k: int, name: str | None = None
+             ) -> list[tuple[str, float]]:
         cols = np.array([self.index[t] for t in seeds if t in self.index], dtype=np.int64)
         if cols.size == 0:
             return []
         ip, distinct = ordered_distinct(np.array([0, cols.shape[0]], dtype=np.int64), cols)
         # one BLAS thread: a request's products are small, and waking a pool costs more
         with self._threads.limit(limits=1, user_api="blas"):
-            (top, scores), = self.stage.rank(Queries(ip, distinct), k)
+            (top, scores), = self.stage.rank(Queries(ip, distinct), k,
+                                             [name] if name else None)
         out = [(self.ids[c], float(s)) for c, s in zip(top.tolist(), scores.tolist(),
                                                        strict=True)]
         if len(out) < k:  # fewer candidates than k: the embedding ranking continues the list
@@ -85,8 +87,9 @@ class LazyServingRanker:
     def known(self, track_id: str) -> bool:
         return self.ranker.known(track_id)
 
-    def rank(self, seeds: list[str], k: int) -> list[tuple[str, float]]:
-        return self.ranker.rank(seeds, k)
+    def rank(self, seeds: list[str], k: int, name: str | None = None
+             ) -> list[tuple[str, float]]:
+        return self.ranker.rank(seeds, k, name)
 
 
 def continuation_cpu_ms(rec: Any, reranker: ServingRanker, seeds: list[list[str]],

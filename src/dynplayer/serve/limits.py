@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dynplayer.errors import QueryError
 
-K_MAX = 200  # tracks one answer may hold
+K_MAX = 500  # tracks one answer may hold (the challenge's list length)
 TEXT_MAX = 500  # characters of a free-text query
 SEEDS_MAX = 500  # seed tracks of a continuation
 QUERY_MAX = 200  # characters of an autocomplete query

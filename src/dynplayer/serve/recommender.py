@@ -80,6 +80,8 @@ class Continuation:
     tracks: list[TrackResult]
     seeds: list[str]  # the known seed ids, in request order, deduplicated
     unknown: list[str]  # seed ids the model does not know, in request order
+    # how it was answered: "two-stage", "embedding", or "text" (a name and no known seed)
+    method: str = "embedding"
 
 
 def text_playlists_of(searcher: TextSearcherProtocol | None, default: int = 50) -> int:
@@ -108,6 +110,18 @@ def check_text(text: str) -> str:
     return stripped
 
 
+def check_name(name: str | None) -> str | None:
+    """A playlist's optional name, whitespace-normalised: 1..TEXT_MAX characters."""
+    if name is None:
+        return None
+    norm = " ".join(str(name).split())
+    if not norm:
+        raise QueryError("name is empty; leave it out or give words")
+    if len(norm) > TEXT_MAX:
+        raise QueryError(f"name is {len(norm)} characters long; at most {TEXT_MAX} are allowed")
+    return norm
+
+
 def check_seeds(track_ids: Sequence[str]) -> list[str]:
     """The seed ids normalised (`spotify:track:ID` and links -> ID), deduplicated, in order."""
     if isinstance(track_ids, str):
@@ -124,8 +138,10 @@ class ContinuationRanker(Protocol):
 
     def known(self, track_id: str) -> bool: ...
 
-    def rank(self, seeds: list[str], k: int) -> list[tuple[str, float]]:
-        """The k best next tracks (ids, scores) for known seeds in playlist order."""
+    def rank(self, seeds: list[str], k: int, name: str | None = None
+             ) -> list[tuple[str, float]]:
+        """The k best next tracks (ids, scores) for known seeds in playlist order; `name`,
+        the playlist's, is evidence the ranker may read."""
         ...
 
 
@@ -149,25 +165,49 @@ class Recommender(abc.ABC):
         check_k(k)
         return self._nearest_to_seeds([normalize_track_id(track_id)], k, single=True).tracks
 
-    def continue_playlist(self, track_ids: Sequence[str], k: int = 20) -> Continuation:
-        """Next tracks for a partial playlist: mean of the known seeds' vectors, seeds masked.
+    def continue_playlist(self, track_ids: Sequence[str], k: int = 20,
+                          name: str | None = None) -> Continuation:
+        """Next tracks for a partial playlist: the second stage when the run has one (reading
+        the playlist's `name` as evidence), else the mean of the known seeds' vectors; seeds
+        masked. With no known seed, a name is answered by the text model.
 
-        Unknown ids are reported in `unknown`; it is an error only when no seed is known.
+        Unknown ids are reported in `unknown`; it is an error when no seed is known and there
+        is no name, and when there are neither seeds nor a name.
         """
         check_k(k)
-        seeds = check_seeds(track_ids)
+        name = check_name(name)
+        if not track_ids and name is None:
+            raise QueryError("give track_ids, a name, or both")
+        seeds = check_seeds(track_ids) if track_ids else []
+        by_name = name is not None and self.searcher is not None
         if self.reranker is None:
-            return self._nearest_to_seeds(seeds, k, single=False)
+            if seeds:
+                try:
+                    return self._nearest_to_seeds(seeds, k, single=False)
+                except UnknownTrackError:
+                    if not by_name:
+                        raise
+            return self._by_name(name, k, seeds)
         known = [t for t in seeds if self.reranker.known(t)]
         if not known:
-            raise _unknown_error(seeds, False)
-        ranked = self.reranker.rank(known, k)
+            if seeds and not by_name:
+                raise _unknown_error(seeds, False)
+            return self._by_name(name, k, seeds)
+        ranked = self.reranker.rank(known, k, name)
         info = self._track_info([t for t, _ in ranked])
         none = TrackInfo("", None, None)
         return Continuation(
             tracks=[TrackResult(t, float(s), info.get(t, none).name, info.get(t, none).artist)
                     for t, s in ranked],
-            seeds=known, unknown=[t for t in seeds if not self.reranker.known(t)])
+            seeds=known, unknown=[t for t in seeds if not self.reranker.known(t)],
+            method="two-stage")
+
+    def _by_name(self, name: str | None, k: int, unknown: list[str]) -> Continuation:
+        """A continuation with no known seed: the text model's answer to the name."""
+        if name is None or self.searcher is None:
+            raise TextModelMissing("a name alone needs a text model (run `dynplayer "
+                                   "train-text`)")
+        return Continuation(tracks=self.text(name, k), seeds=[], unknown=unknown, method="text")
 
     def text(self, text: str, k: int = 20) -> list[TrackResult]:
         """Tracks for a free-text query, each with the playlists that contributed to it."""

@@ -107,9 +107,10 @@ def recommend_text(body: TextRequest, rec: RecommenderDep, service: ServiceDep) 
 @recommend.post("/continue", response_model=ContinueResponse)
 def recommend_continue(body: ContinueRequest, rec: RecommenderDep) -> ContinueResponse:
     """Next tracks for a partial playlist; unknown seed ids are reported, not fatal."""
-    result = rec.continue_playlist(body.track_ids, body.k)
+    result = rec.continue_playlist(body.track_ids, body.k, body.name)
     return ContinueResponse(model_version=rec.version, seeds=result.seeds,
-                            unknown_track_ids=result.unknown, tracks=tracks_out(result.tracks))
+                            unknown_track_ids=result.unknown, tracks=tracks_out(result.tracks),
+                            method=result.method)
 
 
 @tracks.get("/search", response_model=SearchResponse)

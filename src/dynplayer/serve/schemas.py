@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from dynplayer.serve.limits import K_MAX, SEEDS_MAX, TEXT_MAX
 from dynplayer.serve.recommender import TrackResult
@@ -42,9 +49,22 @@ class TextRequest(BaseModel):
 
 
 class ContinueRequest(BaseModel):
+    """Seeds, a name, or both: with seeds the ranker reads the name's evidence; a name alone
+    (or with no seed the model knows) is answered by the text model."""
+
     model_config = ConfigDict(extra="forbid")
-    track_ids: Annotated[list[TrackId], Field(min_length=1, max_length=SEEDS_MAX)]
+    track_ids: Annotated[list[TrackId], Field(max_length=SEEDS_MAX)] = Field(
+        default_factory=list)
+    name: Annotated[str, StringConstraints(min_length=1, max_length=TEXT_MAX),
+                    AfterValidator(clean_text), AfterValidator(not_blank),
+                    Field(examples=["road trip"])] | None = None
     k: K = 20
+
+    @model_validator(mode="after")
+    def seeds_or_name(self) -> ContinueRequest:
+        if not self.track_ids and self.name is None:
+            raise ValueError("give track_ids, a name, or both")
+        return self
 
 
 class PlaylistOut(BaseModel):
@@ -82,6 +102,7 @@ class ContinueResponse(BaseModel):
     seeds: list[str]
     unknown_track_ids: list[str]
     tracks: list[TrackOut]
+    method: str = Field(description="two-stage | embedding | text (a name, no known seed)")
 
 
 class SimilarResponse(BaseModel):
