@@ -52,10 +52,10 @@ def broken_models(track_run_dir: Path, copy_run: Any, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["search", "RUN", "jazz", "-k", "100000"], "k must be an integer from 1 to 200, got 100000"),
+    (["search", "RUN", "jazz", "-k", "100000"], "k must be an integer from 1 to 500, got 100000"),
     (["search", "RUN", "jazz", "--set", "top_playlists=abc"],
      "cannot read 'abc' as an integer"),
-    (["similar", "RUN", "x", "-k", "0"], "k must be an integer from 1 to 200, got 0"),
+    (["similar", "RUN", "x", "-k", "0"], "k must be an integer from 1 to 500, got 0"),
     (["recommend", "RUN", "qqq-no-such-track"], "none of the 1 seeds is a track id or name"),
 ])
 def test_arguments_are_checked_before_anything_is_loaded(broken_models: Path, args: list[str],
