@@ -122,3 +122,31 @@ def test_prepare_writes_a_readable_corpus(synthetic_corpus: Any, tmp_path: Path)
         os.umask(old)
     assert (tmp_path / "corpus").stat().st_mode & 0o777 == 0o755
 
+
+def test_bench_cli_times_fresh_processes_against_the_targets(serve_run_dir: Path) -> None:
+    """`dynplayer bench cli`: the cases a user runs (names of the run's most played tracks,
+    each resolving to that track), timed in fresh processes; a case that does not end as
+    expected stops the benchmark (a refusal must be refused, a query answered)."""
+    from dynplayer.clibench import Case, default_cases, markdown, run_cli_bench
+    from dynplayer.serve.resolve import TrackResolver
+    from dynplayer.store.catalog import track_catalog
+
+    cases = default_cases(serve_run_dir)
+    kinds = [c.kind for c in cases]
+    assert kinds.count("refused") >= 3 and {"similar", "search", "recommend"} <= set(kinds)
+    seeds = next(c for c in cases if c.kind == "recommend").args[2:-2]
+    cat = track_catalog(serve_run_dir)
+    resolver = TrackResolver(cat.track_ids, cat.names, cat.artists, cat.popularity)
+    top = sorted(cat.popularity.tolist(), reverse=True)[:10]
+    assert len(seeds) == 3 and all(
+        int(cat.popularity[resolver.resolve(s).row]) in top for s in seeds)
+    picked = [c for c in cases if c.kind in ("floor", "refused")][:3]
+    result = run_cli_bench(picked, repeat=1, echo=lambda _m: None)
+    rows = result["rows"]
+    assert [r["command"] for r in rows] == [c.label for c in picked]
+    assert all(r["wall_p50_s"] > 0 and r["cpu_p50_s"] >= 0 for r in rows)
+    assert rows[1]["target_s"] == 1.0 and rows[1]["met"] in (True, False)
+    assert "| `search RUN jazz -k 100000` |" in markdown(result)
+    with pytest.raises(ConfigError, match="exited 2, expected 0"):
+        run_cli_bench([Case("search", "bad", ["search", "/no/such/run", "x"])], repeat=1,
+                      echo=lambda _m: None)

@@ -432,7 +432,8 @@ def test_seed_file_with_deep_nesting_is_a_one_line_error() -> None:
 
     deep = '{"pid": 1, "visible": ' + "[" * 100_000 + "]" * 100_000 + "}"
     with pytest.raises(DataError, match=r"seeds.jsonl:2: not valid JSON \(nested too deeply\)"):
-        parse_seed_lines(['{"pid": 0, "visible": []}', deep], {}, "seeds.jsonl")
+        # (line 1 needs a track or a name since seeds lines may carry a name)
+        parse_seed_lines(['{"pid": 0, "visible": ["x"]}', deep], {}, "seeds.jsonl")
 
 
 def test_a_single_request_gets_the_batch_path_figures(ranked_run: tuple[Path, dict]) -> None:

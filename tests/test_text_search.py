@@ -241,6 +241,7 @@ def test_the_search_projection_is_stored_at_training_time(
 
     with monkeypatch.context() as m:
         m.setattr(space, "search_projection", refuse)
+        m.setattr("dynplayer.text.search.search_projection", refuse, raising=False)
         stored = TextSearcher.load(synthetic_run)
         with pytest.raises(AssertionError, match="fitted again"):
             TextSearcher.load(synthetic_run, search_dims=32)

@@ -234,6 +234,7 @@ def test_update_round_trip_and_manifest(base_and_new: dict[str, Any], planted: d
 
     with pytest.MonkeyPatch.context() as m:
         m.setattr(space, "search_projection", refuse)
+        m.setattr("dynplayer.text.search.search_projection", refuse, raising=False)
         searcher = TextSearcher.load(run_dir)
     assert searcher.playlist_pids[-report.text_playlists_added:] == \
         [p for p in base_and_new["new_pids"] if p in set(searcher.playlist_pids)]

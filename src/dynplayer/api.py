@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from dynplayer.errors import DynplayerError, QueryError
-from dynplayer.serve.limits import check_k
+from dynplayer.serve.limits import check_k, check_text
 from dynplayer.serve.recommender import (
     ExactRecommender,
     TrackInfo,
     TrackResult,
-    check_text,
     text_playlists_of,
 )
 from dynplayer.serve.resolve import TrackResolver, UnknownTrackName

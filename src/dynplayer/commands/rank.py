@@ -74,7 +74,6 @@ def register(app: typer.Typer) -> None:
         and / or its name."""
         from dynplayer.commands.data import count
         from dynplayer.errors import QueryError
-        from dynplayer.run import check_run_dir, load_run
 
         # Arguments first, then the seeds, and only then the model (loading takes seconds).
         if seeds is not None and (tracks or name is not None):
@@ -92,6 +91,8 @@ def register(app: typer.Typer) -> None:
                 raise QueryError(f"--name: {str(exc).split(': ', 1)[-1]}") from exc
         if not 1 <= k <= 1000:
             raise QueryError(f"k must be between 1 and 1000, got {k}")
+        from dynplayer.run import check_run_dir, load_run
+
         check_run_dir(run_dir)
         if seeds is not None:
             _recommend_file(run_dir, seeds, k, jsonl, ranker)

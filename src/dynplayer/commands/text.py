@@ -62,11 +62,11 @@ def register(app: typer.Typer) -> None:
 
         Scored by the same function as the API (the exact recommender; the pgvector backend
         too, up to 50,000 playlists), so both give the same tracks and scores."""
+        # (light imports: a bad argument is refused in well under a second)
         from dynplayer.config import parse_set_options
         from dynplayer.errors import ArtifactError, QueryError
-        from dynplayer.run import check_run_dir
         from dynplayer.serve.limits import check_k
-        from dynplayer.text.search import check_query
+        from dynplayer.text.query import check_query
 
         # Every argument is checked before anything is loaded (loading takes seconds).
         if (query is None) == (queries is None):
@@ -94,6 +94,8 @@ def register(app: typer.Typer) -> None:
                 check_query(text)
             except QueryError as err:
                 raise QueryError(f"{at}{err}") from err
+        from dynplayer.run import check_run_dir
+
         check_run_dir(run_dir)
         if not (run_dir / "text").is_dir():
             raise ArtifactError(f"{run_dir}: no text model (run `dynplayer train-text` first)")
@@ -162,6 +164,8 @@ def _search_overrides(sets: dict[str, str]) -> dict[str, Any]:
     from dynplayer.errors import ConfigError
     from dynplayer.text.config import TextConfig
 
+    if not sets:
+        return {}
     allowed = {"retrieval", "caption_weight", "top_playlists", "sim_power", "qbnorm_beta",
                "prf_weight", "search_dims", "artist_weight", "genre_weight", "match_power",
                "loanwords"}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -102,3 +103,15 @@ class BatchingEncoder:
         for b, v in zip(batch, vectors, strict=True):
             b.vector = v
             b.done.set()
+
+
+def query_encoder(searcher: Any) -> Callable[[str], np.ndarray]:
+    """text -> query vector. Searchers that encode lists (`encode_queries`, as `TextSearcher`
+    does) get a `BatchingEncoder`, so concurrent requests share one encoder call."""
+    many = getattr(searcher, "encode_queries", None)
+    if many is None:
+        return searcher.encode_query
+    from dynplayer.text.query import check_query
+
+    batcher = BatchingEncoder(many)
+    return lambda text: batcher.encode(check_query(text))

@@ -4,12 +4,47 @@ loads anything."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from dynplayer.errors import QueryError
+from dynplayer.ids import normalize_track_id
 
 K_MAX = 500  # tracks one answer may hold (the challenge's list length)
 TEXT_MAX = 500  # characters of a free-text query
 SEEDS_MAX = 500  # seed tracks of a continuation
 QUERY_MAX = 200  # characters of an autocomplete query
+
+
+def check_text(text: str) -> str:
+    stripped = text.strip()
+    if not stripped:
+        raise QueryError("text is empty")
+    if len(text) > TEXT_MAX:
+        raise QueryError(f"text is {len(text)} characters long; at most {TEXT_MAX} are allowed")
+    return stripped
+
+
+def check_name(name: str | None) -> str | None:
+    """A playlist's optional name, whitespace-normalised: 1..TEXT_MAX characters."""
+    if name is None:
+        return None
+    norm = " ".join(str(name).split())
+    if not norm:
+        raise QueryError("name is empty; leave it out or give words")
+    if len(norm) > TEXT_MAX:
+        raise QueryError(f"name is {len(norm)} characters long; at most {TEXT_MAX} are allowed")
+    return norm
+
+
+def check_seeds(track_ids: Sequence[str]) -> list[str]:
+    """The seed ids normalised (`spotify:track:ID` and links -> ID), deduplicated, in order."""
+    if isinstance(track_ids, str):
+        raise QueryError("track_ids must be a list of track ids, not one string")
+    if not track_ids:
+        raise QueryError("track_ids is empty; give at least one seed track")
+    if len(track_ids) > SEEDS_MAX:
+        raise QueryError(f"{len(track_ids)} seed tracks; at most {SEEDS_MAX} are allowed")
+    return list(dict.fromkeys(normalize_track_id(t) for t in track_ids))
 
 
 def check_k(k: int) -> int:
@@ -19,4 +54,5 @@ def check_k(k: int) -> int:
     return k
 
 
-__all__ = ["K_MAX", "QUERY_MAX", "SEEDS_MAX", "TEXT_MAX", "check_k"]
+__all__ = ["K_MAX", "QUERY_MAX", "SEEDS_MAX", "TEXT_MAX", "check_k", "check_name", "check_seeds",
+           "check_text"]

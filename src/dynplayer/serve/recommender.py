@@ -22,8 +22,8 @@ import numpy as np
 from dynplayer.errors import DynplayerError, QueryError, StoreError
 from dynplayer.ids import normalize_track_id
 from dynplayer.run import l2_normalize
-from dynplayer.serve.batching import BatchingEncoder
-from dynplayer.serve.limits import QUERY_MAX, SEEDS_MAX, TEXT_MAX, check_k
+from dynplayer.serve.batching import query_encoder
+from dynplayer.serve.limits import QUERY_MAX, check_k, check_name, check_seeds, check_text
 from dynplayer.serve.ranking import qb_bias, top_k, top_playlists_exact
 from dynplayer.serve.track_search import FUZZY_CUTOFF, TrackMatcher
 from dynplayer.store.catalog import Catalog
@@ -87,50 +87,6 @@ class Continuation:
 def text_playlists_of(searcher: TextSearcherProtocol | None, default: int = 50) -> int:
     """How many playlists the text model aggregates (its `cfg.top_playlists`), else `default`."""
     return int(getattr(getattr(searcher, "cfg", None), "top_playlists", default))
-
-
-def query_encoder(searcher: TextSearcherProtocol) -> Callable[[str], np.ndarray]:
-    """text -> query vector. Searchers that encode lists (`encode_queries`, as `TextSearcher`
-    does) get a `BatchingEncoder`, so concurrent requests share one encoder call."""
-    many = getattr(searcher, "encode_queries", None)
-    if many is None:
-        return searcher.encode_query
-    from dynplayer.text.search import check_query
-
-    batcher = BatchingEncoder(many)
-    return lambda text: batcher.encode(check_query(text))
-
-
-def check_text(text: str) -> str:
-    stripped = text.strip()
-    if not stripped:
-        raise QueryError("text is empty")
-    if len(text) > TEXT_MAX:
-        raise QueryError(f"text is {len(text)} characters long; at most {TEXT_MAX} are allowed")
-    return stripped
-
-
-def check_name(name: str | None) -> str | None:
-    """A playlist's optional name, whitespace-normalised: 1..TEXT_MAX characters."""
-    if name is None:
-        return None
-    norm = " ".join(str(name).split())
-    if not norm:
-        raise QueryError("name is empty; leave it out or give words")
-    if len(norm) > TEXT_MAX:
-        raise QueryError(f"name is {len(norm)} characters long; at most {TEXT_MAX} are allowed")
-    return norm
-
-
-def check_seeds(track_ids: Sequence[str]) -> list[str]:
-    """The seed ids normalised (`spotify:track:ID` and links -> ID), deduplicated, in order."""
-    if isinstance(track_ids, str):
-        raise QueryError("track_ids must be a list of track ids, not one string")
-    if not track_ids:
-        raise QueryError("track_ids is empty; give at least one seed track")
-    if len(track_ids) > SEEDS_MAX:
-        raise QueryError(f"{len(track_ids)} seed tracks; at most {SEEDS_MAX} are allowed")
-    return list(dict.fromkeys(normalize_track_id(t) for t in track_ids))
 
 
 class ContinuationRanker(Protocol):

@@ -26,6 +26,7 @@ from dynplayer.text.config import TextConfig
 from dynplayer.text.encoders import TextEncoder, make_encoder
 from dynplayer.text.loanwords import LoanwordBridge
 from dynplayer.text.metadata import MetadataMatch
+from dynplayer.text.query import MAX_QUERY_CHARS, check_query
 from dynplayer.text.space import (
     compose_playlist_vectors,
     query_side,
@@ -34,21 +35,7 @@ from dynplayer.text.space import (
     wordless,
 )
 
-MAX_QUERY_CHARS = 500  # the API's limit too
 MAX_K = 1000
-
-
-def check_query(text: str) -> str:
-    """The normalised query text, or a QueryError naming what is wrong with it."""
-    if not isinstance(text, str):
-        raise QueryError("the query must be text")
-    if len(text) > MAX_QUERY_CHARS:
-        raise QueryError(f"query is {len(text):,} characters long; the limit is "
-                         f"{MAX_QUERY_CHARS}")
-    norm = " ".join(text.lower().split())
-    if not norm:
-        raise QueryError("the query is empty (nothing but whitespace)")
-    return norm
 
 
 def check_k(k: int) -> int:
