@@ -26,8 +26,9 @@ Compounds with a Latin letter are spelled with the letter's Korean name: 케이�
 K + 팝 = pop), 알앤비 R&B, 이디엠 EDM. Neither the key nor the encoder knows them (USE puts 케이팝
 at cosine 0.41 from "kpop"), so a word that starts with letter names (`LETTER_NAMES`) is read
 as those letters followed by the rest, whose key must be an English word's key exactly; the
-joined spelling ("kpop", "rnb", "edm", "dj") is accepted only when the model's captions (df >=
-2) or genre words hold it, so the evidence is the vocabulary itself. A letter compound is tried
+joined spelling ("kpop", "rnb", "edm", "dj") is accepted only when a caption of the model (one
+is enough: the letter parse is specific) or its genre words hold it, so the evidence is the
+vocabulary itself. A letter compound is tried
 before the sound match, and a word spelled entirely with three or more letter names is an
 acronym: bridged to it or left as typed, never matched by sound (비티에스, BTS, sounded like
 "vibes", 오디오 like "youtu").
@@ -221,8 +222,8 @@ class LoanwordBridge:
         return word
 
     def known(self, word: str) -> bool:
-        """Is `word` (Latin letters) a caption word of df >= 2 or a genre word?"""
-        return self.caption_df[word] >= MIN_CAPTION_DF or word in self.genre_words
+        """Is `word` (Latin letters) a word of a caption or a genre?"""
+        return self.caption_df[word] >= 1 or word in self.genre_words
 
     def letter_compound(self, korean: str) -> str | None:
         """The acronym or letter compound a Hangul word spells with letter names (이디엠 -> edm,
