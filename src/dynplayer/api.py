@@ -71,7 +71,9 @@ class Results(Sequence[Track]):
 
     `query` is the text, the seed ids or the track the answer is for; `unknown` lists seed ids
     the model does not know (`recommend`); `playlists` the playlists a text query matched;
-    `searched_as` the text as searched when Korean loanwords in it were bridged (`search`)."""
+    `searched_as` the text as searched when Korean loanwords in it were bridged (`search`);
+    `confidence` and `match` how well a text query matched the captions (`search`: "close",
+    "weak" or "nothing", see `dynplayer.text.confidence`)."""
 
     kind: str  # similar | recommend | search | find_tracks
     query: str | tuple[str, ...]
@@ -80,6 +82,8 @@ class Results(Sequence[Track]):
     unknown: tuple[str, ...] = ()
     playlists: tuple[Playlist, ...] = field(default=(), repr=False)
     searched_as: str | None = None  # search: the text with Korean loanwords bridged, if any
+    confidence: float | None = None  # search: calibrated on validation captions
+    match: str | None = None  # search: "close" | "weak" | "nothing" (None: not calibrated)
 
     @overload
     def __getitem__(self, i: int) -> Track: ...
@@ -210,23 +214,30 @@ class Dynplayer:
         info = self.recommender.track_info([tid])[tid]
         return Track(rank=0, track_id=tid, name=info.name, artist=info.artist)
 
-    def similar(self, track: str, k: int = 10) -> Results:
-        """The k tracks nearest to `track` (an id, URI, link or name; see `resolve`)."""
+    def similar(self, track: str, k: int = 10, max_per_artist: int | None = None) -> Results:
+        """The k tracks nearest to `track` (an id, URI, link or name; see `resolve`), at most
+        `max_per_artist` per artist (None: the default, `dynplayer.diversity`; 0: no cap)."""
         tid = self.resolve(track)
-        return _results("similar", tid, self.model_version, self.recommender.similar(tid, k))
+        return _results("similar", tid, self.model_version,
+                        self.recommender.similar(tid, k, max_per_artist))
 
-    def recommend(self, seed_ids: Sequence[str], k: int = 20) -> Results:
+    def recommend(self, seed_ids: Sequence[str], k: int = 20,
+                  max_per_artist: int | None = None) -> Results:
         """The next k tracks for a playlist holding `seed_ids` (ids, URIs or links; the seeds
-        are never recommended). Ids the model does not know are listed in `unknown`."""
-        answer = self.recommender.continue_playlist(seed_ids, k)  # one string is an error
+        are never recommended), at most `max_per_artist` per artist (see `similar`). Ids the
+        model does not know are listed in `unknown`."""
+        answer = self.recommender.continue_playlist(seed_ids, k,  # one string is an error
+                                                    max_per_artist)
         return _results("recommend", tuple(answer.seeds), self.model_version, answer.tracks,
                         unknown=tuple(answer.unknown))
 
-    def search(self, text: str, k: int = 20) -> Results:
-        """Tracks for free text ("rainy day jazz"), each with the playlists it came from."""
-        answer = self.recommender.text_answer(text, k)
+    def search(self, text: str, k: int = 20, max_per_artist: int | None = None) -> Results:
+        """Tracks for free text ("rainy day jazz"), each with the playlists it came from, and
+        how well the text matched them (`confidence`, `match`)."""
+        answer = self.recommender.text_answer(text, k, max_per_artist)
         return _results("search", text, self.model_version, answer.tracks,
-                        playlists=_playlists(answer.playlists), searched_as=answer.searched_as)
+                        playlists=_playlists(answer.playlists), searched_as=answer.searched_as,
+                        confidence=answer.confidence, match=answer.match)
 
     def find_tracks(self, q: str, limit: int = 10) -> Results:
         """Tracks by name or artist: case-, accent- and typo-tolerant, most popular first."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -56,9 +56,17 @@ def register(app: typer.Typer) -> None:
         jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON line per playlist")]
         = False,
         ranker: Annotated[bool, typer.Option(help="Use RUN_DIR/ranker/ when it exists")] = True,
+        max_per_artist: Annotated[int | None, typer.Option(
+            help="At most this many tracks per artist (0: no cap; default: chosen on "
+                 "validation)")] = None,
+        save: Annotated[Path | None, typer.Option(
+            help="Also write the seeds and their continuation as a playlist: FILE.m3u, .csv or "
+                 ".json (Spotify URIs; not with --seeds)")] = None,
     ) -> None:
         """Continue playlists (--seeds FILE) or one list of tracks given by id or name."""
+        from dynplayer.diversity import check_max_per_artist, pool_size
         from dynplayer.errors import QueryError
+        from dynplayer.playlist_file import format_of
         from dynplayer.rank.candidates import Queries
         from dynplayer.rank.recommend import Recommender, read_seed_file
 
@@ -66,10 +74,15 @@ def register(app: typer.Typer) -> None:
             raise QueryError("give either TRACK... or --seeds FILE")
         if not 1 <= k <= 1000:
             raise QueryError(f"k must be between 1 and 1000, got {k}")
+        cap = check_max_per_artist(max_per_artist, "continue")
+        if save is not None:
+            if seeds is not None:
+                raise QueryError("--save writes one playlist: give TRACK..., not --seeds FILE")
+            format_of(save)
         rec = Recommender.load(run_dir, use_ranker=ranker)
         if seeds is not None:
             sf = read_seed_file(seeds, rec.index)
-            results = rec.recommend(sf.queries, k)
+            results = _varied(rec, rec.recommend(sf.queries, pool_size(k, cap, 1000)), cap, k)
             out = sys.stdout
             for pid, (cols, scores) in zip(sf.pids, results, strict=True):
                 line = {"pid": pid, "tracks": [rec.run.ids[c] for c in cols.tolist()],
@@ -87,7 +100,15 @@ def register(app: typer.Typer) -> None:
 
         rows = list(dict.fromkeys(rec.resolve(tracks)))
         q = Queries(np.array([0, len(rows)], dtype=np.int64), np.asarray(rows, dtype=np.int64))
-        cols, scores = rec.recommend(q, k)[0]
+        cols, scores = _varied(rec, rec.recommend(q, pool_size(k, cap, 1000)), cap, k)[0]
+        if save is not None:
+            from dynplayer.playlist_file import Entry, write_playlist
+
+            entries = [Entry(t, None if n == "?" else n, None if a == "?" else a)
+                       for t, n, a in (rec.label(int(c)) for c in [*rows, *cols.tolist()])]
+            write_playlist(save, "Continued: " + "; ".join(" - ".join(rec.label(r)[1:])
+                                                            for r in rows)[:180], entries)
+            typer.echo(f"saved {len(entries)} tracks to {save}", err=True)
         if jsonl:
             typer.echo(json.dumps({"tracks": [rec.run.ids[c] for c in cols.tolist()],
                                    "scores": [round(float(s), 6) for s in scores.tolist()]}))
@@ -119,3 +140,15 @@ def register(app: typer.Typer) -> None:
         typer.echo(text)
         if out is not None:
             out.write_text(text + "\n", encoding="utf-8")
+
+
+def _varied(rec: Any, ranked: list[tuple[Any, Any]], cap: int,
+            k: int) -> list[tuple[Any, Any]]:
+    """Each ranked pool cut to k with at most `cap` tracks per artist (`dynplayer.diversity`)."""
+    from dynplayer.diversity import diversify
+
+    out = []
+    for cols, scores in ranked:
+        keep = diversify([rec.corpus.artists[rec.vocab[int(c)]] for c in cols], cap, k)
+        out.append((cols[keep], scores[keep]))
+    return out

@@ -90,17 +90,31 @@ def register(app: typer.Typer) -> None:
             help="Track id, spotify:track:ID, open.spotify.com link, or a name such as "
                  "\"la vie en rose\" (best match, as the API's track search finds it)")],
         k: Annotated[int, typer.Option("-k", help="How many neighbours")] = 10,
+        max_per_artist: Annotated[int | None, typer.Option(
+            help="At most this many tracks per artist (0: no cap; default: chosen on "
+                 "validation)")] = None,
+        save: Annotated[Path | None, typer.Option(
+            help="Also write the track and its neighbours as a playlist: FILE.m3u, .csv or "
+                 ".json (Spotify URIs)")] = None,
     ) -> None:
         """Print the nearest tracks (cosine) with ids, names and artists."""
         from dynplayer.api import Dynplayer
+        from dynplayer.commands.text import save_results
+        from dynplayer.diversity import check_max_per_artist
         from dynplayer.ids import normalize_track_id
+        from dynplayer.playlist_file import format_of
 
+        check_max_per_artist(max_per_artist, "similar")
+        if save is not None:
+            format_of(save)
         model = Dynplayer.load(run_dir, text=False)
-        result = model.similar(track, k)
+        result = model.similar(track, k, max_per_artist)
+        seed = model.track(str(result.query))
         if result.query != normalize_track_id(track):  # found by name: say which track
-            seed = model.track(str(result.query))
             typer.echo(f"similar to {seed.track_id}  {seed.label} (best match for {track!r}):",
                        err=True)
+        if save is not None:
+            save_results(save, f"More like {seed.label}", result, [seed])
         for t in result:
             typer.echo(f"{t.rank:>3}  {t.score or 0:.4f}  {t.track_id}  {t.name or '?'} — "
                        f"{t.artist or '?'}")

@@ -21,12 +21,13 @@ from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
+from threadpoolctl import ThreadpoolController
 
 from dynplayer.errors import ConfigError
 from dynplayer.serve.catalogs import router as catalogs_router
 from dynplayer.serve.error_handlers import install_error_handlers
 from dynplayer.serve.recommender import Recommender
-from dynplayer.serve.routes import admin, health, recommend, tracks
+from dynplayer.serve.routes import admin, health, playlists, recommend, tracks
 from dynplayer.serve.service import SearcherFactory, Service
 from dynplayer.serve.workers import exit_with_supervisor
 from dynplayer.settings import Settings
@@ -49,6 +50,11 @@ def create_app(settings: Settings | None = None, *, recommender: Recommender | N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # One BLAS thread per request: requests run side by side in the thread pool, and each
+        # one's products are small. With numpy's default (a thread per core) the idle BLAS
+        # threads spin while a request holds its thread, which costs more the longer it runs:
+        # 8 clients at k=50 burned 2x the CPU of k=20 (docs/benchmarks.md, bench serve).
+        blas = ThreadpoolController().limit(limits=1, user_api="blas")
         await run_in_threadpool(build_services, services, only_missing=True)
         for s in services.values():
             s.start_watching()
@@ -59,6 +65,7 @@ def create_app(settings: Settings | None = None, *, recommender: Recommender | N
             # The default service last: it stops the embedded server it may have started.
             for s in reversed(services.values()):
                 await run_in_threadpool(s.close)
+            blas.restore_original_limits()
 
     # /docs (Swagger UI) and /redoc with their scripts and styles served from the installed
     # fastapi-offline package, not a CDN: they were blank pages without internet.
@@ -73,7 +80,7 @@ def create_app(settings: Settings | None = None, *, recommender: Recommender | N
                            allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type", "Authorization"])
     install_error_handlers(app)
-    for router in (recommend, tracks, catalogs_router, health, admin):
+    for router in (recommend, tracks, playlists, catalogs_router, health, admin):
         app.include_router(router)
     # The page lives under /ui/ (relative links), so a mount never shadows an API route.
     app.mount("/ui", StaticFiles(directory=STATIC_DIR, html=True), name="ui")
