@@ -37,7 +37,7 @@ def shared_data() -> Path:
 def make_synthetic(n_playlists: int = 600, n_tracks: int = 400, seed: int = 0,
                    **data_overrides: object) -> Corpus:
     corpus = generate(SyntheticSpec(n_playlists=n_playlists, n_tracks=n_tracks, seed=seed))
-    cfg = DataConfig(select_fraction=1.0, seed=seed)
+    cfg = DataConfig(select="top_share", select_fraction=1.0, seed=seed)
     for k, v in data_overrides.items():
         cfg = cfg.__class__(**{**cfg.__dict__, k: v})
     derive(corpus, cfg)

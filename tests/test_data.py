@@ -109,11 +109,11 @@ def test_hold_out_rule() -> None:
 
 def test_derive_is_deterministic_and_counts_survivors() -> None:
     spec = SyntheticSpec(n_playlists=400, n_tracks=300, seed=1)
-    cfg = DataConfig(select_fraction=0.2, seed=5)
+    cfg = DataConfig(select="top_share", select_fraction=0.2, seed=5)
     a, b = derive(generate(spec), cfg), derive(generate(spec), cfg)
     assert a.split is not None and b.split is not None and a.heldout is not None
     assert np.array_equal(a.split, b.split) and np.array_equal(a.heldout, b.heldout)
-    c = derive(generate(spec), DataConfig(select_fraction=0.2, seed=6))
+    c = derive(generate(spec), DataConfig(select="top_share", select_fraction=0.2, seed=6))
     assert c.split is not None and not np.array_equal(a.split, c.split)
     counts = a.manifest["counts"]
     assert a.selected is not None
@@ -191,7 +191,8 @@ def test_stats_json(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                     monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "c"
     run_cli(monkeypatch, "prepare", str(FIX / "mpd_full"), str(FIX / "mpd_reduced"), "--out",
-            str(out), "--set", "select_fraction=0.4", "--set", "window=1")
+            str(out), "--set", "select=top_share", "--set", "select_fraction=0.4",
+            "--set", "window=1")
     capsys.readouterr()
     run_cli(monkeypatch, "stats", str(out), "--json")
     stats = json.loads(capsys.readouterr().out)
@@ -221,9 +222,11 @@ def test_real_prepare_and_stats(shared_data: Path, tmp_path: Path,
     run_cli(monkeypatch, "stats", str(out), "--json", "--plots", str(tmp_path / "plots"))
     stats = json.loads(capsys.readouterr().out)
     assert {k: stats[k] for k in ("playlists", "occurrences", "tracks", "selected_tracks",
-                                  "train_playlists", "val_playlists", "test_playlists")} == {
+                                  "head_tracks", "train_playlists", "val_playlists",
+                                  "test_playlists")} == {
         "playlists": 7071, "occurrences": 696957, "tracks": 201730,
-        "selected_tracks": 10087,  # ceil(5% of 201,730)
+        "selected_tracks": 53432,  # in >= 2 of the 5,303 training playlists (the default)
+        "head_tracks": 10087,  # ceil(5% of 201,730): the seed protocol's vocabulary
         "train_playlists": 5303, "val_playlists": 707, "test_playlists": 1061}
     assert stats["caption_coverage"]["name"] == 1.0
     assert stats["caption_coverage"]["description"] == round(702 / 7071, 4)
@@ -240,12 +243,12 @@ def test_save_corpus_failing_mid_write_keeps_the_old_one(tmp_path: Path) -> None
     from dynplayer.data.corpus import save_corpus
 
     good = derive(generate(SyntheticSpec(n_playlists=50, n_tracks=40, seed=0)),
-                  DataConfig(select_fraction=1.0))
+                  DataConfig(select="top_share", select_fraction=1.0))
     out = tmp_path / "corpus"
     save_corpus(good, out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     broken = derive(generate(SyntheticSpec(n_playlists=60, n_tracks=40, seed=1)),
-                    DataConfig(select_fraction=1.0))
+                    DataConfig(select="top_share", select_fraction=1.0))
     # The three Parquet files are written, then the manifest fails to serialise.
     broken.manifest["not_json"] = {1, 2}
     with pytest.raises(TypeError, match="not JSON serializable"):

@@ -41,9 +41,10 @@ def run_dir(track_run_dir: Path, copy_run: Any, tmp_path_factory: pytest.TempPat
 
 def test_evaluate_json_report_and_verdict(run_dir: Path) -> None:
     res = CliRunner().invoke(app, ["evaluate", str(run_dir), "--peers", "popularity,ease",
-                                   "--json", "--threads", "1"])
+                                   "--json", "--threads", "1", "--protocol", "seed"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)  # stdout holds the JSON and nothing else
+    assert "field" not in out
     m = out["methods"]
     assert set(m) == {"dynplayer", "popularity", "ease"}
     for name in m:
@@ -80,7 +81,8 @@ def test_evaluate_split_file_with_unknown_tracks(run_dir: Path, tmp_path: Path) 
         {"pid": "b", "visible": ["unknown2"], "heldout": ids[10:12]},
     ]) + "\n")
     res = CliRunner().invoke(app, ["evaluate", str(run_dir), "--peers", "none", "--json",
-                                   "--test-split", str(f), "--no-probe", "--no-hubness"])
+                                   "--test-split", str(f), "--no-probe", "--no-hubness",
+                                   "--protocol", "seed"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["split"]["n_playlists"] == 1
@@ -140,7 +142,8 @@ def test_verdict_says_plainly_which_metric_is_beaten() -> None:
 def test_evaluate_prints_its_verdict_once(run_dir: Path) -> None:
     """The verdict went to the log (stderr) and again to stdout: on a terminal, twice."""
     p = subprocess.run([sys.executable, "-m", "dynplayer.cli", "evaluate", str(run_dir),
-                        "--peers", "popularity", "--no-probe", "--no-hubness"],
+                        "--peers", "popularity", "--no-probe", "--no-hubness",
+                        "--field-peers", "popularity"],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     both = p.stdout + p.stderr
@@ -154,7 +157,8 @@ def test_html_report_renders_marks_and_aligns_columns(run_dir: Path) -> None:
     import re
 
     p = subprocess.run([sys.executable, "-m", "dynplayer.cli", "evaluate", str(run_dir),
-                        "--peers", "popularity,itemknn", "--no-probe", "--no-hubness"],
+                        "--peers", "popularity,itemknn", "--no-probe", "--no-hubness",
+                        "--field-peers", "popularity,title"],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     page = (run_dir / "eval" / "report.html").read_text()
@@ -169,3 +173,36 @@ def test_html_report_renders_marks_and_aligns_columns(run_dir: Path) -> None:
     assert cells[3][0] == "right"  # seconds: a number
     md = (run_dir / "eval" / "report.md").read_text()
     assert "| popularity | no parameters | nothing to tune |" in md
+
+
+def test_field_table_over_the_whole_catalogue(run_dir: Path) -> None:
+    """`--protocol field`: the challenge's categories over every training track, Dynplayer
+    beside the peers, each peer tuned on the validation cases, a verdict per category."""
+    res = CliRunner().invoke(app, ["evaluate", str(run_dir), "--protocol", "field", "--json",
+                                   "--threads", "1", "--field-peers",
+                                   "popularity,title,itemknn,ease"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    f = out["field"]
+    corpus = load_corpus(json.loads((run_dir / "config.json").read_text())["corpus_dir"])
+    train = corpus.playlists_in(TRAIN)
+    in_train = np.isin(corpus.occ_playlist, train)
+    assert f["n_catalogue"] == len(set(corpus.occ_track[in_train].tolist()))
+    assert set(f["methods"]) == {"dynplayer", "popularity", "title (bm25)", "itemknn", "ease"}
+    for m in f["methods"].values():
+        assert 0.0 <= m["r_precision"] <= 1.0 and 0.0 <= m["ndcg"] <= 1.0
+        assert 0.0 <= m["clicks"] <= 51 and set(m["categories"]) <= set(f["categories"])
+    # planted structure: the embedding is far above popularity
+    assert f["methods"]["dynplayer"]["ndcg"] > 1.5 * f["methods"]["popularity"]["ndcg"]
+    assert f["peers"]["itemknn"]["validation"] and "params" in f["peers"]["ease"]
+    v = f["verdict"]
+    assert v["method"] == "dynplayer" and v["overall"]["ndcg"]["ratio"] > 0
+    assert out["peers"] == {}  # the seed table's peers are not fitted for --protocol field
+
+
+def test_field_protocol_bad_flags_are_one_line_errors(run_dir: Path) -> None:
+    for flags, message in ((["--protocol", "both2"], "--protocol must be both, seed or field"),
+                           (["--categories", "winners"], "--categories must be one of"),
+                           (["--field-peers", "svd"], "--field-peers: unknown peer(s) svd")):
+        res = CliRunner().invoke(app, ["evaluate", str(run_dir), *flags])
+        assert isinstance(res.exception, ConfigError) and message in str(res.exception)

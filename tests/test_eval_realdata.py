@@ -17,7 +17,7 @@ pytestmark = pytest.mark.realdata
 def test_mpd_slice_peers_beat_popularity(shared_data: Path, tmp_path: Path) -> None:
     files = sorted((shared_data / "mpd").glob("mpd.slice.*.json.gz"))[:60]
     corpus_dir = tmp_path / "mpd"
-    prepare(files, corpus_dir, DataConfig(select_fraction=0.2),
+    prepare(files, corpus_dir, DataConfig(select="top_share", select_fraction=0.2),
             artist_genres=shared_data / "artist-genres" / "data_w_genres.csv.gz")
     run = svd_run(corpus_dir, tmp_path / "run", dim=32)
     res = evaluate_run(run, EvalOptions(peers=["popularity", "itemknn"], split="val",

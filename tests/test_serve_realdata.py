@@ -31,7 +31,7 @@ def mpd_catalog(shared_data: Path,
                 tmp_path_factory: pytest.TempPathFactory) -> tuple[Catalog, Any]:
     files = sorted((shared_data / "mpd").glob("mpd.slice.*"))[:SLICES]
     corpus_dir = tmp_path_factory.mktemp("mpd") / "corpus"
-    corpus = prepare(files, corpus_dir, DataConfig(select_fraction=0.1))
+    corpus = prepare(files, corpus_dir, DataConfig(select="top_share", select_fraction=0.1))
     run_dir = tmp_path_factory.mktemp("mpdrun") / "run"
     train_run(corpus_dir, run_dir, TrainConfig(seeds=1), progress=False)
     return build_catalog(run_dir), corpus

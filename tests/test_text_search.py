@@ -382,7 +382,7 @@ def test_korean_melon_end_to_end(shared_data: Path, tmp_path: Path) -> None:
     from dynplayer.data.prepare import prepare
 
     prepare([shared_data / "melon" / "val.json.gz"], tmp_path / "melon",
-            DataConfig(select_fraction=0.2))
+            DataConfig(select="top_share", select_fraction=0.2))
     corpus = load_corpus(tmp_path / "melon")
     assert corpus.playlists_in(TEST).shape[0] > 100
     svd_run(tmp_path / "melon", tmp_path / "run", dim=32)

@@ -36,7 +36,7 @@ N_NEW_TRACKS = 12
 @pytest.fixture(scope="module")
 def planted() -> dict[str, Any]:
     corpus = generate(SyntheticSpec(n_playlists=900, n_tracks=400, seed=3))
-    derive(corpus, DataConfig(select_fraction=0.8, seed=3))
+    derive(corpus, DataConfig(select="top_share", select_fraction=0.8, seed=3))
     return {"corpus": corpus, "group": dict(zip(corpus.track_ids,
                                                 planted_groups(corpus).tolist(), strict=True))}
 

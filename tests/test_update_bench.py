@@ -1,5 +1,5 @@
 """The pieces of `dynplayer bench update`: the release hold-back, and the fold-in rule chosen
-on validation (on the planted synthetic corpus; the MPD figures are in docs/fragments/i15.md)."""
+on validation (on the planted synthetic corpus; the MPD figures are in docs/experiments.md)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from svd_vectors import svd_run
 @pytest.fixture(scope="module")
 def corpus() -> Any:
     c = generate(SyntheticSpec(n_playlists=900, n_tracks=400, seed=5))
-    derive(c, DataConfig(select_fraction=0.5, seed=5))
+    derive(c, DataConfig(select="top_share", select_fraction=0.5, seed=5))
     return c
 
 

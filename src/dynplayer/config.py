@@ -19,8 +19,14 @@ class DataConfig:
     """How a corpus is derived from raw playlists."""
 
     window: int = 10  # co-occurrence window in positions
-    select_fraction: float = 0.05  # keep this fraction of tracks by neighbour count
-    select_min_neighbours: int | None = None  # if set, keep tracks with >= this many neighbours
+    # Which tracks are trained (data/selection.py): "min_playlists" (every track in at least
+    # `min_playlists` training playlists: the whole catalogue a model can learn from),
+    # "top_share" (the seed's rule: the top `select_fraction` by neighbour count) or
+    # "min_neighbours" (at least `select_min_neighbours` neighbours).
+    select: str = "min_playlists"
+    min_playlists: int = 2
+    select_fraction: float = 0.05  # top_share, and the seed protocol's vocabulary (the head)
+    select_min_neighbours: int | None = None  # min_neighbours
     val_fraction: float = 0.1
     test_fraction: float = 0.15
     heldout_fraction: float = 0.5

@@ -126,6 +126,42 @@ def save_vectors(run_dir: Path, vectors: np.ndarray, ids: list[str]) -> None:
     atomic_write_bytes(run_dir / "ids.txt", ("\n".join(ids) + "\n").encode())
 
 
+PARTS_DIR = "parts"
+
+
+def save_parts(run_dir: Path, parts: dict[str, tuple[np.ndarray, list[str]]]) -> None:
+    """Write the shared parts' vectors (`RUN_DIR/parts/<name>.npy`, L2-normalised float32)
+    and the value of each row (`<name>.json`, e.g. the artist names) atomically."""
+    if not parts:
+        return
+    d = Path(run_dir) / PARTS_DIR
+    d.mkdir(parents=True, exist_ok=True)
+    for name, (vectors, values) in parts.items():
+        if vectors.shape[0] != len(values):
+            raise ValueError(f"part {name}: {vectors.shape[0]} vectors but {len(values)} values")
+        atomic_save_npy(d / f"{name}.npy", l2_normalize(vectors))
+        atomic_write_bytes(d / f"{name}.json", json.dumps(values, ensure_ascii=False).encode())
+
+
+def load_parts(run_dir: Path) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """The shared parts a run was trained with (`save_parts`); {} when it has none."""
+    d = Path(run_dir) / PARTS_DIR
+    out: dict[str, tuple[np.ndarray, list[str]]] = {}
+    if not d.is_dir():
+        return out
+    for f in sorted(d.glob("*.npy")):
+        values_file = f.with_suffix(".json")
+        try:
+            vectors = np.load(f, allow_pickle=False).astype(np.float32)
+            values = json.loads(values_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"{f}: damaged shared part ({exc})") from exc
+        if not isinstance(values, list) or len(values) != vectors.shape[0]:
+            raise ArtifactError(f"{values_file}: does not match {f.name}")
+        out[f.stem] = (vectors, [str(v) for v in values])
+    return out
+
+
 def load_run(run_dir: Path) -> Run:
     """Read a run directory written by `dynplayer train`."""
     d = Path(run_dir)

@@ -127,7 +127,7 @@ def register(app: typer.Typer) -> None:
         if jsonl is not None:
             jsonl.mkdir(parents=True, exist_ok=True)
             write_jsonl(corpus, jsonl / "playlists.jsonl", jsonl / "tracks.jsonl")
-        cfg = resolve(DataConfig(select_fraction=1.0), None,
+        cfg = resolve(DataConfig(select="top_share", select_fraction=1.0), None,
                       [s.removeprefix("data.") for s in set_ or []])
         derive(corpus, cfg)
         corpus.manifest["sources"] = ["synthetic"]

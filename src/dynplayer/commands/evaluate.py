@@ -37,16 +37,35 @@ def register(app: typer.Typer) -> None:
         no_hubness: Annotated[
             bool, typer.Option("--no-hubness", help="Skip the hubness diagnostics")
         ] = False,
+        protocol: Annotated[
+            str, typer.Option(help="both | seed | field: the seed's table (the head), the "
+                              "field's whole-catalogue table, or both")
+        ] = "both",
+        categories: Annotated[
+            str, typer.Option(help="Field protocol cases: challenge (the RecSys Challenge "
+                              "2018's ten categories) | first-n (APC-RTA: first 1..10, no title)")
+        ] = "challenge",
+        field_peers: Annotated[
+            str, typer.Option(help="Whole-catalogue peers: all | none | comma list of "
+                              "popularity,title,itemknn,ease,als,item2vec")
+        ] = "all",
     ) -> None:
         """Evaluate a run beside its peers; write RUN_DIR/eval/ (metrics.json, report, plots)."""
+        from dynplayer.eval.field_eval import field_options
         from dynplayer.eval.peers import parse_peers
         from dynplayer.eval.runner import EvalOptions, evaluate_run
+        from dynplayer.rank.listing import dynplayer_methods
 
-        opts = EvalOptions(peers=parse_peers(peers), test_split=test_split, split=split,
-                           hubness=not no_hubness, probe=not no_probe, threads=threads)
+        fopts = field_options(protocol, categories, field_peers, threads)
+        seed = protocol != "field"
+        opts = EvalOptions(peers=parse_peers(peers) if seed else [], test_split=test_split,
+                           split=split, hubness=not no_hubness and seed,
+                           probe=not no_probe and seed, threads=threads, field_protocol=fopts)
         from dynplayer.rank.stage import has_ranker, load_stage
 
-        if has_ranker(run_dir):  # the two-stage row beside the embedding row
+        if fopts is not None:
+            opts.field_methods = dynplayer_methods(run_dir)
+        if has_ranker(run_dir) and seed:  # the two-stage row beside the embedding row
             opts.extra["dynplayer two-stage"] = load_stage
         result = evaluate_run(run_dir, opts, log=lambda m: typer.echo(m, err=True))
         if as_json:
@@ -55,10 +74,16 @@ def register(app: typer.Typer) -> None:
             return
         from dynplayer.eval.report import methods_table
 
-        typer.echo(methods_table(result))
-        typer.echo(result["verdict"]["text"])
-        if "verdict dynplayer two-stage" in result:
-            typer.echo("Two-stage: " + result["verdict dynplayer two-stage"]["text"])
+        if seed:
+            typer.echo(methods_table(result))
+            typer.echo(result["verdict"]["text"])
+            if "verdict dynplayer two-stage" in result:
+                typer.echo("Two-stage: " + result["verdict dynplayer two-stage"]["text"])
+        if "field" in result:
+            from dynplayer.eval.field_report import field_table, verdict_text
+
+            typer.echo(field_table(result["field"]))
+            typer.echo("Whole catalogue: " + verdict_text(result["field"]))
         typer.echo(f"wrote {run_dir / 'eval'} (metrics.json, report.md, report.html, plots/)")
 
     @bench_app.command("evaluate")
@@ -70,16 +95,27 @@ def register(app: typer.Typer) -> None:
         machine: Annotated[str, typer.Option(help="Machine description for the table")]
         = "2-core CPU dev container",
     ) -> None:
-        """Evaluate RUN_DIR with all peers on its corpus' test split; rewrite the tables in DOC."""
-        from dynplayer.eval.bench import evaluation_section, replace_block
+        """Evaluate RUN_DIR with all peers on its corpus' test split, under the seed's protocol
+        and the field's (whole catalogue); rewrite both tables in DOC."""
+        from dynplayer.eval.bench import evaluation_section, field_section, replace_block
+        from dynplayer.eval.field_eval import FieldOptions
         from dynplayer.eval.peers import parse_peers
         from dynplayer.eval.runner import EvalOptions, evaluate_run
+        from dynplayer.rank.listing import dynplayer_methods
+        from dynplayer.rank.stage import has_ranker, load_stage
 
-        result = evaluate_run(run_dir, EvalOptions(peers=parse_peers("all"), threads=threads),
-                              log=lambda m: typer.echo(m, err=True))
-        text = evaluation_section(result, f"dynplayer bench evaluate {run_dir}", machine)
+        opts = EvalOptions(peers=parse_peers("all"), threads=threads,
+                           field_protocol=FieldOptions(threads=threads),
+                           field_methods=dynplayer_methods(run_dir))
+        if has_ranker(run_dir):
+            opts.extra["dynplayer two-stage"] = load_stage
+        result = evaluate_run(run_dir, opts, log=lambda m: typer.echo(m, err=True))
+        command = f"dynplayer bench evaluate {run_dir}"
+        text = evaluation_section(result, command, machine)
         replace_block(doc, "evaluate", text)
-        typer.echo(text)
+        field = field_section(result, command, machine)
+        replace_block(doc, "field", field)
+        typer.echo(text + "\n\n" + field)
 
     @bench_app.command("uniformity")
     def bench_uniformity(

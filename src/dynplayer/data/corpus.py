@@ -5,7 +5,7 @@ Layout of a corpus directory:
                        tags, source, split (0 train, 1 validation, 2 test)
   occurrences.parquet  playlist_idx, position, track_idx, heldout; sorted by playlist, position
   tracks.parquet       one row per track (row number = track_idx): track_id, name, artist, album,
-                       genres, occurrence_count, neighbour_count, selected, genre_label
+                       genres, occurrence_count, neighbour_count, selected, head, genre_label
   manifest.json        sources, counts, config, skipped records, content hash, genre classes
 """
 
@@ -56,6 +56,9 @@ class Corpus:
     split: np.ndarray | None = None  # int8 (P,)
     heldout: np.ndarray | None = None  # bool (O,)
     genre_label: np.ndarray | None = None  # int16 (T,), -1 = no class
+    # bool (T,): the seed protocol's vocabulary (top share by neighbours; data/selection.py);
+    # held-out tracks come from it. None: a corpus from before it (its `selected` is the head)
+    head: np.ndarray | None = None
     genre_classes: list[str] = field(default_factory=list)
     manifest: dict[str, Any] = field(default_factory=dict)
 
@@ -107,6 +110,13 @@ class Corpus:
         self.require_split()
         assert self.selected is not None
         return np.flatnonzero(self.selected).astype(np.int64)
+
+    def head_vocab(self) -> np.ndarray:
+        """track_idx of the head (the seed protocol's vocabulary), ascending."""
+        self.require_split()
+        head = self.head if self.head is not None else self.selected
+        assert head is not None
+        return np.flatnonzero(head).astype(np.int64)
 
     def playlists_in(self, split: int) -> np.ndarray:
         self.require_split()
@@ -244,6 +254,7 @@ def _write(corpus: Corpus, d: Path) -> None:
             "occurrence_count": pa.array(corpus.occurrence_count, pa.int64()),
             "neighbour_count": pa.array(neighbours, pa.int64()),
             "selected": pa.array(selected, pa.bool_()),
+            "head": pa.array(corpus.head if corpus.head is not None else selected, pa.bool_()),
             "genre_label": pa.array(genre_label, pa.int16()),
         }
     )
@@ -312,6 +323,8 @@ def load_corpus(path: Path) -> Corpus:
         if has_split
         else None,
         genre_label=tr.column("genre_label").to_numpy().astype(np.int16),
+        head=(tr.column("head" if "head" in tr.column_names else "selected")
+              .to_numpy(zero_copy_only=False).astype(bool) if has_split else None),
         genre_classes=list(manifest.get("genre_classes", [])),
         manifest=manifest,
     )

@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 
 from dynplayer.config import DataConfig
-from dynplayer.data.cooccurrence import neighbour_counts, select_tracks
+from dynplayer.data.cooccurrence import neighbour_counts
 from dynplayer.data.corpus import TEST, TRAIN, VAL, Corpus, save_corpus
 from dynplayer.data.genres import assign_genre_labels, attach_genres, load_artist_genres
+from dynplayer.data.selection import RULES, head_tracks, selected_tracks, training_support
 from dynplayer.data.sources import read_corpus
 from dynplayer.data.split import hold_out, split_playlists
 from dynplayer.errors import ConfigError
@@ -24,10 +25,18 @@ def check_config(cfg: DataConfig) -> None:
     problems = []
     if cfg.window < 1:
         problems.append(f"window must be >= 1 (got {cfg.window})")
-    if cfg.select_min_neighbours is None and not 0.0 < cfg.select_fraction <= 1.0:
+    if cfg.select not in RULES:
+        problems.append(f"select must be one of {', '.join(RULES)} (got {cfg.select!r})")
+    if not 0.0 < cfg.select_fraction <= 1.0:
         problems.append(f"select_fraction must be in (0, 1] (got {cfg.select_fraction})")
+    if cfg.min_playlists < 1:
+        problems.append(f"min_playlists must be >= 1 (got {cfg.min_playlists})")
     if cfg.select_min_neighbours is not None and cfg.select_min_neighbours < 0:
         problems.append("select_min_neighbours must be >= 0")
+    if cfg.select == "min_neighbours" and cfg.select_min_neighbours is None:
+        problems.append("select = min_neighbours needs select_min_neighbours")
+    if cfg.select_min_neighbours is not None and cfg.select != "min_neighbours":
+        problems.append("select_min_neighbours is read only with select = min_neighbours")
     if cfg.val_fraction < 0 or cfg.test_fraction < 0 or cfg.val_fraction + cfg.test_fraction >= 1:
         problems.append("val_fraction and test_fraction must be >= 0 and sum to less than 1")
     if not 0.0 <= cfg.heldout_fraction <= 1.0:
@@ -45,17 +54,20 @@ def derive(corpus: Corpus, cfg: DataConfig) -> Corpus:
     corpus.neighbour_count = neighbour_counts(
         corpus.occ_playlist, corpus.occ_track, corpus.n_tracks, cfg.window
     )
-    corpus.selected = select_tracks(
-        corpus.neighbour_count, fraction=cfg.select_fraction,
-        min_neighbours=cfg.select_min_neighbours,
-    )
-    t1 = time.perf_counter()
     corpus.split = split_playlists(
         corpus.n_playlists, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
         seed=cfg.seed,
     )
+    support = (training_support(corpus.occ_playlist, corpus.occ_track, corpus.split,
+                                corpus.n_tracks) if cfg.select == "min_playlists" else None)
+    corpus.head = head_tracks(corpus.neighbour_count, cfg)
+    corpus.selected = (corpus.head.copy() if cfg.select == "top_share"
+                       else selected_tracks(corpus.neighbour_count, support, cfg))
+    t1 = time.perf_counter()
+    # Held-out tracks come from the head whatever the rule: the seed protocol's targets stay
+    # the same, so its figures compare across vocabularies (data/selection.py).
     corpus.heldout = hold_out(
-        corpus.occ_playlist, corpus.occ_track, corpus.split, corpus.selected,
+        corpus.occ_playlist, corpus.occ_track, corpus.split, corpus.head,
         fraction=cfg.heldout_fraction, seed=cfg.seed,
     )
     assign_genre_labels(corpus, cfg.n_genres)
@@ -81,6 +93,7 @@ def summary_counts(corpus: Corpus) -> dict[str, Any]:
         "tracks": corpus.n_tracks,
         "selected_tracks": int(corpus.selected.sum()),
         "selected_occurrences": int(sel_occ.sum()),
+        "head_tracks": int(corpus.head.sum()) if corpus.head is not None else None,
         "playlists_with_selected_tracks": int(pl_with.sum()),
         "train_playlists": int((corpus.split == TRAIN).sum()),
         "val_playlists": int((corpus.split == VAL).sum()),

@@ -31,6 +31,7 @@ def corpus_stats(corpus: Corpus) -> dict[str, Any]:
         "occurrences": corpus.n_occurrences,
         "tracks": corpus.n_tracks,
         "selected_tracks": int(corpus.selected.sum()) if corpus.selected is not None else 0,
+        "head_tracks": int(corpus.head.sum()) if corpus.head is not None else 0,
     }
     counts = corpus.manifest.get("counts", {})
     for key in ("selected_occurrences", "playlists_with_selected_tracks", "train_playlists",

@@ -63,3 +63,20 @@ def evaluation_section(result: dict[str, Any], command: str, machine: str) -> st
     if result.get("probe"):
         lines += ["Genre linear probe:", "", probe_table(result), ""]
     return "\n".join(lines)
+
+
+def field_section(result: dict[str, Any], command: str, machine: str) -> str:
+    """The whole-catalogue block: command, machine, the field tables and the peers' settings."""
+    from dynplayer.eval.field_report import field_markdown
+
+    f = result["field"]
+    lines = [f"Command: `{command}` (run from the repository root). Machine: {machine}. "
+             f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; the field table "
+             f"took {f['seconds']:.0f} s.", "",
+             field_markdown(f).split("\n", 2)[2]]
+    params = [f"{n} {info['params']}" for n, info in f.get("peers", {}).items()
+              if "params" in info]
+    if params:
+        lines += ["Peer settings, chosen on the validation split's cases: "
+                  + "; ".join(params) + "."]
+    return "\n".join(lines)

@@ -201,9 +201,14 @@ def markdown(result: dict[str, Any]) -> str:
         f"Model: `{run['path']}` ({run['n_tracks']:,} tracks x {run['dim']}; {cfg}).", "",
         f"Split: {split_line(result)}", "",
         f"**Verdict.** {result['verdict']['text']}", "",
-        "## Continuation metrics (visible tracks masked; Recall@K over min(K, |held-out|))", "",
+        "## Continuation metrics, the seed's protocol (held-out tracks of the head, ranked over "
+        "the head; visible tracks masked; Recall@K over min(K, |held-out|))", "",
         methods_table(result), "",
     ]
+    if result.get("field"):
+        from dynplayer.eval.field_report import field_markdown
+
+        parts += [field_markdown(result["field"]).replace("### ", "## ", 1)]
     if result.get("peers"):
         parts += ["## Peer tuning (validation split only)", "", peers_table(result), ""]
     if result.get("hubness"):

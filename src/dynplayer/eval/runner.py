@@ -21,6 +21,7 @@ import numpy as np
 from dynplayer.data.corpus import SPLIT_NAMES, TEST, TRAIN, VAL, Corpus, load_corpus
 from dynplayer.errors import ArtifactError, ConfigError
 from dynplayer.eval.budget import ease_fits
+from dynplayer.eval.field_eval import FieldOptions, MethodFactory, evaluate_field, field_verdict
 from dynplayer.eval.hubness import hubness_stats, plot_hubness, public
 from dynplayer.eval.peers import GRIDS, TrainData, tune_peer
 from dynplayer.eval.probe import linear_probe, random_vectors
@@ -57,6 +58,30 @@ class EvalOptions:
     # `commands.evaluate` adds it when RUN_DIR/ranker/ exists): name -> factory(run, corpus,
     # vocab) -> scorer. Names start with "dynplayer" so the verdict does not count them as peers.
     extra: dict[str, Callable[[Run, Corpus, np.ndarray], Any]] = field(default_factory=dict)
+    # The whole-catalogue table under the field's protocol (eval/field_eval.py); None = not
+    # run. `field_methods`: Dynplayer's rows there (name -> factory, rank/listing.py).
+    field_protocol: FieldOptions | None = None
+    field_methods: dict[str, MethodFactory] = field(default_factory=dict)
+
+
+def on_rows(scorer: Any, rows: np.ndarray, n_full: int) -> Any:
+    """A scorer over a run's whole vocabulary restricted to its `rows`: visible tracks (and
+    their order) are placed at `rows`, and the scores of `rows` come back."""
+    import scipy.sparse as sp
+
+    def lift(m: sp.csr_matrix) -> sp.csr_matrix:
+        m = m.tocsr()
+        return sp.csr_matrix((m.data, rows[m.indices], m.indptr), shape=(m.shape[0], n_full))
+
+    def score(visible: sp.csr_matrix, order: sp.csr_matrix | None = None) -> np.ndarray:
+        if getattr(scorer, "ordered", False) and order is not None:
+            out = scorer(lift(visible), lift(order))
+        else:
+            out = scorer(lift(visible))
+        return np.asarray(out)[:, rows]
+
+    score.ordered = getattr(scorer, "ordered", False)  # type: ignore[attr-defined]
+    return score
 
 
 def run_vocab(run: Run, corpus: Corpus) -> np.ndarray:
@@ -93,10 +118,19 @@ def evaluate_run(
     t_all = time.perf_counter()
     run = load_run(run_dir)
     corpus = load_corpus(run.corpus_dir)
-    vocab = run_vocab(run, corpus)
+    full_vocab = run_vocab(run, corpus)
     split_id = SPLIT_NAMES.get(opts.split)
     if split_id not in (VAL, TEST):
         raise ConfigError(f"--split must be val or test, got {opts.split!r}")
+    # The seed's protocol ranks the head (the seed's top-5% vocabulary) only: a run trained on
+    # the whole catalogue is scored there on its head rows, so the figures compare with runs
+    # trained on the head alone.
+    # An external split file is scored over the whole vocabulary.
+    head_rows = (np.arange(full_vocab.shape[0]) if opts.test_split is not None
+                 else np.flatnonzero(np.isin(full_vocab, corpus.head_vocab())))
+    whole = head_rows.shape[0] == full_vocab.shape[0]
+    vocab = full_vocab[head_rows]
+    head_vectors = run.vectors if whole else run.vectors[head_rows]
 
     es, split_info = _eval_set(corpus, run, vocab, opts, split_id)
     if run.config.get("full") and opts.test_split is None and split_id == TEST:
@@ -112,14 +146,16 @@ def evaluate_run(
 
     methods: dict[str, dict[str, Any]] = {}
     t = time.perf_counter()
-    methods[MODEL] = evaluate_scorer(embedding_scorer(run.vectors), es)
+    methods[MODEL] = evaluate_scorer(embedding_scorer(head_vectors), es)
     timings[MODEL] = round(time.perf_counter() - t, 2)
     say(f"{MODEL}: recall@10 {methods[MODEL]['recall@10']:.4f} "
         f"ndcg@10 {methods[MODEL]['ndcg@10']:.4f}")
 
     for name, factory in opts.extra.items():
         t = time.perf_counter()
-        methods[name] = evaluate_scorer(factory(run, corpus, vocab), es)
+        scorer = factory(run, corpus, full_vocab)
+        methods[name] = evaluate_scorer(scorer if whole else on_rows(scorer, head_rows,
+                                                                      full_vocab.shape[0]), es)
         timings[name] = round(time.perf_counter() - t, 2)
         say(f"{name}: recall@10 {methods[name]['recall@10']:.4f} "
             f"ndcg@10 {methods[name]['ndcg@10']:.4f}")
@@ -128,7 +164,7 @@ def evaluate_run(
     train_matrix = corpus.interaction_matrix(train_pl, vocab=vocab)
     popularity = np.asarray(train_matrix.sum(axis=0)).ravel()
     peers_info: dict[str, dict[str, Any]] = {}
-    item_vectors: dict[str, np.ndarray] = {MODEL: run.vectors}
+    item_vectors: dict[str, np.ndarray] = {MODEL: head_vectors}
     if opts.peers:
         seq_ip, seq_cols = corpus.sequences(train_pl, vocab=vocab)
         data = TrainData(train_matrix, seq_ip, seq_cols)
@@ -179,12 +215,21 @@ def evaluate_run(
         else:
             t = time.perf_counter()
             probe_vectors = dict(item_vectors)
-            probe_vectors["random"] = random_vectors(len(run.ids), run.vectors.shape[1])
+            probe_vectors["random"] = random_vectors(vocab.shape[0], run.vectors.shape[1])
             for name, vec in probe_vectors.items():
                 probe[name] = linear_probe(vec, labels)
             timings["probe"] = round(time.perf_counter() - t, 2)
             say("probe top-1: " + ", ".join(f"{m} {p['top1']:.3f}" for m, p in probe.items()))
 
+    field_result: dict[str, Any] | None = None
+    if opts.field_protocol is not None and opts.test_split is None:
+        t = time.perf_counter()
+        field_result = evaluate_field(run, corpus, full_vocab, split_id, opts.field_protocol,
+                                      opts.field_methods, say)
+        mine = [m for m in field_result["methods"] if m.startswith(MODEL)]
+        if mine:
+            field_result["verdict"] = field_verdict(field_result, mine[-1])
+        timings["field"] = round(time.perf_counter() - t, 2)
     timings["total"] = round(time.perf_counter() - t_all, 2)
     result: dict[str, Any] = {
         "run": describe_run(run),
@@ -198,7 +243,11 @@ def evaluate_run(
            for name in opts.extra},
         "timings": timings,
         "threads": opts.threads,
+        "protocol": ("seed: held-out tracks of the head (the seed's top-5% vocabulary), ranked "
+                     f"over the head ({vocab.shape[0]:,} tracks)"),
     }
+    if field_result is not None:
+        result["field"] = field_result
     if write:
         result["written"] = _write(run.path / "eval", result, hub)
     # The verdict is the caller's to print (`dynplayer evaluate` prints it on stdout): logged

@@ -25,6 +25,7 @@ from dynplayer.run import l2_normalize
 N_EMBEDDING = 300
 N_COOC = 200
 N_EASE = 100
+N_TITLE = 50  # tracks the text model finds for the playlist's name
 LAST = 5  # "the last five seeds": order matters in a continuation
 
 
@@ -40,7 +41,10 @@ class Sources:
     album: np.ndarray  # (V,) int64 album code, -1 unknown
     n_playlists: int
     window: int = 10
-    ease: np.ndarray | None = None  # (V, V) float32 EASE weights, when they fit in memory
+    # (E, E) float32 EASE weights over the vocabulary rows `ease_cols` (the E most popular
+    # tracks: a dense matrix only fits for a part of a large vocabulary); None = without
+    ease: np.ndarray | None = None
+    ease_cols: np.ndarray | None = None
     # (A, A) float32 over the artist codes: training playlists holding both artists, divided
     # by sqrt(playlists holding each) (cosine); diag 0. None: not built (no artist known)
     artist_cooc: sp.csr_matrix | None = None
@@ -76,11 +80,21 @@ def artist_cooccurrence(x: sp.csr_matrix, artist: np.ndarray) -> sp.csr_matrix |
     return out
 
 
+def ease_subset(popularity: np.ndarray, max_items: int) -> np.ndarray:
+    """Vocabulary rows EASE is fitted on: all, or the `max_items` most popular (ascending)."""
+    if popularity.shape[0] <= max_items:
+        return np.arange(popularity.shape[0], dtype=np.int64)
+    top = np.argsort(-popularity, kind="stable")[:max_items]
+    return np.sort(top).astype(np.int64)
+
+
 def build_sources(vectors: np.ndarray, seq_indptr: np.ndarray, seq_cols: np.ndarray,
                   artists: list[str | None], albums: list[str | None],
-                  window: int = 10, ease_lam: float | None = None) -> Sources:
+                  window: int = 10, ease_lam: float | None = None,
+                  ease_items: int = 20_000) -> Sources:
     """Sources from the ordered vocabulary rows of the training playlists (`Corpus.sequences`);
-    with `ease_lam`, also the EASE weights (a dense V x V matrix: only for small vocabularies)."""
+    with `ease_lam`, also the EASE weights over the `ease_items` most popular tracks (a dense
+    E x E matrix)."""
     n_items = int(vectors.shape[0])
     n_pl = int(seq_indptr.shape[0] - 1)
     owner = np.repeat(np.arange(n_pl), np.diff(seq_indptr))
@@ -101,17 +115,44 @@ def build_sources(vectors: np.ndarray, seq_indptr: np.ndarray, seq_cols: np.ndar
     c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
     win = sp.csr_matrix((np.ones(r.shape[0], np.float32), (r, c)), shape=(n_items, n_items))
     win.sum_duplicates()
-    ease = None
+    popularity = np.asarray(x.sum(axis=0)).ravel().astype(np.float32)
+    ease = ease_cols = None
     if ease_lam is not None:
         from dynplayer.eval.peers import ease_weights
 
+        ease_cols = ease_subset(popularity, ease_items)
         # C order: scipy copies a non-contiguous dense operand on every sparse product
-        ease = np.ascontiguousarray(ease_weights(x, ease_lam), dtype=np.float32)
+        ease = np.ascontiguousarray(ease_weights(x[:, ease_cols], ease_lam), dtype=np.float32)
     artist = _codes(artists)
     return Sources(vectors=l2_normalize(vectors), cooc_playlist=cooc, cooc_window=win,
-                   popularity=np.asarray(x.sum(axis=0)).ravel().astype(np.float32),
-                   artist=artist, album=_codes(albums), n_playlists=n_pl,
-                   window=window, ease=ease, artist_cooc=artist_cooccurrence(x, artist))
+                   popularity=popularity, artist=artist, album=_codes(albums),
+                   n_playlists=n_pl, window=window, ease=ease, ease_cols=ease_cols,
+                   artist_cooc=artist_cooccurrence(x, artist))
+
+
+def subset_rows(indptr: np.ndarray, cols: np.ndarray, pos: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """A ragged (indptr, cols) array with each col mapped through `pos` (-1 = dropped)."""
+    mapped = pos[cols]
+    keep = mapped >= 0
+    rows = np.repeat(np.arange(indptr.shape[0] - 1), np.diff(indptr))
+    new_ip = np.zeros_like(indptr)
+    np.cumsum(np.bincount(rows[keep], minlength=indptr.shape[0] - 1), out=new_ip[1:])
+    return new_ip, mapped[keep]
+
+
+def ease_scores(src: Sources, ip: np.ndarray, sc: np.ndarray) -> np.ndarray:
+    """(n, V) EASE scores of the seeds over the EASE tracks; NaN for the others."""
+    assert src.ease is not None and src.ease_cols is not None
+    n = ip.shape[0] - 1
+    if src.ease_cols.shape[0] == src.n_items:
+        return seed_sums(src.ease, ip, sc)
+    pos = np.full(src.n_items, -1, dtype=np.int64)
+    pos[src.ease_cols] = np.arange(src.ease_cols.shape[0])
+    sub = seed_sums(src.ease, *subset_rows(ip, sc, pos))
+    out = np.full((n, src.n_items), np.nan, dtype=np.float32)
+    out[:, src.ease_cols] = sub
+    return out
 
 
 @dataclass
@@ -121,6 +162,9 @@ class Queries:
 
     seed_indptr: np.ndarray
     seed_cols: np.ndarray
+    # (n, V) the text model's scores of every track for each playlist's name, NaN rows where
+    # there is none (`rank.title`); None: no names at all
+    title: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -141,7 +185,8 @@ class Queries:
 
     def slice(self, start: int, stop: int) -> Queries:
         ip = self.seed_indptr[start:stop + 1]
-        return Queries(ip - ip[0], self.seed_cols[ip[0]:ip[-1]])
+        return Queries(ip - ip[0], self.seed_cols[ip[0]:ip[-1]],
+                       None if self.title is None else self.title[start:stop])
 
 
 def last_seeds(indptr: np.ndarray, cols: np.ndarray, last: int) -> tuple[np.ndarray, np.ndarray]:
@@ -252,7 +297,7 @@ def seed_sums(m: sp.csr_matrix | np.ndarray, indptr: np.ndarray, cols: np.ndarra
 
 
 def retrieve(src: Sources, q: Queries, n_embedding: int = N_EMBEDDING,
-             n_cooc: int = N_COOC, n_ease: int = N_EASE) -> Retrieval:
+             n_cooc: int = N_COOC, n_ease: int = N_EASE, n_title: int = N_TITLE) -> Retrieval:
     """Candidates and per-retriever scores for a batch (keep n x V small: batches of ~256)."""
     ip, sc = q.seed_indptr, q.seed_cols
     n_seeds = np.maximum(q.n_seeds, 1).astype(np.float32)[:, None]
@@ -282,14 +327,23 @@ def retrieve(src: Sources, q: Queries, n_embedding: int = N_EMBEDDING,
     take[np.broadcast_to(np.arange(q.n)[:, None], top.shape)[hit], top[hit]] = True
     dense = {"emb": emb, "pl": pl, "knn": knn, "win": win, "win_last": win_last}
     if src.ease is not None:
-        ease = seed_sums(src.ease, ip, sc)
+        ease = ease_scores(src, ip, sc)
         dense["ease"] = ease
         if n_ease > 0:
-            masked = ease.copy()
+            masked = np.nan_to_num(ease, nan=-np.inf)
             masked[seed_rows, q.seed_cols] = -np.inf
             k = min(n_ease, v)
             top = np.argpartition(-masked, k - 1, axis=1)[:, :k]
             np.put_along_axis(take, top, True, axis=1)
+    if q.title is not None:
+        dense["title"] = q.title
+        if n_title > 0:
+            masked = np.nan_to_num(q.title, nan=-np.inf)
+            masked[seed_rows, q.seed_cols] = -np.inf
+            k = min(n_title, v)
+            top = np.argpartition(-masked, k - 1, axis=1)[:, :k]
+            hit = np.take_along_axis(masked, top, axis=1) > 0
+            take[np.broadcast_to(np.arange(q.n)[:, None], top.shape)[hit], top[hit]] = True
     take[seed_rows, q.seed_cols] = False
     rows, cols = np.nonzero(take)
     return Retrieval(rows=rows.astype(np.int64), cols=cols.astype(np.int64), dense=dense)

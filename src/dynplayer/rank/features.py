@@ -30,6 +30,7 @@ GROUPS: dict[str, list[str]] = {
     "length": ["n_seeds"],
     "ease": ["ease_score", "ease_rank"],
     "text": ["caption_cos"],
+    "title": ["title_score", "title_rank"],
 }
 ALL_FEATURES = [f for names in GROUPS.values() for f in names]
 
@@ -220,8 +221,19 @@ def compute(src: Sources, q: Queries, ret: Retrieval, names: list[str],
     if need & {"ease_score", "ease_rank"}:
         if "ease" not in d:
             raise ValueError("the ease features need Sources.ease")
-        feats["ease_score"] = gather("ease")
-        feats["ease_rank"] = group_ranks(rows, feats["ease_score"])
+        feats["ease_score"] = gather("ease")  # NaN: not among the EASE tracks
+        known = ~np.isnan(feats["ease_score"])
+        feats["ease_rank"] = np.where(known, group_ranks(rows, np.nan_to_num(
+            feats["ease_score"], nan=-np.inf)), np.nan).astype(np.float32)
+    if need & {"title_score", "title_rank"}:
+        if "title" in d:
+            ts = gather("title")  # NaN: the playlist has no name
+            feats["title_score"] = ts
+            feats["title_rank"] = np.where(np.isnan(ts), np.nan, group_ranks(
+                rows, np.nan_to_num(ts, nan=-1.0))).astype(np.float32)
+        else:
+            feats["title_score"] = feats["title_rank"] = np.full(rows.shape[0], np.nan,
+                                                                 np.float32)
     if "caption_cos" in need:
         feats["caption_cos"] = (caption_cos[rows, cols].astype(np.float32)
                                 if caption_cos is not None

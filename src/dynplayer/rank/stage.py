@@ -24,6 +24,7 @@ from dynplayer.rank.candidates import (
     N_COOC,
     N_EASE,
     N_EMBEDDING,
+    N_TITLE,
     Queries,
     Sources,
     build_sources,
@@ -47,6 +48,8 @@ class StageConfig:
     # EASE weights as a retriever and a feature (lambda chosen for the EASE peer on validation);
     # None = without (the V x V matrix does not fit: see MAX_EASE_ITEMS)
     ease_lam: float | None = 100.0
+    ease_items: int = 20_000  # EASE over the most popular tracks (all, in a small vocabulary)
+    n_title: int = N_TITLE  # candidates from the text model's answer to the playlist's name
     # a cascade: the first `cascade_rounds` boosting rounds score every candidate, the rest only
     # each playlist's best `cascade_keep` (or k, if more); 0 = every round on every candidate.
     # On MPD validation it changed no Recall@10 / NDCG@10 digit and saved 0.5-0.6 ms a request
@@ -71,7 +74,8 @@ def sources_for(run: Run, corpus: Corpus, vocab: np.ndarray, cfg: StageConfig,
     ip, cols = corpus.sequences(pl, vocab=vocab)
     return build_sources(run.vectors if vectors is None else vectors, ip, cols,
                          [corpus.artists[t] for t in vocab], [corpus.albums[t] for t in vocab],
-                         window=cfg.window, ease_lam=cfg.ease_lam)
+                         window=cfg.window, ease_lam=cfg.ease_lam,
+                         ease_items=cfg.ease_items)
 
 
 def queries_from_order(order: sp.csr_matrix) -> Queries:
@@ -112,11 +116,20 @@ class TwoStage:
     ordered = True  # evaluate_scorer passes the visible tracks' positions
 
     def __init__(self, sources: Sources, ranker: Ranker, cfg: StageConfig,
-                 manifest: dict[str, Any] | None = None) -> None:
+                 manifest: dict[str, Any] | None = None, title: Any = None) -> None:
         self.sources = sources
         self.ranker = ranker
         self.cfg = cfg
         self.manifest = manifest or {}
+        self.title = title  # rank.title.TitleEvidence: names as evidence (None: ignored)
+
+    def with_names(self, q: Queries, names: list[str | None] | None) -> Queries:
+        """`q` with the text model's scores for each playlist's name (when the ranker reads
+        them and some name is given)."""
+        if (self.title is None or not names or not any(names)
+                or "title_score" not in self.ranker.features):
+            return q
+        return Queries(q.seed_indptr, q.seed_cols, self.title.dense(list(names)))
 
     def candidate_scores(self, q: Queries, keep: int | None = None
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -127,7 +140,7 @@ class TwoStage:
         for start in range(0, q.n, self.cfg.batch_size):
             sub = q.slice(start, min(q.n, start + self.cfg.batch_size))
             ret = retrieve(self.sources, sub, self.cfg.n_embedding, self.cfg.n_cooc,
-                           self.cfg.n_ease)
+                           self.cfg.n_ease, self.cfg.n_title)
             x = F.compute(self.sources, sub, ret, self.ranker.features)
             out_r.append(ret.rows + start)
             out_c.append(ret.cols)
@@ -140,10 +153,11 @@ class TwoStage:
         return (np.concatenate(out_r), np.concatenate(out_c), np.concatenate(out_s),
                 np.concatenate(out_e))
 
-    def rank(self, q: Queries, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    def rank(self, q: Queries, k: int, names: list[str | None] | None = None
+             ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per playlist: the top-k vocabulary rows, best first, and their ranker scores (ties
-        in the embedding's order)."""
-        rows, cols, scores, emb = self.candidate_scores(q, keep=k)
+        in the embedding's order); `names`: each playlist's name, or None."""
+        rows, cols, scores, emb = self.candidate_scores(self.with_names(q, names), keep=k)
         order = np.lexsort((-emb, -scores, rows))
         rows, cols, scores = rows[order], cols[order], scores[order]
         bounds = np.searchsorted(rows, np.arange(q.n + 1))
@@ -219,7 +233,13 @@ def load_stage(run: Run, corpus: Corpus, vocab: np.ndarray,
     if unknown:
         raise ArtifactError(f"{d}: unknown features {', '.join(unknown)}")
     ranker = Ranker.load(d, params, feats, manifest.get("best_rounds"))
-    return TwoStage(sources_for(run, corpus, vocab, cfg), ranker, cfg, manifest)
+    title = None
+    if "title_score" in feats:
+        from dynplayer.rank.title import TitleEvidence
+
+        # without the text model the name features are missing (NaN), as for a nameless list
+        title = TitleEvidence.load(run.path, run.ids)
+    return TwoStage(sources_for(run, corpus, vocab, cfg), ranker, cfg, manifest, title)
 
 
 def has_ranker(run_dir: Path) -> bool:

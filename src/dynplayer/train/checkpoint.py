@@ -43,7 +43,8 @@ def checkpoint_path(out: Path) -> Path:
 
 def save_checkpoint(out: Path, cfg: TrainConfig, meta: dict[str, Any],
                     trainer_state: dict[str, Any] | None, state: TrainState,
-                    member_vectors: list[np.ndarray]) -> None:
+                    member_vectors: list[np.ndarray],
+                    member_parts: list[list[np.ndarray]] | None = None) -> None:
     """Model + optimizer + RNG + state + resolved config, written to a temp file and renamed.
     `trainer_state` is None between ensemble members (the next member starts fresh).
 
@@ -51,7 +52,8 @@ def save_checkpoint(out: Path, cfg: TrainConfig, meta: dict[str, Any],
     arrays as tensors, so `load_checkpoint` reads it with `weights_only=True`: no pickle."""
     buf = io.BytesIO()
     torch.save(_pack({"config": to_dict(cfg), "meta": meta, "state": dataclasses.asdict(state),
-                      "trainer": trainer_state, "member_vectors": member_vectors}), buf)
+                      "trainer": trainer_state, "member_vectors": member_vectors,
+                      "member_parts": member_parts or []}), buf)
     atomic_write_bytes(checkpoint_path(out), buf.getvalue())
 
 
@@ -107,4 +109,9 @@ RUNTIME_KEYS = ("device", "threads")  # may change on resume: where, not what, i
 
 
 def decisive(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in RUNTIME_KEYS}
+    """The keys that decide the result; a key a checkpoint predates counts at its default
+    (a newer version's setting that it leaves at the default changes nothing)."""
+    from dynplayer.train.config import TrainConfig
+
+    full = {**to_dict(TrainConfig()), **config}
+    return {k: v for k, v in full.items() if k not in RUNTIME_KEYS}

@@ -52,6 +52,11 @@ class TrainConfig:
     # Train this many seeds (seed, seed + 1, ...); the run's vectors are the members' side by
     # side, so the exported dimension is dim * seeds (256 by default). Two seeds: +0.005 val R@10.
     seeds: int = 2
+    # Shared parts of a track's vector, a comma list of "artist" and "album" ("" = none): a
+    # track's vector is its own row plus its artist's (and album's) row, so a rare track borrows
+    # its artist's position and an artist row places a track no playlist holds yet
+    # (RUN_DIR/parts/). Tracks without the metadata use their own row only.
+    shared: str = ""
     seed: int = 0
     device: str = "auto"
     # torch CPU threads; 0 = torch's default (one per core). 1 by default: on a shared 2-core
@@ -81,10 +86,18 @@ class TrainConfig:
     # >= long_tail_min_playlists training playlists (dynplayer.update.longtail), appended after
     # the trained rows. Off by default: on MPD validation (`dynplayer bench foldin`) no setting
     # raised Recall@10 over all of a playlist's tracks by more than noise without lowering it
-    # on the usual held-out targets (docs/fragments/i15.md).
+    # on the usual held-out targets (docs/experiments.md).
     long_tail: bool = False
     long_tail_min_playlists: int = 10
     foldin_method: str = "steps"  # context | cooc | pmi | steps (dynplayer.update.foldin)
+
+
+PARTS = ("artist", "album")
+
+
+def shared_parts(cfg: TrainConfig) -> list[str]:
+    """The shared parts `cfg.shared` names, in order."""
+    return [p.strip() for p in cfg.shared.split(",") if p.strip()]
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:
@@ -119,6 +132,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise bad("long_tail_min_playlists", "must be >= 1")
     if cfg.foldin_method not in ("context", "cooc", "pmi", "steps"):
         raise bad("foldin_method", "must be one of context, cooc, pmi, steps")
+    bad_parts = [p for p in shared_parts(cfg) if p not in PARTS]
+    if bad_parts:
+        raise bad("shared", f"must be a comma list of {', '.join(PARTS)}")
     if cfg.epochs < 1 and cfg.steps < 1:
         raise bad("epochs", "epochs or steps must be >= 1")
     if not 0 < cfg.subset_min <= cfg.subset_max < 1:

@@ -19,9 +19,9 @@ from dynplayer.config import from_dict, to_dict
 from dynplayer.data.corpus import VAL, Corpus, load_corpus
 from dynplayer.errors import ConfigError
 from dynplayer.eval.protocol import EvalSet, corpus_eval_set, embedding_scorer, evaluate_scorer
-from dynplayer.run import Run, atomic_write_json, l2_normalize, load_run, save_vectors
+from dynplayer.run import Run, atomic_write_json, l2_normalize, load_run, save_parts, save_vectors
 from dynplayer.train.checkpoint import TrainState, decisive, load_checkpoint, save_checkpoint
-from dynplayer.train.config import TrainConfig, validate
+from dynplayer.train.config import TrainConfig, shared_parts, validate
 from dynplayer.train.distributed import init_distributed, resolve_device
 from dynplayer.train.objectives import sampled_softmax
 from dynplayer.train.sampling import build_training_data
@@ -83,6 +83,7 @@ def _train_run(corpus_dir: Path, out: Path, cfg: TrainConfig, *, full: bool,
 
     state = TrainState()
     member_vectors: list[np.ndarray] = []
+    member_parts: list[list[np.ndarray]] = []
     ckpt = load_checkpoint(out) if resume else None
     if ckpt is not None:
         if decisive(ckpt["config"]) != decisive(to_dict(cfg)) or {k: ckpt["meta"].get(k) for k in
@@ -92,6 +93,7 @@ def _train_run(corpus_dir: Path, out: Path, cfg: TrainConfig, *, full: bool,
                               "or --full; train into a new directory or drop --resume")
         state = TrainState(**ckpt["state"])
         member_vectors = list(ckpt["member_vectors"])
+        member_parts = [list(p) for p in ckpt.get("member_parts", [])]
         say(f"resuming member {state.member} after epoch {state.epoch}")
     if dist_info.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -123,10 +125,13 @@ def _train_run(corpus_dir: Path, out: Path, cfg: TrainConfig, *, full: bool,
                     f"val recall@10 {record['val_recall@10']:.4f} "
                     f"ndcg@10 {record['val_ndcg@10']:.4f}")
             if dist_info.main and (state.epoch % cfg.checkpoint_every == 0 or state.done):
-                save_checkpoint(out, cfg, meta, trainer.state_dict(), state, member_vectors)
+                save_checkpoint(out, cfg, meta, trainer.state_dict(), state, member_vectors,
+                                member_parts)
         bar.close()
         best = trainer.best_vectors if trainer.best_vectors is not None else trainer.vectors()
         member_vectors.append(best)
+        member_parts.append(trainer.best_parts if trainer.best_parts is not None
+                            else trainer.part_vectors())
         state.members.append({"seed": trainer.seed, "best_epoch": state.best_epoch,
                               "val_recall@10": state.best_recall,
                               "val_ndcg@10": state.best_ndcg, "epochs": state.epoch,
@@ -135,7 +140,7 @@ def _train_run(corpus_dir: Path, out: Path, cfg: TrainConfig, *, full: bool,
                            members=state.members, train_seconds=state.train_seconds,
                            pairs=state.pairs, playlists=state.playlists)
         if dist_info.main:
-            save_checkpoint(out, cfg, meta, None, state, member_vectors)
+            save_checkpoint(out, cfg, meta, None, state, member_vectors, member_parts)
 
     vectors = ensemble(member_vectors)
     final = evaluate_scorer(embedding_scorer(vectors), eval_set, ks=(10,))
@@ -152,8 +157,13 @@ def _train_run(corpus_dir: Path, out: Path, cfg: TrainConfig, *, full: bool,
         "set_softmax": "sampled" if sampled_softmax(cfg, data.n_items) else "full",
     }
     ids = [corpus.track_ids[t] for t in corpus.vocab()]
+    names = [p for p in shared_parts(cfg) if data.parts and p in data.parts]
+    metrics["shared"] = names
     if dist_info.main:
         save_vectors(out, vectors, ids)
+        save_parts(out, {name: (ensemble([m[i] for m in member_parts]),
+                                data.parts[name][1] if data.parts else [])
+                         for i, name in enumerate(names)})
         atomic_write_json(out / "config.json", {**meta, "train": to_dict(cfg)})
         atomic_write_json(out / "metrics.json", metrics)
     if dist_info.world > 1:

@@ -34,6 +34,8 @@ class TrainingData:
     neighbours: sp.csr_matrix | None = None  # items within the window of each other
     # Each item's share of the distinct (playlist, item) pairs: how often it is a set target.
     item_set_share: np.ndarray | None = None
+    # Shared parts: name ("artist", "album") -> (code per item, -1 unknown; the code names)
+    parts: dict[str, tuple[np.ndarray, list[str]]] | None = None
 
     @property
     def n_playlists(self) -> int:
@@ -84,7 +86,23 @@ def build_training_data(corpus: Corpus, *, full: bool = False, window: int = 10,
                         / max(1, mat.indices.shape[0]))
     if neighbours:
         data.neighbours = window_neighbours(seq_indptr, seq_cols, n_items, window)
+    data.parts = {"artist": metadata_codes([corpus.artists[t] for t in vocab]),
+                  "album": metadata_codes([_album_key(corpus, t) for t in vocab])}
     return data
+
+
+def metadata_codes(values: list[str | None]) -> tuple[np.ndarray, list[str]]:
+    """Integer codes of metadata values (-1 for missing) and the value of each code."""
+    index: dict[str, int] = {}
+    codes = np.array([-1 if not v else index.setdefault(v, len(index)) for v in values],
+                     dtype=np.int64)
+    return codes, list(index)
+
+
+def _album_key(corpus: Corpus, t: int) -> str | None:
+    """An album is its name under its artist (two artists' "Greatest Hits" are two albums)."""
+    album = corpus.albums[t]
+    return f"{corpus.artists[t] or ''}\x1f{album}" if album else None
 
 
 def window_neighbours(indptr: np.ndarray, cols: np.ndarray, n_items: int,

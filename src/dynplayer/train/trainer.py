@@ -19,7 +19,7 @@ import torch.distributed as dist
 from dynplayer.eval.protocol import EvalSet, embedding_scorer, evaluate_scorer
 from dynplayer.model.track import TrackEncoder
 from dynplayer.train.checkpoint import TrainState
-from dynplayer.train.config import TrainConfig
+from dynplayer.train.config import TrainConfig, shared_parts
 from dynplayer.train.distributed import Dist
 from dynplayer.train.initialisation import svd_init
 from dynplayer.train.objectives import Objective
@@ -37,9 +37,12 @@ class Trainer:
         self.member = member
         self.seed = cfg.seed + member
         torch.manual_seed(self.seed)
+        self.part_names = [p for p in shared_parts(cfg) if data.parts and p in data.parts]
         self.model = TrackEncoder(data.n_items, cfg.dim, temperature=cfg.temperature,
                                   learnable_temperature=cfg.learnable_temperature,
-                                  sparse=cfg.sparse).to(device)
+                                  sparse=cfg.sparse,
+                                  parts=[data.parts[p][0] for p in self.part_names]
+                                  if data.parts else ()).to(device)
         if cfg.init == "svd":
             with torch.no_grad():
                 self.model.embedding.weight.copy_(torch.as_tensor(
@@ -51,7 +54,8 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer: torch.optim.Optimizer
         if cfg.optimizer == "sparse_adam":
-            self.optimizer = torch.optim.SparseAdam([self.model.embedding.weight], lr=cfg.lr)
+            self.optimizer = torch.optim.SparseAdam(
+                [self.model.embedding.weight, *[e.weight for e in self.model.parts]], lr=cfg.lr)
             self.dense_optimizer: torch.optim.Optimizer | None = (
                 torch.optim.Adam([self.model.logit_scale], lr=cfg.lr)
                 if cfg.learnable_temperature else None)
@@ -65,6 +69,7 @@ class Trainer:
         self.spe = steps_per_epoch(cfg, data)
         self.objective = Objective(cfg, data, self.model, self.net, dist_info, device)
         self.best_vectors: np.ndarray | None = None
+        self.best_parts: list[np.ndarray] | None = None
 
     # ---- one step -----------------------------------------------------------------------
     def _step(self, terms: dict[str, torch.Tensor]) -> None:
@@ -132,6 +137,7 @@ class Trainer:
                     m["recall@10"], m["ndcg@10"], st.epoch)
                 st.bad_evals = 0
                 self.best_vectors = vectors
+                self.best_parts = self.part_vectors()
             else:
                 st.bad_evals += 1
             if st.bad_evals >= cfg.patience:
@@ -146,6 +152,12 @@ class Trainer:
         with torch.no_grad():
             return self.model.table().detach().float().cpu().numpy().copy()
 
+    def part_vectors(self) -> list[np.ndarray]:
+        """The normalised rows of each shared part (`part_names` order)."""
+        with torch.no_grad():
+            return [self.model.part_table(i).detach().float().cpu().numpy().copy()
+                    for i in range(len(self.model.parts))]
+
     # ---- checkpoint state -----------------------------------------------------------------
     state: TrainState
 
@@ -153,7 +165,8 @@ class Trainer:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "dense_optimizer": self.dense_optimizer.state_dict()
                 if self.dense_optimizer is not None else None,
-                "best_vectors": self.best_vectors, "torch_rng": torch.get_rng_state()}
+                "best_vectors": self.best_vectors, "best_parts": self.best_parts,
+                "torch_rng": torch.get_rng_state()}
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         self.model.load_state_dict(sd["model"])
@@ -161,4 +174,5 @@ class Trainer:
         if self.dense_optimizer is not None and sd.get("dense_optimizer") is not None:
             self.dense_optimizer.load_state_dict(sd["dense_optimizer"])
         self.best_vectors = sd["best_vectors"]
+        self.best_parts = sd.get("best_parts")
         torch.set_rng_state(sd["torch_rng"])

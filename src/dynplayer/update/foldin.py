@@ -3,7 +3,7 @@
 A track without a vector that occurs in at least `min_playlists` playlists gets one computed from
 its playlists' contexts: each playlist's context is the normalised mean of the vectors of its
 tracks that have one (how a playlist is scored at inference), and the trained table is never
-changed. Methods (chosen by `dynplayer bench foldin` on validation, docs/fragments/i15.md):
+changed. Methods (chosen by `dynplayer bench foldin` on validation, docs/experiments.md):
 
   context  v = normalise(sum over the track's playlists of the normalised context): every
            playlist counts once, whatever its length.
@@ -31,14 +31,14 @@ from dynplayer.run import l2_normalize
 
 METHODS = ("context", "cooc", "pmi", "steps")
 DEFAULT_METHOD = "steps"
-DEFAULT_MIN_PLAYLISTS = 10  # bench foldin on MPD validation (docs/fragments/i15.md)
+DEFAULT_MIN_PLAYLISTS = 10  # bench foldin on MPD validation (docs/experiments.md)
 DEFAULT_CALIBRATE = 1.0
 # Which tracks without a vector an update folds in: `selected`, the tracks the corpus'
 # selection rule (top select_fraction by neighbour count, as `prepare`) keeps on the updated
 # data, i.e. the tracks a retrain on it would train; `any`, every track in >= N playlists.
 ELIGIBLE = ("selected", "any")
 # The update's defaults, chosen by `dynplayer bench update --choose` on MPD validation
-# (docs/fragments/i15.md): `selected` with `--hold random` (0.75 there: recall alone);
+# (docs/experiments.md): `selected` with `--hold random` (0.75 there: recall alone);
 # calibrate 0.9 with `--hold release`, the rule that keeps the recall among those that
 # recommend new releases about as often as a retrain (0.75 shows them 2 times in the top 10
 # where the retrain does 23). `any` keeps the long tail's N = 10.

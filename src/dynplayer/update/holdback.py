@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from dynplayer.config import DataConfig, from_dict
-from dynplayer.data.cooccurrence import neighbour_counts, select_tracks
+from dynplayer.data.cooccurrence import neighbour_counts
 from dynplayer.data.corpus import TRAIN, Corpus
+from dynplayer.data.selection import (
+    corpus_data_config,
+    head_tracks,
+    selected_tracks,
+    training_support,
+)
 
 
 def subset(corpus: Corpus, playlists: np.ndarray, *, drop_tracks: np.ndarray | None = None,
@@ -53,13 +58,16 @@ def subset(corpus: Corpus, playlists: np.ndarray, *, drop_tracks: np.ndarray | N
         else None,
         genre_classes=list(corpus.genre_classes), manifest=dict(corpus.manifest))
     if derive:
-        cfg = from_dict(DataConfig, corpus.manifest.get("config", {}))
+        cfg = corpus_data_config(corpus.manifest)
         out.neighbour_count = neighbour_counts(occ_playlist, occ_track, out.n_tracks, cfg.window)
-        out.selected = select_tracks(out.neighbour_count, fraction=cfg.select_fraction,
-                                     min_neighbours=cfg.select_min_neighbours)
+        out.head = head_tracks(out.neighbour_count, cfg)
+        support = (training_support(occ_playlist, occ_track, out.split, out.n_tracks)
+                   if out.split is not None else None)
+        out.selected = (out.head.copy() if support is None and cfg.select == "min_playlists"
+                        else selected_tracks(out.neighbour_count, support, cfg))
         if out.heldout is not None:
-            # Held-out marks stay only on tracks still selected (as `prepare` marks them).
-            out.heldout &= out.selected[occ_track]
+            # Held-out marks stay only on head tracks (as `prepare` marks them).
+            out.heldout &= out.head[occ_track]
     return out
 
 

@@ -99,6 +99,8 @@ def merge(base: Corpus, delta: Corpus, window: int) -> tuple[Corpus, np.ndarray]
         albums=albums, track_genres=genres,
         neighbour_count=neighbour_counts(occ_playlist, occ_track, len(track_ids), window),
         selected=np.concatenate([base.selected, np.zeros(n_new, dtype=bool)]),
+        head=np.concatenate([base.head if base.head is not None else base.selected,
+                             np.zeros(n_new, dtype=bool)]),
         split=np.concatenate([base.split, np.full(delta.n_playlists, TRAIN, np.int8)]),
         heldout=np.concatenate([base.heldout, np.zeros(delta.n_occurrences, dtype=bool)]),
         genre_label=np.concatenate([
@@ -123,16 +125,16 @@ def table_columns(corpus: Corpus, ids: list[str]) -> np.ndarray:
 
 
 def selected_now(corpus: Corpus) -> np.ndarray:
-    """(T,) the tracks the corpus' own selection rule (its data config: top select_fraction by
-    neighbour count, or select_min_neighbours) keeps on the corpus as it is now, e.g. after an
+    """(T,) the tracks the corpus' own selection rule (its data config, `data/selection.py`)
+    keeps on the corpus as it is now, e.g. after an
     update: the tracks a retrain on it would train."""
-    from dynplayer.config import DataConfig, from_dict
-    from dynplayer.data.cooccurrence import select_tracks
+    from dynplayer.data.selection import corpus_data_config, selected_tracks, training_support
 
-    cfg = from_dict(DataConfig, corpus.manifest.get("config", {}))
-    assert corpus.neighbour_count is not None
-    return select_tracks(corpus.neighbour_count, fraction=cfg.select_fraction,
-                         min_neighbours=cfg.select_min_neighbours)
+    cfg = corpus_data_config(corpus.manifest)
+    assert corpus.neighbour_count is not None and corpus.split is not None
+    support = training_support(corpus.occ_playlist, corpus.occ_track, corpus.split,
+                               corpus.n_tracks)
+    return selected_tracks(corpus.neighbour_count, support, cfg)
 
 
 def fold_in_corpus(corpus: Corpus, run: Run, candidates: np.ndarray | None, *,
