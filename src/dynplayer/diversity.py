@@ -2,11 +2,12 @@
 
 Continuation, similar tracks and text answers rank a *pool* of candidates larger than k
 (`pool_size`), then `cap_per_artist` walks it best first and skips a track whose artist already
-has n tracks in the answer; when the pool holds too few artists to fill k that way, the skipped
-tracks fill the rest in their order, so an answer is never shorter for it. Tracks without an
-artist count as artists of their own. The defaults per answer kind (`DEFAULTS`) were chosen on
-the validation split with `dynplayer bench diversity` (docs/benchmarks.md): the tightest cap
-whose Recall@10 stays within `TOLERANCE` of the uncapped ranking.
+has n tracks in the answer; when the pool holds too few artists to fill k that way, the best
+skipped tracks fill the rest, so an answer is never shorter for it (and stays in score order).
+Tracks without an artist count as artists of their own. The defaults per answer kind
+(`DEFAULTS`) were chosen on the validation split with `dynplayer bench diversity`
+(docs/benchmarks.md): the tightest cap whose Recall@10 stays within `TOLERANCE` of the uncapped
+ranking.
 """
 
 from __future__ import annotations
@@ -59,9 +60,10 @@ def artist_codes(artists: Sequence[str | None]) -> np.ndarray:
 
 
 def cap_per_artist(codes: np.ndarray, n: int, k: int) -> np.ndarray:
-    """Positions into a ranked pool (best first, one artist code per candidate) of the answer:
-    the first k candidates whose artist has fewer than n before them in the answer, then, if
-    that leaves the answer short, the skipped ones in their order. n <= 0: the first k."""
+    """Positions into a ranked pool (best first, one artist code per candidate) of the answer,
+    in pool order: the first k candidates whose artist has fewer than n before them in the
+    answer and, if that leaves the answer short, the best of the skipped ones. n <= 0: the
+    first k."""
     codes = np.asarray(codes, dtype=np.int64)
     m = codes.shape[0]
     if n <= 0 or m == 0:
@@ -77,7 +79,7 @@ def cap_per_artist(codes: np.ndarray, n: int, k: int) -> np.ndarray:
     if kept.shape[0] >= k:
         return kept[:k]
     skipped = np.flatnonzero(within >= n)
-    out: np.ndarray = np.concatenate([kept, skipped[:k - kept.shape[0]]])
+    out: np.ndarray = np.sort(np.concatenate([kept, skipped[:k - kept.shape[0]]]))
     return out
 
 

@@ -45,16 +45,18 @@ def create_app(settings: Settings | None = None, *, recommender: Recommender | N
     One `Service` per served catalog (`Settings.served_catalogs`, the default first), each with
     its own pool and model follower, on one database."""
     settings = settings or Settings()
+    # One BLAS thread in the serving process: requests run side by side in the thread pool and
+    # each one's products are small. With numpy's default (a thread per core) the idle BLAS
+    # threads spin while a request holds its thread, which costs more the longer it runs: 8
+    # clients at k=50 burned 2x the CPU of k=20 (docs/benchmarks.md, bench serve). Set here,
+    # in the thread that builds the app (uvicorn's main thread): OpenBLAS ignores a later
+    # setting from another thread once the main thread has made one.
+    ThreadpoolController().limit(limits=1, user_api="blas")
     services = make_services(settings, recommender, searcher_factory)
     service = next(iter(services.values()))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # One BLAS thread per request: requests run side by side in the thread pool, and each
-        # one's products are small. With numpy's default (a thread per core) the idle BLAS
-        # threads spin while a request holds its thread, which costs more the longer it runs:
-        # 8 clients at k=50 burned 2x the CPU of k=20 (docs/benchmarks.md, bench serve).
-        blas = ThreadpoolController().limit(limits=1, user_api="blas")
         await run_in_threadpool(build_services, services, only_missing=True)
         for s in services.values():
             s.start_watching()
@@ -65,7 +67,6 @@ def create_app(settings: Settings | None = None, *, recommender: Recommender | N
             # The default service last: it stops the embedded server it may have started.
             for s in reversed(services.values()):
                 await run_in_threadpool(s.close)
-            blas.restore_original_limits()
 
     # /docs (Swagger UI) and /redoc with their scripts and styles served from the installed
     # fastapi-offline package, not a CDN: they were blank pages without internet.
