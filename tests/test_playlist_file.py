@@ -100,6 +100,14 @@ def test_the_api_exports_what_the_cli_saves(serve_run_dir: Path, serve_catalog, 
                         json={"name": "mine", "track_ids": [ids[0], "nope"], "format": "m3u"})
         assert r.status_code == 200 and r.headers["content-type"].startswith("audio/x-mpegurl")
         assert r.text.splitlines()[-2:] == ["#EXTINF:-1,unknown artist - nope", "nope"]
+        # what the page reads back when it reopens a search from its URL
+        r = client.get("/v1/tracks/lookup", params={"ids": f"{ids[1]},nope,spotify:track:x,"
+                                                           f"{ids[0]},{ids[1]}"})
+        assert r.status_code == 200
+        assert [t["track_id"] for t in r.json()["tracks"]] == [ids[1], ids[0]]
+        assert r.json()["tracks"][1]["name"] == rows[0]["name"]
+        r = client.get("/v1/tracks/lookup", params={"ids": ",".join(["a"] * 501)})
+        assert r.status_code == 422 and "1 to 500" in r.json()["message"]
         for body in ({"track_ids": []}, {"track_ids": ["a"], "format": "xspf"},
                      {"track_ids": ["a"], "name": " "}, {"track_ids": ["a"], "extra": 1}):
             r = client.post("/v1/playlists/export", json=body)

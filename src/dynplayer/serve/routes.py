@@ -14,11 +14,13 @@ from pydantic import AfterValidator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dynplayer.diversity import MAX_PER_ARTIST_LIMIT
+from dynplayer.errors import QueryError
 from dynplayer.ids import normalize_track_id
 from dynplayer.playlist_file import MEDIA_TYPES, Entry, render
 from dynplayer.serve.recommender import (
     K_MAX,
     QUERY_MAX,
+    SEEDS_MAX,
     DatabaseUnavailable,
     ExactRecommender,
     Recommender,
@@ -130,6 +132,25 @@ def search_tracks(
     found = rec.search_tracks(q, limit)
     return SearchResponse(q=q, tracks=[TrackInfoOut(track_id=t.track_id, name=t.name,
                                                     artist=t.artist) for t in found])
+
+
+@tracks.get("/lookup", response_model=SearchResponse)
+def lookup_tracks(
+    rec: RecommenderDep,
+    ids: Annotated[str, Query(min_length=1, max_length=SEEDS_MAX * 201,
+                              description="track ids (bare, spotify:track:ID or links), "
+                                          "comma separated, at most 500"),
+                   AfterValidator(clean_text)],
+) -> SearchResponse:
+    """Names and artists of the known tracks among `ids`, in the order given (what the web
+    page shows for a search it reopens from its URL); unknown ids are left out."""
+    wanted = [normalize_track_id(t) for t in ids.split(",") if t.strip()]
+    if not wanted or len(wanted) > SEEDS_MAX:
+        raise QueryError(f"ids must name 1 to {SEEDS_MAX} tracks, got {len(wanted)}")
+    info = rec.track_info(wanted)
+    return SearchResponse(q=ids, tracks=[TrackInfoOut(track_id=t, name=info[t].name,
+                                                      artist=info[t].artist)
+                                         for t in dict.fromkeys(wanted) if t in info])
 
 
 # `:path`, so a URL-encoded track link (https%3A%2F%2Fopen.spotify.com%2Ftrack%2FID) works too
