@@ -180,3 +180,38 @@ def test_the_cli_takes_a_cap(serve_run_dir: Path, serve_catalog,  # type: ignore
     assert code == 0 and out.count(" (score ") == 6
     code, _, err = cli("search", str(serve_run_dir), "metal", "--max-per-artist", "-3")
     assert code == 2 and "max_per_artist" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bench_diversity_on_the_planted_run(serve_run_dir: Path,
+                                            capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table the defaults come from, on the planted run (embedding continuation, similar,
+    text): no cap reproduces the uncapped ranking's recall, a cap of 1 gives the most artists."""
+    from dynplayer.cli import main
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["dynplayer", *args])
+        with pytest.raises(SystemExit) as info:
+            main()
+        out = capsys.readouterr()
+        return int(info.value.code or 0), out.out, out.err
+
+    code, out, _ = cli("bench", "diversity", str(serve_run_dir), "--caps", "1,3", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["continue_method"] == "embedding"
+    for kind in ("continue", "similar", "text"):
+        rows = result[kind]
+        assert set(rows) == {"0", "1", "3"}  # no cap is always measured
+        assert rows["1"]["distinct_artists@10"] >= rows["3"]["distinct_artists@10"] \
+            >= rows["0"]["distinct_artists@10"]
+        assert rows["1"]["distinct_artists@10"] == 10.0  # enough artists in every pool
+        assert 0 < rows["0"]["recall@10"] <= 1 and rows["0"]["queries"] > 0
+        assert result["chosen"][kind] in (0, 1, 3)
+    code, out, _ = cli("bench", "diversity", str(serve_run_dir), "--caps", "1")
+    assert code == 0 and "| continue |" in out and "chosen" in out
+    for bad in (("--caps", "one"), ("--caps", "-1"), ("--split", "train")):
+        code, _, err = cli("bench", "diversity", str(serve_run_dir), *bad)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+    code, _, err = cli("bench", "serve", str(serve_run_dir), "-k", "0")
+    assert code == 2 and "-k must be from 1 to 200" in err

@@ -147,3 +147,7 @@ def test_the_api_runs_one_blas_thread(serve_run_dir: Path, text_searcher) -> Non
         with TestClient(app) as client:
             assert client.get("/readyz").status_code == 200
             assert blas() == {1}
+    with threadpool_limits(limits=2, user_api="blas"):  # DYNPLAYER_BLAS_THREADS=0: numpy's
+        create_app(Settings(run_dir=serve_run_dir, backend="exact", database_url=None,
+                            blas_threads=0), searcher_factory=lambda _run: text_searcher)
+        assert blas() == {2}

@@ -50,8 +50,10 @@ def create_app(settings: Settings | None = None, *, recommender: Recommender | N
     # threads spin while a request holds its thread, which costs more the longer it runs: 8
     # clients at k=50 burned 2x the CPU of k=20 (docs/benchmarks.md, bench serve). Set here,
     # in the thread that builds the app (uvicorn's main thread): OpenBLAS ignores a later
-    # setting from another thread once the main thread has made one.
-    ThreadpoolController().limit(limits=1, user_api="blas")
+    # setting from another thread once the main thread has made one. DYNPLAYER_BLAS_THREADS=0
+    # keeps numpy's default (what bench serve measures the difference with).
+    if settings.blas_threads > 0:
+        ThreadpoolController().limit(limits=settings.blas_threads, user_api="blas")
     services = make_services(settings, recommender, searcher_factory)
     service = next(iter(services.values()))
 

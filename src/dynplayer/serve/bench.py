@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from dynplayer.errors import ConfigError, DynplayerError
-from dynplayer.serve.load import Clients, CpuMeter, LoadRun, free_port, request
+from dynplayer.serve.load import Clients, CpuMeter, LoadRun, free_port, load_at, request
 
 Echo = Callable[[str], None]
 TOKEN = "bench-admin-token"
@@ -198,34 +198,6 @@ def split_queries(corpus: Any, known: set[str], split: str,
     return seeds, texts
 
 
-def _load_at(port: int, queries: list[str], clients: int, k: int, duration: float,
-             cpu: CpuMeter, echo: Echo) -> dict[str, Any]:
-    """One client, then `clients` clients, posting text queries at `k` tracks: latency,
-    throughput, and the CPU per request of the API, PostgreSQL and the clients."""
-    warm = LoadRun()
-    with Clients(port, queries, clients, k, warm):
-        time.sleep(min(5.0, duration / 4))
-    single = LoadRun()
-    with Clients(port, queries, 1, k, single):
-        time.sleep(min(20.0, duration / 3))
-    out: dict[str, Any] = {"one_client": single.summary()}
-    echo(f"k={k}, load, 1 client: {json.dumps(out['one_client'])}")
-    record = LoadRun()
-    echo(f"load: {clients} clients, POST /v1/recommend/text k={k}, {duration:.0f}s ...")
-    with Clients(port, queries, clients, k, record):
-        cpu.start()
-        n0 = len(record.samples)
-        time.sleep(duration)
-        cpu_end = cpu.read()
-        n1 = len(record.samples)
-    out["load"] = record.summary()
-    out["cpu_ms_per_request"] = cpu.per_request_ms(cpu_end, n1 - n0)
-    echo(f"k={k}, CPU per request under that load (ms): "
-         f"{json.dumps(out['cpu_ms_per_request'])}")
-    echo(f"k={k}, load: {json.dumps(out['load'])}")
-    return out
-
-
 def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_queries: int = 500,
               reliability: bool = True, workdir: Path | None = None, out: Path | None = None,
               echo: Echo = print, ks: tuple[int, ...] = (20, 50), workers: int = 1,
@@ -278,6 +250,7 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
                            "ef_construction": s.hnsw_ef_construction,
                            "ef_search_min": s.ef_search_min,
                            "ef_search_factor": s.ef_search_factor}
+        results["api_blas_threads"] = s.blas_threads  # DYNPLAYER_BLAS_THREADS, 0 = numpy's
         report = index_catalog(url, catalog, m=s.hnsw_m, ef_construction=s.hnsw_ef_construction,
                                progress=echo, track_m=s.hnsw_track_m)
         results["index"] = {"tracks": report.tracks, "playlists": report.playlists,
@@ -356,7 +329,7 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
         _wait_ready(port, proc)
         queries = texts or ["rainy day jazz"]
         cpu = CpuMeter(proc.pid, server.pid)
-        results["load"] = {str(kk): _load_at(port, queries, clients, kk, duration, cpu, echo)
+        results["load"] = {str(kk): load_at(port, queries, clients, kk, duration, cpu, echo)
                            for kk in ks}
         if reliability:
             results["reindex_under_load"] = _reindex_under_load(port, queries, clients, k)
@@ -380,7 +353,7 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
     return results
 
 
-def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
