@@ -169,7 +169,11 @@ def test_because_names_a_caption_once_and_autocomplete_says_near_misses(
                         ("qqqqzzzzxx", "no track matches “qqqqzzzzxx”")):
         page.fill("#track-input", typed)
         note = page.locator("#suggestions li.note")
-        note.wait_for()
+        # the list answers each keystroke asynchronously: wait for this query's note, not
+        # the previous one still on screen
+        page.wait_for_function(
+            "said => [...document.querySelectorAll('#suggestions li.note')]"
+            ".some(n => n.textContent.startsWith(said))", arg=said, timeout=10_000)
         assert note.inner_text().startswith(said)
     page.fill("#track-input", "Artist 1")
     page.locator("#suggestions li[data-track-id]").first.wait_for()

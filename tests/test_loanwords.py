@@ -58,6 +58,29 @@ def test_the_bridge_rewrites_loanwords_only(use_encode) -> None:  # type: ignore
     assert bridge.rewrite("가을") == "가을"  # native: "kill" shares its key
 
 
+def test_letter_compounds_are_bridged_to_the_spelling_the_captions_use(
+        use_encode) -> None:  # type: ignore[no-untyped-def]
+    """케이팝 is K-pop: the letter name 케이 (K) + 팝 (pop). Neither the sound match nor USE
+    finds it; the joined spelling must be a word of the captions (or genres) to be used."""
+    df = Counter({"kpop": 10, "pop": 40, "edm": 30, "rnb": 8, "dj": 4, "vibes": 12,
+                  "party": 9})
+    bridge = LoanwordBridge(df, ["jpop"], use_encode)
+    assert bridge.rewrite("케이팝") == "kpop"
+    assert bridge.rewrite("신나는 케이팝 노래") == "신나는 kpop 노래"
+    assert bridge.rewrite("케이팝파티") == "kpop party"  # a glued compound: prefix, then rest
+    assert bridge.rewrite("제이팝") == "jpop"  # a genre word is evidence too
+    assert bridge.rewrite("이디엠") == "edm"  # letters only: an acronym
+    assert bridge.rewrite("알앤비") == "rnb"  # 앤 ("and") joins R&B
+    assert bridge.rewrite("디제이") == "dj"
+    # an acronym the vocabulary lacks is left as typed, never matched by its sound
+    assert bridge.rewrite("비티에스") == "비티에스"
+    # without the joined word in the vocabulary, nothing is guessed
+    assert LoanwordBridge(Counter({"pop": 40}), [], use_encode).rewrite("케이팝") == "케이팝"
+    # letter names inside native words change nothing: 비 (rain) is not "b"
+    assert bridge.rewrite("비 오는 날") == "비 오는 날"
+    assert bridge.rewrite("오이") == "오이"
+
+
 def test_a_korean_word_the_captions_use_is_left_alone(use_encode) -> None:  # type: ignore[no-untyped-def]
     bridge = LoanwordBridge(Counter({"재즈": 30, "jazz": 20}), [], use_encode)
     assert bridge.rewrite("재즈") == "재즈"

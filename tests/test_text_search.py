@@ -313,7 +313,8 @@ def test_korean_query_round_trip_through_the_cli(synthetic_run: Path, tmp_path: 
     lines = [json.loads(line) for line in out.splitlines()]
     assert [x["query"] for x in lines] == ["신나는 케이팝", "heavy metal gym"]
     assert "신나는" in out  # written as UTF-8, not \u escapes
-    assert all(list(x) == ["query", "tracks", "scores", "searched_as"] for x in lines)
+    assert all(list(x) == ["query", "tracks", "scores", "searched_as", "confidence", "match"]
+               for x in lines)
     # 신나는 and 케이팝 are caption words of this corpus: searched as typed (no loanword bridge)
     assert [x["searched_as"] for x in lines] == [None, None]
     assert all(len(x["tracks"]) == 12 == len(x["scores"]) for x in lines)

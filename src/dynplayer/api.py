@@ -73,7 +73,9 @@ class Results(Sequence[Track]):
 
     `query` is the text, the seed ids or the track the answer is for; `unknown` lists seed ids
     the model does not know (`recommend`); `playlists` the playlists a text query matched;
-    `searched_as` the text as searched when Korean loanwords in it were bridged (`search`)."""
+    `searched_as` the text as searched when Korean loanwords in it were bridged (`search`);
+    `confidence` and `match` how well a text query matched the captions (`search`: "close",
+    "weak" or "nothing", see `dynplayer.text.confidence`)."""
 
     kind: str  # similar | recommend | search | find_tracks
     query: str | tuple[str, ...]
@@ -83,6 +85,8 @@ class Results(Sequence[Track]):
     playlists: tuple[Playlist, ...] = field(default=(), repr=False)
     searched_as: str | None = None  # search: the text with Korean loanwords bridged, if any
     near_misses: bool = False  # find_tracks: nothing matched; these are the closest names
+    confidence: float | None = None  # search: calibrated on validation captions
+    match: str | None = None  # search: "close" | "weak" | "nothing" (None: not calibrated)
 
     @overload
     def __getitem__(self, i: int) -> Track: ...
@@ -238,20 +242,23 @@ class Dynplayer:
         info = self.recommender.track_info([tid])[tid]
         return Track(rank=0, track_id=tid, name=info.name, artist=info.artist)
 
-    def similar(self, track: str, k: int = 10) -> Results:
-        """The k tracks nearest to `track` (an id, URI, link or name; see `resolve`)."""
+    def similar(self, track: str, k: int = 10, max_per_artist: int | None = None) -> Results:
+        """The k tracks nearest to `track` (an id, URI, link or name; see `resolve`), at most
+        `max_per_artist` per artist (None: the default, `dynplayer.diversity`; 0: no cap)."""
         check_k(k)
         tid = self.resolve(track)
-        return _results("similar", tid, self.model_version, self.recommender.similar(tid, k))
+        return _results("similar", tid, self.model_version,
+                        self.recommender.similar(tid, k, max_per_artist))
 
-    def recommend(self, seeds: Sequence[str] = (), k: int = 20, name: str | None = None
-                  ) -> Results:
+    def recommend(self, seeds: Sequence[str] = (), k: int = 20, name: str | None = None,
+                  max_per_artist: int | None = None) -> Results:
         """The next k tracks for a playlist holding `seeds` (ids, URIs, links or names, each
         resolved as `resolve` does; the seeds are never recommended), with the second stage
-        when the run has one, exactly as the API answers; `name`, the playlist's name, is
-        evidence for the second stage, and alone (or with no seed the model knows) it is
-        answered by the text model. Seeds that name no track are listed in `unknown` (as the
-        API lists unknown ids); an ambiguous name raises."""
+        when the run has one, exactly as the API answers, at most `max_per_artist` per artist
+        (see `similar`); `name`, the playlist's name, is evidence for the second stage, and
+        alone (or with no seed the model knows) it is answered by the text model. Seeds that
+        name no track are listed in `unknown` (as the API lists unknown ids); an ambiguous name
+        raises."""
         check_k(k)
         if isinstance(seeds, str):
             raise QueryError("seeds must be a list of track ids or names, not one string")
@@ -263,18 +270,21 @@ class Dynplayer:
                 ids.append(seed)  # the recommender reports it in `unknown`
         if name is not None:
             self._with_text()
-        answer = self.recommender.continue_playlist(ids, k, name)
+        answer = self.recommender.continue_playlist(ids, k, name, max_per_artist=max_per_artist)
         return _results("recommend", tuple(answer.seeds), self.model_version, answer.tracks,
                         unknown=tuple(answer.unknown))
 
-    def search(self, text: str, k: int = 20) -> Results:
-        """Tracks for free text ("rainy day jazz"), each with the playlists it came from."""
+    def search(self, text: str, k: int = 20, max_per_artist: int | None = None) -> Results:
+        """Tracks for free text ("rainy day jazz"), each with the playlists it came from, and
+        how well the text matched them (`confidence`, `match`), at most `max_per_artist` per
+        artist (see `similar`)."""
         check_k(k)
         check_text(text)
         rec = self._with_text()
-        answer = rec.text_answer(text, k)
+        answer = rec.text_answer(text, k, max_per_artist)
         return _results("search", text, self.model_version, answer.tracks,
-                        playlists=_playlists(answer.playlists), searched_as=answer.searched_as)
+                        playlists=_playlists(answer.playlists), searched_as=answer.searched_as,
+                        confidence=answer.confidence, match=answer.match)
 
     def find_tracks(self, q: str, limit: int = 10) -> Results:
         """Tracks by name or artist: case-, accent- and typo-tolerant, most popular first;

@@ -21,6 +21,7 @@ from dynplayer.commands import serve as serve_commands
 from dynplayer.commands import text as text_commands
 from dynplayer.commands import train as train_commands
 from dynplayer.commands import update as update_commands
+from dynplayer.commands import variety as variety_commands
 from dynplayer.commands.bench import bench_app
 from dynplayer.errors import DynplayerError
 
@@ -34,7 +35,7 @@ app = typer.Typer(
 )
 
 for module in (data_commands, train_commands, evaluate_commands, text_commands, serve_commands,
-               update_commands, scale_commands, rank_commands):
+               update_commands, scale_commands, rank_commands, variety_commands):
     module.register(app)
 app.add_typer(bench_app, name="bench")
 

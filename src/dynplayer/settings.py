@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     version_poll: float = Field(default=2.0, ge=0)
     # Contributing playlists listed per track in a text answer (best first).
     because_limit: int = Field(default=10, ge=1, le=1000)
+    # BLAS threads of an API process (0: numpy's default, a thread per core): requests run
+    # side by side, and idle BLAS threads only spin (serve.app)
+    blas_threads: int = Field(default=1, ge=0, le=256)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

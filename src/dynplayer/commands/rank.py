@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -69,11 +70,19 @@ def register(app: typer.Typer) -> None:
         ranker: Annotated[bool, typer.Option(help="Use RUN_DIR/ranker/ when it exists")] = True,
         name: Annotated[str | None, typer.Option(
             help="The playlist's name: evidence for the ranker; alone, a text query")] = None,
+        max_per_artist: Annotated[int | None, typer.Option(
+            help="At most this many tracks per artist (0: no cap; default: chosen on "
+                 "validation)")] = None,
+        save: Annotated[Path | None, typer.Option(
+            help="Also write the seeds and their continuation as a playlist: FILE.m3u, .csv or "
+                 ".json (Spotify URIs; not with --seeds)")] = None,
     ) -> None:
         """Continue playlists (--seeds FILE) or one playlist given by its tracks (ids or names)
         and / or its name."""
         from dynplayer.commands.data import count
+        from dynplayer.diversity import check_max_per_artist, pool_size
         from dynplayer.errors import QueryError
+        from dynplayer.playlist_file import format_of
 
         # Arguments first, then the seeds, and only then the model (loading takes seconds).
         if seeds is not None and (tracks or name is not None):
@@ -91,11 +100,16 @@ def register(app: typer.Typer) -> None:
                 raise QueryError(f"--name: {str(exc).split(': ', 1)[-1]}") from exc
         if not 1 <= k <= 1000:
             raise QueryError(f"k must be between 1 and 1000, got {k}")
+        cap = check_max_per_artist(max_per_artist, "continue")
+        if save is not None:
+            if seeds is not None:
+                raise QueryError("--save writes one playlist: give TRACK..., not --seeds FILE")
+            format_of(save)
         from dynplayer.run import check_run_dir, load_run
 
         check_run_dir(run_dir)
         if seeds is not None:
-            _recommend_file(run_dir, seeds, k, jsonl, ranker)
+            _recommend_file(run_dir, seeds, k, jsonl, ranker, cap)
             return
         import numpy as np
 
@@ -131,16 +145,27 @@ def register(app: typer.Typer) -> None:
         rec = Recommender.load(run_dir, use_ranker=ranker, run=run)
         q = Queries(np.array([0, len(rows)], dtype=np.int64), np.asarray(rows, dtype=np.int64))
         names: list[str | None] | None = [name] if name is not None else None
-        cols, scores = rec.recommend(q, k, names)[0]
+        ranked = rec.recommend(q, pool_size(k, cap, 1000), names)
+        cols, scores = _varied(cat.artists, ranked, cap, k)[0]
         method = rec.methods(q, names)[0]
+
+        def label(r: int) -> tuple[str, str, str]:
+            return cat.track_ids[r], cat.names[r] or "?", cat.artists[r] or "?"
+
+        if save is not None:
+            from dynplayer.playlist_file import Entry, write_playlist
+
+            entries = [Entry(t, None if n == "?" else n, None if a == "?" else a)
+                       for t, n, a in (label(int(c)) for c in [*rows, *cols.tolist()])]
+            title = ("Continued: " + "; ".join(" - ".join(label(r)[1:]) for r in rows)[:180]
+                     if rows else f"Continued: {name}")
+            write_playlist(save, title, entries)
+            typer.echo(f"saved {len(entries)} tracks to {save}", err=True)
         if jsonl:
             typer.echo(json.dumps({"tracks": [cat.track_ids[c] for c in cols.tolist()],
                                    "scores": [round(float(s), 6) for s in scores.tolist()],
                                    "method": method}))
             return
-
-        def label(r: int) -> tuple[str, str, str]:
-            return cat.track_ids[r], cat.names[r] or "?", cat.artists[r] or "?"
 
         if rows:
             typer.echo("seeds: " + "; ".join(" - ".join(label(r)[1:]) for r in rows))
@@ -174,10 +199,12 @@ def register(app: typer.Typer) -> None:
             out.write_text(text + "\n", encoding="utf-8")
 
 
-def _recommend_file(run_dir: Path, seeds: Path, k: int, jsonl: bool, ranker: bool) -> None:
+def _recommend_file(run_dir: Path, seeds: Path, k: int, jsonl: bool, ranker: bool,
+                    cap: int) -> None:
     """`recommend --seeds FILE`: one output line per input line; the file is read and checked
     before the model is loaded."""
     from dynplayer.commands.data import count
+    from dynplayer.diversity import pool_size
     from dynplayer.rank.recommend import Recommender, read_seed_file
 
     ids = (run_dir / "ids.txt").read_text().splitlines()
@@ -186,8 +213,12 @@ def _recommend_file(run_dir: Path, seeds: Path, k: int, jsonl: bool, ranker: boo
     out = sys.stdout
     names = sf.names if any(sf.names) else None
     methods = rec.methods(sf.queries, names)
-    for pid, (cols, scores), how in zip(sf.pids, rec.recommend(sf.queries, k, names), methods,
-                                        strict=True):
+    ranked = rec.recommend(sf.queries, pool_size(k, cap, 1000), names)
+    if cap > 0:
+        from dynplayer.store.catalog import track_catalog
+
+        ranked = _varied(track_catalog(run_dir).artists, ranked, cap, k)
+    for pid, (cols, scores), how in zip(sf.pids, ranked, methods, strict=True):
         line = {"pid": pid, "tracks": [ids[c] for c in cols.tolist()],
                 "scores": [round(float(s), 6) for s in scores.tolist()], "method": how}
         if jsonl:
@@ -198,3 +229,16 @@ def _recommend_file(run_dir: Path, seeds: Path, k: int, jsonl: bool, ranker: boo
                f"{count(sf.unknown, 'unknown track id')} skipped; "
                f"{count(len(sf.empty), 'playlist')} with no known track got the most popular "
                "tracks", err=True)
+
+
+def _varied(artists: Sequence[str | None], ranked: list[tuple[Any, Any]], cap: int,
+            k: int) -> list[tuple[Any, Any]]:
+    """Each ranked pool cut to k with at most `cap` tracks per artist (`dynplayer.diversity`);
+    `artists` by run row."""
+    from dynplayer.diversity import diversify
+
+    out = []
+    for cols, scores in ranked:
+        keep = diversify([artists[int(c)] for c in cols], cap, k)
+        out.append((cols[keep], scores[keep]))
+    return out

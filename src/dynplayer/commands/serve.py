@@ -128,6 +128,9 @@ def register(app: typer.Typer) -> None:
         split: Annotated[str, typer.Option(
             help="val | test: the playlists whose seeds and captions measure the HNSW "
                  "overlap and drive the load (choose HNSW settings on val)")] = "test",
+        k: Annotated[list[int] | None, typer.Option(
+            "-k", "--k", help="Tracks per text request; repeat to load at several (default: "
+                              "20 and 50)")] = None,
     ) -> None:
         """Index time, HNSW recall@50 vs exact, and API latency under concurrent load."""
         from dynplayer.commands.bench import check_writable
@@ -136,8 +139,11 @@ def register(app: typer.Typer) -> None:
 
         if not 2 <= queries <= 100_000:  # half of them are seed lists, half text queries
             raise ConfigError(f"--queries must be from 2 to 100000, got {queries}")
+        ks = tuple(k or (20, 50))
+        if not all(1 <= x <= 200 for x in ks):
+            raise ConfigError(f"-k must be from 1 to 200, got {', '.join(map(str, ks))}")
         if out is not None:
             check_writable(out)
         run_bench(run_dir, clients=clients, duration=duration, n_queries=queries,
                   reliability=reliability, workdir=workdir, out=out, echo=typer.echo,
-                  workers=workers, split=split)
+                  workers=workers, split=split, ks=ks)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,11 +26,28 @@ def register(app: typer.Typer) -> None:
         = None,
         set_: Annotated[list[str] | None, typer.Option("--set", help="Override, e.g. epochs=20")]
         = None,
+        calibrate_only: Annotated[bool, typer.Option(
+            help="Only (re)calibrate the existing text model's confidence on the validation "
+                 "captions (text/confidence.json, text/words.txt)")] = False,
     ) -> None:
         """Fit the caption <-> playlist model and write RUN_DIR/text/ atomically."""
         from dynplayer.config import flatten, load_toml, resolve, section
         from dynplayer.text.model import TextConfig
         from dynplayer.text.train import train_text
+
+        if calibrate_only:
+            from dynplayer.errors import ArtifactError
+            from dynplayer.text.confidence import write_calibration
+
+            if not (run_dir / "text").is_dir():
+                raise ArtifactError(f"{run_dir}: no text model (run `dynplayer train-text` "
+                                    "first)")
+            v = write_calibration(run_dir).validation
+            typer.echo(f"wrote {run_dir / 'text' / 'confidence.json'}: on {v['queries']:,} "
+                       f"validation captions {v['captions_nothing']:.1%} nothing close, "
+                       f"{v['captions_weak']:.1%} weak; on {v['noise_queries']} random letter "
+                       f"strings {v['noise_nothing']:.1%} nothing close")
+            return
 
         cfg = TextConfig()
         if config is not None:
@@ -57,6 +75,12 @@ def register(app: typer.Typer) -> None:
         playlists: Annotated[int, typer.Option(help="Playlists to print")] = 10,
         set_: Annotated[list[str] | None, typer.Option("--set", help="Search override, e.g. "
                                                        "top_playlists=50")] = None,
+        max_per_artist: Annotated[int | None, typer.Option(
+            help="At most this many tracks per artist (0: no cap; default: the text answers' "
+                 "default, chosen on validation)")] = None,
+        save: Annotated[Path | None, typer.Option(
+            help="Also write the tracks as a playlist: FILE.m3u, .csv or .json (Spotify URIs; "
+                 "with --queries, the first query's)")] = None,
     ) -> None:
         """Tracks, with their ids, for a free-text query, and the playlists they come from.
 
@@ -64,7 +88,9 @@ def register(app: typer.Typer) -> None:
         too, up to 50,000 playlists), so both give the same tracks and scores."""
         # (light imports: a bad argument is refused in well under a second)
         from dynplayer.config import parse_set_options
+        from dynplayer.diversity import check_max_per_artist
         from dynplayer.errors import ArtifactError, QueryError
+        from dynplayer.playlist_file import format_of
         from dynplayer.serve.limits import check_k
         from dynplayer.text.query import check_query
 
@@ -75,6 +101,9 @@ def register(app: typer.Typer) -> None:
         if playlists < 0:
             raise QueryError(f"--playlists must be 0 or more, got {playlists}")
         overrides = _search_overrides(parse_set_options(set_))
+        check_max_per_artist(max_per_artist, "text")
+        if save is not None:
+            format_of(save)
         if queries is not None:
             try:
                 lines = queries.read_text(encoding="utf-8").splitlines()
@@ -102,19 +131,25 @@ def register(app: typer.Typer) -> None:
         from dynplayer.api import Dynplayer
 
         model = Dynplayer.load(run_dir, **overrides)
-        for text in texts:
-            result = model.search(text, k=k)
+        for i, text in enumerate(texts):
+            result = model.search(text, k=k, max_per_artist=max_per_artist)
+            if save is not None and i == 0:
+                save_results(save, text, result)
             if jsonl:
                 sys.stdout.write(json.dumps({"query": text, "tracks": result.track_ids,
                                              "scores": [round(t.score or 0.0, 6)
                                                         for t in result],
-                                             "searched_as": result.searched_as},
+                                             "searched_as": result.searched_as,
+                                             "confidence": result.confidence,
+                                             "match": result.match},
                                             ensure_ascii=False) + "\n")
                 continue
             typer.echo(f"query: {text}")
             if result.searched_as:
                 typer.echo(f"searched as: {result.searched_as} (Korean loanwords bridged; "
                            "--set loanwords=false searches the text as typed)")
+            if result.match in VERDICT_LINES:
+                typer.echo(VERDICT_LINES[result.match].format(c=result.confidence or 0.0))
             shown = result.playlists[:playlists]
             typer.echo(f"playlists ({len(shown)} of the {len(result.playlists)} the tracks come "
                        "from, by similarity):")
@@ -156,6 +191,26 @@ def register(app: typer.Typer) -> None:
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(text + "\n", encoding="utf-8")
+
+
+# what a text answer's verdict (`dynplayer.text.confidence`) makes the CLI say first
+VERDICT_LINES = {
+    "weak": "weak match: the captions nearest to this query are only loosely related "
+            "(confidence {c:.2f}); the tracks below may miss what you meant",
+    "nothing": "nothing close: no caption of this model is near this query (unknown words or "
+               "noise; confidence {c:.2f}); the tracks below are the nearest anyway, not an "
+               "answer",
+}
+
+
+def save_results(path: Path, name: str, result: Any, first: Sequence[Any] = ()) -> None:
+    """Write `first` (seed tracks: id, name, artist) then the answer's tracks as a playlist
+    file (`dynplayer.playlist_file`), and say where on stderr."""
+    from dynplayer.playlist_file import Entry, write_playlist
+
+    entries = [Entry(t.track_id, t.name, t.artist) for t in (*first, *result)]
+    write_playlist(path, name, entries)
+    typer.echo(f"saved {len(entries)} tracks to {path}", err=True)
 
 
 def _search_overrides(sets: dict[str, str]) -> dict[str, Any]:

@@ -90,12 +90,24 @@ def register(app: typer.Typer) -> None:
             help="Track id, spotify:track:ID, open.spotify.com link, or a name such as "
                  "\"la vie en rose\" (best match, as the API's track search finds it)")],
         k: Annotated[int, typer.Option("-k", help="How many neighbours")] = 10,
+        max_per_artist: Annotated[int | None, typer.Option(
+            help="At most this many tracks per artist (0: no cap; default: chosen on "
+                 "validation)")] = None,
+        save: Annotated[Path | None, typer.Option(
+            help="Also write the track and its neighbours as a playlist: FILE.m3u, .csv or "
+                 ".json (Spotify URIs)")] = None,
     ) -> None:
         """Print the nearest tracks (cosine) with ids, names and artists."""
+        from dynplayer.diversity import check_max_per_artist
+        from dynplayer.playlist_file import format_of
         from dynplayer.serve.limits import check_k
 
         check_k(k)  # before anything is loaded
+        check_max_per_artist(max_per_artist, "similar")
+        if save is not None:
+            format_of(save)
         from dynplayer.api import Dynplayer
+        from dynplayer.commands.text import save_results
 
         model = Dynplayer.load(run_dir, text=False, ranker=False)
         found = model.resolver.resolve(track)
@@ -104,7 +116,10 @@ def register(app: typer.Typer) -> None:
             also = "; ".join(model.resolver.describe(o) for o in found.others[:3])
             typer.echo(f"similar to {model.resolver.describe(found.row)}, the best match for "
                        f"{track!r}" + (f" (also fits: {also})" if also else "") + ":", err=True)
-        result = model.similar(tid, k)
+        result = model.similar(tid, k, max_per_artist)
+        if save is not None:
+            seed = model.track(tid)
+            save_results(save, f"More like {seed.label}", result, [seed])
         for t in result:
             typer.echo(f"{t.rank:>3}  {t.score or 0:.4f}  {t.track_id}  {t.name or '?'} — "
                        f"{t.artist or '?'}")

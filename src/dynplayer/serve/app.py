@@ -21,12 +21,13 @@ from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
+from threadpoolctl import ThreadpoolController
 
 from dynplayer.errors import ConfigError
 from dynplayer.serve.catalogs import router as catalogs_router
 from dynplayer.serve.error_handlers import install_error_handlers
 from dynplayer.serve.recommender import Recommender
-from dynplayer.serve.routes import admin, health, recommend, tracks
+from dynplayer.serve.routes import admin, health, playlists, recommend, tracks
 from dynplayer.serve.service import SearcherFactory, Service
 from dynplayer.serve.workers import exit_with_supervisor
 from dynplayer.settings import Settings
@@ -44,6 +45,15 @@ def create_app(settings: Settings | None = None, *, recommender: Recommender | N
     One `Service` per served catalog (`Settings.served_catalogs`, the default first), each with
     its own pool and model follower, on one database."""
     settings = settings or Settings()
+    # One BLAS thread in the serving process: requests run side by side in the thread pool and
+    # each one's products are small. With numpy's default (a thread per core) the idle BLAS
+    # threads spin while a request holds its thread, which costs more the longer it runs: 8
+    # clients at k=50 burned 2x the CPU of k=20 (docs/benchmarks.md, bench serve). Set here,
+    # in the thread that builds the app (uvicorn's main thread): OpenBLAS ignores a later
+    # setting from another thread once the main thread has made one. DYNPLAYER_BLAS_THREADS=0
+    # keeps numpy's default (what bench serve measures the difference with).
+    if settings.blas_threads > 0:
+        ThreadpoolController().limit(limits=settings.blas_threads, user_api="blas")
     services = make_services(settings, recommender, searcher_factory)
     service = next(iter(services.values()))
 
@@ -73,7 +83,7 @@ def create_app(settings: Settings | None = None, *, recommender: Recommender | N
                            allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type", "Authorization"])
     install_error_handlers(app)
-    for router in (recommend, tracks, catalogs_router, health, admin):
+    for router in (recommend, tracks, playlists, catalogs_router, health, admin):
         app.include_router(router)
     # The page lives under /ui/ (relative links), so a mount never shadows an API route.
     app.mount("/ui", StaticFiles(directory=STATIC_DIR, html=True), name="ui")

@@ -10,6 +10,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,3 +140,31 @@ class CpuMeter:
         out = {k: round((end[k] - self.begin[k]) * 1000 / max(requests, 1), 2) for k in end}
         out["total"] = round(sum(out.values()), 2)
         return out
+
+
+def load_at(port: int, queries: list[str], clients: int, k: int, duration: float,
+            cpu: CpuMeter, echo: Callable[[str], None]) -> dict[str, Any]:
+    """One client, then `clients` clients, posting text queries at `k` tracks: latency,
+    throughput, and the CPU per request of the API, PostgreSQL and the clients."""
+    warm = LoadRun()
+    with Clients(port, queries, clients, k, warm):
+        time.sleep(min(5.0, duration / 4))
+    single = LoadRun()
+    with Clients(port, queries, 1, k, single):
+        time.sleep(min(20.0, duration / 3))
+    out: dict[str, Any] = {"one_client": single.summary()}
+    echo(f"k={k}, load, 1 client: {json.dumps(out['one_client'])}")
+    record = LoadRun()
+    echo(f"load: {clients} clients, POST /v1/recommend/text k={k}, {duration:.0f}s ...")
+    with Clients(port, queries, clients, k, record):
+        cpu.start()
+        n0 = len(record.samples)
+        time.sleep(duration)
+        cpu_end = cpu.read()
+        n1 = len(record.samples)
+    out["load"] = record.summary()
+    out["cpu_ms_per_request"] = cpu.per_request_ms(cpu_end, n1 - n0)
+    echo(f"k={k}, CPU per request under that load (ms): "
+         f"{json.dumps(out['cpu_ms_per_request'])}")
+    echo(f"k={k}, load: {json.dumps(out['load'])}")
+    return out

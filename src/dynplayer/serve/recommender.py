@@ -13,17 +13,36 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from dynplayer.errors import DynplayerError, QueryError, StoreError
+from dynplayer.diversity import check_max_per_artist, pool_size
+from dynplayer.errors import QueryError
 from dynplayer.ids import normalize_track_id
 from dynplayer.run import l2_normalize
-from dynplayer.serve.batching import query_encoder
-from dynplayer.serve.limits import QUERY_MAX, check_k, check_name, check_seeds, check_text
+from dynplayer.serve.answers import (
+    K_MAX,
+    QUERY_MAX,
+    SEEDS_MAX,
+    TEXT_MAX,
+    Continuation,
+    DatabaseUnavailable,
+    TextAnswer,
+    TextModelMissing,
+    TrackInfo,
+    TrackResult,
+    UnknownTrackError,
+    check_k,
+    check_name,
+    check_seeds,
+    check_text,
+    query_encoder,
+    text_playlists_of,
+    unknown_error,
+    varied,
+)
 from dynplayer.serve.ranking import qb_bias, top_k, top_playlists_exact
 from dynplayer.serve.track_search import FUZZY_CUTOFF, TrackMatcher
 from dynplayer.store.catalog import Catalog
@@ -33,60 +52,11 @@ from dynplayer.store.params import (
     EXACT_PLAYLISTS_MAX,
     ef_search_for,
 )
-from dynplayer.text.api import PlaylistHit, TextSearcherProtocol
+from dynplayer.text.api import TextSearcherProtocol
 
 if TYPE_CHECKING:  # the database driver is imported by the pgvector backend only (0.2 s)
     import psycopg
     from psycopg_pool import ConnectionPool
-
-
-class UnknownTrackError(QueryError):
-    """The track id (or every seed id) is not in the served model."""
-
-
-class TextModelMissing(DynplayerError):
-    """The served run has no text model, so free-text queries cannot be answered."""
-
-
-class DatabaseUnavailable(StoreError):
-    """The database did not answer in time; the request may be retried later."""
-
-
-@dataclass(frozen=True)
-class TrackResult:
-    track_id: str
-    score: float
-    name: str | None
-    artist: str | None
-    because: list[PlaylistHit] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class TrackInfo:
-    track_id: str
-    name: str | None
-    artist: str | None
-
-
-@dataclass(frozen=True)
-class TextAnswer:
-    tracks: list[TrackResult]
-    playlists: list[PlaylistHit]  # the playlists the tracks were aggregated from, best first
-    searched_as: str | None = None  # the query with Korean loanwords bridged, when any were
-
-
-@dataclass(frozen=True)
-class Continuation:
-    tracks: list[TrackResult]
-    seeds: list[str]  # the known seed ids, in request order, deduplicated
-    unknown: list[str]  # seed ids the model does not know, in request order
-    # how it was answered: "two-stage", "embedding", or "text" (a name and no known seed)
-    method: str = "embedding"
-
-
-def text_playlists_of(searcher: TextSearcherProtocol | None, default: int = 50) -> int:
-    """How many playlists the text model aggregates (its `cfg.top_playlists`), else `default`."""
-    return int(getattr(getattr(searcher, "cfg", None), "top_playlists", default))
 
 
 class ContinuationRanker(Protocol):
@@ -115,17 +85,24 @@ class Recommender(abc.ABC):
     def has_text(self) -> bool:
         return self.searcher is not None
 
-    def similar(self, track_id: str, k: int = 20) -> list[TrackResult]:
+    def similar(self, track_id: str, k: int = 20,
+                max_per_artist: int | None = None) -> list[TrackResult]:
         """The k tracks nearest to `track_id` (an id, `spotify:track:ID` or a track link) by
-        cosine, the track itself excluded."""
+        cosine, the track itself excluded; at most `max_per_artist` per artist (None: the
+        default, `dynplayer.diversity`; 0: no cap)."""
         check_k(k)
-        return self._nearest_to_seeds([normalize_track_id(track_id)], k, single=True).tracks
+        n = check_max_per_artist(max_per_artist, "similar")
+        found = self._nearest_to_seeds([normalize_track_id(track_id)], pool_size(k, n),
+                                       single=True).tracks
+        return varied(found, n, k)
 
     def continue_playlist(self, track_ids: Sequence[str], k: int = 20,
-                          name: str | None = None) -> Continuation:
+                          name: str | None = None,
+                          max_per_artist: int | None = None) -> Continuation:
         """Next tracks for a partial playlist: the second stage when the run has one (reading
         the playlist's `name` as evidence), else the mean of the known seeds' vectors; seeds
-        masked. With no known seed, a name is answered by the text model.
+        masked; at most `max_per_artist` per artist (see `similar`). With no known seed, a name
+        is answered by the text model.
 
         Unknown ids are reported in `unknown`; it is an error when no seed is known and there
         is no name, and when there are neither seeds nor a name.
@@ -135,43 +112,52 @@ class Recommender(abc.ABC):
         if not track_ids and name is None:
             raise QueryError("give track_ids, a name, or both")
         seeds = check_seeds(track_ids) if track_ids else []
+        n = check_max_per_artist(max_per_artist, "continue")
         by_name = name is not None and self.searcher is not None
         if self.reranker is None:
             if seeds:
                 try:
-                    return self._nearest_to_seeds(seeds, k, single=False)
+                    found = self._nearest_to_seeds(seeds, pool_size(k, n), single=False)
+                    return Continuation(varied(found.tracks, n, k), found.seeds, found.unknown)
                 except UnknownTrackError:
                     if not by_name:
                         raise
-            return self._by_name(name, k, seeds)
+            return self._by_name(name, k, seeds, max_per_artist)
         known = [t for t in seeds if self.reranker.known(t)]
         if not known:
             if seeds and not by_name:
-                raise _unknown_error(seeds, False)
-            return self._by_name(name, k, seeds)
-        ranked = self.reranker.rank(known, k, name)
+                raise unknown_error(seeds, False)
+            return self._by_name(name, k, seeds, max_per_artist)
+        ranked = self.reranker.rank(known, pool_size(k, n), name)
         info = self._track_info([t for t, _ in ranked])
         none = TrackInfo("", None, None)
         return Continuation(
-            tracks=[TrackResult(t, float(s), info.get(t, none).name, info.get(t, none).artist)
-                    for t, s in ranked],
+            tracks=varied([TrackResult(t, float(s), info.get(t, none).name,
+                                        info.get(t, none).artist) for t, s in ranked], n, k),
             seeds=known, unknown=[t for t in seeds if not self.reranker.known(t)],
             method="two-stage")
 
-    def _by_name(self, name: str | None, k: int, unknown: list[str]) -> Continuation:
+    def _by_name(self, name: str | None, k: int, unknown: list[str],
+                 max_per_artist: int | None) -> Continuation:
         """A continuation with no known seed: the text model's answer to the name."""
         if name is None or self.searcher is None:
             raise TextModelMissing("a name alone needs a text model (run `dynplayer "
                                    "train-text`)")
-        return Continuation(tracks=self.text(name, k), seeds=[], unknown=unknown, method="text")
+        return Continuation(tracks=self.text(name, k, max_per_artist), seeds=[], unknown=unknown,
+                            method="text")
 
-    def text(self, text: str, k: int = 20) -> list[TrackResult]:
+    def text(self, text: str, k: int = 20,
+             max_per_artist: int | None = None) -> list[TrackResult]:
         """Tracks for a free-text query, each with the playlists that contributed to it."""
-        return self.text_answer(text, k).tracks
+        return self.text_answer(text, k, max_per_artist).tracks
 
-    def text_answer(self, text: str, k: int = 20) -> TextAnswer:
-        """`text`, with the playlists the tracks were aggregated from (what the CLI prints)."""
+    def text_answer(self, text: str, k: int = 20,
+                    max_per_artist: int | None = None) -> TextAnswer:
+        """`text`, with the playlists the tracks were aggregated from (what the CLI prints),
+        how well the query matched them, at most `max_per_artist` per artist (see
+        `similar`)."""
         check_k(k)
+        n = check_max_per_artist(max_per_artist, "text")
         query = check_text(text)
         if self.searcher is None:
             raise TextModelMissing("this model has no text model (run `dynplayer train-text`)")
@@ -180,16 +166,17 @@ class Recommender(abc.ABC):
         query = searched_as or query
         qvec = np.asarray(self._encode(query), dtype=np.float32).reshape(-1)
         rows, sims = self._top_playlists(qvec, self.text_playlists)
-        result = self.searcher.aggregate(rows, sims, k, query=query)
-        hits = result.tracks[:k]
+        result = self.searcher.aggregate(rows, sims, pool_size(k, n), query=query)
+        hits = result.tracks
         info = self._track_info([h.track_id for h in hits])
         unknown = TrackInfo("", None, None)
         return TextAnswer(
-            tracks=[TrackResult(track_id=h.track_id, score=float(h.score),
-                                name=info.get(h.track_id, unknown).name,
-                                artist=info.get(h.track_id, unknown).artist,
-                                because=list(h.because)) for h in hits],
-            playlists=list(result.playlists), searched_as=searched_as)
+            tracks=varied([TrackResult(track_id=h.track_id, score=float(h.score),
+                                        name=info.get(h.track_id, unknown).name,
+                                        artist=info.get(h.track_id, unknown).artist,
+                                        because=list(h.because)) for h in hits], n, k),
+            playlists=list(result.playlists), searched_as=searched_as,
+            confidence=result.confidence, match=result.match)
 
     @cached_property
     def _encode(self) -> Callable[[str], np.ndarray]:
@@ -238,13 +225,6 @@ class Recommender(abc.ABC):
     def _search(self, q: str, limit: int, cutoff: float) -> list[TrackInfo]: ...
 
 
-def _unknown_error(seeds: list[str], single: bool) -> UnknownTrackError:
-    if single:
-        return UnknownTrackError(f"unknown track id {seeds[0]!r}")
-    shown = ", ".join(repr(s) for s in seeds[:5]) + (" ..." if len(seeds) > 5 else "")
-    return UnknownTrackError(f"none of the {len(seeds)} seed track ids is known: {shown}")
-
-
 class ExactRecommender(Recommender):
     """Brute-force cosine over the vectors in memory: the reference answer."""
 
@@ -267,7 +247,7 @@ class ExactRecommender(Recommender):
         known = [s for s in seeds if s in self._row]
         unknown = [s for s in seeds if s not in self._row]
         if not known:
-            raise _unknown_error(seeds, single)
+            raise unknown_error(seeds, single)
         rows = np.array([self._row[s] for s in known], dtype=np.int64)
         query = l2_normalize(self._vectors[rows].mean(axis=0, keepdims=True))[0]
         scores = self._vectors @ query
@@ -364,7 +344,7 @@ class PgvectorRecommender(Recommender):
             known = [s for s in seeds if s in found]
             unknown = [s for s in seeds if s not in found]
             if not known:
-                raise _unknown_error(seeds, single)
+                raise unknown_error(seeds, single)
             stacked = np.stack([np.asarray(found[s].to_numpy(), np.float32) for s in known])
             query = l2_normalize(stacked.mean(axis=0, keepdims=True))[0]
             limit = k + len(known)
@@ -441,3 +421,10 @@ class PgvectorRecommender(Recommender):
 
     def close(self) -> None:
         self.pool.close()
+
+
+# The answer types and checks live in `serve.answers`; importing them from here keeps working.
+__all__ = ["K_MAX", "QUERY_MAX", "SEEDS_MAX", "TEXT_MAX", "Continuation", "ContinuationRanker",
+           "DatabaseUnavailable", "ExactRecommender", "PgvectorRecommender", "Recommender",
+           "TextAnswer", "TextModelMissing", "TrackInfo", "TrackResult", "UnknownTrackError",
+           "check_k", "check_seeds", "check_text", "query_encoder", "text_playlists_of"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Annotated, Any
 
@@ -12,8 +13,11 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import AfterValidator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from dynplayer.diversity import MAX_PER_ARTIST_LIMIT
+from dynplayer.errors import QueryError
 from dynplayer.ids import normalize_track_id
-from dynplayer.serve.limits import K_MAX, QUERY_MAX
+from dynplayer.playlist_file import MEDIA_TYPES, Entry, render
+from dynplayer.serve.limits import K_MAX, QUERY_MAX, SEEDS_MAX
 from dynplayer.serve.recommender import (
     DatabaseUnavailable,
     ExactRecommender,
@@ -25,6 +29,7 @@ from dynplayer.serve.schemas import (
     ContinueRequest,
     ContinueResponse,
     ErrorResponse,
+    ExportRequest,
     HealthResponse,
     ReadyResponse,
     SearchResponse,
@@ -81,6 +86,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 recommend = APIRouter(prefix="/v1/recommend", tags=["recommend"], responses=ERRORS)
 tracks = APIRouter(prefix="/v1/tracks", tags=["tracks"], responses=ERRORS)
+playlists = APIRouter(prefix="/v1/playlists", tags=["playlists"], responses=ERRORS)
 health = APIRouter(tags=["health"])
 admin = APIRouter(prefix="/v1/admin", tags=["admin"],
                   responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse},
@@ -95,19 +101,21 @@ def recommend_text(body: TextRequest, rec: RecommenderDep, service: ServiceDep) 
     # TextResponse, instead of building and re-validating ~200 pydantic objects (1.3 ms a
     # request). tests/test_api.py checks the body against TextResponse.
     limit = service.settings.because_limit
-    answer = rec.text_answer(body.text, body.k)
+    answer = rec.text_answer(body.text, body.k, body.max_per_artist)
     body_out = {"text": body.text, "model_version": rec.version, "tracks": [
         {"track_id": t.track_id, "name": t.name, "artist": t.artist, "score": float(t.score),
          "because": [{"pid": b.pid, "caption": b.caption, "similarity": float(b.similarity)}
                      for b in t.because[:limit]]}
-        for t in answer.tracks], "searched_as": answer.searched_as}
+        for t in answer.tracks], "searched_as": answer.searched_as,
+        "confidence": answer.confidence, "match": answer.match}
     return Response(orjson.dumps(body_out), media_type="application/json")
 
 
 @recommend.post("/continue", response_model=ContinueResponse)
 def recommend_continue(body: ContinueRequest, rec: RecommenderDep) -> ContinueResponse:
     """Next tracks for a partial playlist; unknown seed ids are reported, not fatal."""
-    result = rec.continue_playlist(body.track_ids, body.k, body.name)
+    result = rec.continue_playlist(body.track_ids, body.k, body.name,
+                                   max_per_artist=body.max_per_artist)
     return ContinueResponse(model_version=rec.version, seeds=result.seeds,
                             unknown_track_ids=result.unknown, tracks=tracks_out(result.tracks),
                             method=result.method)
@@ -130,18 +138,57 @@ def search_tracks(
                                                                       found[0].artist))
 
 
+@tracks.get("/lookup", response_model=SearchResponse)
+def lookup_tracks(
+    rec: RecommenderDep,
+    ids: Annotated[str, Query(min_length=1, max_length=SEEDS_MAX * 201,
+                              description="track ids (bare, spotify:track:ID or links), "
+                                          "comma separated, at most 500"),
+                   AfterValidator(clean_text)],
+) -> SearchResponse:
+    """Names and artists of the known tracks among `ids`, in the order given (what the web
+    page shows for a search it reopens from its URL); unknown ids are left out."""
+    wanted = [normalize_track_id(t) for t in ids.split(",") if t.strip()]
+    if not wanted or len(wanted) > SEEDS_MAX:
+        raise QueryError(f"ids must name 1 to {SEEDS_MAX} tracks, got {len(wanted)}")
+    info = rec.track_info(wanted)
+    return SearchResponse(q=ids, tracks=[TrackInfoOut(track_id=t, name=info[t].name,
+                                                      artist=info[t].artist)
+                                         for t in dict.fromkeys(wanted) if t in info])
+
+
 # `:path`, so a URL-encoded track link (https%3A%2F%2Fopen.spotify.com%2Ftrack%2FID) works too
 @tracks.get("/{track_id:path}/similar", response_model=SimilarResponse)
 def similar_tracks(
     rec: RecommenderDep,
     track_id: Annotated[CleanText, PathParam(min_length=1, max_length=200)],
     k: Annotated[int, Query(ge=1, le=K_MAX)] = 20,
+    max_per_artist: Annotated[int | None, Query(
+        ge=0, le=MAX_PER_ARTIST_LIMIT, description="at most this many tracks per artist (0: "
+        "no cap; unset: the default, chosen on validation)")] = None,
 ) -> SimilarResponse:
     """The k tracks nearest to a track: its id, `spotify:track:ID` or its open.spotify.com
     link (URL-encoded); `track_id` in the answer is the bare id."""
     tid = normalize_track_id(track_id)
     return SimilarResponse(track_id=tid, model_version=rec.version,
-                           tracks=tracks_out(rec.similar(tid, k)))
+                           tracks=tracks_out(rec.similar(tid, k, max_per_artist)))
+
+
+@playlists.post("/export", response_class=Response, responses={
+    200: {"content": {t: {} for t in MEDIA_TYPES.values()},
+          "description": "the playlist file (Content-Disposition: attachment)"}})
+def export_playlist(body: ExportRequest, rec: RecommenderDep) -> Response:
+    """A playlist (name, track ids in order) as an M3U, CSV or JSON file with Spotify URIs,
+    names and artists from the catalog: what `--save FILE` writes on the command line. Ids the
+    catalog does not know are kept, without a name."""
+    info = rec.track_info(body.track_ids)
+    entries = [Entry(tid, info[tid].name, info[tid].artist) if tid in info else Entry(tid)
+               for tid in (normalize_track_id(t) for t in body.track_ids)]
+    text = render(body.name, entries, body.format)
+    stem = re.sub(r"[^\w.-]+", "-", body.name, flags=re.ASCII).strip("-.") or "playlist"
+    return Response(text.encode("utf-8"), media_type=f"{MEDIA_TYPES[body.format]}; "
+                    "charset=utf-8", headers={"Content-Disposition":
+                                              f'attachment; filename="{stem}.{body.format}"'})
 
 
 @health.get("/healthz", response_model=HealthResponse)

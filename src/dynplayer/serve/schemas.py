@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -13,6 +13,8 @@ from pydantic import (
     model_validator,
 )
 
+from dynplayer.diversity import MAX_PER_ARTIST_LIMIT
+from dynplayer.playlist_file import FORMATS
 from dynplayer.serve.limits import K_MAX, SEEDS_MAX, TEXT_MAX
 from dynplayer.serve.recommender import TrackResult
 
@@ -38,6 +40,9 @@ CleanText = Annotated[str, AfterValidator(clean_text)]
 TrackId = Annotated[str, StringConstraints(min_length=1, max_length=200),
                     AfterValidator(clean_text)]
 K = Annotated[int, Field(ge=1, le=K_MAX, description=f"number of tracks, 1..{K_MAX}")]
+MaxPerArtist = Annotated[int | None, Field(
+    ge=0, le=MAX_PER_ARTIST_LIMIT, description="at most this many tracks per artist (0: no "
+    "cap; null: the default for this kind of answer, chosen on validation)")]
 
 
 class TextRequest(BaseModel):
@@ -46,6 +51,7 @@ class TextRequest(BaseModel):
                     AfterValidator(clean_text), AfterValidator(not_blank),
                     Field(examples=["rainy day jazz", "신나는 여름 노래"])]
     k: K = 20
+    max_per_artist: MaxPerArtist = None
 
 
 class ContinueRequest(BaseModel):
@@ -59,6 +65,7 @@ class ContinueRequest(BaseModel):
                     AfterValidator(clean_text), AfterValidator(not_blank),
                     Field(examples=["road trip"])] | None = None
     k: K = 20
+    max_per_artist: MaxPerArtist = None
 
     @model_validator(mode="after")
     def seeds_or_name(self) -> ContinueRequest:
@@ -95,6 +102,14 @@ class TextResponse(BaseModel):
         default=None, description="the text as searched when Korean loanwords in it were "
         "replaced by the English words the captions use (\"발라드\" -> \"ballad\"); null "
         "when nothing was replaced")
+    confidence: float | None = Field(
+        default=None, description="how likely the answer holds what a playlist with this "
+        "caption holds (P(a track of it in the top 20), calibrated on validation captions); "
+        "null when the text model has no calibration")
+    match: Literal["close", "weak", "nothing"] | None = Field(
+        default=None, description="\"close\"; \"weak\" (weak match: the captions are only "
+        "loosely related); \"nothing\" (nothing close: noise, or words the model never saw; "
+        "the tracks are the nearest anyway, not an answer); null without a calibration")
 
 
 class ContinueResponse(BaseModel):
@@ -147,6 +162,17 @@ class UpdateRequest(BaseModel):
     playlists: list[dict[str, Any]] = Field(min_length=1)
     tracks: list[dict[str, Any]] = Field(default_factory=list)
     lenient: bool = False
+
+
+class ExportRequest(BaseModel):
+    """A playlist to export: its name and its tracks in order (ids, URIs or links)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200),
+                    AfterValidator(clean_text), AfterValidator(not_blank)] = "Dynplayer playlist"
+    track_ids: Annotated[list[TrackId], Field(min_length=1, max_length=SEEDS_MAX)]
+    format: Literal["m3u", "csv", "json"] = Field(
+        default="m3u", description=f"one of {', '.join(FORMATS)}")
 
 
 class ErrorResponse(BaseModel):

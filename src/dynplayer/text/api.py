@@ -33,6 +33,10 @@ class SearchResult:
     query: str
     playlists: list[PlaylistHit]
     tracks: list[TrackHit]
+    # How well the query matched the captions (`dynplayer.text.confidence`): a calibrated
+    # confidence in [0, 1] and its verdict, "close", "weak" or "nothing" (None: not calibrated)
+    confidence: float | None = None
+    match: str | None = None
 
 
 class TextSearcherProtocol(Protocol):

@@ -22,6 +22,17 @@ the encoder knows 재즈 from its captions). A word with no match may be a loanw
 suffix (로맨틱한): its longest matching prefix is bridged, then the rest, which is kept as typed
 when nothing in it matches.
 
+Compounds with a Latin letter are spelled with the letter's Korean name: 케이팝 is K-pop (케이 =
+K + 팝 = pop), 알앤비 R&B, 이디엠 EDM. Neither the key nor the encoder knows them (USE puts 케이팝
+at cosine 0.41 from "kpop"), so a word that starts with letter names (`LETTER_NAMES`) is read
+as those letters followed by the rest, whose key must be an English word's key exactly; the
+joined spelling ("kpop", "rnb", "edm", "dj") is accepted only when a caption of the model (one
+is enough: the letter parse is specific) or its genre words hold it, so the evidence is the
+vocabulary itself. A letter compound is tried
+before the sound match, and a word spelled entirely with three or more letter names is an
+acronym: bridged to it or left as typed, never matched by sound (비티에스, BTS, sounded like
+"vibes", 오디오 like "youtu").
+
 A bridged word replaces the Korean one in the query ("잔잔한 발라드" -> "잔잔한 ballad"), which
 then goes through retrieval, the metadata match and the feedback as typed. Text without Hangul
 is returned unchanged, so English queries score exactly as before. Measured with `dynplayer
@@ -64,6 +75,13 @@ DF_PRIOR = 0.05
 EDIT_COST = 0.15
 MIN_CAPTION_DF = 2  # caption words used by fewer playlists are not candidates
 MIN_GENRE_TRACKS = 5
+# Korean names of the Latin letters (앤, "and", joins R&B: 알앤비)
+LETTER_NAMES = {"에이": "a", "비": "b", "씨": "c", "시": "c", "디": "d", "이": "e", "에프": "f",
+                "지": "g", "쥐": "g", "에이치": "h", "에치": "h", "아이": "i", "제이": "j",
+                "케이": "k", "엘": "l", "엠": "m", "엔": "n", "앤": "n", "오": "o", "피": "p",
+                "큐": "q", "알": "r", "아르": "r", "에스": "s", "티": "t", "유": "u", "브이": "v",
+                "더블유": "w", "더블류": "w", "엑스": "x", "와이": "y", "제트": "z"}
+_LONGEST_NAME = max(len(n) for n in LETTER_NAMES)
 
 
 def _merge(symbols: str) -> str:
@@ -125,6 +143,21 @@ def english_key(word: str) -> str | None:
     return key or None
 
 
+def letter_prefixes(word: str) -> list[tuple[str, str]]:
+    """Every way `word` starts with Korean letter names: (the letters, the rest of the word)."""
+    out: list[tuple[str, str]] = []
+
+    def walk(letters: str, i: int) -> None:
+        for j in range(i + 1, min(len(word), i + _LONGEST_NAME) + 1):
+            letter = LETTER_NAMES.get(word[i:j])
+            if letter is not None:
+                out.append((letters + letter, word[j:]))
+                walk(letters + letter, j)
+
+    walk("", 0)
+    return out
+
+
 def threshold(key: str) -> float | None:
     n = n_symbols(key)
     return None if n < 3 else THRESHOLDS.get(n, LONG_THRESHOLD)
@@ -138,7 +171,8 @@ class LoanwordBridge:
         self.caption_df = caption_df
         vocab = {w for w, n in caption_df.items()
                  if n >= MIN_CAPTION_DF and _LATIN_WORD.fullmatch(w)}
-        vocab |= {w for w in genre_words if _LATIN_WORD.fullmatch(w)}
+        self.genre_words = set(genre_words)
+        vocab |= {w for w in self.genre_words if _LATIN_WORD.fullmatch(w)}
         self.by_key: dict[str, list[str]] = {}
         for w in sorted(vocab):
             k = english_key(w)
@@ -187,16 +221,44 @@ class LoanwordBridge:
             return None
         return word
 
+    def known(self, word: str) -> bool:
+        """Is `word` (Latin letters) a word of a caption or a genre?"""
+        return self.caption_df[word] >= 1 or word in self.genre_words
+
+    def letter_compound(self, korean: str) -> str | None:
+        """The acronym or letter compound a Hangul word spells with letter names (이디엠 -> edm,
+        케이팝 -> kpop), when the vocabulary holds it (the most frequent one), else None."""
+        found: list[str] = []
+        for letters, rest in letter_prefixes(korean):
+            if not rest:
+                found += [letters] if len(letters) >= 2 else []
+            elif (key := hangul_key(rest)) is not None:
+                found += [letters + w for w in self.by_key.get(key, [])]
+        found = [w for w in found if self.known(w)]
+        if not found:
+            return None
+        word = max(found, key=lambda w: (self.caption_df[w], w))
+        return None if self.caption_df[korean] >= max(self.caption_df[word], 1) else word
+
+    def one(self, korean: str) -> str | None:
+        """One Hangul word (or part of one) as a letter compound, else by its sound."""
+        return self.letter_compound(korean) or self.word(korean)
+
     def words(self, korean: str) -> list[str]:
         """English words for a Hangul word: itself bridged, else its longest bridged prefix
         followed by the rest, bridged the same way or kept as typed (뮤직토크쇼 -> music 토크쇼,
         로맨틱한 -> romantic 한: no word of the query is dropped); [] when nothing in it is
         bridged."""
+        w = self.letter_compound(korean)
+        if w:
+            return [w]
+        if any(len(letters) >= 3 and not rest for letters, rest in letter_prefixes(korean)):
+            return []  # an acronym the vocabulary does not hold
         w = self.word(korean)
         if w:
             return [w]
         for cut in range(len(korean) - 1, 0, -1):
-            w = self.word(korean[:cut])
+            w = self.one(korean[:cut])
             if w:
                 rest = korean[cut:]
                 return [w, *(self.words(rest) or [rest])]
@@ -209,4 +271,5 @@ class LoanwordBridge:
         return HANGUL_WORD.sub(lambda m: " ".join(self.words(m.group(0))) or m.group(0), text)
 
 
-__all__ = ["HANGUL_WORD", "LoanwordBridge", "english_key", "hangul_key", "n_symbols"]
+__all__ = ["HANGUL_WORD", "LETTER_NAMES", "LoanwordBridge", "english_key", "hangul_key",
+           "letter_prefixes", "n_symbols"]

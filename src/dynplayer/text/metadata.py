@@ -106,6 +106,12 @@ class MetadataMatch:
                 out += np.float32(w) * share ** np.float32(power)
         return out
 
+    def complete(self, query: str) -> bool:
+        """Does one track's artist name, or its genres, hold every word of `query`?"""
+        words = fold_words(query)
+        return bool(words) and any(float(f.match(words).max(initial=0.0)) >= 1.0 - 1e-6
+                                   for f in self.fields.values())
+
     def batch(self, queries: Sequence[str], weights: dict[str, float],
               power: float) -> np.ndarray:
         """(n, V) `scores` of many queries (the benchmark's batched path)."""

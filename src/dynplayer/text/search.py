@@ -22,6 +22,7 @@ from dynplayer.config import from_dict
 from dynplayer.errors import ArtifactError, ConfigError, QueryError
 from dynplayer.run import Run, l2_normalize
 from dynplayer.text.api import PlaylistHit, SearchResult, TextSearcherProtocol, TrackHit
+from dynplayer.text.confidence import Calibration, Vocabulary
 from dynplayer.text.config import TextConfig
 from dynplayer.text.encoders import TextEncoder, make_encoder
 from dynplayer.text.loanwords import LoanwordBridge
@@ -118,6 +119,9 @@ class TextSearcher(TextSearcherProtocol):
         self.metadata = MetadataMatch(self.track_artists, self.track_genres)
         self._encoder = encoder
         self._ngram_state = ngram_state
+        # how well a query matched the captions (text/confidence.json, text/words.txt)
+        self.calibration: Calibration | None = None
+        self.vocabulary: Vocabulary | None = None
         self.no_words = wordless(captions)  # never hubs of caption retrieval
         self._vectors = compose_playlist_vectors(joint, captions_x, cfg, self.no_words)
         # search_dims: the space on its first principal directions (queries projected alike),
@@ -142,10 +146,12 @@ class TextSearcher(TextSearcherProtocol):
 
     # ---- loading -----------------------------------------------------------------------------
     @classmethod
-    def load(cls, run_dir: Path, **overrides: Any) -> TextSearcher:
-        """Read RUN_DIR/text/ (written by `dynplayer train-text`); `overrides` change search
-        settings of the TextConfig (retrieval, caption_weight, top_playlists, ...)."""
-        d = Path(run_dir) / "text"
+    def load(cls, run_dir: Path, *, text_dir: Path | None = None,
+             **overrides: Any) -> TextSearcher:
+        """Read RUN_DIR/text/ (written by `dynplayer train-text`; or `text_dir`, a text model
+        being written for RUN_DIR); `overrides` change search settings of the TextConfig
+        (retrieval, caption_weight, top_playlists, ...)."""
+        d = Path(text_dir) if text_dir is not None else Path(run_dir) / "text"
         need = ["config.json", "model.npz", "joint.npy", "captions.npy", "occurrences.npz",
                 "pids.txt", "captions.json", "tracks.json"]
         if not d.is_dir():
@@ -175,10 +181,14 @@ class TextSearcher(TextSearcherProtocol):
                 raise ArtifactError(f"{run_dir}: {int((run_rows < 0).sum())} vocabulary tracks "
                                     "have no track vector; rerun `dynplayer train-text`")
             track_vectors = run.vectors[run_rows]
-        return cls(d, cfg, weights, np.load(d / "joint.npy"), np.load(d / "captions.npy"), occ,
-                   pids, json.loads((d / "captions.json").read_text()), tracks,
-                   ngram_state=d / "ngram.npz" if cfg.encoder == "ngram" else None,
-                   track_vectors=track_vectors)
+        out = cls(d, cfg, weights, np.load(d / "joint.npy"), np.load(d / "captions.npy"), occ,
+                  pids, json.loads((d / "captions.json").read_text()), tracks,
+                  ngram_state=d / "ngram.npz" if cfg.encoder == "ngram" else None,
+                  track_vectors=track_vectors)
+        if (d / "confidence.json").exists() and (d / "words.txt").exists():
+            out.calibration = Calibration.load(d / "confidence.json")
+            out.vocabulary = Vocabulary.load(d / "words.txt")
+        return out
 
     @property
     def encoder(self) -> TextEncoder:
@@ -277,8 +287,9 @@ class TextSearcher(TextSearcherProtocol):
             raise QueryError("playlist row out of range")
         playlists = [PlaylistHit(self.playlist_pids[r], self.playlist_captions[r], float(s))
                      for r, s in zip(rows, sims, strict=True)]
+        judged = self.judge(sims, query)
         if rows.size == 0:
-            return SearchResult(query=query, playlists=[], tracks=[])
+            return SearchResult(query, [], [], *judged)
         w = np.clip(sims, 0.0, None) ** self.cfg.sim_power
         # The occurrences of the chosen playlists straight from the CSR arrays (scipy's fancy
         # indexing costs more than the arithmetic at this size).
@@ -296,7 +307,7 @@ class TextSearcher(TextSearcherProtocol):
         scores = self.with_metadata(scores[None, :], [query])[0]
         n_pos = int((scores > 0).sum())
         if n_pos == 0:
-            return SearchResult(query=query, playlists=playlists, tracks=[])
+            return SearchResult(query, playlists, [], *judged)
         top = top_rows(scores[None, :], min(k, n_pos))[0][0]
         rank_of = np.full(self.occ.shape[1], -1, dtype=np.int64)
         rank_of[top] = np.arange(top.shape[0])
@@ -308,7 +319,15 @@ class TextSearcher(TextSearcherProtocol):
         tracks = [TrackHit(self.track_ids[t], s, [playlists[i] for i in who[lo:hi]])
                   for t, s, lo, hi in zip(top.tolist(), scores[top].tolist(), bounds[:-1],
                                           bounds[1:], strict=True)]
-        return SearchResult(query=query, playlists=playlists, tracks=tracks)
+        return SearchResult(query, playlists, tracks, *judged)
+
+    def judge(self, sims: np.ndarray, query: str) -> tuple[float | None, str | None]:
+        """(confidence, verdict) of a query with these playlist similarities (best first), by
+        the model's calibration (`text.confidence`); (None, None) without one."""
+        if self.calibration is None or self.vocabulary is None:
+            return None, None
+        return self.calibration.judge(sims, query, self.vocabulary,
+                                      full_match=self.metadata.complete(query))
 
     @property
     def match_weights(self) -> dict[str, float]:

@@ -241,10 +241,18 @@ def train_text(run_dir: Path, cfg: TextConfig) -> dict[str, Any]:
     with atomic_directory(out) as tmp:
         write_artifacts(tmp, data, encoder, model, cfg, searchable, cache)
         metrics["total_seconds"] = time.perf_counter() - t_start
-        atomic_write_json(tmp / "config.json", {
-            "text": to_dict(cfg), "encoder_fingerprint": encoder.fingerprint(),
-            "vectors_hash": data.vectors_hash, "corpus_dir": str(run.corpus_dir),
-            "corpus_hash": data.corpus.manifest.get("content_hash"), "metrics": metrics})
+        meta = {"text": to_dict(cfg), "encoder_fingerprint": encoder.fingerprint(),
+                "vectors_hash": data.vectors_hash, "corpus_dir": str(run.corpus_dir),
+                "corpus_hash": data.corpus.manifest.get("content_hash"), "metrics": metrics}
+        atomic_write_json(tmp / "config.json", meta)
+        if data.usable(VAL).size:  # how well queries match, calibrated on validation captions
+            from dynplayer.text.confidence import write_calibration
+
+            t_cal = time.perf_counter()
+            metrics["confidence"] = write_calibration(run_dir, tmp).validation
+            metrics["calibration_seconds"] = time.perf_counter() - t_cal
+            metrics["total_seconds"] = time.perf_counter() - t_start
+            atomic_write_json(tmp / "config.json", meta)
     return metrics
 
 

@@ -2,7 +2,11 @@
 // Plain browser JavaScript, no build step. The API base is `?api=` in the page URL, else
 // window.DYNPLAYER_API (config.js), else the origin that served the page. When the service
 // serves several catalogs (GET /v1/catalogs), a picker chooses one; every request then names
-// it in its `catalog` query parameter.
+// it in its `catalog` query parameter. The page's own URL reproduces what it shows (`?q=` a text
+// search, `?similar=ID`, `?seeds=ID,ID` a continuation, `&artist=N` the variety setting), so a
+// search can be shared or bookmarked and back / forward step through the searches. Playlists
+// built on the page are saved in the browser (localStorage) and exported through
+// POST /v1/playlists/export (M3U, CSV, JSON with Spotify URIs).
 "use strict";
 
 const params = new URLSearchParams(window.location.search);
@@ -62,43 +66,98 @@ function spotifyId(trackId) {
 }
 
 function closePreviews() {
-  for (const frame of document.querySelectorAll("#results iframe.spotify-embed")) frame.remove();
+  for (const node of document.querySelectorAll("#results iframe.spotify-embed, " +
+    "#results .preview-note")) node.remove();
   for (const b of document.querySelectorAll("#results button.preview")) {
     b.textContent = "▶ preview";
     b.setAttribute("aria-expanded", "false");
   }
 }
 
-// The embed player is loaded only when asked for: one iframe, under its track, at a time.
+const OEMBED = "https://open.spotify.com/oembed?url=";
+
+// Can Spotify's player show this track? "ok", "missing" (Spotify does not know it) or
+// "offline" (no network, or Spotify unreachable). Spotify's oEmbed answers 404 for a track it
+// does not have; when its answer cannot be read across origins, an opaque request still tells
+// a reachable Spotify from an unreachable one.
+async function previewStatus(id) {
+  if (navigator.onLine === false) return "offline";
+  const url = OEMBED + encodeURIComponent(`https://open.spotify.com/track/${id}`);
+  const timed = (init) => fetch(url, { ...init, signal: AbortSignal.timeout(8000) });
+  try {
+    const response = await timed({});
+    return response.status === 404 || response.status === 400 ? "missing" : "ok";
+  } catch (_) {
+    try { await timed({ mode: "no-cors" }); return "ok"; } catch (__) { return "offline"; }
+  }
+}
+
+const PREVIEW_NOTES = {
+  offline: "Preview unavailable: you are offline, or Spotify cannot be reached.",
+  missing: "No preview: Spotify does not have this track (removed, or not available here).",
+};
+
+// The embed player is loaded only when asked for: one iframe, under its track, at a time. When
+// it cannot show anything (offline, or no such track on Spotify) a note says so instead of an
+// empty grey box.
 function togglePreview(item, button, id, track) {
-  const open = item.querySelector("iframe.spotify-embed");
+  const open = item.querySelector("iframe.spotify-embed, .preview-note");
   closePreviews();
   if (open) return;
+  button.textContent = "■ close preview";
+  button.setAttribute("aria-expanded", "true");
+  const note = (status) => {
+    const p = el("p", { class: "preview-note", role: "status", "data-status": status },
+      PREVIEW_NOTES[status]);
+    item.querySelector(".track").after(p);
+    return p;
+  };
+  if (navigator.onLine === false) { note("offline"); return; }
   const frame = el("iframe", {
     class: "spotify-embed", src: `https://open.spotify.com/embed/track/${id}`,
     title: `Spotify preview: ${label(track)}`, width: "100%", height: "80", loading: "lazy",
     allow: "autoplay; clipboard-write; encrypted-media; fullscreen; picture-in-picture",
   });
   item.querySelector(".track").after(frame);
-  button.textContent = "■ close preview";
-  button.setAttribute("aria-expanded", "true");
+  previewStatus(id).then((status) => {
+    if (status === "ok" || !frame.isConnected) return;
+    frame.hidden = true;
+    note(status);
+  });
+}
+
+function showVerdict(message) {
+  $("verdict").textContent = message || "";
+  $("verdict").hidden = !message;
 }
 
 function clearResults() {
   showError("");
+  showVerdict("");
   $("results-title").textContent = "";
   $("results-title").hidden = true;
   $("results").replaceChildren();
+  $("results").hidden = false;
+  $("show-anyway").hidden = true;
+  $("add-all").hidden = true;
   $("welcome").hidden = false;
+  shown = [];
 }
+
+let shown = []; // the tracks on screen, for "+ all to playlist"
 
 function render(title, tracks) {
   showError("");
+  showVerdict("");
   $("welcome").hidden = true;
   $("results-title").textContent = title;
   $("results-title").hidden = false;
+  $("show-anyway").hidden = true;
   const list = $("results");
+  list.hidden = false;
   list.replaceChildren();
+  shown = tracks;
+  $("add-all").hidden = !tracks.length;
   if (!tracks.length) {
     list.append(el("li", { class: "empty" }, "No tracks found."));
     return;
@@ -119,6 +178,10 @@ function render(title, tracks) {
       const button = el("button", { type: "button", class: "preview", "aria-expanded": "false",
         onclick: () => togglePreview(item, button, id, track) }, "▶ preview");
       actions.append(button);
+    } else {
+      actions.append(el("span", { class: "no-preview",
+        title: "This catalog's tracks are not Spotify tracks: there is no preview to play" },
+      "no preview"));
     }
     actions.append(
       el("button", { type: "button", class: "more", onclick: () => similar(track) },
@@ -150,29 +213,182 @@ async function busy(what, work) {
   finally { $("status").textContent = modelLabel; }
 }
 
-function searchText(text) {
+// ---- what the page shows, in its URL ---------------------------------------------------------
+
+function variety() {
+  const v = $("variety").value;
+  return v === "" ? null : Number(v);
+}
+
+// The page URL for a search: the page's own settings (?api=, ?catalog=) kept, the search's
+// parameters replaced.
+function pageUrl(search) {
+  const url = new URL(window.location.href);
+  for (const key of ["q", "similar", "seeds", "artist"]) url.searchParams.delete(key);
+  if (catalog) url.searchParams.set("catalog", catalog); else url.searchParams.delete("catalog");
+  for (const [key, value] of Object.entries(search)) url.searchParams.set(key, value);
+  if (variety() !== null) url.searchParams.set("artist", String(variety()));
+  return url;
+}
+
+function remember(search, push) {
+  const url = pageUrl(search).toString();
+  if (url === window.location.href) return;
+  if (push) history.pushState(search, "", url); else history.replaceState(search, "", url);
+}
+
+function searchText(text, push = true) {
+  remember({ q: text }, push);
   return busy("searching…", async () => {
-    const data = await call("/v1/recommend/text", { text, k: 20 });
+    const body = { text, k: 20 };
+    if (variety() !== null) body.max_per_artist = variety();
+    const data = await call("/v1/recommend/text", body);
     // Korean loanwords are searched as the English words the captions use ("발라드" as
     // "ballad"): say so, so the list is not a surprise
     const as = data.searched_as ? ` (searched as “${data.searched_as}”)` : "";
     render(`Tracks for “${text}”${as}`, data.tracks);
+    const confidence = typeof data.confidence === "number"
+      ? ` (confidence ${data.confidence.toFixed(2)})` : "";
+    if (data.match === "weak") {
+      showVerdict(`Weak match: the playlists nearest to “${text}” are only loosely related` +
+        `${confidence}, so these tracks may miss what you meant.`);
+    } else if (data.match === "nothing") {
+      // noise or words the model never saw: the nearest tracks are not an answer
+      showVerdict(`Nothing close to “${text}” in this catalog${confidence}: the words are ` +
+        "unknown to it, or too far from every playlist title. Try other words.");
+      $("results").hidden = true;
+      $("add-all").hidden = true;
+      $("show-anyway").hidden = !data.tracks.length;
+    }
   });
 }
 
-function similar(track) {
+function similar(track, push = true) {
+  remember({ similar: track.track_id }, push);
   return busy("finding similar tracks…", async () => {
-    const data = await call(`/v1/tracks/${encodeURIComponent(track.track_id)}/similar?k=20`);
+    const cap = variety() === null ? "" : `&max_per_artist=${variety()}`;
+    const data = await call(
+      `/v1/tracks/${encodeURIComponent(track.track_id)}/similar?k=20${cap}`);
     render(`More like ${label(track)}`, data.tracks);
   });
 }
 
-function continuePlaylist() {
+function continuePlaylist(push = true) {
+  remember({ seeds: [...seeds.keys()].join(",") }, push);
   return busy("continuing…", async () => {
-    const data = await call("/v1/recommend/continue", { track_ids: [...seeds.keys()], k: 20 });
+    const body = { track_ids: [...seeds.keys()], k: 20 };
+    if (variety() !== null) body.max_per_artist = variety();
+    const data = await call("/v1/recommend/continue", body);
     const note = data.unknown_track_ids.length
       ? ` (unknown: ${data.unknown_track_ids.join(", ")})` : "";
     render(`Next for your ${data.seeds.length} tracks${note}`, data.tracks);
+  });
+}
+
+async function lookup(ids) {
+  const data = await call(`/v1/tracks/lookup?ids=${encodeURIComponent(ids.join(","))}`);
+  return data.tracks;
+}
+
+// Show what the URL asks for (on load, and on back / forward); `push` false: no new entry.
+async function applyUrl() {
+  const p = new URLSearchParams(window.location.search);
+  $("variety").value = p.has("artist") ? p.get("artist") : "";
+  if ($("variety").selectedIndex < 0) $("variety").value = "";
+  if (p.get("q")) {
+    if (mode !== "text") setMode("text", false);
+    $("text-input").value = p.get("q");
+    return searchText(p.get("q"), false);
+  }
+  if (p.get("similar")) {
+    const id = p.get("similar");
+    let track = { track_id: id, name: null, artist: null };
+    try { track = (await lookup([id]))[0] || track; } catch (_) { /* the answer will say */ }
+    if (mode === "continue") setMode("text", false);
+    return similar(track, false);
+  }
+  if (p.get("seeds")) {
+    const ids = p.get("seeds").split(",").filter(Boolean);
+    setMode("continue", false);
+    seeds.clear();
+    try {
+      for (const t of await lookup(ids)) seeds.set(t.track_id, label(t));
+    } catch (err) { showError(err.message); }
+    for (const id of ids) if (!seeds.has(id)) seeds.set(id, id);
+    renderSeeds();
+    return continuePlaylist(false);
+  }
+  if (mode !== "map") setMode(mode, false);
+  return null;
+}
+
+// ---- your playlist: saved in this browser, exported by the API ------------------------------
+
+const SAVED_KEY = "dynplayer.playlists";
+
+function savedPlaylists() {
+  try { return JSON.parse(localStorage.getItem(SAVED_KEY) || "{}"); } catch (_) { return {}; }
+}
+
+function renderSaved() {
+  const saved = savedPlaylists();
+  const names = Object.keys(saved).sort();
+  $("saved-title").hidden = names.length === 0;
+  $("saved").replaceChildren(...names.map((name) => {
+    const p = saved[name];
+    const where = p.catalog ? `, ${p.catalog}` : "";
+    return el("li", { "data-name": name },
+      el("span", { class: "saved-name" }, `${name} (${p.tracks.length} tracks${where})`),
+      el("button", { type: "button", class: "secondary open",
+        onclick: () => openSaved(name) }, "open"),
+      el("button", { type: "button", class: "secondary", "aria-label": `delete ${name}`,
+        onclick: () => {
+          const all = savedPlaylists();
+          delete all[name];
+          localStorage.setItem(SAVED_KEY, JSON.stringify(all));
+          renderSaved();
+        } }, "×"));
+  }));
+}
+
+function savePlaylist() {
+  const name = $("playlist-name").value.trim() || "My playlist";
+  $("playlist-name").value = name;
+  const all = savedPlaylists();
+  all[name] = { catalog, saved: new Date().toISOString(),
+    tracks: [...seeds].map(([track_id, text]) => ({ track_id, label: text })) };
+  localStorage.setItem(SAVED_KEY, JSON.stringify(all));
+  renderSaved();
+  $("status").textContent = `saved “${name}”`;
+}
+
+function openSaved(name) {
+  const p = savedPlaylists()[name];
+  if (!p) return;
+  seeds.clear();
+  for (const t of p.tracks) seeds.set(t.track_id, t.label);
+  $("playlist-name").value = name;
+  renderSeeds();
+}
+
+async function exportPlaylist(format) {
+  const name = $("playlist-name").value.trim() || "My playlist";
+  await busy("exporting…", async () => {
+    const response = await fetch(API + withCatalog("/v1/playlists/export"), {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ name, track_ids: [...seeds.keys()], format }),
+    });
+    if (!response.ok) {
+      let message = `HTTP ${response.status}`;
+      try { message = (await response.json()).message || message; } catch (_) { /* no JSON */ }
+      throw new Error(message);
+    }
+    const disposition = response.headers.get("Content-Disposition") || "";
+    const file = (/filename="([^"]+)"/.exec(disposition) || [])[1] || `playlist.${format}`;
+    const link = el("a", { href: URL.createObjectURL(await response.blob()), download: file });
+    document.body.append(link);
+    link.click();
+    link.remove();
   });
 }
 
@@ -184,7 +400,8 @@ function renderSeeds() {
       el("button", { type: "button", "aria-label": "remove",
         onclick: () => { seeds.delete(id); renderSeeds(); } }, "×")));
   }
-  $("continue-button").disabled = seeds.size === 0;
+  for (const id of ["continue-button", "save-playlist"]) $(id).disabled = seeds.size === 0;
+  for (const b of document.querySelectorAll("button.export-as")) b.disabled = seeds.size === 0;
 }
 
 function addSeed(track) {
@@ -200,6 +417,8 @@ function suggest() {
   suggestTimer = setTimeout(async () => {
     try {
       const data = await call(`/v1/tracks/search?q=${encodeURIComponent(q)}&limit=8`);
+      // an answer to an older query (a slower response overtaken by typing) is dropped
+      if ($("track-input").value.trim() !== q) return;
       // say when nothing matched, and when the list is only the closest names
       const note = !data.tracks.length ? `no track matches “${q}”`
         : data.near_misses ? `no exact match for “${q}”; close names:` : null;
@@ -341,8 +560,9 @@ function mapClick(event) {
 
 // ---- modes and catalogs ----------------------------------------------------------------------
 
-function setMode(next) {
+function setMode(next, fromUser = true) {
   mode = next;
+  if (fromUser) remember({}, true); // a new mode starts clean, in the URL too
   for (const m of ["text", "continue", "map"]) {
     $(`${m}-panel`).hidden = m !== next;
     $(`mode-${m}`).classList.toggle("active", m === next);
@@ -402,7 +622,29 @@ window.addEventListener("DOMContentLoaded", () => {
     $(`mode-${m}`).addEventListener("click", () => setMode(m));
   }
   $("track-input").addEventListener("input", suggest);
-  $("continue-button").addEventListener("click", continuePlaylist);
+  $("continue-button").addEventListener("click", () => continuePlaylist());
+  $("save-playlist").addEventListener("click", savePlaylist);
+  for (const b of document.querySelectorAll("button.export-as")) {
+    b.addEventListener("click", () => exportPlaylist(b.dataset.format));
+  }
+  $("add-all").addEventListener("click", () => { for (const t of shown) addSeed(t); });
+  $("show-anyway").addEventListener("click", () => {
+    $("results").hidden = false;
+    $("show-anyway").hidden = true;
+    $("add-all").hidden = !shown.length;
+  });
+  // A new variety setting answers the search on screen again (in the same history entry).
+  $("variety").addEventListener("change", () => {
+    const p = new URLSearchParams(window.location.search);
+    if (p.get("q") || p.get("similar") || p.get("seeds")) {
+      const url = pageUrl(Object.fromEntries([...p].filter(([k]) => k === "q" ||
+        k === "similar" || k === "seeds")));
+      history.replaceState(null, "", url.toString());
+      applyUrl();
+    }
+  });
+  window.addEventListener("popstate", () => { applyUrl(); });
+  renderSaved();
   $("map").addEventListener("mousemove", mapHover);
   $("map").addEventListener("mouseleave", () => { $("map-tip").hidden = true; });
   $("map").addEventListener("click", mapClick);
@@ -415,5 +657,5 @@ window.addEventListener("DOMContentLoaded", () => {
     setMode(mode); // clears the results, reloads the map for the new catalog
     showModel(catalogs);
   });
-  loadCatalogs().then((data) => { catalogs = data; showModel(data); });
+  loadCatalogs().then((data) => { catalogs = data; showModel(data); applyUrl(); });
 });
