@@ -118,16 +118,18 @@ class TwoStage:
         self.cfg = cfg
         self.manifest = manifest or {}
 
-    def candidate_scores(self, q: Queries, keep: int | None = None
+    def candidate_scores(self, q: Queries, keep: int | None = None,
+                         allowed: np.ndarray | None = None
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(rows, cols, ranker scores, embedding cosines) of every candidate of `q`. With the
         cascade, each playlist's best `keep` (default `cfg.cascade_keep`) candidates by the
-        first rounds get every round and score above the rest."""
+        first rounds get every round and score above the rest. `allowed` (bool, V): candidates
+        only among these tracks (`retrieve`)."""
         out_r, out_c, out_s, out_e = [], [], [], []
         for start in range(0, q.n, self.cfg.batch_size):
             sub = q.slice(start, min(q.n, start + self.cfg.batch_size))
             ret = retrieve(self.sources, sub, self.cfg.n_embedding, self.cfg.n_cooc,
-                           self.cfg.n_ease)
+                           self.cfg.n_ease, allowed=allowed)
             x = F.compute(self.sources, sub, ret, self.ranker.features)
             out_r.append(ret.rows + start)
             out_c.append(ret.cols)
@@ -140,10 +142,11 @@ class TwoStage:
         return (np.concatenate(out_r), np.concatenate(out_c), np.concatenate(out_s),
                 np.concatenate(out_e))
 
-    def rank(self, q: Queries, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    def rank(self, q: Queries, k: int,
+             allowed: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per playlist: the top-k vocabulary rows, best first, and their ranker scores (ties
-        in the embedding's order)."""
-        rows, cols, scores, emb = self.candidate_scores(q, keep=k)
+        in the embedding's order); with `allowed`, only among those tracks."""
+        rows, cols, scores, emb = self.candidate_scores(q, keep=k, allowed=allowed)
         order = np.lexsort((-emb, -scores, rows))
         rows, cols, scores = rows[order], cols[order], scores[order]
         bounds = np.searchsorted(rows, np.arange(q.n + 1))
