@@ -214,6 +214,12 @@ def bench_library_cmd(
     = False,
     server_tracks: Annotated[int, typer.Option(help="Songs of the server library")] = 20000,
     seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+    split: Annotated[str, typer.Option(help="Playlists to evaluate: test | val (to choose "
+                                       "settings)")] = "test",
+    placed_penalty: Annotated[float | None, typer.Option(
+        help="Cosine penalty of tracks placed by playlists or artist (default: the built-in)")]
+    = None,
+    latency: Annotated[bool, typer.Option(help="Time mixes on a 20,000-track library")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
     out: Annotated[Path | None, typer.Option(help="Write the tables (markdown) here")] = None,
 ) -> None:
@@ -222,7 +228,13 @@ def bench_library_cmd(
     from dynplayer.library.bench import BenchConfig, render, run_bench
 
     cfg = BenchConfig(libraries=libraries, playlists=playlists, unrelated=unrelated,
-                      tune=tune, server=server, server_tracks=server_tracks, seed=seed)
+                      tune=tune, server=server, server_tracks=server_tracks, seed=seed,
+                      split=split, placed_penalty=placed_penalty,
+                      latency_mixes=200 if latency else 0)
+    if split not in ("test", "val"):
+        from dynplayer.errors import ConfigError
+
+        raise ConfigError(f"--split must be test or val, got {split!r}")
     report = run_bench(run_dir, cfg, log=lambda m: typer.echo(m, err=True))
     text = render(report)
     typer.echo(json.dumps(report, indent=2) if as_json else text)

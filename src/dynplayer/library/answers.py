@@ -2,13 +2,15 @@
 "discover" (catalogue tracks the library lacks), each track with its "because".
 
 Every library track gets a place in the run's track space: its catalogue track's vector when
-the run has one, else its artist's (`library.placement`); tracks with neither are never
-answered. Continuations use the run's second stage when RUN_DIR/ranker/ exists, its candidates
-drawn from the library only (`rank.candidates.retrieve(allowed=...)`); library tracks it cannot
-score (placed by their artist) are merged in by their cosine with the seeds. Free text follows
-`TextSearcher`: the query's top playlists, each library track scored by occurrence x
-similarity^power, plus pseudo-relevance feedback and the artist / genre match, so a library
-track in none of those playlists still gets its place by cosine.
+the run has one, else a place from the training playlists holding it, else its artist's
+(`library.placement`); tracks with none of these are never answered, and placed tracks rank
+after those with a vector of their own (`PLACED_PENALTY`). Continuations use the run's second
+stage when RUN_DIR/ranker/ exists, its candidates drawn from the library only
+(`rank.candidates.retrieve(allowed=...)`); placed tracks, which it cannot score, are merged in
+by their cosine with the seeds. Free text follows `TextSearcher`: the query's top playlists,
+each library track scored by occurrence x similarity^power, plus pseudo-relevance feedback and
+the artist / genre match, so a library track in none of those playlists still gets its place
+by cosine.
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ from dynplayer.run import Run, l2_normalize, load_run
 
 MAX_K = 200
 BECAUSE_PLAYLISTS = 3
+# A place from playlists or an artist is a mean of means: closer to every query than a trained
+# vector is (hubness), so such tracks rank by their cosine minus this; chosen on the validation
+# split with `dynplayer bench library --split val --placed-penalty ...` (docs/benchmarks.md).
+# Validation, 3 libraries x 12 playlists, recall@20: 0 -> 0.18, 0.1 -> 0.30, 0.3 -> 0.59,
+# 1 -> 0.67 (item-kNN 0.62): a placed track follows every track with a vector of positive cosine.
+PLACED_PENALTY = 1.0
 
 
 @dataclass
@@ -57,7 +65,7 @@ class LibraryModel:
     """One run and one of its libraries in memory."""
 
     def __init__(self, run: Run, corpus: Corpus, library: Library, *, searcher: Any = None,
-                 stage: Any = None) -> None:
+                 stage: Any = None, placed_penalty: float = PLACED_PENALTY) -> None:
         from dynplayer.eval.runner import run_vocab
         from dynplayer.rank.stage import source_playlists
 
@@ -69,17 +77,29 @@ class LibraryModel:
         self.run_row = np.full(n, -1, dtype=np.int64)
         self.vecs = np.zeros((n, d), dtype=np.float32)
         self.placed: list[str | None] = [None] * n
-        cat_artist = {t: a for t, a in zip(corpus.track_ids, corpus.artists, strict=True)}
+        cat_row = {t: j for j, t in enumerate(corpus.track_ids)}
+        context = [i for i, m in enumerate(library.matches)
+                   if m.track_id and m.track_id not in index and m.track_id in cat_row]
+        ctx = self.placement.context_vectors(np.array(
+            [cat_row[library.matches[i].track_id or ""] for i in context], dtype=np.int64)) \
+            if context else np.zeros((0, d), np.float32)
+        ctx_of = {i: ctx[j] for j, i in enumerate(context) if ctx[j].any()}
         for i, m in enumerate(library.matches):
             r = index.get(m.track_id) if m.track_id else None
             if r is not None:
                 self.run_row[i], self.vecs[i], self.placed[i] = r, run.vectors[r], "track"
                 continue
-            artist = m.artist or (cat_artist.get(m.track_id) if m.track_id else None)
+            if i in ctx_of:
+                self.vecs[i], self.placed[i] = ctx_of[i], "context"
+                continue
+            j = cat_row.get(m.track_id) if m.track_id else None
+            artist = m.artist or (corpus.artists[j] if j is not None else None)
             v = self.placement.artist_vector(artist) if artist else None
             if v is not None:
                 self.vecs[i], self.placed[i] = v, "artist"
         self.usable = np.array([p is not None for p in self.placed], dtype=bool)
+        self.penalty = np.array([placed_penalty if p in ("context", "artist") else 0.0
+                                 for p in self.placed], dtype=np.float32)
         tracks = library.tracks
         self.song = [m.track_id or "|".join(identity(t.artist, t.title))
                      for t, m in zip(tracks, library.matches, strict=True)]
@@ -156,7 +176,7 @@ class LibraryModel:
             raise QueryError("none of the seeds has a place in the track space (not in the "
                              "catalogue, artist unknown)")
         q = l2_normalize(self.vecs[use].mean(axis=0, keepdims=True))[0]
-        cos = self.vecs @ q
+        cos = self.vecs @ q - self.penalty
         cos[~self.usable] = -np.inf
         cos[seeds] = -np.inf
         runs = [int(self.run_row[s]) for s in use if self.run_row[s] >= 0]
@@ -292,7 +312,9 @@ class LibraryModel:
             out["seeds"] = [self.ids[near]]
         t = self.library.tracks[near] if near is not None else None
         close = f"close to {t.title} by {t.artist}" if t is not None else "close to the seeds"
-        if self.placed[i] == "artist":
+        if self.placed[i] == "context":
+            out["why"] = f"{close}, placed by the playlists it is in (it has no vector)"
+        elif self.placed[i] == "artist":
             m = self.library.matches[i]
             why = ("its title is not in the catalogue" if m.track_id is None
                    else "its catalogue track has no vector")
