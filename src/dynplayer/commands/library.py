@@ -108,6 +108,21 @@ def _model(run_dir: Path, library: str, text: bool = False) -> Any:
     return LibraryModel.load(run_dir, library, text=text)
 
 
+def _check_save(model: Any, save: str | None, dry_run: bool) -> None:
+    """--save / --dry-run are checked before anything is computed or printed."""
+    from dynplayer.errors import DynplayerError, QueryError
+
+    if dry_run and save is None:
+        raise QueryError("--dry-run goes with --save NAME")
+    if save is not None:
+        from dynplayer.library.writeback import playlist_name
+
+        playlist_name(save)
+        if model.library.source_url() is None:
+            raise DynplayerError(f"the library {model.library.name!r} was not imported from a "
+                                 "Subsonic server, so there is no server to write a playlist to")
+
+
 def _emit(model: Any, answer: Any, jsonl: bool, save: str | None, dry_run: bool) -> None:
     if jsonl:
         typer.echo(json.dumps(answer.as_dict(), ensure_ascii=False))
@@ -127,10 +142,6 @@ def _emit(model: Any, answer: Any, jsonl: bool, save: str | None, dry_run: bool)
             for p in b.get("playlists", [])[:2]:
                 typer.echo(f"       because: {p['caption'] or p['pid']}")
         typer.echo(f"({answer.method}, {answer.ms:.0f} ms)")
-    if dry_run and save is None:
-        from dynplayer.errors import QueryError
-
-        raise QueryError("--dry-run goes with --save NAME")
     if save is not None:
         from dynplayer.library.writeback import save_playlist
 
@@ -151,6 +162,7 @@ def mix_cmd(
 ) -> None:
     """An instant mix from your library: tracks that continue the seeds, no repeats."""
     model = _model(run_dir, library)
+    _check_save(model, save, dry_run)
     _emit(model, model.mix(seeds, k, per_artist), jsonl, save, dry_run)
 
 
@@ -167,6 +179,7 @@ def search_cmd(
     from dynplayer.library.explore import search
 
     model = _model(run_dir, library, text=True)
+    _check_save(model, save, dry_run)
     _emit(model, search(model, text, k, per_artist), jsonl, save, dry_run)
 
 
@@ -181,6 +194,7 @@ def continue_cmd(
 ) -> None:
     """Continue one of your playlists (read at import) from your library."""
     model = _model(run_dir, library)
+    _check_save(model, save, dry_run)
     _emit(model, model.continue_playlist(playlist, k, per_artist), jsonl, save, dry_run)
 
 
