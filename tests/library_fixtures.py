@@ -36,16 +36,15 @@ def relabel_with_real_names(corpus: Corpus) -> bool:
     synthetic artist, its tracks the artist's real titles); False without the data."""
     if not SHARED_MPD.is_dir():
         return False
-    artists = sorted({a for a in corpus.artists if a})
     by_artist: dict[str, list[int]] = defaultdict(list)
     for i, a in enumerate(corpus.artists):
         if a:
             by_artist[a].append(i)
     need = max(len(v) for v in by_artist.values())
-    names = real_names(len(artists), need)
-    if len(names) < len(artists):
+    names = real_names(len(by_artist), need)
+    if len(names) < len(by_artist):
         return False
-    for (syn, rows), (real, titles) in zip(sorted(by_artist.items()), names, strict=False):
+    for (_syn, rows), (real, titles) in zip(sorted(by_artist.items()), names, strict=False):
         for j, i in enumerate(rows):
             corpus.artists[i] = real
             corpus.track_names[i] = titles[j]

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from dynplayer.cli import app
 from dynplayer.data.corpus import TEST, load_corpus
 from dynplayer.errors import DataError, QueryError
-from dynplayer.library.match import Catalogue, Matcher, MatchConfig
+from dynplayer.library.match import Catalogue, MatchConfig, Matcher
 from dynplayer.library.records import LibraryTrack, read_table
 from dynplayer.library.simulate import perturb
 from dynplayer.library.tagkeys import artist_keys, core_title, identity, title_keys

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from library_fixtures import relabel_with_real_names
 
 from dynplayer.data.corpus import save_corpus
 from dynplayer.library.simulate import perturb
 from dynplayer.library.supysonic import SupysonicServer, supysonic_available, write_mp3
+from library_fixtures import relabel_with_real_names
 
 pytestmark = pytest.mark.subsonic
 PASSWORD = "pw-Never-Shown-42"

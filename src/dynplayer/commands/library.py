@@ -85,7 +85,7 @@ def list_cmd(run_dir: RunArg,
     """The libraries stored with the run, with their match counts."""
     from dynplayer.library.store import list_libraries, load_library
 
-    out = []
+    out: list[dict[str, Any]] = []
     for name in list_libraries(run_dir):
         m = load_library(run_dir, name).manifest
         out.append({"name": name, "source": m.get("source"), "counts": m.get("counts"),

@@ -138,8 +138,8 @@ class Peers:
         score = score.astype(np.float64).copy()
         score[seeds] = -np.inf
         # ties by popularity, then library order
-        order = np.lexsort((np.arange(score.size), -self.pop, -score))
-        order = [int(i) for i in order if np.isfinite(score[i])]
+        ranked = np.lexsort((np.arange(score.size), -self.pop, -score))
+        order = [int(i) for i in ranked if np.isfinite(score[i])]
         out, _ = self.model._pick(order, np.zeros(len(order)), K, 0, seeds)
         return out
 

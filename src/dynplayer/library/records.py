@@ -100,7 +100,7 @@ def read_jsonl(path: Path) -> list[LibraryTrack]:
     for line_no, line in enumerate(_open_text(path).splitlines(), start=1):
         if not line.strip():
             continue
-        where = {"file": str(path), "line": line_no}
+        where: dict[str, Any] = {"file": str(path), "line": line_no}
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
@@ -123,7 +123,7 @@ def read_csv(path: Path) -> list[LibraryTrack]:
     out = []
     try:
         for row in reader:
-            where = {"file": str(path), "line": reader.line_num}
+            where: dict[str, Any] = {"file": str(path), "line": reader.line_num}
             if None in row:
                 raise DataError("more fields than the header names", **where)
             out.append(track_from_record(row, where))

@@ -91,7 +91,8 @@ class TaggedSet:
 def tagged(track_idx: np.ndarray, names: list[str | None], artists: list[str | None],
            rng: np.random.Generator, prefix: str = "L") -> TaggedSet:
     """Perturbed library tracks for catalogue tracks (those with a name and an artist)."""
-    tracks, truth = [], []
+    tracks: list[LibraryTrack] = []
+    truth: list[int] = []
     for t in track_idx.tolist():
         name, artist = names[t], artists[t]
         if not name or not artist:
@@ -110,7 +111,8 @@ def decoys(n: int, names: list[str | None], artists: list[str | None], known: se
 
     words = [w for nm in names[:50000] if nm for w in nm.split() if w.isalpha() and len(w) > 3]
     pool = [a for a in artists if a]
-    tracks, kinds = [], []
+    tracks: list[LibraryTrack] = []
+    kinds: list[str] = []
     while len(tracks) < n:
         title = " ".join(rng.choice(words, size=int(rng.integers(2, 4)))).title()
         if len(tracks) % 2 == 0:

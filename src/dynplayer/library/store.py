@@ -178,7 +178,7 @@ def read_corrections(path: Path, known: dict[str, int], catalogue: Catalogue,
     out: dict[str, str | None] = {}
     for row in reader:
         row = {str(k).strip().lower(): (v or "").strip() for k, v in row.items() if k}
-        where = {"file": str(path), "line": reader.line_num}
+        where: dict[str, Any] = {"file": str(path), "line": reader.line_num}
         lib_id = row.get("id", "")
         if lib_id not in known:
             raise DataError(f"no library track with id {lib_id!r}", field="id", **where)

@@ -277,14 +277,22 @@ class SubsonicClient:
         found: list[dict[str, Any]] = []
         offset = 0
         while True:
-            res = self.call(lambda c, at=offset: c.getAlbumList2("alphabeticalByName",
-                                                                 size=PAGE, offset=at))
+            res = self._album_page(offset)
             ids = [a["id"] for a in _as_list(res.get("albumList2", {}).get("album"))]
-            for album in pool.map(lambda i: self.call(lambda c: c.getAlbum(i)), ids):
+            for album in pool.map(self._album, ids):
                 found.extend(_as_list(album.get("album", {}).get("song")))
             if len(ids) < PAGE:
                 return found
             offset += PAGE
+
+    def _album_page(self, offset: int) -> dict[str, Any]:
+        out: dict[str, Any] = self.call(lambda c: c.getAlbumList2("alphabeticalByName",
+                                                                  size=PAGE, offset=offset))
+        return out
+
+    def _album(self, album_id: str) -> dict[str, Any]:
+        out: dict[str, Any] = self.call(lambda c: c.getAlbum(album_id))
+        return out
 
     def playlist_heads(self) -> list[dict[str, Any]]:
         """id, name, comment, owner and song count of every playlist listed for the user."""

@@ -16,6 +16,7 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from dynplayer.errors import DynplayerError
 
@@ -25,21 +26,24 @@ _FRAME = bytes([0xFF, 0xFB, 0x18, 0xC4]) + bytes(140)
 
 
 def write_mp3(path: Path, artist: str, title: str, album: str | None = None, *,
-              frames: int = 8, isrc: str | None = None, mbid: str | None = None) -> Path:
+              n_frames: int = 8, isrc: str | None = None, mbid: str | None = None) -> Path:
     """A tiny valid MP3 (about a quarter second of silence) tagged with mutagen."""
-    from mutagen.id3 import ID3, TALB, TIT2, TPE1, TSRC, TXXX
+    from mutagen import id3
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(_FRAME * frames)
-    tags = ID3()
-    tags.add(TPE1(encoding=3, text=artist))
-    tags.add(TIT2(encoding=3, text=title))
+    frames: list[Any] = [id3.TPE1(encoding=3, text=artist),  # type: ignore[no-untyped-call]
+                         id3.TIT2(encoding=3, text=title)]  # type: ignore[no-untyped-call]
     if album:
-        tags.add(TALB(encoding=3, text=album))
+        frames.append(id3.TALB(encoding=3, text=album))  # type: ignore[no-untyped-call]
     if isrc:
-        tags.add(TSRC(encoding=3, text=isrc))
+        frames.append(id3.TSRC(encoding=3, text=isrc))  # type: ignore[no-untyped-call]
     if mbid:
-        tags.add(TXXX(encoding=3, desc="MusicBrainz Release Track Id", text=mbid))
+        frames.append(id3.TXXX(encoding=3, desc="MusicBrainz Release Track Id",  # type: ignore[no-untyped-call]
+                               text=mbid))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(_FRAME * n_frames)
+    tags: Any = id3.ID3()  # type: ignore[no-untyped-call]
+    for frame in frames:
+        tags.add(frame)
     tags.save(path)
     return path
 

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -130,6 +130,7 @@ def _model(service: Any, rec: Any, name: str) -> Any:
             service.library_run, service.library_corpus = run, corpus
             service.library_run_version = rec.version
         stage = getattr(rec.reranker, "stage", None)
+        assert corpus is not None
         model = LibraryModel(run, corpus, lib, searcher=rec.searcher, stage=stage)
         cache[name] = (stamp, model)
         return model
