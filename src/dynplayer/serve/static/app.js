@@ -331,7 +331,7 @@ function mapClick(event) {
 
 function setMode(next) {
   mode = next;
-  for (const m of ["text", "continue", "map"]) {
+  for (const m of ["text", "continue", "map", "library"]) {
     $(`${m}-panel`).hidden = m !== next;
     $(`mode-${m}`).classList.toggle("active", m === next);
   }
@@ -386,7 +386,7 @@ window.addEventListener("DOMContentLoaded", () => {
       searchText(button.textContent);
     });
   }
-  for (const m of ["text", "continue", "map"]) {
+  for (const m of ["text", "continue", "map", "library"]) {
     $(`mode-${m}`).addEventListener("click", () => setMode(m));
   }
   $("track-input").addEventListener("input", suggest);
