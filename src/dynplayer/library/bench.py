@@ -252,13 +252,15 @@ def run_bench(run_dir: Path, cfg: BenchConfig,
                 sums[m][1] += ndcg
         say(f"library {li + 1}/{cfg.libraries}: {len(both.tracks):,} tracks, "
             f"{n_eval} playlists evaluated so far")
-    report["continuation"] = {m: {"recall@20": v[0] / max(n_eval, 1),
-                                  "ndcg@20": v[1] / max(n_eval, 1)} for m, v in sums.items()}
-    report["continuation_playlists"] = n_eval
-    allset = TaggedSet([t for s in match_sets for t in s.tracks],
-                       np.concatenate([s.truth for s in match_sets]),
-                       [k for s in match_sets for k in s.decoy_kind])
-    report["matching"] = match_quality(cat, matcher, allset)
+    if match_sets:  # --libraries 0: only the latency and the server import
+        report["continuation"] = {m: {"recall@20": v[0] / max(n_eval, 1),
+                                      "ndcg@20": v[1] / max(n_eval, 1)}
+                                  for m, v in sums.items()}
+        report["continuation_playlists"] = n_eval
+        allset = TaggedSet([t for s in match_sets for t in s.tracks],
+                           np.concatenate([s.truth for s in match_sets]),
+                           [k for s in match_sets for k in s.decoy_kind])
+        report["matching"] = match_quality(cat, matcher, allset)
     if cfg.latency_mixes > 0:
         report["latency"] = mix_latency(run, corpus, matcher, stage, rng, cfg, tests, others)
     if cfg.server:
@@ -290,6 +292,25 @@ def mix_latency(run: Any, corpus: Any, matcher: Matcher, stage: Any, rng: np.ran
 
 
 def render(report: dict[str, Any]) -> str:
+    lines: list[str] = []
+    if "continuation" in report:
+        lines += _render_quality(report)
+    lat = report.get("latency")
+    if lat:
+        lines.append(f"Mix latency ({lat['library_tracks']:,}-track library, {lat['method']}): "
+                     f"p50 {lat['p50_ms']:.1f} ms, p90 {lat['p90_ms']:.1f} ms")
+    if "tune" in report:
+        lines.append(f"Tuned on {report['tune']['labelled_tracks']:,} labelled tracks + "
+                     f"{report['tune']['labelled_decoys']} decoys: {report['tune']['chosen']}")
+    if "server" in report:
+        s = report["server"]
+        lines.append(f"Import from Supysonic: {s['tracks']:,} songs in {s['import_s']:.1f} s "
+                     f"(read {s['read_s']:.1f}, catalogue {s['catalogue_s']:.1f}, match "
+                     f"{s['match_s']:.1f}); server scan {s['scan_s']:.0f} s (not counted)")
+    return "\n".join(lines)
+
+
+def _render_quality(report: dict[str, Any]) -> list[str]:
     c = report["continuation"]
     peers = ["popularity", "same artist", "itemknn"]
     best = max(peers, key=lambda p: c[p]["recall@20"])
@@ -309,19 +330,7 @@ def render(report: dict[str, Any]) -> str:
               f"{mq['recall']:.4f}, wrong {mq['wrong_rate']:.4f}, precision "
               f"{mq['precision']:.4f}; decoys falsely matched {mq['decoy_false_match']:.4f}, "
               f"invented titles placed by their artist {mq['decoy_artist_placed']:.4f}"]
-    lat = report.get("latency") or {"library_tracks": 0, "method": "-", "p50_ms": float("nan"),
-                                    "p90_ms": float("nan")}
-    lines.append(f"Mix latency ({lat['library_tracks']:,}-track library, {lat['method']}): "
-                 f"p50 {lat['p50_ms']:.1f} ms, p90 {lat['p90_ms']:.1f} ms")
-    if "tune" in report:
-        lines.append(f"Tuned on {report['tune']['labelled_tracks']:,} labelled tracks + "
-                     f"{report['tune']['labelled_decoys']} decoys: {report['tune']['chosen']}")
-    if "server" in report:
-        s = report["server"]
-        lines.append(f"Import from Supysonic: {s['tracks']:,} songs in {s['import_s']:.1f} s "
-                     f"(read {s['read_s']:.1f}, catalogue {s['catalogue_s']:.1f}, match "
-                     f"{s['match_s']:.1f}); server scan {s['scan_s']:.0f} s (not counted)")
-    return "\n".join(lines)
+    return lines
 
 
 __all__ = ["BenchConfig", "match_quality", "render", "run_bench", "tune"]
