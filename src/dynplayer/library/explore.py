@@ -133,15 +133,13 @@ def _discover_because(model: LibraryModel, r: int, seed_runs: list[int], t: int
     c = model.corpus
     out: dict[str, Any] = {"track_id": model.run.ids[r], "name": c.track_names[t],
                            "artist": c.artists[t]}
-    pls = model.train[:, r].indices
-    if seed_runs and pls.size:
-        per = np.asarray(model.train[pls][:, seed_runs].sum(axis=1)).ravel()
-        keep = np.flatnonzero(per > 0)
-        if keep.size:
-            order = keep[np.lexsort((keep, -per[keep]))][:3]
-            out["playlists"] = [model._playlist(int(pls[j])) for j in order]
-            out["why"] = f"in {keep.size} playlist{'s' * (keep.size != 1)} with your seeds"
-            return out
+    shared = model.shared_playlists(r, seed_runs) if seed_runs else None
+    if shared is not None:
+        cols, per_pl, _ = shared
+        order = np.lexsort((cols, -per_pl))[:3]
+        out["playlists"] = [model._playlist(int(cols[j])) for j in order]
+        out["why"] = f"in {cols.size} playlist{'s' * (cols.size != 1)} with your seeds"
+        return out
     out["why"] = "close to your seeds in the track space"
     return out
 
