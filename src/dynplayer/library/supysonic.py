@@ -90,8 +90,12 @@ class SupysonicServer:
 
     def _cli(self, *args: str, timeout: float = 1800) -> str:
         env = {**os.environ, "HOME": str(self.root)}
-        res = subprocess.run(["supysonic-cli", *args], cwd=self.root, env=env,
-                             capture_output=True, text=True, timeout=timeout, check=False)
+        try:
+            res = subprocess.run(["supysonic-cli", *args], cwd=self.root, env=env,
+                                 capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise DynplayerError(f"supysonic-cli {' '.join(args[:2])} did not finish within "
+                                 f"{timeout:g} s") from None
         if res.returncode != 0:
             raise DynplayerError(f"supysonic-cli {' '.join(args[:2])} failed: "
                                  f"{(res.stderr or res.stdout).strip()[-300:]}")
