@@ -16,6 +16,7 @@ FORBIDDEN = {
     "train": {"text", "store", "serve", "commands"},
     "store": {"serve", "train", "eval", "commands"},
     "serve": {"commands"},
+    "library": {"train", "store", "serve", "update", "commands"},
 }
 MAX_LINES = 450  # "no module over ~400 lines"
 

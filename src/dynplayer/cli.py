@@ -15,6 +15,7 @@ import typer
 
 from dynplayer.commands import data as data_commands
 from dynplayer.commands import evaluate as evaluate_commands
+from dynplayer.commands import library as library_commands
 from dynplayer.commands import rank as rank_commands
 from dynplayer.commands import scale as scale_commands
 from dynplayer.commands import serve as serve_commands
@@ -35,7 +36,8 @@ app = typer.Typer(
 )
 
 for module in (data_commands, train_commands, evaluate_commands, text_commands, serve_commands,
-               update_commands, scale_commands, rank_commands, variety_commands):
+               update_commands, scale_commands, rank_commands, variety_commands,
+               library_commands):
     module.register(app)
 app.add_typer(bench_app, name="bench")
 

@@ -297,8 +297,12 @@ def seed_sums(m: sp.csr_matrix | np.ndarray, indptr: np.ndarray, cols: np.ndarra
 
 
 def retrieve(src: Sources, q: Queries, n_embedding: int = N_EMBEDDING,
-             n_cooc: int = N_COOC, n_ease: int = N_EASE, n_title: int = N_TITLE) -> Retrieval:
-    """Candidates and per-retriever scores for a batch (keep n x V small: batches of ~256)."""
+             n_cooc: int = N_COOC, n_ease: int = N_EASE, n_title: int = N_TITLE,
+             allowed: np.ndarray | None = None) -> Retrieval:
+    """Candidates and per-retriever scores for a batch (keep n x V small: batches of ~256).
+
+    `allowed` (bool, V): each retriever picks its top tracks among these only (a listener's
+    library, `dynplayer.library`); the features are computed as usual."""
     ip, sc = q.seed_indptr, q.seed_cols
     n_seeds = np.maximum(q.n_seeds, 1).astype(np.float32)[:, None]
     mean = l2_normalize(seed_sums(src.vectors, ip, sc) / n_seeds)
@@ -313,14 +317,19 @@ def retrieve(src: Sources, q: Queries, n_embedding: int = N_EMBEDDING,
     v = src.n_items
 
     seed_rows = np.repeat(np.arange(q.n), q.n_seeds)
+    banned = None if allowed is None else ~np.asarray(allowed, dtype=bool)
     masked = emb.copy()
     masked[seed_rows, q.seed_cols] = -np.inf
+    if banned is not None:
+        masked[:, banned] = -np.inf
     take = np.zeros((q.n, v), dtype=bool)
     k = min(n_embedding, v)
     top = np.argpartition(-masked, k - 1, axis=1)[:, :k]
     np.put_along_axis(take, top, True, axis=1)
     cooc_score = pl.copy()
     cooc_score[seed_rows, q.seed_cols] = -np.inf
+    if banned is not None:
+        cooc_score[:, banned] = -np.inf
     k = min(n_cooc, v)
     top = np.argpartition(-cooc_score, k - 1, axis=1)[:, :k]
     hit = np.take_along_axis(cooc_score, top, axis=1) > 0
@@ -332,6 +341,8 @@ def retrieve(src: Sources, q: Queries, n_embedding: int = N_EMBEDDING,
         if n_ease > 0:
             masked = np.nan_to_num(ease, nan=-np.inf)
             masked[seed_rows, q.seed_cols] = -np.inf
+            if banned is not None:
+                masked[:, banned] = -np.inf
             k = min(n_ease, v)
             top = np.argpartition(-masked, k - 1, axis=1)[:, :k]
             np.put_along_axis(take, top, True, axis=1)
@@ -345,5 +356,7 @@ def retrieve(src: Sources, q: Queries, n_embedding: int = N_EMBEDDING,
             hit = np.take_along_axis(masked, top, axis=1) > 0
             take[np.broadcast_to(np.arange(q.n)[:, None], top.shape)[hit], top[hit]] = True
     take[seed_rows, q.seed_cols] = False
+    if banned is not None:
+        take[:, banned] = False
     rows, cols = np.nonzero(take)
     return Retrieval(rows=rows.astype(np.int64), cols=cols.astype(np.int64), dense=dense)

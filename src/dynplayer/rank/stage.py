@@ -131,16 +131,18 @@ class TwoStage:
             return q
         return Queries(q.seed_indptr, q.seed_cols, self.title.dense(list(names)))
 
-    def candidate_scores(self, q: Queries, keep: int | None = None
+    def candidate_scores(self, q: Queries, keep: int | None = None,
+                         allowed: np.ndarray | None = None
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(rows, cols, ranker scores, embedding cosines) of every candidate of `q`. With the
         cascade, each playlist's best `keep` (default `cfg.cascade_keep`) candidates by the
-        first rounds get every round and score above the rest."""
+        first rounds get every round and score above the rest. `allowed` (bool, V): candidates
+        only among these tracks (`retrieve`)."""
         out_r, out_c, out_s, out_e = [], [], [], []
         for start in range(0, q.n, self.cfg.batch_size):
             sub = q.slice(start, min(q.n, start + self.cfg.batch_size))
             ret = retrieve(self.sources, sub, self.cfg.n_embedding, self.cfg.n_cooc,
-                           self.cfg.n_ease, self.cfg.n_title)
+                           self.cfg.n_ease, self.cfg.n_title, allowed=allowed)
             x = F.compute(self.sources, sub, ret, self.ranker.features)
             out_r.append(ret.rows + start)
             out_c.append(ret.cols)
@@ -153,11 +155,13 @@ class TwoStage:
         return (np.concatenate(out_r), np.concatenate(out_c), np.concatenate(out_s),
                 np.concatenate(out_e))
 
-    def rank(self, q: Queries, k: int, names: list[str | None] | None = None
-             ) -> list[tuple[np.ndarray, np.ndarray]]:
+    def rank(self, q: Queries, k: int, names: list[str | None] | None = None,
+             allowed: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per playlist: the top-k vocabulary rows, best first, and their ranker scores (ties
-        in the embedding's order); `names`: each playlist's name, or None."""
-        rows, cols, scores, emb = self.candidate_scores(self.with_names(q, names), keep=k)
+        in the embedding's order); `names`: each playlist's name, or None; with `allowed`, only
+        among those tracks."""
+        rows, cols, scores, emb = self.candidate_scores(self.with_names(q, names), keep=k,
+                                                        allowed=allowed)
         order = np.lexsort((-emb, -scores, rows))
         rows, cols, scores = rows[order], cols[order], scores[order]
         bounds = np.searchsorted(rows, np.arange(q.n + 1))

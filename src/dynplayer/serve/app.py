@@ -26,6 +26,7 @@ from threadpoolctl import ThreadpoolController
 from dynplayer.errors import ConfigError
 from dynplayer.serve.catalogs import router as catalogs_router
 from dynplayer.serve.error_handlers import install_error_handlers
+from dynplayer.serve.library_routes import router as library_router
 from dynplayer.serve.recommender import Recommender
 from dynplayer.serve.routes import admin, health, playlists, recommend, tracks
 from dynplayer.serve.service import SearcherFactory, Service
@@ -83,7 +84,7 @@ def create_app(settings: Settings | None = None, *, recommender: Recommender | N
                            allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type", "Authorization"])
     install_error_handlers(app)
-    for router in (recommend, tracks, playlists, catalogs_router, health, admin):
+    for router in (recommend, tracks, playlists, catalogs_router, library_router, health, admin):
         app.include_router(router)
     # The page lives under /ui/ (relative links), so a mount never shadows an API route.
     app.mount("/ui", StaticFiles(directory=STATIC_DIR, html=True), name="ui")

@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dynplayer.errors import DynplayerError, QueryError, StoreError
+from dynplayer.library.explore import TextModelMissing as LibraryTextMissing
+from dynplayer.library.subsonic import SubsonicError
 from dynplayer.serve.recommender import TextModelMissing, UnknownTrackError
 
 log = logging.getLogger(__name__)
@@ -115,6 +117,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StoreError)
     async def store(_: Request, exc: StoreError) -> JSONResponse:
         return _error(503, "database_unavailable", str(exc), **{"Retry-After": "1"})
+
+    @app.exception_handler(SubsonicError)
+    async def subsonic(_: Request, exc: SubsonicError) -> JSONResponse:
+        return _error(502, "subsonic_unavailable", str(exc))
+
+    @app.exception_handler(LibraryTextMissing)
+    async def no_text_library(_: Request, exc: LibraryTextMissing) -> JSONResponse:
+        return _error(503, "text_model_missing", str(exc))
 
     @app.exception_handler(DynplayerError)
     async def other(_: Request, exc: DynplayerError) -> JSONResponse:

@@ -13,26 +13,15 @@ the same tracks in the same order.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
 from rapidfuzz import fuzz, process
-from unidecode import unidecode
+
+from dynplayer.names import fold
 
 FUZZY_MIN_CHARS = 4  # shorter queries match too much by edit distance; substring only
 FUZZY_CUTOFF = 80.0  # partial ratio (0-100): one typo in a 5-10 letter word stays above it
-_NON_WORD = re.compile(r"[^0-9a-z]+")
-
-
-def fold(text: str | None) -> str:
-    """Lower-case ASCII words of `text`: accents dropped, other scripts transliterated
-    (unidecode: 'Beyoncé' -> 'beyonce', '아이유' -> 'aiyu'), punctuation to single spaces."""
-    if not text:
-        return ""
-    return " ".join(_NON_WORD.sub(" ", unidecode(text).lower()).split())
-
-
 class TrackMatcher:
     """Folded names and artists of one model version's tracks, most popular first."""
 

@@ -563,7 +563,7 @@ function mapClick(event) {
 function setMode(next, fromUser = true) {
   mode = next;
   if (fromUser) remember({}, true); // a new mode starts clean, in the URL too
-  for (const m of ["text", "continue", "map"]) {
+  for (const m of ["text", "continue", "map", "library"]) {
     $(`${m}-panel`).hidden = m !== next;
     $(`mode-${m}`).classList.toggle("active", m === next);
   }
@@ -618,7 +618,7 @@ window.addEventListener("DOMContentLoaded", () => {
       searchText(button.textContent);
     });
   }
-  for (const m of ["text", "continue", "map"]) {
+  for (const m of ["text", "continue", "map", "library"]) {
     $(`mode-${m}`).addEventListener("click", () => setMode(m));
   }
   $("track-input").addEventListener("input", suggest);
