@@ -110,7 +110,8 @@ def test_every_answer_kind_is_capped_like_the_reference(recs, backend: str,  # t
     k = 8
     answers = {
         "similar": lambda n, kk: rec.similar(c.track_ids[3], kk, n),
-        "continue": lambda n, kk: rec.continue_playlist(c.track_ids[10:13], kk, n).tracks,
+        "continue": lambda n, kk: rec.continue_playlist(c.track_ids[10:13], kk,
+                                                         max_per_artist=n).tracks,
         "text": lambda n, kk: rec.text("smooth jazz bebop", kk, n),
     }
     for kind, answer in answers.items():

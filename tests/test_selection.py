@@ -30,18 +30,21 @@ def _support_by_hand(c) -> np.ndarray:  # type: ignore[no-untyped-def]
     return out
 
 
-def test_default_keeps_every_track_in_two_training_playlists() -> None:
+def test_default_keeps_every_track_of_a_training_playlist() -> None:
     c = _corpus()
     support = _support_by_hand(c)
     assert np.array_equal(training_support(c.occ_playlist, c.occ_track, c.split, c.n_tracks),
                           support)
-    assert np.array_equal(c.selected, support >= 2)
+    assert np.array_equal(c.selected, support >= 1)
+    assert (support == 0).any()  # tracks only in validation / test playlists stay out
     # the head is the seed's rule: the top 5% by neighbour count, a subset of what trains here
     assert c.head is not None and c.head.sum() == int(np.ceil(0.05 * c.n_tracks))
     assert c.selected.sum() > c.head.sum()
     # held-out tracks come from the head only, whatever the rule
     assert c.heldout is not None and c.head[c.occ_track[c.heldout]].all()
-    assert np.array_equal(c.vocab(), np.flatnonzero(support >= 2))
+    assert np.array_equal(c.vocab(), np.flatnonzero(support >= 1))
+    two = _corpus(min_playlists=2)
+    assert np.array_equal(two.selected, support >= 2) and two.selected.sum() < c.selected.sum()
 
 
 def test_top_share_is_the_seed_rule_and_the_split_does_not_move() -> None:

@@ -270,7 +270,8 @@ class Dynplayer:
                 ids.append(seed)  # the recommender reports it in `unknown`
         if name is not None:
             self._with_text()
-        answer = self.recommender.continue_playlist(ids, k, name, max_per_artist=max_per_artist)
+        answer = self.recommender.continue_playlist(ids, k, name=name,
+                                                    max_per_artist=max_per_artist)
         return _results("recommend", tuple(answer.seeds), self.model_version, answer.tracks,
                         unknown=tuple(answer.unknown))
 

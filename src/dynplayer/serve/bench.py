@@ -47,8 +47,9 @@ def recall_against_exact(exact: Any, hnsw: Any, track_ids: list[str], seeds: lis
     out["similar"] = stats(similar)
     out["similar"]["worst_track_id"] = track_ids[int(np.argmin(similar))]
     out["continue"] = stats([
-        _overlap([t.track_id for t in exact.continue_playlist(s, k, 0).tracks],
-                 [t.track_id for t in hnsw.continue_playlist(s, k, 0).tracks]) for s in seeds])
+        _overlap([t.track_id for t in exact.continue_playlist(s, k, max_per_artist=0).tracks],
+                 [t.track_id for t in hnsw.continue_playlist(s, k, max_per_artist=0).tracks])
+        for s in seeds])
     if texts and exact.has_text:
         out["text"] = stats([_overlap([t.track_id for t in exact.text(q, k, 0)],
                                       [t.track_id for t in hnsw.text(q, k, 0)]) for q in texts])

@@ -96,7 +96,7 @@ class Recommender(abc.ABC):
                                        single=True).tracks
         return varied(found, n, k)
 
-    def continue_playlist(self, track_ids: Sequence[str], k: int = 20,
+    def continue_playlist(self, track_ids: Sequence[str], k: int = 20, *,
                           name: str | None = None,
                           max_per_artist: int | None = None) -> Continuation:
         """Next tracks for a partial playlist: the second stage when the run has one (reading

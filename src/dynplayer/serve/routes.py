@@ -114,7 +114,7 @@ def recommend_text(body: TextRequest, rec: RecommenderDep, service: ServiceDep) 
 @recommend.post("/continue", response_model=ContinueResponse)
 def recommend_continue(body: ContinueRequest, rec: RecommenderDep) -> ContinueResponse:
     """Next tracks for a partial playlist; unknown seed ids are reported, not fatal."""
-    result = rec.continue_playlist(body.track_ids, body.k, body.name,
+    result = rec.continue_playlist(body.track_ids, body.k, name=body.name,
                                    max_per_artist=body.max_per_artist)
     return ContinueResponse(model_version=rec.version, seeds=result.seeds,
                             unknown_track_ids=result.unknown, tracks=tracks_out(result.tracks),
