@@ -128,7 +128,8 @@ def register(app: typer.Typer) -> None:
             list[str] | None, typer.Option("--set", help="Extra train override, e.g. steps=600")
         ] = None,
         split: Annotated[str, typer.Option(help="val | test")] = "test",
-        doc: Annotated[Path, typer.Option(help="Benchmarks file to update")] = DOC,
+        doc: Annotated[Path, typer.Option(help="File to update (an ablation: experiments.md)")]
+        = Path("docs/experiments.md"),
         block: Annotated[str, typer.Option(help="Name of the block in DOC to rewrite")]
         = "uniformity",
         machine: Annotated[str, typer.Option(help="Machine description for the table")]
