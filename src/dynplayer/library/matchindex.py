@@ -20,7 +20,7 @@ import io
 import json
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,7 +69,7 @@ def index_key(run_dir: Path, corpus_dir: Path | None = None) -> str:
     return h.hexdigest()[:32]
 
 
-def _pack(out: dict[str, np.ndarray], name: str, strings: list[str | None]) -> None:
+def _pack(out: dict[str, np.ndarray], name: str, strings: Sequence[str | None]) -> None:
     """Strings as one UTF-8 blob, their offsets in characters, and which were None."""
     text = "".join(s or "" for s in strings)
     out[f"{name}_text"] = np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
