@@ -134,3 +134,20 @@ def test_batched_artist_search_answers_as_one_at_a_time(synthetic_corpus_dir: Pa
     batched = [m.as_dict() for m in Matcher(cat).match_all(tracks)]
     assert batched == singly
     assert sum(m["how"] == "fuzzy" for m in batched) > 10
+
+
+def test_bench_times_a_csv_import_cold_then_warm(run_copy: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from dynplayer.cli import app
+
+    res = CliRunner().invoke(app, ["bench", "library", str(run_copy), "--libraries", "0",
+                                   "--no-latency", "--import-tracks", "200", "--json"])
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout[res.stdout.index("{"):])["import"]
+    assert (r["tracks"], r["decoys"]) == (200, 10)
+    assert (r["cold"]["index"], r["warm"]["index"], r["index_stored"]) == ("built", "read", True)
+    assert r["matching"]["tracks"] == 190 and r["matching"]["recall"] > 0.9
+    assert not (run_copy / "library" / "bench-import").exists()
