@@ -227,6 +227,10 @@ def bench_library_cmd(
                                          "from a local Supysonic (root, Debian package)")]
     = False,
     server_tracks: Annotated[int, typer.Option(help="Songs of the server library")] = 20000,
+    import_tracks: Annotated[int, typer.Option(
+        help="Also time `library import` of a CSV library of this many tracks (perturbed "
+             "catalogue tags, 5% decoys): with no stored match index, then with it; 0: not")]
+    = 0,
     seed: Annotated[int, typer.Option(help="Random seed")] = 0,
     split: Annotated[str, typer.Option(help="Playlists to evaluate: test | val (to choose "
                                        "settings)")] = "test",
@@ -238,11 +242,13 @@ def bench_library_cmd(
     out: Annotated[Path | None, typer.Option(help="Write the tables (markdown) here")] = None,
 ) -> None:
     """Matching precision / recall on perturbed tags, library continuation beside
-    library-restricted peers, mix latency, and (--server) the import from a real server."""
+    library-restricted peers, mix latency, (--server) the import from a real server, and
+    (--import-tracks) the import of a CSV library, cold and warm."""
     from dynplayer.library.bench import BenchConfig, render, run_bench
 
     cfg = BenchConfig(libraries=libraries, playlists=playlists, unrelated=unrelated,
-                      tune=tune, server=server, server_tracks=server_tracks, seed=seed,
+                      tune=tune, server=server, server_tracks=server_tracks,
+                      import_tracks=import_tracks, seed=seed,
                       split=split, placed_penalty=placed_penalty,
                       latency_mixes=200 if latency else 0)
     if split not in ("test", "val"):

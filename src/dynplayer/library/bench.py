@@ -30,7 +30,7 @@ import scipy.sparse as sp
 
 from dynplayer.data.corpus import TEST, TRAIN, VAL, load_corpus
 from dynplayer.library.answers import LibraryModel
-from dynplayer.library.match import Catalogue, MatchConfig, Matcher, catalogue_of
+from dynplayer.library.match import Catalogue, Match, MatchConfig, Matcher, catalogue_of
 from dynplayer.library.simulate import TaggedSet, decoys, tagged
 from dynplayer.library.store import Library
 from dynplayer.library.tagkeys import identity
@@ -47,6 +47,7 @@ class BenchConfig:
     tune: bool = False
     server: bool = False
     server_tracks: int = 20000
+    import_tracks: int = 0  # > 0: time `library import` of a CSV library of this many tracks
     seed: int = 0
     latency_mixes: int = 200  # 0: no latency measurement
     split: str = "test"  # "val" to choose settings (PLACED_PENALTY)
@@ -55,10 +56,14 @@ class BenchConfig:
 
 def match_quality(cat: Catalogue, matcher: Matcher, ts: TaggedSet) -> dict[str, Any]:
     """Right / wrong / unmatched among tracks the catalogue holds; what decoys became."""
+    return quality(cat, matcher.match_all(ts.tracks), ts)
+
+
+def quality(cat: Catalogue, matches: list[Match], ts: TaggedSet) -> dict[str, Any]:
+    """`match_quality` of matches already made (one per track of `ts`)."""
     right = wrong = none = 0
     decoy = {"artist": [0, 0], "none": [0, 0]}  # kind -> [placed as expected, false match]
-    for t, truth, kind in zip(ts.tracks, ts.truth.tolist(), ts.decoy_kind, strict=True):
-        m = matcher.match(t)
+    for m, truth, kind in zip(matches, ts.truth.tolist(), ts.decoy_kind, strict=True):
         if truth < 0:
             if m.track_id is not None:
                 decoy[kind][1] += 1
@@ -183,7 +188,7 @@ def run_bench(run_dir: Path, cfg: BenchConfig,
     stage = None
     from dynplayer.rank.stage import has_ranker, load_stage
 
-    if has_ranker(run_dir):
+    if has_ranker(run_dir) and (cfg.libraries > 0 or cfg.latency_mixes > 0):
         from dynplayer.eval.runner import run_vocab
 
         stage = load_stage(run, corpus, run_vocab(run, corpus))
@@ -267,6 +272,10 @@ def run_bench(run_dir: Path, cfg: BenchConfig,
         from dynplayer.library.serverbench import server_import
 
         report["server"] = server_import(run_dir, cat, corpus, rng, cfg.server_tracks, say)
+    if cfg.import_tracks > 0:
+        from dynplayer.library.importbench import csv_import
+
+        report["import"] = csv_import(run_dir, cat, corpus, rng, cfg.import_tracks, say)
     report["seconds"] = round(time.perf_counter() - t_start, 1)
     return report
 
@@ -313,8 +322,13 @@ def render(report: dict[str, Any]) -> str:
     if "server" in report:
         s = report["server"]
         lines.append(f"Import from Supysonic: {s['tracks']:,} songs in {s['import_s']:.1f} s "
-                     f"(read {s['read_s']:.1f}, catalogue {s['catalogue_s']:.1f}, match "
+                     f"(read {s['read_s']:.1f}, match index {s.get('index', 'built')} "
+                     f"{s['catalogue_s']:.1f}, match "
                      f"{s['match_s']:.1f}); server scan {s['scan_s']:.0f} s (not counted)")
+    if "import" in report:
+        from dynplayer.library.importbench import render_import
+
+        lines += render_import(report["import"])
     return "\n".join(lines)
 
 

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dynplayer.data.corpus import load_corpus
 from dynplayer.errors import DataError
-from dynplayer.library.match import Catalogue, MatchConfig, Matcher, catalogue_of, summarize
+from dynplayer.library.match import Catalogue, MatchConfig, Matcher, summarize
+from dynplayer.library.matchindex import load_catalogue
 from dynplayer.library.records import LibraryPlaylist, LibraryTrack, read_table
 from dynplayer.library.store import (
     Library,
@@ -24,7 +24,7 @@ from dynplayer.library.store import (
     save_library,
     stored_corrections,
 )
-from dynplayer.run import load_run, run_version
+from dynplayer.run import check_run_dir, run_version
 
 
 @dataclass
@@ -80,13 +80,16 @@ def import_library(run_dir: Path, source: str, *, name: str = "default",
     check_name(name)
     say = log or (lambda _m: None)
     t0 = time.perf_counter()
-    run = load_run(run_dir)
+    check_run_dir(run_dir)
     read = read_source(source, credentials)
     t_read = time.perf_counter()
     say(f"read {len(read.tracks):,} tracks and {len(read.playlists)} playlists from "
         f"{read.location} ({t_read - t0:.1f} s)")
-    if catalogue is None:
-        catalogue = catalogue_of(run, load_corpus(run.corpus_dir))
+    index = "given"
+    if catalogue is None:  # the index stored with the run (built and stored when stale)
+        loaded = load_catalogue(run_dir)
+        catalogue, index = loaded.catalogue, "built" if loaded.built else "read"
+        say(f"catalogue match index {index} ({loaded.seconds:.1f} s)")
     t_cat = time.perf_counter()
     cfg = match_config or MatchConfig()
     matches = Matcher(catalogue, cfg).match_all(read.tracks)
@@ -108,7 +111,7 @@ def import_library(run_dir: Path, source: str, *, name: str = "default",
         "imported_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "run_version": run_version(run_dir),
         "counts": summary, "playlists": len(read.playlists), "corrections": n_corr,
-        "match_config": asdict(cfg),
+        "match_config": asdict(cfg), "catalogue_index": index,
         "seconds": {"read": round(t_read - t0, 3), "catalogue": round(t_cat - t_read, 3),
                     "match": round(t_match - t_cat, 3)},
     }
@@ -123,8 +126,7 @@ def correct_library(run_dir: Path, corrections_file: Path, name: str = "default"
     from dynplayer.library.store import load_library
 
     lib = load_library(run_dir, name)
-    run = load_run(run_dir)
-    catalogue = catalogue_of(run, load_corpus(run.corpus_dir))
+    catalogue = load_catalogue(run_dir).catalogue
     known = lib.index()
     new = read_corrections(corrections_file, known, catalogue, lib.matches)
     corrections = {**stored_corrections(run_dir, name), **new}

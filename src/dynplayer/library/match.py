@@ -54,12 +54,48 @@ class Match:
                 "alternatives": list(self.alternatives)}
 
 
+@dataclass
+class MatchKeys:
+    """The catalogue's names as matching keys (`build_keys`); stored with the run by
+    `library.matchindex` so an import does not fold 200,000 names again."""
+
+    exact: dict[tuple[str, str], list[int]]  # (artist key, title key) -> catalogue rows
+    by_artist: dict[str, list[int]]  # artist key -> its rows, in catalogue order
+    core: list[str]  # each row's core title key ("" without a name or an artist)
+
+
+def build_keys(names: list[str | None], artists: list[str | None]) -> MatchKeys:
+    """Every catalogue row under each of its artist keys and title keys (`library.tagkeys`)."""
+    exact: dict[tuple[str, str], list[int]] = defaultdict(list)
+    by_artist: dict[str, list[int]] = defaultdict(list)
+    core: list[str] = [""] * len(names)
+    keys_of: dict[str, list[str]] = {}
+    titles_of: dict[str, list[str]] = {}  # a fifth of the names repeat ("Intro", "Home")
+    for i, (name, artist) in enumerate(zip(names, artists, strict=True)):
+        if not name or not artist:
+            continue
+        akeys = keys_of.get(artist)
+        if akeys is None:
+            akeys = keys_of[artist] = artist_keys(artist)
+        tkeys = titles_of.get(name)
+        if tkeys is None:
+            tkeys = titles_of[name] = title_keys(name)
+        core[i] = tkeys[-1] if tkeys else ""
+        for a in akeys:
+            by_artist[a].append(i)
+            for t in tkeys:
+                exact[(a, t)].append(i)
+    return MatchKeys(dict(exact), dict(by_artist), core)
+
+
 class Catalogue:
-    """The catalogue's names indexed for matching (built once per run, ~2 s at 200k tracks)."""
+    """The catalogue's names indexed for matching: the keys built from the names (`keys`, else
+    `build_keys`, a few seconds at 200k tracks) or read from the run (`library.matchindex`)."""
 
     def __init__(self, track_ids: list[str], names: list[str | None],
                  artists: list[str | None], popularity: np.ndarray, has_vector: np.ndarray,
-                 extra_ids: dict[str, int] | None = None) -> None:
+                 extra_ids: dict[str, int] | None = None, keys: MatchKeys | None = None
+                 ) -> None:
         self.track_ids = track_ids
         self.names = names
         self.artists = artists
@@ -67,22 +103,10 @@ class Catalogue:
         self.has_vector = np.asarray(has_vector, dtype=bool)
         self.id_index: dict[str, int] = {t: i for i, t in enumerate(track_ids)}
         self.id_index.update(extra_ids or {})  # ISRC / MusicBrainz ids when the corpus has them
-        self.exact: dict[tuple[str, str], list[int]] = defaultdict(list)
-        self.by_artist: dict[str, list[int]] = defaultdict(list)
-        self.core: list[str] = [""] * len(track_ids)
-        keys_of: dict[str, list[str]] = {}
-        for i, (name, artist) in enumerate(zip(names, artists, strict=True)):
-            if not name or not artist:
-                continue
-            akeys = keys_of.get(artist)
-            if akeys is None:
-                akeys = keys_of[artist] = artist_keys(artist)
-            tkeys = title_keys(name)
-            self.core[i] = tkeys[-1] if tkeys else ""
-            for a in akeys:
-                self.by_artist[a].append(i)
-                for t in tkeys:
-                    self.exact[(a, t)].append(i)
+        self.keys = keys if keys is not None else build_keys(names, artists)
+        self.exact = self.keys.exact
+        self.by_artist = self.keys.by_artist
+        self.core = self.keys.core
         self.artist_list = list(self.by_artist)
         self._titles: dict[str, list[str]] = {}
 
@@ -119,11 +143,33 @@ class Matcher:
         self.cat = catalogue
         self.cfg = cfg or MatchConfig()
         self._artists: dict[str, list[tuple[str, float]]] = {}
+        self._near: dict[str, list[tuple[str, float]]] = {}  # one key -> its fuzzy artists
+        self._akeys: dict[str | None, list[str]] = {}
+        self._by_length: tuple[np.ndarray, np.ndarray] | None = None
 
     def match_all(self, tracks: list[LibraryTrack]) -> list[Match]:
+        self.prepare(tracks)
         return [self.match(t) for t in tracks]
 
-    def match(self, t: LibraryTrack) -> Match:
+    def prepare(self, tracks: list[LibraryTrack]) -> None:
+        """Fuzzy-search at once every distinct artist key that `match` would search for (an
+        artist none of whose keys the catalogue has, on a track no id matched): the same
+        answers as one search at a time, in a fraction of the time on a large library."""
+        want: dict[str, None] = {}
+        for t in tracks:
+            akeys = self.artist_keys(t.artist)
+            if akeys and not any(a in self.cat.by_artist for a in akeys) \
+                    and self._by_id(t) is None:
+                want.update((k, None) for k in akeys if k not in self._near)
+        self._search(list(want))
+
+    def artist_keys(self, artist: str | None) -> list[str]:
+        got = self._akeys.get(artist)
+        if got is None:
+            got = self._akeys[artist] = artist_keys(artist)
+        return got
+
+    def _by_id(self, t: LibraryTrack) -> int | None:
         cat = self.cat
         for raw in (t.track_id, t.isrc, t.mbid):
             if raw:
@@ -131,8 +177,15 @@ class Matcher:
                 if i is None and raw.upper() != raw:
                     i = cat.id_index.get(raw.upper())
                 if i is not None:
-                    return Match("id", cat.track_ids[i], 1.0, "matched", cat.artists[i])
-        akeys, tkeys = artist_keys(t.artist), title_keys(t.title)
+                    return i
+        return None
+
+    def match(self, t: LibraryTrack) -> Match:
+        cat = self.cat
+        i = self._by_id(t)
+        if i is not None:
+            return Match("id", cat.track_ids[i], 1.0, "matched", cat.artists[i])
+        akeys, tkeys = self.artist_keys(t.artist), title_keys(t.title)
         for a in akeys:
             for k in tkeys:
                 rows = cat.exact.get((a, k))
@@ -154,15 +207,50 @@ class Matcher:
             return []
         got = self._artists.get(key)
         if got is None:
+            self._search([k for k in akeys if k not in self._near])
             found: dict[str, float] = {}
             for k in akeys:
-                for name, score, _ in process.extract(k, self.cat.artist_list,
-                                                      scorer=fuzz.ratio,
-                                                      score_cutoff=self.cfg.artist_cutoff,
-                                                      limit=self.cfg.fuzzy_artists):
+                for name, score in self._near[k]:
                     found[name] = max(score, found.get(name, 0.0))
             got = self._artists[key] = sorted(found.items(), key=lambda x: -x[1])
         return got
+
+    def _search(self, keys: list[str], chunk: int = 64) -> None:
+        """For each key, the `fuzzy_artists` catalogue artist keys of the highest ratio >=
+        `artist_cutoff`, ties in catalogue order (what `process.extract` answers), into
+        `_near`. One `cdist` per query length over only the catalogue keys of a length that
+        can reach the cut-off (ratio <= 200 min(a, b) / (a + b))."""
+        if not keys:
+            return
+        names, cut = self.cat.artist_list, self.cfg.artist_cutoff
+        if self._by_length is None:
+            lengths = np.array([len(n) for n in names], dtype=np.int64)
+            order = np.argsort(lengths, kind="stable")
+            self._by_length = (order, lengths[order])
+        order, sorted_len = self._by_length
+        by_len: dict[int, list[str]] = defaultdict(list)
+        for k in keys:
+            by_len[len(k)].append(k)
+        for n, ks in by_len.items():
+            if cut > 0:
+                lo = int(np.floor(cut * n / (200.0 - cut))) - 1
+                hi = int(np.ceil(n * (200.0 - cut) / cut)) + 1
+                cols = np.sort(order[np.searchsorted(sorted_len, lo, "left"):
+                                     np.searchsorted(sorted_len, hi, "right")])
+            else:
+                cols = np.arange(len(names))
+            choices = [names[j] for j in cols.tolist()]
+            for s in range(0, len(ks), chunk):
+                part = ks[s:s + chunk]
+                if not choices:
+                    self._near.update((k, []) for k in part)
+                    continue
+                scores = process.cdist(part, choices, scorer=fuzz.ratio, score_cutoff=cut,
+                                       dtype=np.float64, workers=1)
+                for k, row in zip(part, scores, strict=True):
+                    hit = np.flatnonzero(row >= cut).tolist()
+                    top = sorted(hit, key=lambda j: (-row[j], j))[:self.cfg.fuzzy_artists]
+                    self._near[k] = [(choices[j], float(row[j])) for j in top]
 
     def _fuzzy(self, core: str, artists: list[tuple[str, float]]) -> Match:
         cat, cfg = self.cat, self.cfg
@@ -205,5 +293,5 @@ def summarize(matches: list[Match]) -> dict[str, Any]:
     return {"tracks": len(matches), "how": hows, "status": status}
 
 
-__all__ = ["HOWS", "Catalogue", "Match", "MatchConfig", "Matcher", "catalogue_of",
-           "summarize"]
+__all__ = ["HOWS", "Catalogue", "Match", "MatchConfig", "MatchKeys", "Matcher", "build_keys",
+           "catalogue_of", "summarize"]

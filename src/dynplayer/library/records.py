@@ -14,7 +14,7 @@ import csv
 import gzip
 import io
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,11 @@ class LibraryTrack:
     track_id: str | None = None  # a catalogue id the source carries (a streaming export)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        # the fields by hand: dataclasses.asdict deep-copies, ~1 s for a 20,000-track library
+        return {k: v for k in _TRACK_FIELDS if (v := getattr(self, k)) is not None}
+
+
+_TRACK_FIELDS = tuple(f.name for f in fields(LibraryTrack))
 
 
 @dataclass(frozen=True)

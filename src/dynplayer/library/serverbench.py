@@ -52,6 +52,7 @@ def server_import(run_dir: Path, cat: Catalogue, corpus: Any, rng: np.random.Gen
         s = report.library.manifest["seconds"]
         return {"tracks": len(report.library.tracks), "import_s": took, "read_s": s["read"],
                 "catalogue_s": s["catalogue"], "match_s": s["match"], "scan_s": scan,
+                "index": report.library.manifest["catalogue_index"],
                 "matched": report.summary["status"]["matched"]}
     finally:
         shutil.rmtree(root, ignore_errors=True)
