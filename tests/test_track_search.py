@@ -128,3 +128,14 @@ def test_api_route_says_when_it_found_only_near_misses(
         assert near["near_misses"] is True and near["tracks"][0]["name"] == "Halo"
         assert exact["near_misses"] is False and exact["tracks"]
         assert none == {"q": "zzzzqqqq", "tracks": [], "near_misses": False}
+
+
+def test_fold_many_folds_as_fold_does() -> None:
+    """The matcher folds a catalogue in one pass; every name must fold as `fold` folds it."""
+    from dynplayer.names import fold, fold_many
+
+    texts = ["Beyoncé", "아이유", "Hey Jude - Remastered 2015", "AC/DC", "  ", "", None,
+             "Line\nBreak", "Sigur Rós — Hoppípolla", "ＦＵＬＬ", "İstanbul", "straße",
+             "x\u0301y", "日本語", "Tab\tchar", "MiXeD CaSe!!", "a\rb", "\u2028sep"]
+    assert fold_many(texts) == [fold(t) for t in texts]
+    assert fold_many([]) == []

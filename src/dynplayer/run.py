@@ -200,15 +200,49 @@ def load_run(run_dir: Path) -> Run:
                config=json.loads((d / "config.json").read_text()))
 
 
-def run_version(run_dir: Path) -> str:
-    """Content hash of a run's vectors, ids and text model: the model version."""
-    d = Path(run_dir)
-    h = hashlib.sha256(MODEL_VERSION_SALT.encode())
-    for name in ("vectors.npy", "ids.txt"):
-        h.update((d / name).read_bytes())
+def _version_files(d: Path) -> list[Path]:
+    files = [d / "vectors.npy", d / "ids.txt"]
     text = d / "text"
     if text.is_dir():
-        for f in sorted(p for p in text.rglob("*") if p.is_file()):
+        files += sorted(p for p in text.rglob("*") if p.is_file())
+    return files
+
+
+def run_version(run_dir: Path) -> str:
+    """Content hash of a run's vectors, ids and text model: the model version.
+
+    Hashing a whole-catalogue run reads ~200 MB (0.5 s of every CLI call), so the hash is
+    remembered beside each file's size and mtime in the data directory (DYNPLAYER_DATA_DIR,
+    else the user data dir: `cache/run-versions/`, one file per run path; never in the run
+    directory, which a read must not change) and computed again whenever any of them differs
+    or the memo is unreadable or cannot be written."""
+    import platformdirs
+
+    d = Path(run_dir).resolve()
+    files = _version_files(d)
+    stamp = [[str(f.relative_to(d)), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+    root = Path(os.environ.get("DYNPLAYER_DATA_DIR") or platformdirs.user_data_dir("dynplayer"))
+    memo = (root / "cache" / "run-versions"
+            / (hashlib.sha256(str(d).encode()).hexdigest()[:24] + ".json"))
+    try:
+        saved = json.loads(memo.read_text())
+        if saved.get("salt") == MODEL_VERSION_SALT and saved.get("files") == stamp:
+            return str(saved["version"])
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass
+    h = hashlib.sha256(MODEL_VERSION_SALT.encode())
+    text = d / "text"
+    for f in files:
+        if f.parent == d:
+            h.update(f.read_bytes())
+        else:
             h.update(str(f.relative_to(text)).encode())
             h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+    version = h.hexdigest()[:16]
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(memo, json.dumps({"salt": MODEL_VERSION_SALT, "files": stamp,
+                                             "version": version}).encode())
+    except OSError:
+        pass  # a read-only run directory: hash each time
+    return version

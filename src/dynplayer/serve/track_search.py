@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 from rapidfuzz import fuzz, process
 
-from dynplayer.names import fold
+from dynplayer.names import fold, fold_many
 
 FUZZY_MIN_CHARS = 4  # shorter queries match too much by edit distance; substring only
 FUZZY_CUTOFF = 80.0  # partial ratio (0-100): one typo in a 5-10 letter word stays above it
@@ -30,7 +30,9 @@ class TrackMatcher:
         pop = np.asarray(popularity, dtype=np.int64)
         # Most played first, ties by row: the order of every answer below.
         self.order = np.lexsort((np.arange(pop.shape[0]), -pop))
-        folded = [f"{fold(names[i])} {fold(artists[i])}".strip() for i in self.order.tolist()]
+        rows = self.order.tolist()
+        # "name artist" folded as one string: the same words as fold(name) + fold(artist)
+        folded = fold_many([f"{names[i] or ''} {artists[i] or ''}" for i in rows])
         self._folded = folded
         self._array = np.array(folded, dtype=str)
         self._spaced = np.char.add(" ", self._array)

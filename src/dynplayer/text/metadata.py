@@ -44,18 +44,25 @@ class FieldIndex:
 
     def __init__(self, docs: Sequence[str]) -> None:
         self.vocab: dict[str, int] = {}
+        # Names repeat (an artist's tracks): fold each distinct one once, then expand the
+        # word x distinct-name postings to the tracks with one sparse product (a loop over
+        # 166k tracks' words took 0.9 s of a CLI search).
+        code: dict[str, int] = {}
+        doc_code = np.fromiter((code.setdefault(d, len(code)) for d in docs), np.int64,
+                               count=len(docs))
         rows: list[int] = []
         cols: list[int] = []
-        folded: dict[str, set[str]] = {}  # names repeat (an artist's tracks): fold each once
-        for t, doc in enumerate(docs):
-            if doc not in folded:
-                folded[doc] = set(fold_words(doc))
-            for w in folded[doc]:
+        for c, doc in enumerate(code):
+            for w in dict.fromkeys(fold_words(doc)):
                 rows.append(self.vocab.setdefault(w, len(self.vocab)))
-                cols.append(t)
+                cols.append(c)
         n_docs = len(docs)
-        self.postings = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
-                                      shape=(len(self.vocab), n_docs))
+        words = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
+                              shape=(len(self.vocab), len(code)))
+        spread = sp.csr_matrix((np.ones(n_docs, np.float32), (doc_code, np.arange(n_docs))),
+                               shape=(len(code), n_docs))
+        self.postings = (words @ spread).tocsr()
+        self.postings.sort_indices()
         df = np.diff(self.postings.indptr)
         self.idf = np.log(1.0 + (n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
         # a word no track has: the rarest possible (df 0)
