@@ -25,6 +25,8 @@ def fold(text: str | None) -> str:
 def fold_many(texts: Sequence[str | None]) -> list[str]:
     """`[fold(t) for t in texts]`, with one lower-casing and one regular-expression pass over
     all of them (folding a whole catalogue's names one by one cost ~1 s of a CLI call)."""
+    if not texts:
+        return []
     lines = []
     for t in texts:
         if not t:
