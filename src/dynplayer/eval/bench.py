@@ -65,6 +65,14 @@ def evaluation_section(result: dict[str, Any], command: str, machine: str) -> st
     return "\n".join(lines)
 
 
+def _without_ndcg_by_category(text: str) -> str:
+    """The field tables without the per-category NDCG (RUN/eval/report.md keeps it): the
+    benchmarks page keeps the per-category R-precision, the target's other half."""
+    start = text.find("NDCG by category:")
+    end = text.find("**Verdict.**", start)
+    return text if start < 0 or end < 0 else text[:start] + text[end:]
+
+
 def field_section(result: dict[str, Any], command: str, machine: str) -> str:
     """The whole-catalogue block: command, machine, the field tables and the peers' settings."""
     from dynplayer.eval.field_report import field_markdown
@@ -73,7 +81,7 @@ def field_section(result: dict[str, Any], command: str, machine: str) -> str:
     lines = [f"Command: `{command}` (run from the repository root). Machine: {machine}. "
              f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; the field table "
              f"took {f['seconds']:.0f} s.", "",
-             field_markdown(f).split("\n", 2)[2]]
+             _without_ndcg_by_category(field_markdown(f).split("\n", 2)[2])]
     params = [f"{n} {info['params']}" for n, info in f.get("peers", {}).items()
               if "params" in info]
     if params:
