@@ -82,8 +82,15 @@ def feedback_scores(scores: np.ndarray, rows: np.ndarray, weights: np.ndarray,
     rows, weights = np.atleast_2d(rows), np.atleast_2d(weights)
     q = l2_normalize(np.einsum("qm,qmd->qd", weights.astype(np.float32), playlist_means[rows]))
     top = np.maximum(scores.max(axis=1, keepdims=True), 1e-30)
-    cos = np.clip(q @ track_vectors.T, 0.0, None)
-    return np.where(scores > 0, scores / top + prf_weight * cos, 0.0).astype(np.float32)
+    # Only the tracks of the retrieved playlists get a score: their cosines alone are computed
+    # (a few thousand rows, not the whole catalogue's 166k x d product per query).
+    out = np.zeros(scores.shape, np.float32)
+    for i in range(scores.shape[0]):
+        held = np.flatnonzero(scores[i] > 0)
+        if held.size:
+            cos = np.clip(track_vectors[held] @ q[i], 0.0, None)
+            out[i, held] = scores[i, held] / top[i, 0] + prf_weight * cos
+    return out
 
 
 def top_rows(sims: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
