@@ -3,7 +3,11 @@ it once per session, the embedded PostgreSQL, and the real data directory."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +26,12 @@ if TYPE_CHECKING:  # serving fixtures (issue 6)
     from dynplayer.store.embedded import EmbeddedServer
     from dynplayer.text.api import SearchResult
     from dynplayer.text.search import TextSearcher
+
+# The suite's own data directory (what the embedded server, the demo and the run-version memo
+# write by default), never the user's; tests that need another set theirs.
+_DATA_DIR = tempfile.mkdtemp(prefix="dynplayer-tests-data-")
+os.environ["DYNPLAYER_DATA_DIR"] = _DATA_DIR
+atexit.register(shutil.rmtree, _DATA_DIR, True)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
