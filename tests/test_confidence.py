@@ -5,7 +5,6 @@ searcher, the API, the Python API and the CLI."""
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -131,18 +130,7 @@ def test_api_and_python_api_answer_with_the_verdict(serve_run_dir: Path,
 
 
 def test_the_cli_says_nothing_close(serve_run_dir: Path, tmp_path: Path, copy_run,  # type: ignore[no-untyped-def]
-                                    capsys: pytest.CaptureFixture[str],
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from dynplayer.cli import main
-
-    def cli(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["dynplayer", *args])
-        with pytest.raises(SystemExit) as info:
-            main()
-        out = capsys.readouterr()
-        return int(info.value.code or 0), out.out, out.err
-
+                                    cli) -> None:
     code, out, _ = cli("search", str(serve_run_dir), NOISE, "-k", "3")
     assert code == 0 and "nothing close: no caption of this model is near this query" in out
     assert out.index("nothing close") < out.index("tracks (top 3)")

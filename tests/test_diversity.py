@@ -5,7 +5,6 @@ against a naive reference (walk the uncapped pool, keep a track while its artist
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -154,19 +153,7 @@ def test_the_api_takes_a_cap_on_every_answer(serve_run_dir: Path, serve_catalog,
         assert r.status_code == 422 and "max_per_artist" in r.json()["message"]
 
 
-def test_the_cli_takes_a_cap(serve_run_dir: Path, serve_catalog,  # type: ignore[no-untyped-def]
-                             capsys: pytest.CaptureFixture[str],
-                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from dynplayer.cli import main
-
-    def cli(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["dynplayer", *args])
-        with pytest.raises(SystemExit) as info:
-            main()
-        out = capsys.readouterr()
-        return int(info.value.code or 0), out.out, out.err
-
+def test_the_cli_takes_a_cap(serve_run_dir: Path, serve_catalog, cli) -> None:  # type: ignore[no-untyped-def]
     c = serve_catalog
     artist = dict(zip(c.track_ids, c.artists, strict=True))
     code, out, _ = cli("similar", str(serve_run_dir), c.track_ids[3], "-k", "6",
@@ -183,21 +170,9 @@ def test_the_cli_takes_a_cap(serve_run_dir: Path, serve_catalog,  # type: ignore
     assert code == 2 and "max_per_artist" in err and len(err.strip().splitlines()) == 1
 
 
-def test_bench_diversity_on_the_planted_run(serve_run_dir: Path,
-                                            capsys: pytest.CaptureFixture[str],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bench_diversity_on_the_planted_run(serve_run_dir: Path, cli) -> None:  # type: ignore[no-untyped-def]
     """The table the defaults come from, on the planted run (embedding continuation, similar,
     text): no cap reproduces the uncapped ranking's recall, a cap of 1 gives the most artists."""
-    from dynplayer.cli import main
-
-    def cli(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["dynplayer", *args])
-        with pytest.raises(SystemExit) as info:
-            main()
-        out = capsys.readouterr()
-        return int(info.value.code or 0), out.out, out.err
-
     code, out, _ = cli("bench", "diversity", str(serve_run_dir), "--caps", "1,3", "--json")
     result = json.loads(out)
     assert code == 0 and result["continue_method"] == "embedding"
