@@ -157,6 +157,7 @@ class Dynplayer:
         self.run_dir = run_dir
         self._text = text and run_dir is not None and (run_dir / "text").is_dir()
         self._search_settings = dict(search_settings or {})
+        self._run: Any = None  # the loaded run, kept until the text model takes it
         if ranker and run_dir is not None and recommender.reranker is None:
             from dynplayer.rank.stage import has_ranker
 
@@ -174,14 +175,18 @@ class Dynplayer:
         playlists by the embedding alone even when RUN_DIR/ranker/ exists (with it, as the API
         does, on both backends). `search_settings` change the text model's search settings
         (top_playlists, prf_weight, ...), as `dynplayer search --set` does."""
-        from dynplayer.run import check_run_dir
+        from dynplayer.run import check_run_dir, load_run
         from dynplayer.store.catalog import track_catalog
 
         path = check_run_dir(Path(run_dir))
         if search_settings and not (text and (path / "text").is_dir()):
             raise DynplayerError(f"{path}: search settings given but the run has no text model")
-        return cls(ExactRecommender(track_catalog(path)), path, text=text,
-                   search_settings=search_settings, ranker=ranker)
+        run = load_run(path)
+        model = cls(ExactRecommender(track_catalog(path, run=run)), path, text=text,
+                    search_settings=search_settings, ranker=ranker)
+        if model._text:  # the text model is loaded beside the same run: read it once
+            model._run = run
+        return model
 
     def _with_text(self) -> ExactRecommender:
         """The recommender with the run's text model attached (loaded on first use)."""
@@ -190,7 +195,8 @@ class Dynplayer:
             from dynplayer.text.search import TextSearcher
 
             assert self.run_dir is not None
-            searcher = TextSearcher.load(self.run_dir, **self._search_settings)
+            searcher = TextSearcher.load(self.run_dir, run=self._run, **self._search_settings)
+            self._run = None
             rec.text_playlists = text_playlists_of(searcher)
             rec.searcher = searcher
         return rec

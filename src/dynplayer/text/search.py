@@ -153,11 +153,12 @@ class TextSearcher(TextSearcherProtocol):
 
     # ---- loading -----------------------------------------------------------------------------
     @classmethod
-    def load(cls, run_dir: Path, *, text_dir: Path | None = None,
+    def load(cls, run_dir: Path, *, text_dir: Path | None = None, run: Run | None = None,
              **overrides: Any) -> TextSearcher:
         """Read RUN_DIR/text/ (written by `dynplayer train-text`; or `text_dir`, a text model
         being written for RUN_DIR); `overrides` change search settings of the TextConfig
-        (retrieval, caption_weight, top_playlists, ...)."""
+        (retrieval, caption_weight, top_playlists, ...); `run`: the run at RUN_DIR when the
+        caller has loaded it already."""
         d = Path(text_dir) if text_dir is not None else Path(run_dir) / "text"
         need = ["config.json", "model.npz", "joint.npy", "captions.npy", "occurrences.npz",
                 "pids.txt", "captions.json", "tracks.json"]
@@ -172,7 +173,7 @@ class TextSearcher(TextSearcherProtocol):
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ArtifactError(f"{d}/config.json: unreadable text model config ({exc})") from exc
         _check_search_config(cfg)
-        run = _fresh_run(Path(run_dir), meta)
+        run = _fresh_run(Path(run_dir), meta, run)
         with np.load(d / "model.npz", allow_pickle=False) as z:
             weights = {k: z[k] for k in z.files}
         with np.load(d / "occurrences.npz", allow_pickle=False) as z:
@@ -414,14 +415,15 @@ def _check_search_config(cfg: TextConfig) -> None:
         raise ConfigError(f"match_power must be > 0, got {cfg.match_power}")
 
 
-def _fresh_run(run_dir: Path, meta: dict[str, Any]) -> Run | None:
-    """The run beside text/, which must be the one the text model was trained on; None when the
-    run's vectors are not there."""
-    if not (run_dir / "vectors.npy").exists():
-        return None
-    from dynplayer.run import load_run
+def _fresh_run(run_dir: Path, meta: dict[str, Any], run: Run | None = None) -> Run | None:
+    """The run beside text/ (`run` when already loaded), which must be the one the text model
+    was trained on; None when the run's vectors are not there."""
+    if run is None:
+        if not (run_dir / "vectors.npy").exists():
+            return None
+        from dynplayer.run import load_run
 
-    run = load_run(run_dir)
+        run = load_run(run_dir)
     if "vectors_hash" in meta and vectors_hash(run) != meta["vectors_hash"]:
         raise ArtifactError(f"{run_dir}: the text model was trained on other track vectors "
                             "(the run was retrained); rerun `dynplayer train-text`")
