@@ -523,6 +523,57 @@ def test_field_match_is_the_idf_share_of_the_query_words_found() -> None:
     assert not m.scores("trap soul", {"artist": 4.0, "genre": 0.0}, 2.0).any()
 
 
+def test_sparse_metadata_and_candidates_equal_the_dense_computation() -> None:
+    """Search touches only the candidate tracks (`match_sparse`, `sparse_sum`, `_with_extra`);
+    on random data, large and small, each equals the dense computation over every track, and
+    the top k of the candidates holds the top k values of the dense scores."""
+    from dynplayer.text.metadata import sparse_sum
+    from dynplayer.serve.ranking import top_k
+    from dynplayer.text.search import _with_extra, distinct
+
+    rng = np.random.default_rng(0)
+    words = ["pop", "rock", "jazz", "soul", "indie"]
+    docs = [" ".join(rng.choice(words, size=rng.integers(0, 3), replace=False))
+            for _ in range(500)]
+    index = FieldIndex(docs)
+    for query in (["pop"], ["rock", "jazz"], ["soul", "nowhere"], ["nowhere"], []):
+        tracks, share = index.match_sparse(query)
+        dense = index.match(query)
+        assert np.all(np.diff(tracks) > 0)
+        assert np.array_equal(tracks, np.flatnonzero(dense))
+        assert share == pytest.approx(dense[tracks])
+    for values in (rng.integers(0, 50, 300), np.array([7]), np.zeros(0, np.int64)):
+        held, inverse = distinct(values)
+        want_held, want_inverse = np.unique(values, return_inverse=True)
+        assert np.array_equal(held, want_held) and np.array_equal(inverse, want_inverse)
+    n = 1000
+    for size in (5, 400):  # the sorted path and the dense one
+        parts = [(np.sort(rng.choice(n, size, replace=False)), rng.random(size, np.float32))
+                 for _ in range(3)]
+        dense = np.zeros(n, np.float32)
+        for t, v in parts:
+            dense[t] += v
+        held, values = sparse_sum(parts, n)
+        assert np.array_equal(held, np.flatnonzero(dense))
+        assert values == pytest.approx(dense[held])
+    for n_meta, k in ((20, 50), (600, 10), (600, 600)):
+        held = np.sort(rng.choice(n, 80, replace=False))
+        scores = rng.random(80).astype(np.float32)
+        slot = rng.integers(0, 80, 200)
+        meta = np.sort(rng.choice(n, n_meta, replace=False))
+        extra = rng.choice([1.0, 2.0, 4.0], n_meta).astype(np.float32)  # many ties
+        dense = np.zeros(n, np.float32)
+        dense[held] = scores
+        dense[meta] += extra
+        cand, total, slot2 = _with_extra(held, scores, slot, meta, extra, k)
+        assert np.all(np.diff(cand) > 0)
+        assert total == pytest.approx(dense[cand])
+        assert np.array_equal(cand[slot2], held[slot])
+        top = top_k(total, k)
+        assert total[top] == pytest.approx(np.sort(dense)[::-1][:top.shape[0]])
+        assert top.shape[0] == min(k, cand.shape[0])
+
+
 def test_metadata_match_serves_what_the_benchmark_measures(synthetic_run: Path,
                                                           synthetic_corpus: Corpus,
                                                           tmp_path: Path) -> None:

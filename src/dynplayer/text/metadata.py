@@ -70,20 +70,59 @@ class FieldIndex:
 
     def match(self, words: Sequence[str]) -> np.ndarray:
         """(n_docs,) float32: each track's idf-weighted share of the distinct `words`."""
+        out = np.zeros(self.postings.shape[1], np.float32)
+        tracks, share = self.match_sparse(words)
+        out[tracks] = share
+        return out
+
+    def match_sparse(self, words: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """`match` where it is not 0: (sorted track indices, their float32 shares). A search
+        touches only the tracks holding a word of the query, not the whole catalogue."""
         n_docs = self.postings.shape[1]
         distinct = list(dict.fromkeys(words))
         known = [self.vocab[w] for w in distinct if w in self.vocab]
         total = sum(float(self.idf[i]) for i in known) + self.unknown_idf * (
             len(distinct) - len(known))
         if not known or total <= 0:
-            return np.zeros(n_docs, np.float32)
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
         ptr, idx = self.postings.indptr, self.postings.indices
-        # one bincount over the words' postings (no sort: a common genre word holds a large
-        # share of the tracks)
-        tracks = np.concatenate([idx[ptr[i]:ptr[i + 1]] for i in known])
+        if len(known) == 1:  # one word's postings: sorted and distinct already
+            i = known[0]
+            tracks = idx[ptr[i]:ptr[i + 1]].astype(np.int64)
+            return tracks, np.full(tracks.shape[0], float(self.idf[i]) / total, np.float32)
+        tracks = np.concatenate([idx[ptr[i]:ptr[i + 1]] for i in known]).astype(np.int64)
         weights = np.repeat(self.idf[known], np.diff(ptr)[known])
-        share = np.bincount(tracks, weights=weights, minlength=n_docs) / total
-        return share.astype(np.float32)
+        if tracks.shape[0] * 8 > n_docs:
+            # a common word (a genre held by many tracks): one bincount over the tracks is
+            # cheaper than sorting its postings
+            dense = np.bincount(tracks, weights=weights, minlength=n_docs)
+            held = np.flatnonzero(dense)
+            return held, (dense[held] / total).astype(np.float32)
+        held, inverse = np.unique(tracks, return_inverse=True)
+        return held, (np.bincount(inverse, weights=weights) / total).astype(np.float32)
+
+
+def sparse_sum(parts: Sequence[tuple[np.ndarray, np.ndarray]],
+               n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sum of sparse float32 vectors of length n, each (distinct indices, values), in
+    order: (sorted indices, values). Through a dense vector when they are large (sorting a
+    common genre's postings costs more than touching n floats)."""
+    if sum(t.shape[0] for t, _ in parts) * 8 > n:
+        dense = np.zeros(n, np.float32)
+        mask = np.zeros(n, bool)
+        for t, v in parts:
+            dense[t] += v
+            mask[t] = True
+        held = np.flatnonzero(mask)
+        return held, dense[held]
+    tracks = np.concatenate([t for t, _ in parts])
+    held, inverse = np.unique(tracks, return_inverse=True)
+    values = np.zeros(held.shape[0], np.float32)
+    start = 0
+    for _, v in parts:
+        np.add.at(values, inverse[start:start + v.shape[0]], v)
+        start += v.shape[0]
+    return held, values
 
 
 class MetadataMatch:
@@ -113,11 +152,34 @@ class MetadataMatch:
                 out += np.float32(w) * share ** np.float32(power)
         return out
 
+    def sparse(self, query: str, weights: dict[str, float], power: float
+               ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """`scores` where not 0 (sorted track indices, float32 values), and `complete`, from
+        one pass over the query's postings."""
+        words = fold_words(query)
+        empty = np.zeros(0, np.int64), np.zeros(0, np.float32), False
+        if not words:
+            return empty
+        parts: list[tuple[np.ndarray, np.ndarray]] = []
+        full = False
+        for name, index in self.fields.items():
+            tracks, share = index.match_sparse(words)
+            full = full or float(share.max(initial=0.0)) >= 1.0 - 1e-6
+            w = weights.get(name, 0.0)
+            if w > 0 and tracks.shape[0]:
+                parts.append((tracks, np.float32(w) * share ** np.float32(power)))
+        if not parts:
+            return *empty[:2], full
+        if len(parts) == 1:
+            return *parts[0], full
+        return *sparse_sum(parts, self.n_tracks), full
+
     def complete(self, query: str) -> bool:
         """Does one track's artist name, or its genres, hold every word of `query`?"""
         words = fold_words(query)
-        return bool(words) and any(float(f.match(words).max(initial=0.0)) >= 1.0 - 1e-6
-                                   for f in self.fields.values())
+        return bool(words) and any(
+            float(f.match_sparse(words)[1].max(initial=0.0)) >= 1.0 - 1e-6
+            for f in self.fields.values())
 
     def batch(self, queries: Sequence[str], weights: dict[str, float],
               power: float) -> np.ndarray:
@@ -127,4 +189,4 @@ class MetadataMatch:
         return np.stack([self.scores(q, weights, power) for q in queries])
 
 
-__all__ = ["FIELDS", "FieldIndex", "MetadataMatch", "fold_words"]
+__all__ = ["FIELDS", "FieldIndex", "MetadataMatch", "fold_words", "sparse_sum"]
