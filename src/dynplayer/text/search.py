@@ -354,7 +354,7 @@ class TextSearcher(TextSearcherProtocol):
         # size of the catalogue: at 166k tracks those cost more than the search itself.
         held, slot = distinct(idx[pos])
         contrib = dat[pos] * w[owner]
-        scores = np.bincount(slot, weights=contrib, minlength=held.shape[0])
+        scores: np.ndarray = np.bincount(slot, weights=contrib, minlength=held.shape[0])
         if self.cfg.prf_weight > 0 and self.track_vectors is not None:
             scores = self._feedback_on(held, scores, rows, w)
         meta, extra, full = self._metadata_of(query)
