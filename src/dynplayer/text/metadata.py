@@ -84,19 +84,19 @@ class FieldIndex:
         total = sum(float(self.idf[i]) for i in known) + self.unknown_idf * (
             len(distinct) - len(known))
         if not known or total <= 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        ptr, idx = self.postings.indptr, self.postings.indices
+            return np.zeros(0, np.int32), np.zeros(0, np.float32)
+        ptr, idx = self.postings.indptr, self.postings.indices.astype(np.int32, copy=False)
         if len(known) == 1:  # one word's postings: sorted and distinct already
             i = known[0]
-            tracks = idx[ptr[i]:ptr[i + 1]].astype(np.int64)
+            tracks = idx[ptr[i]:ptr[i + 1]]
             return tracks, np.full(tracks.shape[0], float(self.idf[i]) / total, np.float32)
-        tracks = np.concatenate([idx[ptr[i]:ptr[i + 1]] for i in known]).astype(np.int64)
+        tracks = np.concatenate([idx[ptr[i]:ptr[i + 1]] for i in known])
         weights = np.repeat(self.idf[known], np.diff(ptr)[known])
         if tracks.shape[0] * 8 > n_docs:
             # a common word (a genre held by many tracks): one bincount over the tracks is
             # cheaper than sorting its postings
             dense = np.bincount(tracks, weights=weights, minlength=n_docs)
-            held = np.flatnonzero(dense)
+            held = np.flatnonzero(dense).astype(np.int32)
             return held, (dense[held] / total).astype(np.float32)
         held, inverse = np.unique(tracks, return_inverse=True)
         return held, (np.bincount(inverse, weights=weights) / total).astype(np.float32)
@@ -113,7 +113,7 @@ def sparse_sum(parts: Sequence[tuple[np.ndarray, np.ndarray]],
         for t, v in parts:
             dense[t] += v
             mask[t] = True
-        held = np.flatnonzero(mask)
+        held = np.flatnonzero(mask).astype(np.int32)
         return held, dense[held]
     tracks = np.concatenate([t for t, _ in parts])
     held, inverse = np.unique(tracks, return_inverse=True)
@@ -157,7 +157,7 @@ class MetadataMatch:
         """`scores` where not 0 (sorted track indices, float32 values), and `complete`, from
         one pass over the query's postings."""
         words = fold_words(query)
-        empty = np.zeros(0, np.int64), np.zeros(0, np.float32), False
+        empty = np.zeros(0, np.int32), np.zeros(0, np.float32), False
         if not words:
             return empty
         parts: list[tuple[np.ndarray, np.ndarray]] = []
