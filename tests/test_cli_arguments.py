@@ -63,6 +63,17 @@ def test_arguments_are_checked_before_anything_is_loaded(broken_models: Path, ar
     one_line_error(dynplayer(*[str(broken_models) if a == "RUN" else a for a in args]), message)
 
 
+def test_an_unknown_seed_is_refused_before_the_vectors_are_read(track_run_dir: Path,
+                                                                copy_run: Any,
+                                                                tmp_path: Path) -> None:
+    """`recommend` resolves its seeds from the names alone: with vectors.npy unreadable, an
+    unknown seed still gets its own error, not one about the vectors."""
+    run = copy_run(track_run_dir, tmp_path / "run")
+    (run / "vectors.npy").write_bytes(b"not a numpy file")
+    one_line_error(dynplayer("recommend", str(run), "qqq-no-such-track"),
+                   "none of the 1 seeds is a track id or name")
+
+
 def test_a_blank_query_line_is_an_error_naming_it(serve_run_dir: Path, tmp_path: Path) -> None:
     """`search --queries FILE --jsonl` answers line n on output line n: a blank line would shift
     every later answer, so it is refused (nothing is printed)."""

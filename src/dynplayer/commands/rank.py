@@ -111,16 +111,13 @@ def register(app: typer.Typer) -> None:
         if seeds is not None:
             _recommend_file(run_dir, seeds, k, jsonl, ranker, cap)
             return
-        import numpy as np
-
-        from dynplayer.rank.candidates import Queries
-        from dynplayer.rank.recommend import Recommender
         from dynplayer.serve.resolve import TrackResolver, UnknownTrackName
-        from dynplayer.store.catalog import track_catalog
+        from dynplayer.store.track_names import track_names
 
-        run = load_run(run_dir)
-        cat = track_catalog(run_dir, run=run)
-        resolver = TrackResolver(cat.track_ids, cat.names, cat.artists, cat.popularity)
+        # the seeds are resolved from the names alone: an unknown one is refused before the
+        # model (170 MB of vectors at 166k tracks) is read
+        known = track_names(run_dir)
+        resolver = TrackResolver(known.ids, known.names, known.artists, known.popularity)
         rows: list[int] = []
         unknown: list[str] = []
         for t in tracks or []:
@@ -142,6 +139,14 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{count(len(unknown), 'seed')} not in the model, skipped: "
                        + ", ".join(repr(u) for u in unknown), err=True)
         rows = list(dict.fromkeys(rows))
+        import numpy as np
+
+        from dynplayer.rank.candidates import Queries
+        from dynplayer.rank.recommend import Recommender
+        from dynplayer.store.catalog import track_catalog
+
+        run = load_run(run_dir)
+        cat = track_catalog(run_dir, run=run, names=known)
         rec = Recommender.load(run_dir, use_ranker=ranker, run=run)
         q = Queries(np.array([0, len(rows)], dtype=np.int64), np.asarray(rows, dtype=np.int64))
         names: list[str | None] | None = [name] if name is not None else None

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from dynplayer.data.cooccurrence import window_pairs
-from dynplayer.run import l2_normalize
+from dynplayer.run import l2_normalize, unit_rows
 
 N_EMBEDDING = 300
 N_COOC = 200
@@ -124,7 +124,7 @@ def build_sources(vectors: np.ndarray, seq_indptr: np.ndarray, seq_cols: np.ndar
         # C order: scipy copies a non-contiguous dense operand on every sparse product
         ease = np.ascontiguousarray(ease_weights(x[:, ease_cols], ease_lam), dtype=np.float32)
     artist = _codes(artists)
-    return Sources(vectors=l2_normalize(vectors), cooc_playlist=cooc, cooc_window=win,
+    return Sources(vectors=unit_rows(vectors), cooc_playlist=cooc, cooc_window=win,
                    popularity=popularity, artist=artist, album=_codes(albums),
                    n_playlists=n_pl, window=window, ease=ease, ease_cols=ease_cols,
                    artist_cooc=artist_cooccurrence(x, artist))

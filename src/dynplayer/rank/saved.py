@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from dynplayer.rank.candidates import Sources
-from dynplayer.run import Run, atomic_write_json, l2_normalize
+from dynplayer.run import Run, atomic_write_json, unit_rows
 
 SOURCES_DIR = "sources"
 FORMAT_VERSION = 2  # 2: EASE over the most popular `ease_items` (ease_cols)
@@ -85,7 +85,7 @@ def load_sources(ranker_dir: Path, run: Run, key: dict[str, Any]) -> Sources | N
         return None
     if sparse["cooc_playlist"] is None or sparse["cooc_window"] is None:
         return None
-    return Sources(vectors=l2_normalize(run.vectors), cooc_playlist=sparse["cooc_playlist"],
+    return Sources(vectors=unit_rows(run.vectors), cooc_playlist=sparse["cooc_playlist"],
                    cooc_window=sparse["cooc_window"],
                    popularity=arrays["popularity"].astype(np.float32),
                    artist=arrays["artist"].astype(np.int64),

@@ -21,7 +21,7 @@ import numpy as np
 from dynplayer.diversity import check_max_per_artist, pool_size
 from dynplayer.errors import QueryError
 from dynplayer.ids import normalize_track_id
-from dynplayer.run import l2_normalize
+from dynplayer.run import l2_normalize, unit_rows
 from dynplayer.serve.answers import (
     K_MAX,
     QUERY_MAX,
@@ -235,7 +235,7 @@ class ExactRecommender(Recommender):
         self.searcher = searcher
         self.text_playlists = text_playlists
         self._row = {t: i for i, t in enumerate(catalog.track_ids)}
-        self._vectors = l2_normalize(catalog.vectors)
+        self._vectors = unit_rows(catalog.vectors)
 
     @cached_property
     def matcher(self) -> TrackMatcher:

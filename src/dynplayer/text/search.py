@@ -20,13 +20,13 @@ import scipy.sparse as sp
 
 from dynplayer.config import from_dict
 from dynplayer.errors import ArtifactError, ConfigError, QueryError
-from dynplayer.run import Run, l2_normalize
+from dynplayer.run import Run, l2_normalize, unit_rows
 from dynplayer.serve.ranking import top_k
 from dynplayer.text.api import PlaylistHit, SearchResult, TextSearcherProtocol, TrackHit
 from dynplayer.text.confidence import Calibration, Vocabulary
 from dynplayer.text.config import TextConfig
 from dynplayer.text.encoders import TextEncoder, make_encoder
-from dynplayer.text.loanwords import LoanwordBridge
+from dynplayer.text.loanwords import HANGUL_WORD, LoanwordBridge
 from dynplayer.text.metadata import MetadataMatch
 from dynplayer.text.query import MAX_QUERY_CHARS, check_query
 from dynplayer.text.space import (
@@ -188,7 +188,7 @@ class TextSearcher(TextSearcherProtocol):
             if track_vectors.shape[0] != occ.shape[1]:
                 raise ArtifactError(f"{path}: {track_vectors.shape[0]} track vectors for "
                                     f"{occ.shape[1]} vocabulary tracks")
-            self.track_vectors = l2_normalize(track_vectors)
+            self.track_vectors = unit_rows(track_vectors)
             self.playlist_means = playlist_track_means(occ, self.track_vectors)
         elif cfg.prf_weight > 0:
             raise ArtifactError(f"{path}: prf_weight > 0 needs the run's track vectors "
@@ -225,7 +225,9 @@ class TextSearcher(TextSearcherProtocol):
         pids = (d / "pids.txt").read_text().splitlines()
         tracks = json.loads((d / "tracks.json").read_text())
         track_vectors = None
-        if run is not None:
+        if run is not None and run.ids == tracks["track_id"]:
+            track_vectors = run.vectors  # the same tracks in the same order: no 170 MB copy
+        elif run is not None:
             row_of = run.index_of()
             run_rows = np.array([row_of.get(t, -1) for t in tracks["track_id"]], dtype=np.int64)
             if (run_rows < 0).any():
@@ -282,6 +284,8 @@ class TextSearcher(TextSearcherProtocol):
         bridge is off: `loanwords=false`, or an encoder other than USE)."""
         norm = check_query(text)
         if not (self.cfg.loanwords and self.cfg.encoder == "use"):
+            return None
+        if not HANGUL_WORD.search(norm):  # nothing to bridge: the bridge is not even built
             return None
         out = self.loanword_bridge.rewrite(norm)
         return out if out != norm and len(out) <= MAX_QUERY_CHARS else None
@@ -507,10 +511,27 @@ def _fresh_run(run_dir: Path, meta: dict[str, Any], run: Run | None = None) -> R
         from dynplayer.run import load_run
 
         run = load_run(run_dir)
-    if "vectors_hash" in meta and vectors_hash(run) != meta["vectors_hash"]:
+    if "vectors_hash" in meta and _vectors_hash_of(run) != meta["vectors_hash"]:
         raise ArtifactError(f"{run_dir}: the text model was trained on other track vectors "
                             "(the run was retrained); rerun `dynplayer train-text`")
     return run
+
+
+def _vectors_hash_of(run: Run) -> str:
+    """`vectors_hash(run)`, remembered in the data directory's cache under the run's files'
+    paths, sizes and times (hashing 170 MB of a whole-catalogue run took 0.25 s of every
+    one-shot `search`); a run loaded from elsewhere than its files is hashed."""
+    from dynplayer.cache import key_of, remembered
+
+    parts = ["vectors-hash-1"]
+    try:
+        for f in (Path(run.path) / "vectors.npy", Path(run.path) / "ids.txt"):
+            st = f.stat()
+            parts += [str(f.resolve()), str(st.st_size), str(st.st_mtime_ns)]
+    except OSError:
+        return vectors_hash(run)
+    return remembered("vectors-hash", key_of(parts), lambda: vectors_hash(run),
+                      lambda v: v.encode(), lambda b: b.decode("ascii"))
 
 
 def load_searcher(run_dir: Path, **overrides: Any) -> TextSearcher:
