@@ -527,9 +527,9 @@ def test_sparse_metadata_and_candidates_equal_the_dense_computation() -> None:
     """Search touches only the candidate tracks (`match_sparse`, `sparse_sum`, `_with_extra`);
     on random data, large and small, each equals the dense computation over every track, and
     the top k of the candidates holds the top k values of the dense scores."""
-    from dynplayer.serve.ranking import top_k
     from dynplayer.text.metadata import sparse_sum
     from dynplayer.text.search import _with_extra, distinct
+    from dynplayer.topk import top_k
 
     rng = np.random.default_rng(0)
     words = ["pop", "rock", "jazz", "soul", "indie"]

@@ -7,17 +7,7 @@ from typing import Any
 
 import numpy as np
 
-
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest scores, best first; ties by index, so the order is stable."""
-    k = min(k, scores.shape[0])
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64)
-    kth = np.partition(scores, scores.shape[0] - k)[scores.shape[0] - k]
-    above = np.flatnonzero(scores > kth)
-    ties = np.flatnonzero(scores == kth)[: k - above.shape[0]]
-    picked = np.concatenate([above, ties])
-    return picked[np.lexsort((picked, -scores[picked]))]
+from dynplayer.topk import top_k
 
 
 def top_playlists_exact(vectors: np.ndarray, qvec: np.ndarray, n: int,
@@ -35,3 +25,6 @@ def qb_bias(searcher: Any) -> np.ndarray | None:
     `qbnorm_beta` > 0), so exact paths choose playlists as `TextSearcher.search` does."""
     beta = getattr(getattr(searcher, "cfg", None), "qbnorm_beta", 0.0)
     return getattr(searcher, "qb_bias", None) if beta and beta > 0 else None
+
+
+__all__ = ["qb_bias", "top_k", "top_playlists_exact"]

@@ -21,7 +21,6 @@ import scipy.sparse as sp
 from dynplayer.config import from_dict
 from dynplayer.errors import ArtifactError, ConfigError, QueryError
 from dynplayer.run import Run, l2_normalize, unit_rows
-from dynplayer.serve.ranking import top_k
 from dynplayer.text.api import PlaylistHit, SearchResult, TextSearcherProtocol, TrackHit
 from dynplayer.text.confidence import Calibration, Vocabulary
 from dynplayer.text.config import TextConfig
@@ -36,6 +35,7 @@ from dynplayer.text.space import (
     vectors_hash,
     wordless,
 )
+from dynplayer.topk import top_k
 
 MAX_K = 1000
 
