@@ -524,11 +524,11 @@ def test_field_match_is_the_idf_share_of_the_query_words_found() -> None:
 
 
 def test_sparse_metadata_and_candidates_equal_the_dense_computation() -> None:
-    """Search touches only the candidate tracks (`match_sparse`, `sparse_sum`, `_with_extra`);
+    """Search touches only the candidate tracks (`match_sparse`, `sparse_sum`, `merge_metadata`);
     on random data, large and small, each equals the dense computation over every track, and
     the top k of the candidates holds the top k values of the dense scores."""
+    from dynplayer.text.aggregate import distinct, merge_metadata
     from dynplayer.text.metadata import sparse_sum
-    from dynplayer.text.search import _with_extra, distinct
     from dynplayer.topk import top_k
 
     rng = np.random.default_rng(0)
@@ -565,7 +565,7 @@ def test_sparse_metadata_and_candidates_equal_the_dense_computation() -> None:
         dense = np.zeros(n, np.float32)
         dense[held] = scores
         dense[meta] += extra
-        cand, total, slot2 = _with_extra(held, scores, slot, meta, extra, k)
+        cand, total, slot2 = merge_metadata(held, scores, slot, meta, extra, k)
         assert np.all(np.diff(cand) > 0)
         assert total == pytest.approx(dense[cand])
         assert np.array_equal(cand[slot2], held[slot])
