@@ -106,3 +106,18 @@ def test_unit_rows_reuses_unit_vectors_and_normalises_the_rest() -> None:
     raw = v * 3.0
     out = unit_rows(raw)
     assert out is not raw and np.allclose(out, v, atol=1e-6)
+
+
+def test_a_matcher_from_its_remembered_state_answers_alike(track_run_dir: Path) -> None:
+    from dynplayer.serve.track_search import TrackMatcher, matcher_for
+    from dynplayer.store.track_names import track_names
+
+    names = track_names(track_run_dir)
+    fresh = TrackMatcher(names.names, names.artists, names.popularity)
+    built, read = matcher_for(names), matcher_for(names)  # the second reads the cache
+    assert read._sorted_words == fresh._sorted_words
+    queries = [n for n in names.names[:20] if n] + [(names.names[0] or "x")[:3], "zzzz qqqq"]
+    queries += [(n or "")[::-1] for n in names.names[:5]]  # near misses: the fuzzy passes
+    for q in queries:
+        want = fresh.search(q, 10)
+        assert built.search(q, 10) == want and read.search(q, 10) == want

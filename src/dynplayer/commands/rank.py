@@ -112,12 +112,14 @@ def register(app: typer.Typer) -> None:
             _recommend_file(run_dir, seeds, k, jsonl, ranker, cap)
             return
         from dynplayer.serve.resolve import TrackResolver, UnknownTrackName
+        from dynplayer.serve.track_search import matcher_for
         from dynplayer.store.track_names import track_names
 
         # the seeds are resolved from the names alone: an unknown one is refused before the
         # model (170 MB of vectors at 166k tracks) is read
         known = track_names(run_dir)
-        resolver = TrackResolver(known.ids, known.names, known.artists, known.popularity)
+        resolver = TrackResolver(known.ids, known.names, known.artists, known.popularity,
+                                 matcher=matcher_for(known))
         rows: list[int] = []
         unknown: list[str] = []
         for t in tracks or []:

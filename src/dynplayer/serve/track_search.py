@@ -13,34 +13,69 @@ the same tracks in the same order.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rapidfuzz import fuzz, process
 
 from dynplayer.names import fold, fold_many_cached
 
+if TYPE_CHECKING:
+    from dynplayer.store.track_names import TrackNames
+
 FUZZY_MIN_CHARS = 4  # shorter queries match too much by edit distance; substring only
 FUZZY_CUTOFF = 80.0  # partial ratio (0-100): one typo in a 5-10 letter word stays above it
+
+@dataclass(frozen=True)
+class MatcherState:
+    """What a `TrackMatcher` derives from its names: the rows most played first, and their
+    folded "name artist" strings in that order (with their words sorted, when known)."""
+
+    order: np.ndarray
+    folded: list[str]
+    sorted_words: list[str] | None = None
+
+
 class TrackMatcher:
     """Folded names and artists of one model version's tracks, most popular first."""
 
     def __init__(self, names: Sequence[str | None], artists: Sequence[str | None],
-                 popularity: Sequence[int] | np.ndarray) -> None:
-        pop = np.asarray(popularity, dtype=np.int64)
-        # Most played first, ties by row: the order of every answer below.
-        self.order = np.lexsort((np.arange(pop.shape[0]), -pop))
-        rows = self.order.tolist()
-        # "name artist" folded as one string: the same words as fold(name) + fold(artist)
-        folded = fold_many_cached([f"{names[i] or ''} {artists[i] or ''}" for i in rows])
-        self._folded = folded
+                 popularity: Sequence[int] | np.ndarray, *,
+                 state: MatcherState | None = None) -> None:
+        """`state`: this matcher's `state()` for the same names, read back (`store.track_names`
+        keeps it in the data directory's cache), instead of folding them again."""
+        if state is None:
+            pop = np.asarray(popularity, dtype=np.int64)
+            # Most played first, ties by row: the order of every answer below.
+            order = np.lexsort((np.arange(pop.shape[0]), -pop))
+            rows = order.tolist()
+            # "name artist" folded as one string: the same words as fold(name) + fold(artist)
+            state = MatcherState(order, fold_many_cached(
+                [f"{names[i] or ''} {artists[i] or ''}" for i in rows]))
+        self.order = state.order
+        folded = self._folded = state.folded
+        if state.sorted_words is not None:
+            self.__dict__["_sorted_words"] = state.sorted_words
         # One text of every folded string, a line each (folding leaves no newline): a phrase
         # is found in all of them by one regular-expression scan, and each hit's line is its
         # rank. (Fixed-width numpy string arrays of the same took ~300 MB at 166k tracks.)
         self._text = "\n".join(folded)
         lengths = np.fromiter(map(len, folded), np.int64, count=len(folded)) + 1
         self._starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+
+    @cached_property
+    def _sorted_words(self) -> list[str]:
+        """Each folded string with its words sorted: rapidfuzz's partial token-sort ratio is
+        the partial ratio of the sorted words, so they are sorted once, not on every search."""
+        return [" ".join(sorted(f.split())) for f in self._folded]
+
+    def state(self) -> MatcherState:
+        return MatcherState(self.order, self._folded, self._sorted_words)
 
     def _holding(self, phrase: str) -> tuple[np.ndarray, np.ndarray]:
         """Ranks (sorted) of the strings holding `phrase`, and of those where it starts a word
@@ -83,8 +118,10 @@ class TrackMatcher:
             # partial ratio: typos in a phrase ("la vie en rsoe"); on sorted words too, for
             # words in another order ("beyonse halo" -> "halo beyonce")
             best: dict[int, float] = {}
-            for scorer in (fuzz.partial_ratio, fuzz.partial_token_sort_ratio)[:len(words)]:
-                for _, score, rank in process.extract(phrase, self._folded, scorer=scorer,
+            # (the token-sort ratio as the partial ratio of sorted words: the same scores)
+            passes = [(phrase, self._folded), (" ".join(sorted(words)), self._sorted_words)]
+            for query, choices in passes[:len(words)]:
+                for _, score, rank in process.extract(query, choices, scorer=fuzz.partial_ratio,
                                                       score_cutoff=cutoff,
                                                       limit=limit + len(ranks)):
                     best[rank] = max(score, best.get(rank, 0.0))
@@ -98,6 +135,38 @@ class TrackMatcher:
         return [int(self.order[r]) for r in ranks]
 
 
+def matcher_for(names: TrackNames) -> TrackMatcher:
+    """The matcher over a run's `track_names`, its state remembered in the data directory's
+    cache beside them (a one-shot command skips folding and sorting 166k names)."""
+    if not names.key:
+        return TrackMatcher(names.names, names.artists, names.popularity)
+    from dynplayer.cache import key_of, remembered
+
+    def build() -> MatcherState:
+        return TrackMatcher(names.names, names.artists, names.popularity).state()
+
+    def dump(st: MatcherState) -> bytes:
+        buf = io.BytesIO()
+        np.savez(buf, order=st.order,
+                 folded=np.frombuffer("\n".join(st.folded).encode("utf-8"), np.uint8),
+                 sorted=np.frombuffer("\n".join(st.sorted_words or []).encode("utf-8"),
+                                      np.uint8))
+        return buf.getvalue()
+
+    def load(data: bytes) -> MatcherState:
+        n = len(names.ids)
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            order = z["order"].astype(np.int64)
+            folded = z["folded"].tobytes().decode("utf-8").split("\n")
+            words = z["sorted"].tobytes().decode("utf-8").split("\n")
+        if order.shape != (n,) or len(folded) != n or len(words) != n:
+            raise ValueError("a matcher of other names")
+        return MatcherState(order, folded, words)
+
+    state = remembered("track-matcher", key_of([names.key, "matcher-1"]), build, dump, load)
+    return TrackMatcher(names.names, names.artists, names.popularity, state=state)
+
+
 def holds_words(q: str, name: str | None, artist: str | None) -> bool:
     """Whether the track's name and artist hold every word of `q` (folded): false for the near
     misses `TrackMatcher.search` gives when nothing matched."""
@@ -105,4 +174,4 @@ def holds_words(q: str, name: str | None, artist: str | None) -> bool:
     return all(w in text for w in fold(q).split())
 
 
-__all__ = ["TrackMatcher", "fold", "holds_words"]
+__all__ = ["MatcherState", "TrackMatcher", "fold", "holds_words", "matcher_for"]

@@ -27,6 +27,7 @@ class TrackNames:
     names: list[str | None]
     artists: list[str | None]
     popularity: np.ndarray  # int64 (N,)
+    key: str = ""  # what the cache knows them by (the files they were read from); "" unknown
 
 
 def track_names(run_dir: Path) -> TrackNames:
@@ -51,7 +52,7 @@ def track_names(run_dir: Path) -> TrackNames:
         table = read_track_table(corpus_dir, ids, ["name", "artist", "occurrence_count"])
         return TrackNames(ids, table["name"], table["artist"],
                           np.array([c or 0 for c in table["occurrence_count"]],
-                                   dtype=np.int64))
+                                   dtype=np.int64), key)
 
     def dump(t: TrackNames) -> bytes:
         lines = [_NONE if v is None else v for v in [*t.names, *t.artists]]
@@ -70,9 +71,10 @@ def track_names(run_dir: Path) -> TrackNames:
         if len(lines) != 2 * n or popularity.shape != (n,):
             raise ValueError("cached names of another run")
         values: list[str | None] = [None if v == _NONE else v for v in lines]
-        return TrackNames(ids, values[:n], values[n:], popularity)
+        return TrackNames(ids, values[:n], values[n:], popularity, key)
 
-    return remembered("track-names", key_of(parts), build, dump, load)
+    key = key_of(parts)
+    return remembered("track-names", key, build, dump, load)
 
 
 __all__ = ["TrackNames", "track_names"]
