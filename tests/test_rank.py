@@ -295,6 +295,58 @@ def test_split_queries_and_candidates_exclude_seeds() -> None:
     assert not seeds & set(zip(ret.rows.tolist(), ret.cols.tolist(), strict=True))
 
 
+def test_candidates_are_each_retrievers_top_k_over_every_track() -> None:
+    """`retrieve` picks its candidates without (n, V) masks (the co-occurrence top among the
+    tracks that co-occur at all, the EASE top among the EASE tracks); with scores free of
+    ties they are exactly each retriever's top k over the whole vocabulary, computed here the
+    plain way: embedding top k, co-occurrence top k of those > 0, EASE top k (NaN outside its
+    tracks), minus the seeds and the banned tracks, in the batch and one at a time."""
+    from dynplayer.rank.candidates import ease_scores
+
+    rng = np.random.default_rng(3)
+    v, n_pl = 60, 40
+    ip = np.arange(0, 8 * n_pl + 1, 8)
+    cols = np.concatenate([rng.choice(v, 8, replace=False) for _ in range(n_pl)])
+    vectors = rng.standard_normal((v, 6)).astype(np.float32)
+    src = build_sources(vectors, ip, cols, [None] * v, [None] * v, window=3, ease_lam=5.0,
+                        ease_items=25)
+    # counts tie; a tiny jitter keeps each playlist-pair count's order and breaks the ties
+    jitter = sp.csr_matrix(src.cooc_playlist.multiply(1 + rng.random((v, v)) * 1e-3))
+    src = replace(src, cooc_playlist=jitter.astype(np.float32))
+    q_ip = np.array([0, 2, 5, 6])
+    q_cols = np.array([1, 7, 3, 9, 30, 44])
+    q = Queries(q_ip, q_cols)
+    allowed = rng.random(v) < 0.7
+
+    def plain(i: int, banned: np.ndarray | None) -> set[int]:
+        seeds = q_cols[q_ip[i]:q_ip[i + 1]]
+        off = np.zeros(v, bool)
+        off[seeds] = True
+        if banned is not None:
+            off |= banned
+        unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        emb = unit @ unit[seeds].sum(axis=0)  # the mean's direction: the same order
+        pick = set(np.argsort(-np.where(off, -np.inf, emb))[:5].tolist())
+        pl = np.asarray(src.cooc_playlist[seeds].sum(axis=0)).ravel()
+        pl[off] = -np.inf
+        pick |= {c for c in np.argsort(-pl)[:4].tolist() if pl[c] > 0}
+        e = np.nan_to_num(ease_scores(src, q_ip[i:i + 2] - q_ip[i], seeds)[0], nan=-np.inf)
+        e[off] = -np.inf
+        pick |= set(np.argsort(-e)[:3].tolist())
+        return {c for c in pick if not off[c]}
+
+    for banned in (None, ~allowed):
+        al = None if banned is None else allowed
+        ret = retrieve(src, q, n_embedding=5, n_cooc=4, n_ease=3, n_title=0, allowed=al)
+        assert np.all(np.diff(ret.rows) >= 0)
+        for i in range(q.n):
+            got = ret.cols[ret.rows == i]
+            assert np.all(np.diff(got) > 0) and set(got.tolist()) == plain(i, banned)
+            one = retrieve(src, q.slice(i, i + 1), n_embedding=5, n_cooc=4, n_ease=3,
+                           n_title=0, allowed=al)
+            assert one.cols.tolist() == got.tolist()
+
+
 def test_itemknn_shrinkage_matches_the_formula() -> None:
     x = sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 1], [1, 0, 1]], dtype=np.float32))
     knn = ItemKNN(shrinkage=2.0).fit(TrainData(x))

@@ -147,8 +147,11 @@ def ease_scores(src: Sources, ip: np.ndarray, sc: np.ndarray) -> np.ndarray:
     n = ip.shape[0] - 1
     if src.ease_cols.shape[0] == src.n_items:
         return seed_sums(src.ease, ip, sc)
-    pos = np.full(src.n_items, -1, dtype=np.int64)
-    pos[src.ease_cols] = np.arange(src.ease_cols.shape[0])
+    pos = src.__dict__.get("_ease_pos")  # vocabulary row -> EASE row (-1: none), once
+    if pos is None:
+        pos = np.full(src.n_items, -1, dtype=np.int64)
+        pos[src.ease_cols] = np.arange(src.ease_cols.shape[0])
+        src.__dict__["_ease_pos"] = pos
     sub = seed_sums(src.ease, *subset_rows(ip, sc, pos))
     out = np.full((n, src.n_items), np.nan, dtype=np.float32)
     out[:, src.ease_cols] = sub
@@ -307,7 +310,7 @@ def retrieve(src: Sources, q: Queries, n_embedding: int = N_EMBEDDING,
     n_seeds = np.maximum(q.n_seeds, 1).astype(np.float32)[:, None]
     mean = l2_normalize(seed_sums(src.vectors, ip, sc) / n_seeds)
     emb = mean @ src.vectors.T
-    pop = np.sqrt(np.maximum(src.popularity, 1.0))
+    pop = _sqrt_popularity(src)
     # item-kNN: sum over seeds of cooc / sqrt(pop_seed pop_track), the cosine of their columns
     pl = seed_sums(src.cooc_playlist, ip, sc)
     knn = seed_sums(src.cooc_playlist, ip, sc, (1.0 / pop[sc]).astype(np.float32)
@@ -318,45 +321,86 @@ def retrieve(src: Sources, q: Queries, n_embedding: int = N_EMBEDDING,
 
     seed_rows = np.repeat(np.arange(q.n), q.n_seeds)
     banned = None if allowed is None else ~np.asarray(allowed, dtype=bool)
+    # Each retriever's picks per playlist (vocabulary rows; any order, repeats allowed), then
+    # their union without the seeds and the banned tracks: no (n, V) mask to scan.
+    picks: list[list[np.ndarray]] = [[] for _ in range(q.n)]
     masked = emb.copy()
     masked[seed_rows, q.seed_cols] = -np.inf
     if banned is not None:
         masked[:, banned] = -np.inf
-    take = np.zeros((q.n, v), dtype=bool)
     k = min(n_embedding, v)
-    top = np.argpartition(-masked, k - 1, axis=1)[:, :k]
-    np.put_along_axis(take, top, True, axis=1)
-    cooc_score = pl.copy()
-    cooc_score[seed_rows, q.seed_cols] = -np.inf
-    if banned is not None:
-        cooc_score[:, banned] = -np.inf
-    k = min(n_cooc, v)
-    top = np.argpartition(-cooc_score, k - 1, axis=1)[:, :k]
-    hit = np.take_along_axis(cooc_score, top, axis=1) > 0
-    take[np.broadcast_to(np.arange(q.n)[:, None], top.shape)[hit], top[hit]] = True
+    for i, top in enumerate(np.argpartition(-masked, k - 1, axis=1)[:, :k]):
+        picks[i].append(top)
+    for i in range(q.n):  # co-occurrence: the best of the tracks that co-occur at all
+        row = pl[i].copy()
+        row[q.seed_cols[ip[i]:ip[i + 1]]] = -np.inf
+        if banned is not None:
+            row[banned] = -np.inf
+        picks[i].append(_best_positive(row, n_cooc))
     dense = {"emb": emb, "pl": pl, "knn": knn, "win": win, "win_last": win_last}
     if src.ease is not None:
         ease = ease_scores(src, ip, sc)
         dense["ease"] = ease
         if n_ease > 0:
-            masked = np.nan_to_num(ease, nan=-np.inf)
-            masked[seed_rows, q.seed_cols] = -np.inf
-            if banned is not None:
-                masked[:, banned] = -np.inf
-            k = min(n_ease, v)
-            top = np.argpartition(-masked, k - 1, axis=1)[:, :k]
-            np.put_along_axis(take, top, True, axis=1)
+            for i, top in enumerate(_ease_top(src, ease, q, n_ease, banned)):
+                picks[i].append(top)
     if q.title is not None:
         dense["title"] = q.title
         if n_title > 0:
             masked = np.nan_to_num(q.title, nan=-np.inf)
             masked[seed_rows, q.seed_cols] = -np.inf
-            k = min(n_title, v)
-            top = np.argpartition(-masked, k - 1, axis=1)[:, :k]
-            hit = np.take_along_axis(masked, top, axis=1) > 0
-            take[np.broadcast_to(np.arange(q.n)[:, None], top.shape)[hit], top[hit]] = True
-    take[seed_rows, q.seed_cols] = False
-    if banned is not None:
-        take[:, banned] = False
-    rows, cols = np.nonzero(take)
-    return Retrieval(rows=rows.astype(np.int64), cols=cols.astype(np.int64), dense=dense)
+            for i in range(q.n):
+                picks[i].append(_best_positive(masked[i], n_title))
+    rows_out, cols_out = [], []
+    for i in range(q.n):
+        cols = np.unique(np.concatenate(picks[i])) if picks[i] else np.zeros(0, np.int64)
+        cols = cols[~np.isin(cols, q.seed_cols[ip[i]:ip[i + 1]])]
+        if banned is not None:
+            cols = cols[~banned[cols]]
+        rows_out.append(np.full(cols.shape[0], i, dtype=np.int64))
+        cols_out.append(cols.astype(np.int64))
+    rows = np.concatenate(rows_out) if rows_out else np.zeros(0, np.int64)
+    cols = np.concatenate(cols_out) if cols_out else np.zeros(0, np.int64)
+    return Retrieval(rows=rows, cols=cols, dense=dense)
+
+
+def _sqrt_popularity(src: Sources) -> np.ndarray:
+    """sqrt(max(popularity, 1)) of the sources' tracks, computed once per `Sources`."""
+    cached = src.__dict__.get("_sqrt_pop")
+    if cached is None:
+        cached = src.__dict__["_sqrt_pop"] = np.sqrt(np.maximum(src.popularity, 1.0))
+    return cached
+
+
+def _best_positive(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k best scores > 0 (all of them when fewer): the tracks a top k over the
+    whole catalogue would take and keep as hits, found among the positive ones alone."""
+    pos = np.flatnonzero(scores > 0)
+    if pos.shape[0] <= k:
+        return pos
+    return pos[np.argpartition(-scores[pos], k - 1)[:k]]
+
+
+def _ease_top(src: Sources, ease: np.ndarray, q: Queries, n_ease: int,
+              banned: np.ndarray | None) -> list[np.ndarray]:
+    """Per playlist, its n_ease best EASE tracks (not a seed, not banned): among the EASE
+    tracks alone, which hold every finite score (the rest are NaN)."""
+    v, ip = src.n_items, q.seed_indptr
+    k = min(n_ease, v)
+    cols = src.ease_cols if src.ease_cols is not None else np.arange(v)
+    out = []
+    for i in range(q.n):
+        sub = np.nan_to_num(ease[i, cols], nan=-np.inf)
+        sub[np.isin(cols, q.seed_cols[ip[i]:ip[i + 1]])] = -np.inf
+        if banned is not None:
+            sub[banned[cols]] = -np.inf
+        if int(np.isfinite(sub).sum()) < k or k >= cols.shape[0]:
+            # fewer finite scores than k: a top k over every track takes -inf ones too
+            masked = np.nan_to_num(ease[i], nan=-np.inf)
+            masked[q.seed_cols[ip[i]:ip[i + 1]]] = -np.inf
+            if banned is not None:
+                masked[banned] = -np.inf
+            out.append(np.argpartition(-masked, k - 1)[:k] if k < v else np.arange(v))
+            continue
+        out.append(cols[np.argpartition(-sub, k - 1)[:k]])
+    return out

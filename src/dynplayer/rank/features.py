@@ -17,6 +17,7 @@ from dynplayer.rank.candidates import (
     Retrieval,
     Sources,
     last_seeds,
+    seed_sums,
 )
 
 GROUPS: dict[str, list[str]] = {
@@ -152,10 +153,15 @@ def artist_affinity(src: Sources, q: Queries, rows: np.ndarray,
     ok = cand >= 0
     if ok.any():
         # (n, A): each playlist's summed co-occurrence with every artist
-        s = seed_code_counts(src.artist, q, c.shape[0]) @ c
-        if q.n * c.shape[0] <= 4_000_000:  # a served request: a dense row, no sparse indexing
-            out[ok] = s.toarray()[rows[ok], cand[ok]]
+        if q.n <= SMALL_BATCH:  # a served request: the seeds' artists' rows summed directly
+            codes = src.artist[q.seed_cols]
+            known = codes >= 0
+            per_row = np.bincount(np.repeat(np.arange(q.n), q.n_seeds)[known], minlength=q.n)
+            ip = np.concatenate([[0], np.cumsum(per_row)]).astype(np.int64)
+            dense = seed_sums(c, ip, codes[known])
+            out[ok] = dense[rows[ok], cand[ok]]
         else:
+            s = seed_code_counts(src.artist, q, c.shape[0]) @ c
             out[ok] = np.asarray(s.tocsr()[rows[ok], cand[ok]]).ravel()
     return out / np.maximum(q.n_seeds[rows], 1).astype(np.float32)
 
