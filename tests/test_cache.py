@@ -70,8 +70,9 @@ def test_the_cached_tokenizer_encodes_alike_and_a_planted_pickle_is_refused(
     texts = ["rainy day jazz", "신나는 여름 노래", "Beyoncé — Déjà Vu!"]
     first = _use_tokenizer()
     (entry,) = (cache_root() / "use-tokenizer").iterdir()
-    again = _use_tokenizer()  # read back
-    assert again is not first
+    written = entry.stat().st_mtime_ns
+    again = _use_tokenizer()  # read back, not rebuilt (a rebuild rewrites the entry)
+    assert again is not first and entry.stat().st_mtime_ns == written
     assert [again.encode(t) for t in texts] == [first.encode(t) for t in texts]
 
     class Planted:  # what a tampered cache file could hold: it must never be built
