@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TypeVar
+
+import numpy as np
 
 T = TypeVar("T")
 
@@ -36,6 +38,34 @@ def key_of(parts: Iterable[str | bytes]) -> str:
     return h.hexdigest()[:32]
 
 
+def file_stamp(paths: Iterable[Path]) -> list[str]:
+    """Each file's resolved path, size and modification time, for a key (OSError when one
+    cannot be read)."""
+    out: list[str] = []
+    for f in paths:
+        st = Path(f).stat()
+        out += [str(Path(f).resolve()), str(st.st_size), str(st.st_mtime_ns)]
+    return out
+
+
+def lines_to_array(lines: Sequence[str]) -> np.ndarray:
+    """Strings as one UTF-8 byte array (an .npz entry read without pickle); ValueError when
+    one holds a line break (the value is then not cached)."""
+    text = "\n".join(lines)
+    if text.count("\n") != max(len(lines) - 1, 0):
+        raise ValueError("a string holds a line break")
+    return np.frombuffer(text.encode("utf-8"), np.uint8)
+
+
+def array_to_lines(a: np.ndarray, n: int) -> list[str]:
+    """The n strings `lines_to_array` stored; ValueError when they are not n (an entry of
+    other inputs)."""
+    lines = a.tobytes().decode("utf-8").split("\n") if n else []
+    if len(lines) != n:
+        raise ValueError(f"{len(lines)} cached strings, {n} expected")
+    return lines
+
+
 def remembered(kind: str, key: str, build: Callable[[], T], dump: Callable[[T], bytes],
                load: Callable[[bytes], T]) -> T:
     """`build()`, or what an earlier call stored under (kind, key). `load` may raise
@@ -43,18 +73,17 @@ def remembered(kind: str, key: str, build: Callable[[], T], dump: Callable[[T], 
     path = cache_root() / kind / key
     try:
         return load(path.read_bytes())
-    except FileNotFoundError:
-        pass
     except (OSError, ValueError, KeyError, EOFError, TypeError, IndexError):
-        pass  # damaged or from another version: rebuilt below
+        pass  # absent, damaged or from another version: built below
     value = build()
     try:
         from dynplayer.run import atomic_write_bytes
 
         atomic_write_bytes(path, dump(value))
-    except OSError:
-        pass  # a read-only data directory: build each time
+    except (OSError, ValueError):
+        pass  # a read-only data directory, or a value `dump` refuses: built each time
     return value
 
 
-__all__ = ["cache_root", "key_of", "remembered"]
+__all__ = ["array_to_lines", "cache_root", "file_stamp", "key_of", "lines_to_array",
+           "remembered"]

@@ -42,19 +42,14 @@ def fold_many(texts: Sequence[str | None]) -> list[str]:
 def fold_many_cached(texts: Sequence[str | None]) -> list[str]:
     """`fold_many(texts)`, remembered in the data directory's cache (`dynplayer.cache`) under a
     hash of the texts: a whole catalogue's names (166k) fold in ~0.9 s, read back in ~0.05 s."""
-    from dynplayer.cache import key_of, remembered
+    import numpy as np
+
+    from dynplayer.cache import array_to_lines, key_of, lines_to_array, remembered
 
     joined = "\x1f".join(t or "" for t in texts)
-    n = len(texts)
-
-    def load(data: bytes) -> list[str]:
-        out = data.decode("utf-8").split("\n")
-        if len(out) != n:
-            raise ValueError("cached folded names of another length")
-        return out
-
     return remembered("folded-names", key_of([joined]), lambda: fold_many(texts),
-                      lambda f: "\n".join(f).encode("utf-8"), load)
+                      lambda f: lines_to_array(f).tobytes(),
+                      lambda data: array_to_lines(np.frombuffer(data, np.uint8), len(texts)))
 
 
 __all__ = ["fold", "fold_many", "fold_many_cached"]

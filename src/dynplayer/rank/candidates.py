@@ -14,6 +14,7 @@ shadow sources without them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,19 @@ class Sources:
     @property
     def n_items(self) -> int:
         return int(self.vectors.shape[0])
+
+    @cached_property
+    def sqrt_popularity(self) -> np.ndarray:
+        """sqrt(max(popularity, 1)): item-kNN's normaliser, computed once."""
+        return np.sqrt(np.maximum(self.popularity, 1.0))
+
+    @cached_property
+    def ease_row(self) -> np.ndarray:
+        """Vocabulary row -> its EASE row (-1: not an EASE track), computed once."""
+        pos = np.full(self.n_items, -1, dtype=np.int64)
+        if self.ease_cols is not None:
+            pos[self.ease_cols] = np.arange(self.ease_cols.shape[0])
+        return pos
 
 
 def _codes(values: list[Any]) -> np.ndarray:
@@ -147,12 +161,7 @@ def ease_scores(src: Sources, ip: np.ndarray, sc: np.ndarray) -> np.ndarray:
     n = ip.shape[0] - 1
     if src.ease_cols.shape[0] == src.n_items:
         return seed_sums(src.ease, ip, sc)
-    pos = src.__dict__.get("_ease_pos")  # vocabulary row -> EASE row (-1: none), once
-    if pos is None:
-        pos = np.full(src.n_items, -1, dtype=np.int64)
-        pos[src.ease_cols] = np.arange(src.ease_cols.shape[0])
-        src.__dict__["_ease_pos"] = pos
-    sub = seed_sums(src.ease, *subset_rows(ip, sc, pos))
+    sub = seed_sums(src.ease, *subset_rows(ip, sc, src.ease_row))
     out = np.full((n, src.n_items), np.nan, dtype=np.float32)
     out[:, src.ease_cols] = sub
     return out
@@ -310,7 +319,7 @@ def retrieve(src: Sources, q: Queries, n_embedding: int = N_EMBEDDING,
     n_seeds = np.maximum(q.n_seeds, 1).astype(np.float32)[:, None]
     mean = l2_normalize(seed_sums(src.vectors, ip, sc) / n_seeds)
     emb = mean @ src.vectors.T
-    pop = _sqrt_popularity(src)
+    pop = src.sqrt_popularity
     # item-kNN: sum over seeds of cooc / sqrt(pop_seed pop_track), the cosine of their columns
     pl = seed_sums(src.cooc_playlist, ip, sc)
     knn = seed_sums(src.cooc_playlist, ip, sc, (1.0 / pop[sc]).astype(np.float32)
@@ -362,14 +371,6 @@ def retrieve(src: Sources, q: Queries, n_embedding: int = N_EMBEDDING,
     rows = np.concatenate(rows_out) if rows_out else np.zeros(0, np.int64)
     cols = np.concatenate(cols_out) if cols_out else np.zeros(0, np.int64)
     return Retrieval(rows=rows, cols=cols, dense=dense)
-
-
-def _sqrt_popularity(src: Sources) -> np.ndarray:
-    """sqrt(max(popularity, 1)) of the sources' tracks, computed once per `Sources`."""
-    cached = src.__dict__.get("_sqrt_pop")
-    if cached is None:
-        cached = src.__dict__["_sqrt_pop"] = np.sqrt(np.maximum(src.popularity, 1.0))
-    return cached
 
 
 def _best_positive(scores: np.ndarray, k: int) -> np.ndarray:

@@ -140,26 +140,24 @@ def matcher_for(names: TrackNames) -> TrackMatcher:
     cache beside them (a one-shot command skips folding and sorting 166k names)."""
     if not names.key:
         return TrackMatcher(names.names, names.artists, names.popularity)
-    from dynplayer.cache import key_of, remembered
+    from dynplayer.cache import array_to_lines, key_of, lines_to_array, remembered
 
     def build() -> MatcherState:
         return TrackMatcher(names.names, names.artists, names.popularity).state()
 
     def dump(st: MatcherState) -> bytes:
         buf = io.BytesIO()
-        np.savez(buf, order=st.order,
-                 folded=np.frombuffer("\n".join(st.folded).encode("utf-8"), np.uint8),
-                 sorted=np.frombuffer("\n".join(st.sorted_words or []).encode("utf-8"),
-                                      np.uint8))
+        np.savez(buf, order=st.order, folded=lines_to_array(st.folded),
+                 sorted=lines_to_array(st.sorted_words or []))
         return buf.getvalue()
 
     def load(data: bytes) -> MatcherState:
         n = len(names.ids)
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             order = z["order"].astype(np.int64)
-            folded = z["folded"].tobytes().decode("utf-8").split("\n")
-            words = z["sorted"].tobytes().decode("utf-8").split("\n")
-        if order.shape != (n,) or len(folded) != n or len(words) != n:
+            folded = array_to_lines(z["folded"], n)
+            words = array_to_lines(z["sorted"], n)
+        if order.shape != (n,):
             raise ValueError("a matcher of other names")
         return MatcherState(order, folded, words)
 

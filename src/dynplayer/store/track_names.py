@@ -32,19 +32,16 @@ class TrackNames:
 
 def track_names(run_dir: Path) -> TrackNames:
     """The tracks of the run at `run_dir` by name, in its row order."""
-    from dynplayer.cache import key_of, remembered
+    from dynplayer.cache import array_to_lines, file_stamp, key_of, lines_to_array, remembered
 
     d = check_run_dir(Path(run_dir))
     ids = (d / "ids.txt").read_text().splitlines()
     config = json.loads((d / "config.json").read_text())
     corpus_dir = Run(d, np.zeros((0, 0), np.float32), ids, config).corpus_dir
-    parts = [str(d.resolve())]
-    for f in (d / "ids.txt", corpus_dir / "tracks.parquet"):
-        try:
-            st = f.stat()
-            parts += [str(f.resolve()), str(st.st_size), str(st.st_mtime_ns)]
-        except OSError:
-            parts.append("missing")  # read_track_table says what is wrong
+    try:
+        parts = file_stamp([d / "ids.txt", corpus_dir / "tracks.parquet"])
+    except OSError:
+        parts = [str(d.resolve()), "missing"]  # read_track_table says what is wrong
 
     def build() -> TrackNames:
         from dynplayer.data.corpus import read_track_table
@@ -55,20 +52,18 @@ def track_names(run_dir: Path) -> TrackNames:
                                    dtype=np.int64), key)
 
     def dump(t: TrackNames) -> bytes:
-        lines = [_NONE if v is None else v for v in [*t.names, *t.artists]]
-        if any("\n" in v for v in lines):
-            raise OSError("a name holds a line break: not cached")
         buf = io.BytesIO()
-        np.savez(buf, text=np.frombuffer("\n".join(lines).encode("utf-8"), np.uint8),
+        np.savez(buf, text=lines_to_array([_NONE if v is None else v
+                                           for v in [*t.names, *t.artists]]),
                  popularity=t.popularity)
         return buf.getvalue()
 
     def load(data: bytes) -> TrackNames:
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            lines = z["text"].tobytes().decode("utf-8").split("\n")
-            popularity = z["popularity"].astype(np.int64)
         n = len(ids)
-        if len(lines) != 2 * n or popularity.shape != (n,):
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            lines = array_to_lines(z["text"], 2 * n)
+            popularity = z["popularity"].astype(np.int64)
+        if popularity.shape != (n,):
             raise ValueError("cached names of another run")
         values: list[str | None] = [None if v == _NONE else v for v in lines]
         return TrackNames(ids, values[:n], values[n:], popularity, key)

@@ -74,11 +74,11 @@ class FieldIndex:
         """`FieldIndex(docs)`, remembered in the data directory's cache (`dynplayer.cache`)
         under a hash of the docs: building both fields over 166k tracks took ~1 s of every
         one-shot `search`."""
-        from dynplayer.cache import key_of, remembered
+        from dynplayer.cache import array_to_lines, key_of, lines_to_array, remembered
 
         def dump(f: FieldIndex) -> bytes:
             buf = io.BytesIO()
-            np.savez(buf, words=np.frombuffer("\n".join(f.vocab).encode("utf-8"), np.uint8),
+            np.savez(buf, words=lines_to_array(list(f.vocab)),
                      indptr=f.postings.indptr, indices=f.postings.indices, idf=f.idf,
                      shape=np.array(f.postings.shape, np.int64),
                      unknown_idf=np.array([f.unknown_idf], np.float64))
@@ -86,9 +86,8 @@ class FieldIndex:
 
         def load(data: bytes) -> FieldIndex:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
-                text = z["words"].tobytes().decode("utf-8")
-                words = text.split("\n") if text else []
                 shape = tuple(int(x) for x in z["shape"])
+                words = array_to_lines(z["words"], shape[0])
                 indices, indptr = z["indices"], z["indptr"]
                 out = cls.__new__(cls)
                 out.vocab = {w: i for i, w in enumerate(words)}
@@ -175,16 +174,8 @@ class MetadataMatch:
     def scores(self, query: str, weights: dict[str, float], power: float) -> np.ndarray:
         """(V,) float32: sum over fields of weight x match ** power (0 where nothing matches)."""
         out = np.zeros(self.n_tracks, np.float32)
-        words = fold_words(query)
-        if not words:
-            return out
-        for name, index in self.fields.items():
-            w = weights.get(name, 0.0)
-            if w <= 0:
-                continue
-            share = index.match(words)
-            if share.any():
-                out += np.float32(w) * share ** np.float32(power)
+        tracks, values, _ = self.sparse(query, weights, power)
+        out[tracks] = values
         return out
 
     def sparse(self, query: str, weights: dict[str, float], power: float
@@ -211,10 +202,7 @@ class MetadataMatch:
 
     def complete(self, query: str) -> bool:
         """Does one track's artist name, or its genres, hold every word of `query`?"""
-        words = fold_words(query)
-        return bool(words) and any(
-            float(f.match_sparse(words)[1].max(initial=0.0)) >= 1.0 - 1e-6
-            for f in self.fields.values())
+        return self.sparse(query, {}, 1.0)[2]
 
     def batch(self, queries: Sequence[str], weights: dict[str, float],
               power: float) -> np.ndarray:

@@ -315,8 +315,7 @@ class TextSearcher(TextSearcherProtocol):
         the model's calibration (`text.confidence`); (None, None) without one."""
         if self.calibration is None or self.vocabulary is None:
             return None, None
-        return self.calibration.judge(sims, query, self.vocabulary,
-                                      full_match=self.metadata.complete(query))
+        return self._judged(sims, query, self.metadata.complete(query))
 
     @property
     def match_weights(self) -> dict[str, float]:
@@ -340,25 +339,15 @@ class TextSearcher(TextSearcherProtocol):
         return out
 
     def _feedback(self, scores: np.ndarray, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """`feedback_scores` for one query, touching only the tracks the playlists hold."""
-        assert self.track_vectors is not None and self.playlist_means is not None
-        held = np.flatnonzero(scores > 0)
-        out = np.zeros_like(scores)
-        if held.size == 0:
-            return out
-        q = w.astype(np.float32) @ self.playlist_means[rows]
-        q /= max(float(np.linalg.norm(q)), 1e-12)
-        cos = self.track_vectors[held] @ q
-        out[held] = (scores[held] / scores[held].max()
-                     + self.cfg.prf_weight * np.clip(cos, 0.0, None))
-        return out
+        """`feedback_scores` for one query's scores over every track (`rank.title`)."""
+        return self._feedback_on(np.arange(scores.shape[0]), scores, rows, w)
 
     def _feedback_on(self, held: np.ndarray, scores: np.ndarray, rows: np.ndarray,
                      w: np.ndarray) -> np.ndarray:
-        """`_feedback` on the candidate tracks `held` (sorted indices) and their aggregated
-        `scores` alone."""
+        """`feedback_scores` for one query, on the tracks `held` (sorted indices) and their
+        aggregated `scores` alone: only those holding a score > 0 get a cosine."""
         assert self.track_vectors is not None and self.playlist_means is not None
-        out = np.zeros(scores.shape[0], np.float32)
+        out = np.zeros_like(scores)
         pos = scores > 0
         if not pos.any():
             return out

@@ -147,13 +147,11 @@ def stored_vectors_hash(run: Run) -> str:
     """`vectors_hash(run)`, remembered in the data directory's cache under the run's files'
     paths, sizes and times (hashing 170 MB of a whole-catalogue run took 0.25 s of every
     one-shot `search`); a run loaded from elsewhere than its files is hashed."""
-    from dynplayer.cache import key_of, remembered
+    from dynplayer.cache import file_stamp, key_of, remembered
 
-    parts = ["vectors-hash-1"]
     try:
-        for f in (Path(run.path) / "vectors.npy", Path(run.path) / "ids.txt"):
-            st = f.stat()
-            parts += [str(f.resolve()), str(st.st_size), str(st.st_mtime_ns)]
+        parts = ["vectors-hash-1", *file_stamp([Path(run.path) / "vectors.npy",
+                                                Path(run.path) / "ids.txt"])]
     except OSError:
         return vectors_hash(run)
     return remembered("vectors-hash", key_of(parts), lambda: vectors_hash(run),
