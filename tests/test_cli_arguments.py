@@ -74,6 +74,14 @@ def test_an_unknown_seed_is_refused_before_the_vectors_are_read(track_run_dir: P
                    "none of the 1 seeds is a track id or name")
 
 
+def test_a_damaged_run_config_is_one_line_naming_it(track_run_dir: Path, copy_run: Any,
+                                                    tmp_path: Path) -> None:
+    run = copy_run(track_run_dir, tmp_path / "run")
+    (run / "config.json").write_text("not json")
+    for args in (["recommend", str(run), "qqq-no-such-track"], ["similar", str(run), "x"]):
+        one_line_error(dynplayer(*args), f"{run / 'config.json'}: unreadable run config")
+
+
 def test_a_blank_query_line_is_an_error_naming_it(serve_run_dir: Path, tmp_path: Path) -> None:
     """`search --queries FILE --jsonl` answers line n on output line n: a blank line would shift
     every later answer, so it is refused (nothing is printed)."""

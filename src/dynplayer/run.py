@@ -210,7 +210,19 @@ def load_run(run_dir: Path) -> Run:
     if vectors.shape[0] != len(ids):
         raise ArtifactError(f"{d}: vectors.npy has {vectors.shape[0]} rows, ids.txt {len(ids)}")
     return Run(path=d, vectors=vectors.astype(np.float32, copy=False), ids=ids,
-               config=json.loads((d / "config.json").read_text()))
+               config=read_run_config(d))
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    """RUN_DIR/config.json, or the one-line error naming it when it does not read."""
+    path = Path(run_dir) / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ArtifactError(f"{path}: unreadable run config ({exc})") from exc
+    if not isinstance(config, dict):
+        raise ArtifactError(f"{path}: the run config is not a JSON object")
+    return config
 
 
 def _version_files(d: Path) -> list[Path]:

@@ -8,13 +8,12 @@ track table (~0.5 s at 200k tracks); nothing here imports pyarrow or scipy unles
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from dynplayer.run import Run, check_run_dir
+from dynplayer.run import Run, check_run_dir, read_run_config
 
 _NONE = "\x00"  # a missing name or artist in the cached text (no real name holds it)
 
@@ -36,8 +35,7 @@ def track_names(run_dir: Path) -> TrackNames:
 
     d = check_run_dir(Path(run_dir))
     ids = (d / "ids.txt").read_text().splitlines()
-    config = json.loads((d / "config.json").read_text())
-    corpus_dir = Run(d, np.zeros((0, 0), np.float32), ids, config).corpus_dir
+    corpus_dir = Run(d, np.zeros((0, 0), np.float32), ids, read_run_config(d)).corpus_dir
     try:
         parts = file_stamp([d / "ids.txt", corpus_dir / "tracks.parquet"])
     except OSError:
