@@ -265,9 +265,9 @@ class ExactRecommender(Recommender):
                                    qvec, n, qb_bias(self.searcher))
 
     def _track_info(self, track_ids: list[str]) -> dict[str, TrackInfo]:
-        c = self.catalog
-        return {t: TrackInfo(t, c.names[self._row[t]], c.artists[self._row[t]])
-                for t in track_ids if t in self._row}
+        c, row = self.catalog, self._row
+        known = [(t, row[t]) for t in track_ids if t in row]
+        return {t: TrackInfo(t, c.names[i], c.artists[i]) for t, i in known}
 
     def _search(self, q: str, limit: int, cutoff: float) -> list[TrackInfo]:
         c = self.catalog

@@ -50,8 +50,10 @@ CatalogQuery = Annotated[str | None, Query(
     "default: the first one served")]
 
 
-def get_service(request: Request, catalog: CatalogQuery = None) -> Service:
-    """The service of the requested catalog (`?catalog=NAME`), else of the default one."""
+async def get_service(request: Request, catalog: CatalogQuery = None) -> Service:
+    """The service of the requested catalog (`?catalog=NAME`), else of the default one.
+    `async` (it only reads attributes): FastAPI runs a plain `def` dependency in its thread
+    pool, a thread hop per dependency per request."""
     if catalog is None:
         default: Service = request.app.state.service
         return default
@@ -63,7 +65,7 @@ def get_service(request: Request, catalog: CatalogQuery = None) -> Service:
     return found
 
 
-def get_recommender(service: Annotated[Service, Depends(get_service)]) -> Recommender:
+async def get_recommender(service: Annotated[Service, Depends(get_service)]) -> Recommender:
     rec = service.recommender
     if rec is None:
         raise DatabaseUnavailable("the model is not loaded yet")

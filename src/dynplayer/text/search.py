@@ -249,8 +249,9 @@ class TextSearcher(TextSearcherProtocol):
             raise QueryError(f"{rows.shape[0]} playlist rows but {sims.shape[0]} similarities")
         if rows.size and (rows.min() < 0 or rows.max() >= self.occ.shape[0]):
             raise QueryError("playlist row out of range")
-        playlists = [PlaylistHit(self.playlist_pids[r], self.playlist_captions[r], float(s))
-                     for r, s in zip(rows, sims, strict=True)]
+        pids, caps = self.playlist_pids, self.playlist_captions
+        playlists = [PlaylistHit(pids[r], caps[r], s)  # plain ints and floats index faster
+                     for r, s in zip(rows.tolist(), sims.tolist(), strict=True)]
         if rows.size == 0:
             return SearchResult(query, [], [], *self.judge(sims, query))
         w = np.clip(sims, 0.0, None) ** self.cfg.sim_power
