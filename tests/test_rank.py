@@ -23,7 +23,6 @@ from dynplayer.eval.protocol import corpus_eval_set, order_matrix
 from dynplayer.eval.runner import run_vocab
 from dynplayer.rank import features as F
 from dynplayer.rank.candidates import (
-    SMALL_BATCH,
     Queries,
     build_sources,
     last_seeds,
@@ -33,6 +32,7 @@ from dynplayer.rank.candidates import (
 )
 from dynplayer.rank.model import Ranker, RankerParams
 from dynplayer.rank.stage import cascade_predict, load_stage, queries_from_order
+from dynplayer.rank.sums import SMALL_BATCH
 from dynplayer.rank.train import (
     TrainRankerConfig,
     candidate_metrics,
@@ -507,6 +507,10 @@ def test_a_single_request_gets_the_batch_path_figures(ranked_run: tuple[Path, di
         np.testing.assert_array_equal(one.cols, batch.cols[sel])
         for key, dense in one.dense.items():
             np.testing.assert_allclose(dense[0], batch.dense[key][i], rtol=1e-5, atol=1e-6)
+        # the scores only features read are summed at the candidates alone
+        assert set(one.at) == {"knn", "win", "win_last", "ease"} - set(one.dense)
+        for key, at in one.at.items():
+            np.testing.assert_allclose(at, batch.dense[key][i, one.cols], rtol=1e-5, atol=1e-6)
         x_one = F.compute(stage.sources, one_q, one, F.ALL_FEATURES[:-1])
         np.testing.assert_allclose(x_one, x_batch[sel], rtol=1e-5, atol=1e-6)
     # the last-seed cosines reuse the all-seed products: same as computing them on their own

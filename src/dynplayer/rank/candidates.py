@@ -13,7 +13,7 @@ shadow sources without them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from dynplayer.data.cooccurrence import window_pairs
+from dynplayer.rank.sums import SMALL_BATCH, SeedEntries, seed_sums, slots
 from dynplayer.run import l2_normalize, unit_rows
 
 N_EMBEDDING = 300
@@ -155,16 +156,27 @@ def subset_rows(indptr: np.ndarray, cols: np.ndarray, pos: np.ndarray
     return new_ip, mapped[keep]
 
 
-def ease_scores(src: Sources, ip: np.ndarray, sc: np.ndarray) -> np.ndarray:
-    """(n, V) EASE scores of the seeds over the EASE tracks; NaN for the others."""
+def ease_over_subset(src: Sources, ip: np.ndarray, sc: np.ndarray) -> np.ndarray:
+    """(n, E) EASE scores of the seeds over the EASE tracks (`Sources.ease_cols`, in order)."""
     assert src.ease is not None and src.ease_cols is not None
-    n = ip.shape[0] - 1
     if src.ease_cols.shape[0] == src.n_items:
         return seed_sums(src.ease, ip, sc)
-    sub = seed_sums(src.ease, *subset_rows(ip, sc, src.ease_row))
-    out = np.full((n, src.n_items), np.nan, dtype=np.float32)
+    return seed_sums(src.ease, *subset_rows(ip, sc, src.ease_row))
+
+
+def _ease_everywhere(src: Sources, sub: np.ndarray) -> np.ndarray:
+    """(n, V) from `ease_over_subset`'s (n, E): NaN for the tracks outside the EASE ones."""
+    assert src.ease_cols is not None
+    if src.ease_cols.shape[0] == src.n_items:
+        return sub
+    out = np.full((sub.shape[0], src.n_items), np.nan, dtype=np.float32)
     out[:, src.ease_cols] = sub
     return out
+
+
+def ease_scores(src: Sources, ip: np.ndarray, sc: np.ndarray) -> np.ndarray:
+    """(n, V) EASE scores of the seeds over the EASE tracks; NaN for the others."""
+    return _ease_everywhere(src, ease_over_subset(src, ip, sc))
 
 
 @dataclass
@@ -257,55 +269,20 @@ def split_queries(seq_indptr: np.ndarray, seq_cols: np.ndarray, n_items: int,
 
 @dataclass
 class Retrieval:
-    """The candidates of a batch (flat, sorted by playlist) and the dense retriever scores."""
+    """The candidates of a batch (flat, sorted by playlist) and the retrievers' scores."""
 
     rows: np.ndarray  # (m,) playlist of each candidate, ascending
     cols: np.ndarray  # (m,) vocabulary row of each candidate
     dense: dict[str, np.ndarray]  # name -> (n, V) scores the features gather from
+    # name -> (m,) scores of the candidates alone: a served request's features that no
+    # retriever picks by (`sums.sums_at`); a batch has them all in `dense`
+    at: dict[str, np.ndarray] = field(default_factory=dict)
 
-
-def _dense(m: sp.spmatrix) -> np.ndarray:
-    return np.asarray(m.todense(), dtype=np.float32)
-
-
-SMALL_BATCH = 4  # up to this many playlists (a served request: 1), sums skip scipy's products
-
-
-def seed_sums(m: sp.csr_matrix | np.ndarray, indptr: np.ndarray, cols: np.ndarray,
-              weights: np.ndarray | None = None) -> np.ndarray:
-    """(n, V) float32: per playlist, the sum of its seeds' rows of `m` (times `weights`, one
-    per seed). For a batch this is the sparse product `seeds @ m`; for a few playlists (a served
-    request) the rows are gathered and summed directly, which skips building the seed matrix
-    and scipy's per-product overhead (0.6 ms of a 3 ms request)."""
-    n = int(indptr.shape[0] - 1)
-    v = int(m.shape[1])
-    if n > SMALL_BATCH:
-        data = np.ones(cols.shape[0], np.float32) if weights is None else weights
-        seeds = sp.csr_matrix((data.astype(np.float32), cols, indptr), shape=(n, m.shape[0]))
-        return _dense(seeds @ m) if sp.issparse(m) else np.asarray(seeds @ m, dtype=np.float32)
-    out = np.zeros((n, v), dtype=np.float32)
-    if not sp.issparse(m):
-        dense_m = np.asarray(m)
-        for r in range(n):
-            c = cols[indptr[r]:indptr[r + 1]]
-            if c.size:
-                out[r] = (dense_m[c].sum(axis=0) if weights is None
-                          else weights[indptr[r]:indptr[r + 1]] @ dense_m[c])
-        return out
-    mi = sp.csr_matrix(m) if not isinstance(m, sp.csr_matrix) else m
-    for r in range(n):
-        c = cols[indptr[r]:indptr[r + 1]]
-        starts, stops = mi.indptr[c], mi.indptr[c + 1]
-        lens = stops - starts
-        total = int(lens.sum())
-        if total == 0:
-            continue
-        off = np.arange(total) + np.repeat(starts - (np.cumsum(lens) - lens), lens)
-        vals = mi.data[off].astype(np.float64)
-        if weights is not None:
-            vals *= np.repeat(weights[indptr[r]:indptr[r + 1]].astype(np.float64), lens)
-        out[r] = np.bincount(mi.indices[off], weights=vals, minlength=v)
-    return out
+    def gather(self, key: str) -> np.ndarray:
+        """The `key` scores of every candidate."""
+        if key in self.at:
+            return self.at[key]
+        return self.dense[key][self.rows, self.cols]
 
 
 def retrieve(src: Sources, q: Queries, n_embedding: int = N_EMBEDDING,
@@ -321,12 +298,23 @@ def retrieve(src: Sources, q: Queries, n_embedding: int = N_EMBEDDING,
     emb = mean @ src.vectors.T
     pop = src.sqrt_popularity
     # item-kNN: sum over seeds of cooc / sqrt(pop_seed pop_track), the cosine of their columns
-    pl = seed_sums(src.cooc_playlist, ip, sc)
-    knn = seed_sums(src.cooc_playlist, ip, sc, (1.0 / pop[sc]).astype(np.float32)
-                    ) / pop[None, :]
-    win = seed_sums(src.cooc_window, ip, sc)
-    win_last = seed_sums(src.cooc_window, *last_seeds(ip, sc, LAST))
-    v = src.n_items
+    knn_w = (1.0 / pop[sc]).astype(np.float32)
+    # Scores only features read (no retriever picks by them): for a served request, summed at
+    # its candidates alone once they are known, from the seed rows' entries gathered once.
+    late = (q.n <= SMALL_BATCH and isinstance(src.cooc_playlist, sp.csr_matrix)
+            and isinstance(src.cooc_window, sp.csr_matrix))
+    if late:
+        pl_rows = [SeedEntries(src.cooc_playlist, sc[ip[i]:ip[i + 1]]) for i in range(q.n)]
+        pl = np.zeros((q.n, src.n_items), dtype=np.float32)
+        for i, e in enumerate(pl_rows):
+            pl[i] = e.dense()
+    else:
+        pl = seed_sums(src.cooc_playlist, ip, sc)
+    dense = {"emb": emb, "pl": pl}
+    if not late:
+        dense["knn"] = seed_sums(src.cooc_playlist, ip, sc, knn_w) / pop[None, :]
+        dense["win"] = seed_sums(src.cooc_window, ip, sc)
+        dense["win_last"] = seed_sums(src.cooc_window, *last_seeds(ip, sc, LAST))
 
     seed_rows = np.repeat(np.arange(q.n), q.n_seeds)
     banned = None if allowed is None else ~np.asarray(allowed, dtype=bool)
@@ -337,7 +325,7 @@ def retrieve(src: Sources, q: Queries, n_embedding: int = N_EMBEDDING,
     masked[seed_rows, q.seed_cols] = -np.inf
     if banned is not None:
         masked[:, banned] = -np.inf
-    k = min(n_embedding, v)
+    k = min(n_embedding, src.n_items)
     for i, top in enumerate(np.argpartition(-masked, k - 1, axis=1)[:, :k]):
         picks[i].append(top)
     for i in range(q.n):  # co-occurrence: the best of the tracks that co-occur at all
@@ -346,12 +334,13 @@ def retrieve(src: Sources, q: Queries, n_embedding: int = N_EMBEDDING,
         if banned is not None:
             row[banned] = -np.inf
         picks[i].append(_best_positive(row, n_cooc))
-    dense = {"emb": emb, "pl": pl, "knn": knn, "win": win, "win_last": win_last}
+    ease_sub = None
     if src.ease is not None:
-        ease = ease_scores(src, ip, sc)
-        dense["ease"] = ease
+        ease_sub = ease_over_subset(src, ip, sc)
+        if not late:
+            dense["ease"] = _ease_everywhere(src, ease_sub)
         if n_ease > 0:
-            for i, top in enumerate(_ease_top(src, ease, q, n_ease, banned)):
+            for i, top in enumerate(_ease_top(src, ease_sub, q, n_ease, banned)):
                 picks[i].append(top)
     if q.title is not None:
         dense["title"] = q.title
@@ -370,7 +359,36 @@ def retrieve(src: Sources, q: Queries, n_embedding: int = N_EMBEDDING,
         cols_out.append(cols.astype(np.int64))
     rows = np.concatenate(rows_out) if rows_out else np.zeros(0, np.int64)
     cols = np.concatenate(cols_out) if cols_out else np.zeros(0, np.int64)
-    return Retrieval(rows=rows, cols=cols, dense=dense)
+    at: dict[str, np.ndarray] = {}
+    if late:
+        at = _late_sums(src, q, rows, cols, pl_rows, knn_w)
+        if ease_sub is not None:
+            er = src.ease_row[cols]
+            ok = er >= 0
+            at["ease"] = np.full(rows.shape[0], np.nan, dtype=np.float32)
+            at["ease"][ok] = ease_sub[rows[ok], er[ok]]
+    return Retrieval(rows=rows, cols=cols, dense=dense, at=at)
+
+
+def _late_sums(src: Sources, q: Queries, rows: np.ndarray, cols: np.ndarray,
+               pl_rows: list[SeedEntries], knn_w: np.ndarray) -> dict[str, np.ndarray]:
+    """The item-kNN and window scores of a served request's candidates (`Retrieval.at`), the
+    same values as the batch's dense rows at those candidates."""
+    ip, sc = q.seed_indptr, q.seed_cols
+    names = ("knn", "win", "win_last")
+    at = {key: np.zeros(rows.shape[0], dtype=np.float32) for key in names}
+    bounds = np.searchsorted(rows, np.arange(q.n + 1))
+    for i in range(q.n):
+        lo, hi = int(bounds[i]), int(bounds[i + 1])
+        if lo == hi:
+            continue
+        slot = slots(src.n_items, cols[lo:hi])  # each playlist's candidates are distinct
+        win = SeedEntries(src.cooc_window, sc[ip[i]:ip[i + 1]])
+        at["knn"][lo:hi] = pl_rows[i].at(slot, hi - lo, knn_w[ip[i]:ip[i + 1]])
+        at["win"][lo:hi] = win.at(slot, hi - lo)
+        at["win_last"][lo:hi] = win.at(slot, hi - lo, last=LAST)
+    at["knn"] /= src.sqrt_popularity[cols]
+    return at
 
 
 def _best_positive(scores: np.ndarray, k: int) -> np.ndarray:
@@ -382,26 +400,28 @@ def _best_positive(scores: np.ndarray, k: int) -> np.ndarray:
     return pos[np.argpartition(-scores[pos], k - 1)[:k]]
 
 
-def _ease_top(src: Sources, ease: np.ndarray, q: Queries, n_ease: int,
+def _ease_top(src: Sources, sub: np.ndarray, q: Queries, n_ease: int,
               banned: np.ndarray | None) -> list[np.ndarray]:
-    """Per playlist, its n_ease best EASE tracks (not a seed, not banned): among the EASE
-    tracks alone, which hold every finite score (the rest are NaN)."""
+    """Per playlist, its n_ease best EASE tracks (not a seed, not banned), from its EASE
+    scores `sub` over the EASE tracks (`ease_over_subset`), which hold every finite score."""
     v, ip = src.n_items, q.seed_indptr
     k = min(n_ease, v)
     cols = src.ease_cols if src.ease_cols is not None else np.arange(v)
     out = []
     for i in range(q.n):
-        sub = np.nan_to_num(ease[i, cols], nan=-np.inf)
-        sub[np.isin(cols, q.seed_cols[ip[i]:ip[i + 1]])] = -np.inf
+        row = np.nan_to_num(sub[i], nan=-np.inf)
+        at = src.ease_row[q.seed_cols[ip[i]:ip[i + 1]]] if src.ease_cols is not None else \
+            q.seed_cols[ip[i]:ip[i + 1]]
+        row[at[at >= 0]] = -np.inf  # the seeds among the EASE tracks
         if banned is not None:
-            sub[banned[cols]] = -np.inf
-        if int(np.isfinite(sub).sum()) < k or k >= cols.shape[0]:
+            row[banned[cols]] = -np.inf
+        if int(np.isfinite(row).sum()) < k or k >= cols.shape[0]:
             # fewer finite scores than k: a top k over every track takes -inf ones too
-            masked = np.nan_to_num(ease[i], nan=-np.inf)
+            masked = np.nan_to_num(_ease_everywhere(src, sub[i:i + 1])[0], nan=-np.inf)
             masked[q.seed_cols[ip[i]:ip[i + 1]]] = -np.inf
             if banned is not None:
                 masked[banned] = -np.inf
             out.append(np.argpartition(-masked, k - 1)[:k] if k < v else np.arange(v))
             continue
-        out.append(cols[np.argpartition(-sub, k - 1)[:k]])
+        out.append(cols[np.argpartition(-row, k - 1)[:k]])
     return out

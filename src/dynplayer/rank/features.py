@@ -12,13 +12,12 @@ import scipy.sparse as sp
 
 from dynplayer.rank.candidates import (
     LAST,
-    SMALL_BATCH,
     Queries,
     Retrieval,
     Sources,
     last_seeds,
-    seed_sums,
 )
+from dynplayer.rank.sums import SMALL_BATCH, row_sums_at, sums_at
 
 GROUPS: dict[str, list[str]] = {
     "embedding": ["emb_cos", "emb_rank", "seed_cos_max", "seed_cos_mean"],
@@ -42,6 +41,11 @@ def features_without(groups: list[str], drop: list[str]) -> list[str]:
 
 def group_ranks(rows: np.ndarray, score: np.ndarray) -> np.ndarray:
     """0-based rank of each entry by `score` (descending) among the entries of its row."""
+    if rows.shape[0] and bool((rows == rows[0]).all()):  # one playlist (a served request)
+        order = np.argsort(-score, kind="stable")  # lexsort's order when every row is equal
+        rank = np.empty(rows.shape[0], dtype=np.float32)
+        rank[order] = np.arange(rows.shape[0])
+        return rank
     order = np.lexsort((-score, rows))
     r = rows[order]
     starts = np.r_[0, np.flatnonzero(r[1:] != r[:-1]) + 1]
@@ -152,14 +156,18 @@ def artist_affinity(src: Sources, q: Queries, rows: np.ndarray,
     cand = src.artist[cols]
     ok = cand >= 0
     if ok.any():
-        # (n, A): each playlist's summed co-occurrence with every artist
-        if q.n <= SMALL_BATCH:  # a served request: the seeds' artists' rows summed directly
+        # each playlist's summed co-occurrence with the candidates' artists
+        if q.n <= SMALL_BATCH and c.has_sorted_indices:  # a served request: looked up in
+            for r in range(q.n):  # the seeds' artists' rows (thousands of entries each)
+                codes = src.artist[q.seed_cols[q.seed_indptr[r]:q.seed_indptr[r + 1]]]
+                sel = ok & (rows == r)
+                out[sel] = row_sums_at(c, codes[codes >= 0], cand[sel])
+        elif q.n <= SMALL_BATCH:
             codes = src.artist[q.seed_cols]
             known = codes >= 0
             per_row = np.bincount(np.repeat(np.arange(q.n), q.n_seeds)[known], minlength=q.n)
             ip = np.concatenate([[0], np.cumsum(per_row)]).astype(np.int64)
-            dense = seed_sums(c, ip, codes[known])
-            out[ok] = dense[rows[ok], cand[ok]]
+            out[ok] = sums_at(c, ip, codes[known], rows[ok], cand[ok])
         else:
             s = seed_code_counts(src.artist, q, c.shape[0]) @ c
             out[ok] = np.asarray(s.tocsr()[rows[ok], cand[ok]]).ravel()
@@ -179,8 +187,7 @@ def compute(src: Sources, q: Queries, ret: Retrieval, names: list[str],
     need = set(names)
     feats: dict[str, np.ndarray] = {}
 
-    def gather(key: str) -> np.ndarray:
-        return d[key][rows, cols]
+    gather = ret.gather
 
     if need & {"emb_cos", "emb_rank"}:
         feats["emb_cos"] = gather("emb")
@@ -225,7 +232,7 @@ def compute(src: Sources, q: Queries, ret: Retrieval, names: list[str],
         feats["artist_cooc_rank"] = group_ranks(rows, feats["artist_cooc"])
     feats["n_seeds"] = n_seeds[rows]
     if need & {"ease_score", "ease_rank"}:
-        if "ease" not in d:
+        if "ease" not in d and "ease" not in ret.at:
             raise ValueError("the ease features need Sources.ease")
         feats["ease_score"] = gather("ease")  # NaN: not among the EASE tracks
         known = ~np.isnan(feats["ease_score"])

@@ -1,0 +1,142 @@
+"""Sums of the seeds' rows of a co-occurrence matrix: over every track (`seed_sums`, a
+retriever needs the whole row to pick its best) or at a request's candidates only (`sums_at`,
+a feature needs nothing else).
+
+At the whole catalogue (166k tracks) a dense row per sum costs ~0.3 ms of a served request
+each (a 166k float64 bincount and its float32 copy), where the candidates are a few hundred:
+the features that are not also a retriever (item-kNN, the window counts, the artists'
+co-occurrence) are summed at the candidates alone, to the same float32 values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+SMALL_BATCH = 4  # up to this many playlists (a served request: 1), sums skip scipy's products
+
+
+def _dense(m: sp.spmatrix) -> np.ndarray:
+    return np.asarray(m.todense(), dtype=np.float32)
+
+
+class SeedEntries:
+    """The stored entries of one playlist's seed rows of a CSR matrix, in seed order: what
+    every sum over those rows adds up, gathered once for all of them."""
+
+    def __init__(self, m: sp.csr_matrix, seeds: np.ndarray) -> None:
+        starts, stops = m.indptr[seeds], m.indptr[seeds + 1]
+        self.lens = stops - starts
+        total = int(self.lens.sum())
+        off = np.arange(total) + np.repeat(starts - (np.cumsum(self.lens) - self.lens),
+                                           self.lens)
+        self.idx = m.indices[off]
+        self.vals = m.data[off].astype(np.float64)
+        self.width = int(m.shape[1])
+
+    def _pick(self, weights: np.ndarray | None, last: int | None
+              ) -> tuple[np.ndarray, np.ndarray]:
+        idx, vals = self.idx, self.vals
+        if weights is not None:  # one per seed
+            vals = vals * np.repeat(weights.astype(np.float64), self.lens)
+        if last is not None:  # the entries of the final `last` seeds: the tail
+            cut = int(self.lens[:max(self.lens.shape[0] - last, 0)].sum())
+            idx, vals = idx[cut:], vals[cut:]
+        return idx, vals
+
+    def dense(self, weights: np.ndarray | None = None) -> np.ndarray:
+        """(V,) float64: the sum over every column."""
+        idx, vals = self._pick(weights, None)
+        return np.bincount(idx, weights=vals, minlength=self.width)
+
+    def at(self, slot: np.ndarray, n_slots: int, weights: np.ndarray | None = None,
+           last: int | None = None) -> np.ndarray:
+        """(n_slots,) float32: the sums of the columns `slot` maps to 0..n_slots-1 (the others
+        -1), entry by entry in the same order as `dense`, so to the same values."""
+        idx, vals = self._pick(weights, last)
+        pos = slot[idx]
+        hit = pos >= 0
+        return np.bincount(pos[hit], weights=vals[hit], minlength=n_slots).astype(np.float32)
+
+
+def slots(width: int, targets: np.ndarray) -> np.ndarray:
+    """(width,) int32: the position of each of `targets` (distinct), -1 for other columns."""
+    slot = np.full(width, -1, dtype=np.int32)
+    slot[targets] = np.arange(targets.shape[0], dtype=np.int32)
+    return slot
+
+
+def _csr(m: sp.spmatrix) -> sp.csr_matrix:
+    return m if isinstance(m, sp.csr_matrix) else sp.csr_matrix(m)
+
+
+def seed_sums(m: sp.csr_matrix | np.ndarray, indptr: np.ndarray, cols: np.ndarray,
+              weights: np.ndarray | None = None) -> np.ndarray:
+    """(n, V) float32: per playlist, the sum of its seeds' rows of `m` (times `weights`, one
+    per seed). For a batch this is the sparse product `seeds @ m`; for a few playlists (a served
+    request) the rows are gathered and summed directly, which skips building the seed matrix
+    and scipy's per-product overhead (0.6 ms of a 3 ms request)."""
+    n = int(indptr.shape[0] - 1)
+    v = int(m.shape[1])
+    if n > SMALL_BATCH:
+        data = np.ones(cols.shape[0], np.float32) if weights is None else weights
+        seeds = sp.csr_matrix((data.astype(np.float32), cols, indptr), shape=(n, m.shape[0]))
+        return _dense(seeds @ m) if sp.issparse(m) else np.asarray(seeds @ m, dtype=np.float32)
+    out = np.zeros((n, v), dtype=np.float32)
+    if not sp.issparse(m):
+        dense_m = np.asarray(m)
+        for r in range(n):
+            c = cols[indptr[r]:indptr[r + 1]]
+            if c.size:
+                out[r] = (dense_m[c].sum(axis=0) if weights is None
+                          else weights[indptr[r]:indptr[r + 1]] @ dense_m[c])
+        return out
+    mi = _csr(m)
+    for r in range(n):
+        w = None if weights is None else weights[indptr[r]:indptr[r + 1]]
+        out[r] = SeedEntries(mi, cols[indptr[r]:indptr[r + 1]]).dense(w)
+    return out
+
+
+def sums_at(m: sp.csr_matrix, indptr: np.ndarray, cols: np.ndarray, rows: np.ndarray,
+            targets: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """`seed_sums(m, indptr, cols, weights)[rows, targets]` for a few playlists (at most
+    `SMALL_BATCH`; `rows` ascending), without a dense row: each playlist's seed entries are
+    summed into its targets alone, in the same order, so the float32 values are the same."""
+    out = np.zeros(rows.shape[0], dtype=np.float32)
+    mi = _csr(m)
+    n = int(indptr.shape[0] - 1)
+    bounds = np.searchsorted(rows, np.arange(n + 1))
+    for r in range(n):
+        lo, hi = int(bounds[r]), int(bounds[r + 1])
+        if lo == hi or indptr[r] == indptr[r + 1]:
+            continue
+        w = None if weights is None else weights[indptr[r]:indptr[r + 1]]
+        uniq, inv = np.unique(targets[lo:hi], return_inverse=True)
+        sums = SeedEntries(mi, cols[indptr[r]:indptr[r + 1]]).at(
+            slots(mi.shape[1], uniq), uniq.shape[0], w)
+        out[lo:hi] = sums[inv]
+    return out
+
+
+def row_sums_at(m: sp.csr_matrix, seeds: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """`seed_sums(m, [0, len(seeds)], seeds)[0, targets]` (targets may repeat) by looking the
+    targets up in each seed's row (`m` with sorted indices), seed after seed as the dense sum
+    adds them, so to the same float32 values: for rows with many entries and few targets (an
+    artist's co-occurrence with every artist, against a request's few hundred candidates)."""
+    uniq, inv = np.unique(targets, return_inverse=True)
+    acc = np.zeros(uniq.shape[0], dtype=np.float64)
+    if uniq.shape[0] == 0:
+        return acc.astype(np.float32)
+    ptr, ind, dat = m.indptr, m.indices, m.data
+    for a in seeds.tolist():
+        lo, hi = int(ptr[a]), int(ptr[a + 1])
+        if lo == hi:
+            continue
+        pos = np.minimum(np.searchsorted(ind[lo:hi], uniq), hi - lo - 1)
+        hit = ind[lo:hi][pos] == uniq
+        acc[hit] += dat[lo:hi][pos[hit]].astype(np.float64)
+    return acc.astype(np.float32)[inv]
+
+
+__all__ = ["SMALL_BATCH", "SeedEntries", "row_sums_at", "seed_sums", "slots", "sums_at"]

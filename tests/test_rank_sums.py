@@ -1,0 +1,57 @@
+"""The seeds' co-occurrence sums at a request's candidates equal those of a dense row."""
+
+import numpy as np
+import scipy.sparse as sp
+
+from dynplayer.rank.sums import SMALL_BATCH, seed_sums, sums_at
+
+
+def test_sums_at_the_candidates_are_the_dense_rows_values() -> None:
+    rng = np.random.default_rng(0)
+    v = 400
+    m = sp.random(v, v, density=0.05, random_state=1, dtype=np.float32, format="csr")
+    m.data = np.round(m.data * 8).astype(np.float32) + 1.0  # counts, so sums tie often
+    for n in range(1, SMALL_BATCH + 1):
+        counts = rng.integers(0, 12, n)
+        counts[0] = max(counts[0], 1)
+        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        cols = rng.integers(0, v, int(indptr[-1])).astype(np.int64)
+        weights = rng.random(cols.shape[0]).astype(np.float32)
+        # candidates per playlist, rows ascending; targets repeat (as artists of tracks do)
+        rows = np.sort(rng.integers(0, n, 300)).astype(np.int64)
+        targets = rng.integers(0, v, rows.shape[0]).astype(np.int64)
+        for w in (None, weights):
+            dense = seed_sums(m, indptr, cols, w)
+            got = sums_at(m, indptr, cols, rows, targets, w)
+            assert got.dtype == np.float32
+            np.testing.assert_array_equal(got, dense[rows, targets])
+
+
+def test_group_ranks_of_one_playlist_are_the_lexsort_ranks() -> None:
+    from dynplayer.rank.features import group_ranks
+
+    rng = np.random.default_rng(3)
+    score = rng.integers(0, 5, 200).astype(np.float32)  # many ties: order by position
+    one = np.zeros(200, np.int64)
+    order = np.lexsort((-score, one))
+    want = np.empty(200, np.float32)
+    want[order] = np.arange(200)
+    np.testing.assert_array_equal(group_ranks(one, score), want)
+    two = np.repeat([0, 1], 100)
+    got = group_ranks(two, score)
+    assert got.max() == 99 and (np.sort(got[:100]) == np.arange(100)).all()
+
+
+def test_row_sums_at_are_the_dense_rows_values() -> None:
+    from dynplayer.rank.sums import row_sums_at
+
+    rng = np.random.default_rng(5)
+    v = 300
+    m = sp.random(v, v, density=0.1, random_state=2, dtype=np.float32, format="csr")
+    m.data = rng.random(m.nnz).astype(np.float32)  # not integers: the order of sums matters
+    m.sort_indices()
+    seeds = rng.integers(0, v, 40).astype(np.int64)
+    seeds[5:9] = seeds[0]  # one artist for several seeds
+    targets = rng.integers(0, v, 250).astype(np.int64)
+    dense = seed_sums(m, np.array([0, seeds.shape[0]]), seeds)
+    np.testing.assert_array_equal(row_sums_at(m, seeds, targets), dense[0, targets])
