@@ -47,6 +47,10 @@ def test_index_command_loads_a_run(new_database: Any, track_run_dir: Path) -> No
     (["bench", "serve", "/nonexistent/run", "--split", "train"],
      "--split must be val or test, got 'train'"),
     (["serve", "RUN", "--workers", "0"], "--workers must be from 1 to 64, got 0"),
+    (["bench", "serve", "RUN", "--against", "/no/such/python"],
+     "--against: no such command '/no/such/python'"),
+    (["bench", "serve", "RUN", "--ab-rounds", "1"], "--ab-rounds must be from 2 to 50, got 1"),
+    (["bench", "serve", "RUN", "--ab-window", "0"], "--ab-window must be from 1 to 120"),
 ])
 def test_user_mistakes_are_one_line_errors(args: list[str], message: str,
                                            serve_run_dir: Path) -> None:
@@ -208,3 +212,39 @@ def test_bench_serve_measures_playlist_and_track_search(indexed_url: str, serve_
     assert ts["queries"] == 20
     assert ts["as_written"]["found_in_top10"] == 1.0 and ts["folded"]["found_in_top10"] == 1.0
     assert 0 <= ts["typo"]["found_in_top10"] <= 1.0
+
+
+def test_alternated_load_measures_two_apis_in_the_same_minutes(serve_run_dir: Path,
+                                                              tmp_path: Path) -> None:
+    """`bench serve --against`: two real APIs (here the same code on the exact backend) loaded
+    in alternated windows; every window's CPU per request, each side's median, the ratio."""
+    import time
+
+    from dynplayer.serve.load import alternated, api_args, free_port
+
+    env = {**os.environ, "DYNPLAYER_RUN_DIR": str(serve_run_dir), "DYNPLAYER_BACKEND": "exact",
+           "DYNPLAYER_DATA_DIR": str(tmp_path / "data")}
+    ports = [free_port(), free_port()]
+    procs = [subprocess.Popen([sys.executable, *api_args(p, 1)], env=env) for p in ports]
+    try:
+        from dynplayer.serve.bench import _wait_ready
+
+        for port, proc in zip(ports, procs, strict=True):
+            _wait_ready(port, proc, timeout=120)
+        lines: list[str] = []
+        t0 = time.perf_counter()
+        out = alternated({"this": (ports[0], procs[0].pid), "against": (ports[1], procs[1].pid)},
+                         ["rainy day jazz", "calm piano"], 2, 10, rounds=2, window=1.0,
+                         echo=lines.append)
+        assert time.perf_counter() - t0 >= 4 * 1.0  # four windows of a second
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=60)
+    assert out["errors"] == {"this": 0, "against": 0}
+    assert [len(out["api_cpu_ms"][n]) for n in ("this", "against")] == [2, 2]
+    assert all(v > 0 for n in ("this", "against") for v in out["api_cpu_ms"][n])
+    m = out["median_api_cpu_ms"]
+    assert out["ratio"] == pytest.approx(m["this"] / m["against"], abs=2e-3)
+    assert len(lines) == 1 and lines[0].startswith("k=10, API CPU per request, alternated:")
+

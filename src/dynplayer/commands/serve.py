@@ -131,8 +131,19 @@ def register(app: typer.Typer) -> None:
         k: Annotated[list[int] | None, typer.Option(
             "-k", "--k", help="Tracks per text request; repeat to load at several (default: "
                               "20 and 50)")] = None,
+        against: Annotated[str | None, typer.Option(
+            help="Another installation's Python, e.g. \"env PYTHONPATH=old/src python\": its "
+                 "API is loaded in windows alternated with this one's, for the ratio of their "
+                 "CPU per text request")] = None,
+        ab_rounds: Annotated[int, typer.Option(
+            help="Windows per API with --against (2..50)")] = 6,
+        ab_window: Annotated[float, typer.Option(
+            help="Seconds per window with --against (1..120)")] = 8.0,
     ) -> None:
         """Index time, HNSW recall@50 vs exact, and API latency under concurrent load."""
+        import shlex
+        import shutil
+
         from dynplayer.commands.bench import check_writable
         from dynplayer.errors import ConfigError
         from dynplayer.serve.bench import run_bench
@@ -142,8 +153,16 @@ def register(app: typer.Typer) -> None:
         ks = tuple(k or (20, 50))
         if not all(1 <= x <= 200 for x in ks):
             raise ConfigError(f"-k must be from 1 to 200, got {', '.join(map(str, ks))}")
+        if not 2 <= ab_rounds <= 50:
+            raise ConfigError(f"--ab-rounds must be from 2 to 50, got {ab_rounds}")
+        if not 1 <= ab_window <= 120:
+            raise ConfigError(f"--ab-window must be from 1 to 120 seconds, got {ab_window}")
+        command = shlex.split(against) if against is not None else None
+        if command is not None and (not command or shutil.which(command[0]) is None):
+            raise ConfigError(f"--against: no such command {against!r}")
         if out is not None:
             check_writable(out)
         run_bench(run_dir, clients=clients, duration=duration, n_queries=queries,
                   reliability=reliability, workdir=workdir, out=out, echo=typer.echo,
-                  workers=workers, split=split, ks=ks)
+                  workers=workers, split=split, ks=ks, against=command,
+                  ab_rounds=ab_rounds, ab_window=ab_window)

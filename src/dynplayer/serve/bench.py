@@ -23,7 +23,16 @@ from typing import Any
 import numpy as np
 
 from dynplayer.errors import ConfigError, DynplayerError
-from dynplayer.serve.load import Clients, CpuMeter, LoadRun, free_port, load_at, request
+from dynplayer.serve.load import (
+    Clients,
+    CpuMeter,
+    LoadRun,
+    alternated,
+    api_args,
+    free_port,
+    load_at,
+    request,
+)
 
 Echo = Callable[[str], None]
 TOKEN = "bench-admin-token"
@@ -202,13 +211,16 @@ def split_queries(corpus: Any, known: set[str], split: str,
 def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_queries: int = 500,
               reliability: bool = True, workdir: Path | None = None, out: Path | None = None,
               echo: Echo = print, ks: tuple[int, ...] = (20, 50), workers: int = 1,
-              split: str = "test") -> dict[str, Any]:
+              split: str = "test", against: list[str] | None = None,
+              ab_rounds: int = 6, ab_window: float = 8.0) -> dict[str, Any]:
     """Measure everything; print a summary; return (and optionally write) the results.
 
     `split` names the corpus split whose playlists give the continuation seeds and the text
     queries (captions): HNSW settings are chosen on "val", and "test" reports them once. The
     text path's CPU and the load are measured at each k of `ks` (the page asks for 20 tracks,
-    a playlist generator 50); reliability at the first.
+    a playlist generator 50); reliability at the first. `against`: the command (a Python
+    interpreter, e.g. `env PYTHONPATH=old/src python`) of another installation whose API is
+    loaded in alternated windows with this one's (`load.alternated`), at each k.
     """
     k = ks[0]
     if split not in ("val", "test"):
@@ -323,15 +335,24 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
                   if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
                "DYNPLAYER_DATABASE_URL": url, "DYNPLAYER_RUN_DIR": str(run_dir),
                "DYNPLAYER_AUTO_INDEX": "false", "DYNPLAYER_ADMIN_TOKEN": TOKEN}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "dynplayer.serve.app:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-             "--no-access-log", "--workers", str(workers)], env=env)
+        proc = subprocess.Popen([sys.executable, *api_args(port, workers)], env=env)
         _wait_ready(port, proc)
         queries = texts or ["rainy day jazz"]
         cpu = CpuMeter(proc.pid, server.pid)
         results["load"] = {str(kk): load_at(port, queries, clients, kk, duration, cpu, echo)
                            for kk in ks}
+        if against:
+            other_port = free_port()
+            other = subprocess.Popen([*against, *api_args(other_port, workers)], env=env)
+            try:
+                _wait_ready(other_port, other)
+                sides = {"this": (port, proc.pid), "against": (other_port, other.pid)}
+                results["against"] = {"command": against, **{
+                    str(kk): alternated(sides, queries, clients, kk, ab_rounds, ab_window, echo)
+                    for kk in ks}}
+            finally:
+                other.terminate()
+                other.wait(timeout=60)
         if reliability:
             results["reindex_under_load"] = _reindex_under_load(port, queries, clients, k)
             echo(f"reindex under load: {json.dumps(results['reindex_under_load'])}")

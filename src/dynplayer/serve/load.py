@@ -46,6 +46,13 @@ class LoadRun:
         return out
 
 
+def api_args(port: int, workers: int) -> list[str]:
+    """The arguments, after a Python interpreter, of uvicorn serving the app on 127.0.0.1."""
+    return ["-m", "uvicorn", "dynplayer.serve.app:create_app", "--factory", "--host",
+            "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
+            "--workers", str(workers)]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -167,4 +174,35 @@ def load_at(port: int, queries: list[str], clients: int, k: int, duration: float
     echo(f"k={k}, CPU per request under that load (ms): "
          f"{json.dumps(out['cpu_ms_per_request'])}")
     echo(f"k={k}, load: {json.dumps(out['load'])}")
+    return out
+
+
+def alternated(sides: dict[str, tuple[int, int]], queries: list[str], clients: int, k: int,
+               rounds: int, window: float, echo: Callable[[str], None]) -> dict[str, Any]:
+    """`clients` clients posting text queries at `k` to two APIs in turn (name -> (port,
+    pid)): `rounds` windows of `window` seconds on each, the order flipped every round, so both
+    see the same minutes of a shared machine. The API CPU per request of every window, each
+    side's median and the ratio of the first side's to the second's: a change measured against
+    the code before it, where one run's absolute figure drifts by 10-15%."""
+    names = list(sides)
+    per: dict[str, list[float]] = {n: [] for n in names}
+    errors = {n: 0 for n in names}
+    for r in range(rounds):
+        for n in names if r % 2 == 0 else names[::-1]:
+            port, pid = sides[n]
+            meter, record = CpuMeter(pid, None), LoadRun()
+            with Clients(port, queries, clients, k, record):
+                time.sleep(min(1.0, window / 4))  # connections up, threads running
+                meter.start()
+                n0 = len(record.samples)
+                time.sleep(window)
+                end = meter.read()
+                n1 = len(record.samples)
+            per[n].append(meter.per_request_ms(end, n1 - n0)["api"])
+            errors[n] += record.summary()["errors"]
+    median = {n: round(float(np.median(v)), 2) for n, v in per.items()}
+    out = {"k": k, "rounds": rounds, "window_s": window, "api_cpu_ms": per,
+           "median_api_cpu_ms": median, "errors": errors,
+           "ratio": round(median[names[0]] / max(median[names[1]], 1e-9), 3)}
+    echo(f"k={k}, API CPU per request, alternated: {json.dumps(out)}")
     return out
