@@ -128,11 +128,17 @@ def test_the_ease_lambda_is_the_ease_peers_choice_on_validation(
 
 
 def test_two_stage_beats_the_weak_embedding_on_validation(ranked_run: tuple[Path, dict]) -> None:
-    """The default chooses on the validation split's field cases (the challenge's categories,
-    NDCG over 500 and R-precision)."""
+    """The default ("mixed") learns from each carved-out playlist split both as a challenge case
+    and in random halves, and chooses on the sum of the validation split's field cases
+    (NDCG over 500 and R-precision) and its seed-protocol halves (Recall@10 and NDCG@10)."""
     run_dir, manifest = ranked_run
     v = manifest["validation"]
-    assert manifest["config"]["protocol"] == "field"
+    assert manifest["config"]["protocol"] == "mixed"
+    assert manifest["n_train_playlists"] == 2 * FAST.n_train  # each playlist split two ways
+    vs = manifest["validation_seed"]
+    assert set(vs["two_stage"]) >= {"recall@10", "ndcg@10"} and vs["n_playlists"] > 0
+    assert all({"val_seed_recall@10", "val_seed_ndcg@10"} <= set(row)
+               for row in v["grid"])
     assert manifest["beats_embedding"] is True
     assert v["two_stage"]["ndcg"] > v["embedding"]["ndcg"]
     assert v["two_stage"]["r_precision"] > v["embedding"]["r_precision"]

@@ -26,17 +26,24 @@ def register(app: typer.Typer) -> None:
         threads: Annotated[int, typer.Option(help="LightGBM threads")] = 2,
         as_json: Annotated[bool, typer.Option("--json", help="Print the manifest")] = False,
         protocol: Annotated[str, typer.Option(
-            help="field: challenge-shaped training splits, chosen on the validation split's "
+            help="mixed: both of the below, chosen on the sum of both protocols' figures; "
+                 "field: challenge-shaped training splits, chosen on the validation split's "
                  "field cases (NDCG over 500 + R-precision); seed: random halves, chosen on "
-                 "Recall@10 + NDCG@10")] = "field",
+                 "Recall@10 + NDCG@10")] = "mixed",
     ) -> None:
         """Fit the second stage; write RUN_DIR/ranker/ when it beats the embedding ranking on
         validation (RUN_DIR/ranker-rejected/ otherwise)."""
         from dynplayer.errors import ConfigError
-        from dynplayer.rank.train import HEADLINE, TrainRankerConfig, train_ranker
+        from dynplayer.rank.train import (
+            HEADLINE,
+            PROTOCOLS,
+            TrainRankerConfig,
+            train_ranker,
+            val_protocol,
+        )
 
-        if protocol not in HEADLINE:
-            raise ConfigError(f"--protocol must be field or seed, got {protocol!r}")
+        if protocol not in PROTOCOLS:
+            raise ConfigError(f"--protocol must be mixed, field or seed, got {protocol!r}")
         cfg = TrainRankerConfig(n_train=n_train, protocol=protocol)
         cfg.params.threads = threads
         if groups is not None:
@@ -46,14 +53,19 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(manifest, indent=2))
             return
         v = manifest["validation"]
-        keys = HEADLINE[cfg.protocol]
+        keys = HEADLINE[val_protocol(cfg.protocol)]
 
         def fig(m: dict[str, float]) -> str:
             return " / ".join(f"{m[k]:.4f}" for k in keys)
 
         typer.echo(f"wrote {manifest['written']}: validation {' / '.join(keys)} "
-                   f"({cfg.protocol} protocol) {fig(v['two_stage'])} (embedding "
+                   f"({val_protocol(cfg.protocol)} protocol) {fig(v['two_stage'])} (embedding "
                    f"{fig(v['embedding'])})")
+        if "validation_seed" in manifest:
+            vs, seed_keys = manifest["validation_seed"], HEADLINE["seed"]
+            typer.echo(f"  and {' / '.join(seed_keys)} (seed protocol) " + " / ".join(
+                f"{vs['two_stage'][key]:.4f}" for key in seed_keys) + " (embedding " + " / ".join(
+                f"{vs['embedding'][key]:.4f}" for key in seed_keys) + ")")
         if not manifest["beats_embedding"]:
             typer.echo("the ranker does not beat the embedding ranking on validation: it is "
                        "not the default (kept in ranker-rejected/ for inspection)")
