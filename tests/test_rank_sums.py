@@ -3,7 +3,7 @@
 import numpy as np
 import scipy.sparse as sp
 
-from dynplayer.rank.sums import SMALL_BATCH, seed_sums, sums_at
+from dynplayer.rank.sums import SeedEntries, seed_sums, slots
 
 
 def test_sums_at_the_candidates_are_the_dense_rows_values() -> None:
@@ -11,20 +11,19 @@ def test_sums_at_the_candidates_are_the_dense_rows_values() -> None:
     v = 400
     m = sp.random(v, v, density=0.05, random_state=1, dtype=np.float32, format="csr")
     m.data = np.round(m.data * 8).astype(np.float32) + 1.0  # counts, so sums tie often
-    for n in range(1, SMALL_BATCH + 1):
-        counts = rng.integers(0, 12, n)
-        counts[0] = max(counts[0], 1)
-        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        cols = rng.integers(0, v, int(indptr[-1])).astype(np.int64)
-        weights = rng.random(cols.shape[0]).astype(np.float32)
-        # candidates per playlist, rows ascending; targets repeat (as artists of tracks do)
-        rows = np.sort(rng.integers(0, n, 300)).astype(np.int64)
-        targets = rng.integers(0, v, rows.shape[0]).astype(np.int64)
+    for n_seeds in (1, 7, 12):
+        seeds = rng.integers(0, v, n_seeds).astype(np.int64)
+        weights = rng.random(n_seeds).astype(np.float32)
+        targets = np.unique(rng.integers(0, v, 300)).astype(np.int64)  # a playlist's candidates
+        entries = SeedEntries(m, seeds)
         for w in (None, weights):
-            dense = seed_sums(m, indptr, cols, w)
-            got = sums_at(m, indptr, cols, rows, targets, w)
+            dense = seed_sums(m, np.array([0, n_seeds]), seeds, w)
+            got = entries.at(slots(v, targets), targets.shape[0], w)
             assert got.dtype == np.float32
-            np.testing.assert_array_equal(got, dense[rows, targets])
+            np.testing.assert_array_equal(got, dense[0, targets])
+        last = seed_sums(m, np.array([0, min(n_seeds, 5)]), seeds[-5:])
+        np.testing.assert_array_equal(entries.at(slots(v, targets), targets.shape[0], last=5),
+                                      last[0, targets])
 
 
 def test_group_ranks_of_one_playlist_are_the_lexsort_ranks() -> None:

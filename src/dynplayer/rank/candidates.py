@@ -51,6 +51,13 @@ class Sources:
     # by sqrt(playlists holding each) (cosine); diag 0. None: not built (no artist known)
     artist_cooc: sp.csr_matrix | None = None
 
+    def __post_init__(self) -> None:
+        # A served request looks the candidates' artists up in the seeds' artists' rows
+        # (`sums.row_sums_at`), which needs each row's columns sorted: sorted once here, for
+        # built and loaded sources alike, before any request reads them.
+        if self.artist_cooc is not None and not self.artist_cooc.has_sorted_indices:
+            self.artist_cooc.sort_indices()
+
     @property
     def n_items(self) -> int:
         return int(self.vectors.shape[0])
@@ -275,7 +282,7 @@ class Retrieval:
     cols: np.ndarray  # (m,) vocabulary row of each candidate
     dense: dict[str, np.ndarray]  # name -> (n, V) scores the features gather from
     # name -> (m,) scores of the candidates alone: a served request's features that no
-    # retriever picks by (`sums.sums_at`); a batch has them all in `dense`
+    # retriever picks by (`sums.SeedEntries.at`); a batch has them all in `dense`
     at: dict[str, np.ndarray] = field(default_factory=dict)
 
     def gather(self, key: str) -> np.ndarray:

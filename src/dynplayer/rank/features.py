@@ -17,7 +17,7 @@ from dynplayer.rank.candidates import (
     Sources,
     last_seeds,
 )
-from dynplayer.rank.sums import SMALL_BATCH, row_sums_at, sums_at
+from dynplayer.rank.sums import SMALL_BATCH, row_sums_at
 
 GROUPS: dict[str, list[str]] = {
     "embedding": ["emb_cos", "emb_rank", "seed_cos_max", "seed_cos_mean"],
@@ -157,17 +157,11 @@ def artist_affinity(src: Sources, q: Queries, rows: np.ndarray,
     ok = cand >= 0
     if ok.any():
         # each playlist's summed co-occurrence with the candidates' artists
-        if q.n <= SMALL_BATCH and c.has_sorted_indices:  # a served request: looked up in
-            for r in range(q.n):  # the seeds' artists' rows (thousands of entries each)
+        if q.n <= SMALL_BATCH:  # a served request: looked up in the seeds' artists' rows
+            for r in range(q.n):  # (thousands of entries each; sorted by `Sources`)
                 codes = src.artist[q.seed_cols[q.seed_indptr[r]:q.seed_indptr[r + 1]]]
                 sel = ok & (rows == r)
                 out[sel] = row_sums_at(c, codes[codes >= 0], cand[sel])
-        elif q.n <= SMALL_BATCH:
-            codes = src.artist[q.seed_cols]
-            known = codes >= 0
-            per_row = np.bincount(np.repeat(np.arange(q.n), q.n_seeds)[known], minlength=q.n)
-            ip = np.concatenate([[0], np.cumsum(per_row)]).astype(np.int64)
-            out[ok] = sums_at(c, ip, codes[known], rows[ok], cand[ok])
         else:
             s = seed_code_counts(src.artist, q, c.shape[0]) @ c
             out[ok] = np.asarray(s.tocsr()[rows[ok], cand[ok]]).ravel()

@@ -1,6 +1,6 @@
 """Sums of the seeds' rows of a co-occurrence matrix: over every track (`seed_sums`, a
-retriever needs the whole row to pick its best) or at a request's candidates only (`sums_at`,
-a feature needs nothing else).
+retriever needs the whole row to pick its best) or at a request's candidates only
+(`SeedEntries.at`, `row_sums_at`: a feature needs nothing else).
 
 At the whole catalogue (166k tracks) a dense row per sum costs ~0.3 ms of a served request
 each (a 166k float64 bincount and its float32 copy), where the candidates are a few hundred:
@@ -98,27 +98,6 @@ def seed_sums(m: sp.csr_matrix | np.ndarray, indptr: np.ndarray, cols: np.ndarra
     return out
 
 
-def sums_at(m: sp.csr_matrix, indptr: np.ndarray, cols: np.ndarray, rows: np.ndarray,
-            targets: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-    """`seed_sums(m, indptr, cols, weights)[rows, targets]` for a few playlists (at most
-    `SMALL_BATCH`; `rows` ascending), without a dense row: each playlist's seed entries are
-    summed into its targets alone, in the same order, so the float32 values are the same."""
-    out = np.zeros(rows.shape[0], dtype=np.float32)
-    mi = _csr(m)
-    n = int(indptr.shape[0] - 1)
-    bounds = np.searchsorted(rows, np.arange(n + 1))
-    for r in range(n):
-        lo, hi = int(bounds[r]), int(bounds[r + 1])
-        if lo == hi or indptr[r] == indptr[r + 1]:
-            continue
-        w = None if weights is None else weights[indptr[r]:indptr[r + 1]]
-        uniq, inv = np.unique(targets[lo:hi], return_inverse=True)
-        sums = SeedEntries(mi, cols[indptr[r]:indptr[r + 1]]).at(
-            slots(mi.shape[1], uniq), uniq.shape[0], w)
-        out[lo:hi] = sums[inv]
-    return out
-
-
 def row_sums_at(m: sp.csr_matrix, seeds: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """`seed_sums(m, [0, len(seeds)], seeds)[0, targets]` (targets may repeat) by looking the
     targets up in each seed's row (`m` with sorted indices), seed after seed as the dense sum
@@ -139,4 +118,4 @@ def row_sums_at(m: sp.csr_matrix, seeds: np.ndarray, targets: np.ndarray) -> np.
     return acc.astype(np.float32)[inv]
 
 
-__all__ = ["SMALL_BATCH", "SeedEntries", "row_sums_at", "seed_sums", "slots", "sums_at"]
+__all__ = ["SMALL_BATCH", "SeedEntries", "row_sums_at", "seed_sums", "slots"]
