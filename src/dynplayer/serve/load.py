@@ -186,6 +186,7 @@ def alternated(sides: dict[str, tuple[int, int]], queries: list[str], clients: i
     the code before it, where one run's absolute figure drifts by 10-15%."""
     names = list(sides)
     per: dict[str, list[float]] = {n: [] for n in names}
+    served: dict[str, list[int]] = {n: [] for n in names}
     errors = {n: 0 for n in names}
     for r in range(rounds):
         for n in names if r % 2 == 0 else names[::-1]:
@@ -199,9 +200,10 @@ def alternated(sides: dict[str, tuple[int, int]], queries: list[str], clients: i
                 end = meter.read()
                 n1 = len(record.samples)
             per[n].append(meter.per_request_ms(end, n1 - n0)["api"])
+            served[n].append(n1 - n0)
             errors[n] += record.summary()["errors"]
     median = {n: round(float(np.median(v)), 2) for n, v in per.items()}
-    out = {"k": k, "rounds": rounds, "window_s": window, "api_cpu_ms": per,
+    out = {"k": k, "rounds": rounds, "window_s": window, "api_cpu_ms": per, "requests": served,
            "median_api_cpu_ms": median, "errors": errors,
            "ratio": round(median[names[0]] / max(median[names[1]], 1e-9), 3)}
     echo(f"k={k}, API CPU per request, alternated: {json.dumps(out)}")
