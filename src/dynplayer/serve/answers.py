@@ -74,6 +74,8 @@ def text_playlists_of(searcher: TextSearcherProtocol | None, default: int = 50) 
 
 def varied(tracks: list[TrackResult], n: int, k: int) -> list[TrackResult]:
     """The first k of a ranked pool with at most n per artist (`dynplayer.diversity`)."""
+    if n <= 0:  # no cap (the text answer's default): nothing to look up
+        return tracks[:k]
     return [tracks[i] for i in diversify([t.artist for t in tracks], n, k)]
 
 
