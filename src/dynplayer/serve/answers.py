@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 from dynplayer.diversity import diversify
 from dynplayer.errors import DynplayerError, QueryError, StoreError
-from dynplayer.serve.batching import query_encoder
 from dynplayer.serve.limits import (
     K_MAX,
     QUERY_MAX,
@@ -88,5 +87,5 @@ def unknown_error(seeds: list[str], single: bool) -> UnknownTrackError:
 
 __all__ = ["K_MAX", "QUERY_MAX", "SEEDS_MAX", "TEXT_MAX", "Continuation", "DatabaseUnavailable",
            "TextAnswer", "TextModelMissing", "TrackInfo", "TrackResult", "UnknownTrackError",
-           "check_k", "check_name", "check_seeds", "check_text", "query_encoder",
+           "check_k", "check_name", "check_seeds", "check_text",
            "text_playlists_of", "unknown_error", "varied"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
@@ -38,11 +38,11 @@ from dynplayer.serve.answers import (
     check_name,
     check_seeds,
     check_text,
-    query_encoder,
     text_playlists_of,
     unknown_error,
     varied,
 )
+from dynplayer.serve.batching import Batcher, TextRequest, text_batcher
 from dynplayer.serve.ranking import qb_bias, top_k, top_playlists_exact
 from dynplayer.serve.track_search import FUZZY_CUTOFF, TrackMatcher
 from dynplayer.store.catalog import Catalog
@@ -53,6 +53,7 @@ from dynplayer.store.params import (
     ef_search_for,
 )
 from dynplayer.text.api import TextSearcherProtocol
+from dynplayer.text.query import check_query
 
 if TYPE_CHECKING:  # the database driver is imported by the pgvector backend only (0.2 s)
     import psycopg
@@ -164,9 +165,9 @@ class Recommender(abc.ABC):
         bridged = getattr(self.searcher, "bridged", None)
         searched_as = bridged(query) if bridged is not None else None
         query = searched_as or query
-        qvec = np.asarray(self._encode(query), dtype=np.float32).reshape(-1)
-        rows, sims = self._top_playlists(qvec, self.text_playlists)
-        result = self.searcher.aggregate(rows, sims, pool_size(k, n), query=query)
+        # encoded, searched and aggregated with the requests that wait beside it (a bad query
+        # is refused here, before it joins a batch)
+        result = self._texts.run(TextRequest(check_query(query), query, pool_size(k, n)))
         hits = result.tracks
         info = self._track_info([h.track_id for h in hits])
         unknown = TrackInfo("", None, None)
@@ -179,11 +180,12 @@ class Recommender(abc.ABC):
             confidence=result.confidence, match=result.match)
 
     @cached_property
-    def _encode(self) -> Callable[[str], np.ndarray]:
-        """text -> query vector, through one micro-batching encoder per recommender (two
-        threads racing on first use may build two; one is dropped, nothing is shared)."""
-        assert self.searcher is not None  # `text` checks first
-        return query_encoder(self.searcher)
+    def _texts(self) -> Batcher[TextRequest, Any]:
+        """Text requests answered in batches, one thread at a time (`serve.batching`): one
+        batcher per recommender (two threads racing on first use may build two; one is
+        dropped, nothing is shared)."""
+        assert self.searcher is not None  # `text_answer` checks first
+        return text_batcher(self.searcher, lambda v: self._top_playlists(v, self.text_playlists))
 
     def search_tracks(self, q: str, limit: int = 10,
                       cutoff: float = FUZZY_CUTOFF) -> list[TrackInfo]:
@@ -427,4 +429,4 @@ class PgvectorRecommender(Recommender):
 __all__ = ["K_MAX", "QUERY_MAX", "SEEDS_MAX", "TEXT_MAX", "Continuation", "ContinuationRanker",
            "DatabaseUnavailable", "ExactRecommender", "PgvectorRecommender", "Recommender",
            "TextAnswer", "TextModelMissing", "TrackInfo", "TrackResult", "UnknownTrackError",
-           "check_k", "check_seeds", "check_text", "query_encoder", "text_playlists_of"]
+           "check_k", "check_seeds", "check_text", "text_playlists_of"]
