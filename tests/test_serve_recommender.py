@@ -142,6 +142,10 @@ def test_text_matches_searcher_end_to_end(rec: Recommender, text_searcher: TextS
     assert [t.track_id for t in got] == [t.track_id for t in expected.tracks]
     np.testing.assert_allclose([t.score for t in got], [t.score for t in expected.tracks],
                                rtol=1e-5)
+    # playlists searched in memory: whole requests batched by the thread that encodes them;
+    # in the database: only the encoding batched, the searches run side by side there
+    in_memory = isinstance(rec, ExactRecommender)
+    assert ("_texts" in vars(rec), "_encoder" in vars(rec)) == (in_memory, not in_memory)
 
 
 def test_text_bridges_korean_loanwords_on_both_paths(rec: Recommender,

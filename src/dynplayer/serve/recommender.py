@@ -22,6 +22,7 @@ from dynplayer.diversity import check_max_per_artist, pool_size
 from dynplayer.errors import QueryError
 from dynplayer.ids import normalize_track_id
 from dynplayer.run import l2_normalize, unit_rows
+from dynplayer.serve import batching
 from dynplayer.serve.answers import (
     K_MAX,
     QUERY_MAX,
@@ -42,7 +43,6 @@ from dynplayer.serve.answers import (
     unknown_error,
     varied,
 )
-from dynplayer.serve.batching import Batcher, TextRequest, text_batcher
 from dynplayer.serve.ranking import qb_bias, top_k, top_playlists_exact
 from dynplayer.serve.track_search import FUZZY_CUTOFF, TrackMatcher
 from dynplayer.store.catalog import Catalog
@@ -165,9 +165,14 @@ class Recommender(abc.ABC):
         bridged = getattr(self.searcher, "bridged", None)
         searched_as = bridged(query) if bridged is not None else None
         query = searched_as or query
-        # encoded, searched and aggregated with the requests that wait beside it (a bad query
-        # is refused here, before it joins a batch)
-        result = self._texts.run(TextRequest(check_query(query), query, pool_size(k, n)))
+        # answered with the requests that wait beside it (a bad query is refused before that)
+        req = batching.TextRequest(check_query(query), query, pool_size(k, n))
+        if self._searches_in_memory():
+            result = self._texts.run(req)
+        else:  # searched in the database: only the encoding batched, the searches overlap there
+            rows, sims = self._top_playlists(self._encoder.encode(req.encoded),
+                                             self.text_playlists)
+            result = self.searcher.aggregate(rows, sims, req.k, query=query)
         hits = result.tracks
         info = self._track_info([h.track_id for h in hits])
         unknown = TrackInfo("", None, None)
@@ -180,12 +185,21 @@ class Recommender(abc.ABC):
             confidence=result.confidence, match=result.match)
 
     @cached_property
-    def _texts(self) -> Batcher[TextRequest, Any]:
-        """Text requests answered in batches, one thread at a time (`serve.batching`): one
-        batcher per recommender (two threads racing on first use may build two; one is
-        dropped, nothing is shared)."""
-        assert self.searcher is not None  # `text_answer` checks first
-        return text_batcher(self.searcher, lambda v: self._top_playlists(v, self.text_playlists))
+    def _texts(self) -> batching.Batcher[batching.TextRequest, Any]:
+        """Text requests answered in batches, one thread at a time (`serve.batching`; two
+        threads racing on first use may build two batchers: one is dropped)."""
+        return batching.text_batcher(self.searcher,
+                                     lambda v: self._top_playlists(v, self.text_playlists))
+
+    @cached_property
+    def _encoder(self) -> batching.BatchingEncoder:
+        """The encoding alone batched, for playlist searches that run in a database."""
+        return batching.BatchingEncoder(lambda t: batching.encode_texts(self.searcher, t))
+
+    def _searches_in_memory(self) -> bool:
+        """Whether the text model's playlist search runs in this process (then by the thread
+        that encoded the batch)."""
+        return True
 
     def search_tracks(self, q: str, limit: int = 10,
                       cutoff: float = FUZZY_CUTOFF) -> list[TrackInfo]:
@@ -357,9 +371,13 @@ class PgvectorRecommender(Recommender):
         tracks = [TrackResult(t, float(s), n, a) for t, n, a, s in rows if t not in masked][:k]
         return Continuation(tracks=tracks, seeds=known, unknown=unknown)
 
+    def _searches_in_memory(self) -> bool:
+        return self.searcher is not None and \
+            self.searcher.playlist_vectors.shape[0] <= self.exact_playlists_max
+
     def _top_playlists(self, qvec: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         assert self.searcher is not None
-        if self.searcher.playlist_vectors.shape[0] <= self.exact_playlists_max:
+        if self._searches_in_memory():
             return top_playlists_exact(self.searcher.playlist_vectors, qvec, n,
                                        qb_bias(self.searcher))
         with self._conn() as conn:
