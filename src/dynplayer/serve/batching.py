@@ -129,11 +129,7 @@ class BatchingEncoder(Batcher[str, np.ndarray]):
 
     def __init__(self, encode_many: EncodeMany, max_batch: int = 32) -> None:
         def run_batch(texts: list[str]) -> list[np.ndarray]:
-            vectors = np.asarray(encode_many(texts), dtype=np.float32)
-            if vectors.shape[0] != len(texts):
-                raise RuntimeError(f"the encoder returned {vectors.shape[0]} vectors for "
-                                   f"{len(texts)} texts")
-            return list(vectors)
+            return list(_one_per_text(encode_many(texts), len(texts)))
 
         super().__init__(run_batch, max_batch)
 
@@ -143,6 +139,14 @@ class BatchingEncoder(Batcher[str, np.ndarray]):
     @property
     def queries(self) -> int:
         return self.items
+
+
+def _one_per_text(vectors: Any, n: int) -> np.ndarray:
+    """The encoder's float32 rows, which must be one per text."""
+    out = np.asarray(vectors, dtype=np.float32)
+    if out.shape[0] != n:
+        raise RuntimeError(f"the encoder returned {out.shape[0]} vectors for {n} texts")
+    return out
 
 
 def encode_texts(searcher: Any, texts: Sequence[str]) -> np.ndarray:
@@ -173,10 +177,7 @@ def text_batcher(searcher: Any, search: Search, max_batch: int = 16) -> Batcher[
     answered one request after another: 16 keep the last one's wait short)."""
 
     def run_batch(items: list[TextRequest]) -> list[Any]:
-        vectors = encode_texts(searcher, [r.encoded for r in items])
-        if vectors.shape[0] != len(items):
-            raise RuntimeError(f"the encoder returned {vectors.shape[0]} vectors for "
-                               f"{len(items)} texts")
+        vectors = _one_per_text(encode_texts(searcher, [r.encoded for r in items]), len(items))
         out: list[Any] = []
         for r, v in zip(items, vectors, strict=True):
             try:
