@@ -514,7 +514,7 @@ def test_a_single_request_gets_the_batch_path_figures(ranked_run: tuple[Path, di
         for key, dense in one.dense.items():
             np.testing.assert_allclose(dense[0], batch.dense[key][i], rtol=1e-5, atol=1e-6)
         # the scores only features read are summed at the candidates alone
-        assert set(one.at) == {"knn", "win", "win_last", "ease"} - set(one.dense)
+        assert set(one.at) == {"pl", "knn", "win", "win_last", "ease"} - set(one.dense)
         for key, at in one.at.items():
             np.testing.assert_allclose(at, batch.dense[key][i, one.cols], rtol=1e-5, atol=1e-6)
         x_one = F.compute(stage.sources, one_q, one, F.ALL_FEATURES[:-1])

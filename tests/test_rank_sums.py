@@ -54,3 +54,35 @@ def test_row_sums_at_are_the_dense_rows_values() -> None:
     targets = rng.integers(0, v, 250).astype(np.int64)
     dense = seed_sums(m, np.array([0, seeds.shape[0]]), seeds)
     np.testing.assert_array_equal(row_sums_at(m, seeds, targets), dense[0, targets])
+    # each distinct row once, times how often it is a seed: the same sums up to float64's
+    # rounding (the served artist feature's form)
+    distinct, times = np.unique(seeds, return_counts=True)
+    np.testing.assert_allclose(row_sums_at(m, distinct, targets, times), dense[0, targets],
+                               rtol=1e-6)
+
+
+def test_top_unordered_is_argpartitions_set() -> None:
+    from dynplayer.rank.picks import top_unordered
+
+    rng = np.random.default_rng(3)
+    for n, k in ((166_363, 300), (20_000, 100), (5_000, 300), (300, 300), (50, 10)):
+        scores = rng.standard_normal(n).astype(np.float32)
+        scores[rng.choice(n, min(25, n // 2), replace=False)] = -np.inf  # the seeds
+        want = set(np.argpartition(-scores, k - 1)[:k].tolist()) if k < n else set(range(n))
+        assert set(top_unordered(scores, k).tolist()) == want
+    # a library: all but a few hundred tracks banned (-inf): the finite ones, then any -inf
+    scores = np.full(166_363, -np.inf, dtype=np.float32)
+    allowed = rng.choice(166_363, 200, replace=False)
+    scores[allowed] = rng.random(200).astype(np.float32)
+    got = top_unordered(scores, 300)
+    assert got.shape[0] == 300 and set(allowed.tolist()) <= set(got.tolist())
+
+
+def test_candidates_without_the_seeds() -> None:
+    from dynplayer.rank.picks import without
+
+    rng = np.random.default_rng(4)
+    for _ in range(500):
+        cols = np.unique(rng.integers(0, 60, rng.integers(0, 40)))
+        seeds = rng.integers(-3, 70, rng.integers(0, 12))  # repeats, values outside
+        np.testing.assert_array_equal(without(cols, seeds), cols[~np.isin(cols, seeds)])

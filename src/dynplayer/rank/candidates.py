@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from dynplayer.data.cooccurrence import window_pairs
+from dynplayer.rank.picks import best_positive, top_unordered, without
 from dynplayer.rank.sums import SMALL_BATCH, SeedEntries, seed_sums, slots
 from dynplayer.run import l2_normalize, unit_rows
 
@@ -310,14 +311,13 @@ def retrieve(src: Sources, q: Queries, n_embedding: int = N_EMBEDDING,
     # its candidates alone once they are known, from the seed rows' entries gathered once.
     late = (q.n <= SMALL_BATCH and isinstance(src.cooc_playlist, sp.csr_matrix)
             and isinstance(src.cooc_window, sp.csr_matrix))
-    if late:
+    if late:  # each playlist's sums in float64 (counts: exact), read at its candidates below
         pl_rows = [SeedEntries(src.cooc_playlist, sc[ip[i]:ip[i + 1]]) for i in range(q.n)]
-        pl = np.zeros((q.n, src.n_items), dtype=np.float32)
-        for i, e in enumerate(pl_rows):
-            pl[i] = e.dense()
+        pl: list[np.ndarray] | np.ndarray = [e.dense() for e in pl_rows]
+        dense = {"emb": emb}
     else:
         pl = seed_sums(src.cooc_playlist, ip, sc)
-    dense = {"emb": emb, "pl": pl}
+        dense = {"emb": emb, "pl": pl}
     if not late:
         dense["knn"] = seed_sums(src.cooc_playlist, ip, sc, knn_w) / pop[None, :]
         dense["win"] = seed_sums(src.cooc_window, ip, sc)
@@ -333,14 +333,15 @@ def retrieve(src: Sources, q: Queries, n_embedding: int = N_EMBEDDING,
     if banned is not None:
         masked[:, banned] = -np.inf
     k = min(n_embedding, src.n_items)
-    for i, top in enumerate(np.argpartition(-masked, k - 1, axis=1)[:, :k]):
-        picks[i].append(top)
+    for i in range(q.n):
+        picks[i].append(top_unordered(masked[i], k))
     for i in range(q.n):  # co-occurrence: the best of the tracks that co-occur at all
-        row = pl[i].copy()
-        row[q.seed_cols[ip[i]:ip[i + 1]]] = -np.inf
+        # in place: the sums are read at candidates only, never a seed or a banned track
+        row = pl[i]
+        row[q.seed_cols[ip[i]:ip[i + 1]]] = 0.0  # not a pick (only positive sums are)
         if banned is not None:
             row[banned] = -np.inf
-        picks[i].append(_best_positive(row, n_cooc))
+        picks[i].append(best_positive(row, n_cooc))
     ease_sub = None
     if src.ease is not None:
         ease_sub = ease_over_subset(src, ip, sc)
@@ -355,11 +356,11 @@ def retrieve(src: Sources, q: Queries, n_embedding: int = N_EMBEDDING,
             masked = np.nan_to_num(q.title, nan=-np.inf)
             masked[seed_rows, q.seed_cols] = -np.inf
             for i in range(q.n):
-                picks[i].append(_best_positive(masked[i], n_title))
+                picks[i].append(best_positive(masked[i], n_title))
     rows_out, cols_out = [], []
     for i in range(q.n):
         cols = np.unique(np.concatenate(picks[i])) if picks[i] else np.zeros(0, np.int64)
-        cols = cols[~np.isin(cols, q.seed_cols[ip[i]:ip[i + 1]])]
+        cols = without(cols, q.seed_cols[ip[i]:ip[i + 1]])
         if banned is not None:
             cols = cols[~banned[cols]]
         rows_out.append(np.full(cols.shape[0], i, dtype=np.int64))
@@ -369,6 +370,9 @@ def retrieve(src: Sources, q: Queries, n_embedding: int = N_EMBEDDING,
     at: dict[str, np.ndarray] = {}
     if late:
         at = _late_sums(src, q, rows, cols, pl_rows, knn_w)
+        bounds = np.searchsorted(rows, np.arange(q.n + 1))
+        at["pl"] = np.concatenate([pl[i][cols[bounds[i]:bounds[i + 1]]] for i in range(q.n)]
+                                  ).astype(np.float32) if q.n else np.zeros(0, np.float32)
         if ease_sub is not None:
             er = src.ease_row[cols]
             ok = er >= 0
@@ -398,15 +402,6 @@ def _late_sums(src: Sources, q: Queries, rows: np.ndarray, cols: np.ndarray,
     return at
 
 
-def _best_positive(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k best scores > 0 (all of them when fewer): the tracks a top k over the
-    whole catalogue would take and keep as hits, found among the positive ones alone."""
-    pos = np.flatnonzero(scores > 0)
-    if pos.shape[0] <= k:
-        return pos
-    return pos[np.argpartition(-scores[pos], k - 1)[:k]]
-
-
 def _ease_top(src: Sources, sub: np.ndarray, q: Queries, n_ease: int,
               banned: np.ndarray | None) -> list[np.ndarray]:
     """Per playlist, its n_ease best EASE tracks (not a seed, not banned), from its EASE
@@ -430,5 +425,5 @@ def _ease_top(src: Sources, sub: np.ndarray, q: Queries, n_ease: int,
                 masked[banned] = -np.inf
             out.append(np.argpartition(-masked, k - 1)[:k] if k < v else np.arange(v))
             continue
-        out.append(cols[np.argpartition(-row, k - 1)[:k]])
+        out.append(cols[top_unordered(row, k)])
     return out

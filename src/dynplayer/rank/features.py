@@ -161,7 +161,9 @@ def artist_affinity(src: Sources, q: Queries, rows: np.ndarray,
             for r in range(q.n):  # (thousands of entries each; sorted by `Sources`)
                 codes = src.artist[q.seed_cols[q.seed_indptr[r]:q.seed_indptr[r + 1]]]
                 sel = ok & (rows == r)
-                out[sel] = row_sums_at(c, codes[codes >= 0], cand[sel])
+                # each artist's row once, times its seeds (playlists repeat artists)
+                distinct, times = np.unique(codes[codes >= 0], return_counts=True)
+                out[sel] = row_sums_at(c, distinct, cand[sel], times)
         else:
             s = seed_code_counts(src.artist, q, c.shape[0]) @ c
             out[ok] = np.asarray(s.tocsr()[rows[ok], cand[ok]]).ravel()
