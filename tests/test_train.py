@@ -300,6 +300,32 @@ def test_sparse_adam_pairwise_trains(tmp_path: Path, synthetic_corpus_dir: Path,
     assert _centroid_precision(run.vectors, genre).mean() >= 0.9
 
 
+def test_auto_optimizer_goes_sparse_above_its_threshold(tmp_path: Path,
+                                                         synthetic_corpus_dir: Path) -> None:
+    """"auto" trains a large vocabulary with sparse Adam (only the rows a step samples are
+    updated) when the set term is sampled, and a small one with AdamW as before."""
+    from dynplayer.train.config import validate
+    from dynplayer.train.objectives import resolved_optimizer
+
+    base = replace(TINY, objective="mix", pairwise_batch=256)
+    assert base.optimizer == "auto"
+    assert resolved_optimizer(base, 150_000) == "adamw"  # at most sparse_above (200,000)
+    assert resolved_optimizer(base, 250_000) == "sparse_adam"
+    assert resolved_optimizer(replace(base, set_softmax="full"), 250_000) == "adamw"
+    assert resolved_optimizer(replace(base, optimizer="adam"), 250_000) == "adam"
+    with pytest.raises(ConfigError, match="sparse_above"):
+        validate(replace(base, sparse_above=-1))
+    cfg = replace(base, sampled_above=0, sparse_above=0, epochs=3)
+    train_run(synthetic_corpus_dir, tmp_path / "auto", cfg, progress=False)
+    metrics = json.loads((tmp_path / "auto" / "metrics.json").read_text())
+    assert (metrics["optimizer"], metrics["set_softmax"]) == ("sparse_adam", "sampled")
+    assert metrics["history"][-1]["loss"] < metrics["history"][0]["loss"]
+    train_run(synthetic_corpus_dir, tmp_path / "dense", replace(base, epochs=1),
+              progress=False)
+    dense = json.loads((tmp_path / "dense" / "metrics.json").read_text())
+    assert dense["optimizer"] == "adamw"
+
+
 def test_cli_train_export_similar(tmp_path: Path, synthetic_corpus_dir: Path) -> None:
     from typer.testing import CliRunner
 

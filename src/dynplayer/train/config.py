@@ -10,7 +10,7 @@ from dynplayer.errors import ConfigError
 
 OBJECTIVES = ("set", "pairwise", "mix")
 SET_SOFTMAX = ("auto", "full", "sampled")
-OPTIMIZERS = ("adamw", "adam", "sparse_adam")
+OPTIMIZERS = ("auto", "adamw", "adam", "sparse_adam")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -41,7 +41,13 @@ class TrainConfig:
     logq: bool = False  # subtract log sampling probability from in-batch logits (pairwise)
     mask_false_negatives: bool = True
     sparse: bool = False  # sparse embedding gradients (needs optimizer = "sparse_adam")
-    optimizer: str = "adamw"
+    # "auto": "sparse_adam" with sparse gradients (only the rows a step touches are updated)
+    # when more than `sparse_above` tracks are trained and the step scores sampled rows (the
+    # pairwise term, or a sampled set term), else "adamw". AdamW updates every row of the
+    # table on every step: at 494k tracks 0.65 of a 1.31 s step, and its dense gradient most of
+    # the backward's 0.40 s; sparse, a step took 0.53 s (docs/experiments.md).
+    optimizer: str = "auto"
+    sparse_above: int = 200_000
     weight_decay: float = 0.0
     warmup: float = 0.05  # share of steps with linear warm-up, then cosine decay to lr_min
     lr_min: float = 0.05  # final lr as a share of lr
@@ -127,10 +133,13 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise bad("device", f"must be one of {', '.join(DEVICES)}")
     if cfg.sparse and cfg.optimizer != "sparse_adam":
         raise bad("optimizer", "sparse = true needs optimizer = sparse_adam")
+    if cfg.sparse_above < 0:
+        raise bad("sparse_above", "must be >= 0")
     if cfg.optimizer == "sparse_adam" and not cfg.sparse:
         raise bad("sparse", "optimizer = sparse_adam needs sparse = true")
-    if cfg.sparse and cfg.objective != "pairwise":
-        raise bad("sparse", "sparse gradients only pay off for the pairwise objective")
+    if cfg.sparse and cfg.objective != "pairwise" and cfg.set_softmax == "full":
+        raise bad("sparse", "sparse gradients only pay off for the pairwise objective or a "
+                            "sampled set term (set_softmax = auto or sampled)")
     for key in ("dim", "batch_size", "window", "seeds", "eval_every", "checkpoint_every",
                 "pairwise_batch", "set_negatives", "min_epochs"):
         if getattr(cfg, key) < 1:

@@ -23,7 +23,7 @@ from dynplayer.run import Run, atomic_write_json, l2_normalize, load_run, save_p
 from dynplayer.train.checkpoint import TrainState, decisive, load_checkpoint, save_checkpoint
 from dynplayer.train.config import TrainConfig, shared_parts, validate
 from dynplayer.train.distributed import init_distributed, resolve_device
-from dynplayer.train.objectives import sampled_softmax
+from dynplayer.train.objectives import resolved_optimizer, sampled_softmax
 from dynplayer.train.sampling import build_training_data
 from dynplayer.train.trainer import Trainer
 
@@ -158,6 +158,7 @@ def _train_run(corpus_dir: Path, out: Path, cfg: TrainConfig, *, full: bool,
         "n_train_occurrences": data.n_occurrences, "device": str(device),
         "world_size": dist_info.world,
         "set_softmax": "sampled" if sampled_softmax(cfg, data.n_items) else "full",
+        "optimizer": resolved_optimizer(cfg, data.n_items),
     }
     ids = [corpus.track_ids[t] for t in corpus.vocab()]
     names = [p for p in shared_parts(cfg) if data.parts and p in data.parts]

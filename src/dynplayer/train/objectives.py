@@ -32,6 +32,16 @@ def sampled_softmax(cfg: TrainConfig, n_items: int) -> bool:
     return cfg.set_softmax == "sampled"
 
 
+def resolved_optimizer(cfg: TrainConfig, n_items: int) -> str:
+    """The optimizer a run of `n_items` tracks uses: `cfg.optimizer`, or for "auto" sparse
+    Adam when the vocabulary is over `sparse_above` and every step scores sampled rows
+    (`TrainConfig.optimizer`), else AdamW."""
+    if cfg.optimizer != "auto":
+        return cfg.optimizer
+    sampled = cfg.objective == "pairwise" or sampled_softmax(cfg, n_items)
+    return "sparse_adam" if sampled and n_items > cfg.sparse_above else "adamw"
+
+
 class RowTable:
     """The normalised vectors of the vocabulary rows one step touches (sorted `rows`),
     indexed by vocabulary row like the whole table."""

@@ -22,7 +22,7 @@ from dynplayer.train.checkpoint import TrainState
 from dynplayer.train.config import TrainConfig, shared_parts
 from dynplayer.train.distributed import Dist
 from dynplayer.train.initialisation import svd_init
-from dynplayer.train.objectives import Objective
+from dynplayer.train.objectives import Objective, resolved_optimizer
 from dynplayer.train.sampling import TrainingData
 from dynplayer.train.schedule import lr_at, planned_epochs, steps_per_epoch
 
@@ -38,9 +38,10 @@ class Trainer:
         self.seed = cfg.seed + member
         torch.manual_seed(self.seed)
         self.part_names = [p for p in shared_parts(cfg) if data.parts and p in data.parts]
+        self.optimizer_name = resolved_optimizer(cfg, data.n_items)
         self.model = TrackEncoder(data.n_items, cfg.dim, temperature=cfg.temperature,
                                   learnable_temperature=cfg.learnable_temperature,
-                                  sparse=cfg.sparse,
+                                  sparse=self.optimizer_name == "sparse_adam",
                                   parts=[data.parts[p][0] for p in self.part_names]
                                   if data.parts else ()).to(device)
         if cfg.init == "svd":
@@ -53,13 +54,13 @@ class Trainer:
                 self.model, device_ids=[device.index] if device.type == "cuda" else None)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer: torch.optim.Optimizer
-        if cfg.optimizer == "sparse_adam":
+        if self.optimizer_name == "sparse_adam":
             self.optimizer = torch.optim.SparseAdam(
                 [self.model.embedding.weight, *[e.weight for e in self.model.parts]], lr=cfg.lr)
             self.dense_optimizer: torch.optim.Optimizer | None = (
                 torch.optim.Adam([self.model.logit_scale], lr=cfg.lr)
                 if cfg.learnable_temperature else None)
-        elif cfg.optimizer == "adam":
+        elif self.optimizer_name == "adam":
             self.optimizer = torch.optim.Adam(params, lr=cfg.lr)
             self.dense_optimizer = None
         else:
