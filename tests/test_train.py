@@ -313,6 +313,7 @@ def test_auto_optimizer_goes_sparse_above_its_threshold(tmp_path: Path,
     assert resolved_optimizer(base, 250_000) == "sparse_adam"
     assert resolved_optimizer(replace(base, set_softmax="full"), 250_000) == "adamw"
     assert resolved_optimizer(replace(base, optimizer="adam"), 250_000) == "adam"
+    assert resolved_optimizer(base, 250_000, world=2) == "adamw"  # DDP: dense gradients
     with pytest.raises(ConfigError, match="sparse_above"):
         validate(replace(base, sparse_above=-1))
     cfg = replace(base, sampled_above=0, sparse_above=0, epochs=3)

@@ -43,9 +43,10 @@ class TrainConfig:
     sparse: bool = False  # sparse embedding gradients (needs optimizer = "sparse_adam")
     # "auto": "sparse_adam" with sparse gradients (only the rows a step touches are updated)
     # when more than `sparse_above` tracks are trained and the step scores sampled rows (the
-    # pairwise term, or a sampled set term), else "adamw". AdamW updates every row of the
-    # table on every step: at 494k tracks 0.65 of a 1.31 s step, and its dense gradient most of
-    # the backward's 0.40 s; sparse, a step took 0.53 s (docs/experiments.md).
+    # pairwise term, or a sampled set term) in one process (not under DDP), else "adamw".
+    # AdamW updates every row of the table on every step: at 494k tracks 0.65 of a 1.31 s
+    # step, and its dense gradient most of the backward's 0.40 s; sparse, a step took 0.53 s
+    # (docs/experiments.md).
     optimizer: str = "auto"
     sparse_above: int = 200_000
     weight_decay: float = 0.0

@@ -158,7 +158,7 @@ def _train_run(corpus_dir: Path, out: Path, cfg: TrainConfig, *, full: bool,
         "n_train_occurrences": data.n_occurrences, "device": str(device),
         "world_size": dist_info.world,
         "set_softmax": "sampled" if sampled_softmax(cfg, data.n_items) else "full",
-        "optimizer": resolved_optimizer(cfg, data.n_items),
+        "optimizer": resolved_optimizer(cfg, data.n_items, dist_info.world),
     }
     ids = [corpus.track_ids[t] for t in corpus.vocab()]
     names = [p for p in shared_parts(cfg) if data.parts and p in data.parts]

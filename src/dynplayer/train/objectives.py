@@ -32,14 +32,16 @@ def sampled_softmax(cfg: TrainConfig, n_items: int) -> bool:
     return cfg.set_softmax == "sampled"
 
 
-def resolved_optimizer(cfg: TrainConfig, n_items: int) -> str:
+def resolved_optimizer(cfg: TrainConfig, n_items: int, world: int = 1) -> str:
     """The optimizer a run of `n_items` tracks uses: `cfg.optimizer`, or for "auto" sparse
-    Adam when the vocabulary is over `sparse_above` and every step scores sampled rows
-    (`TrainConfig.optimizer`), else AdamW."""
+    Adam when the vocabulary is over `sparse_above`, every step scores sampled rows and one
+    process trains (`world` 1: NCCL, DDP's GPU backend, has no sparse all-reduce), else AdamW
+    (`TrainConfig.optimizer`)."""
     if cfg.optimizer != "auto":
         return cfg.optimizer
     sampled = cfg.objective == "pairwise" or sampled_softmax(cfg, n_items)
-    return "sparse_adam" if sampled and n_items > cfg.sparse_above else "adamw"
+    return ("sparse_adam" if sampled and n_items > cfg.sparse_above and world == 1
+            else "adamw")
 
 
 class RowTable:

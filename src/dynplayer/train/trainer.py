@@ -38,7 +38,7 @@ class Trainer:
         self.seed = cfg.seed + member
         torch.manual_seed(self.seed)
         self.part_names = [p for p in shared_parts(cfg) if data.parts and p in data.parts]
-        self.optimizer_name = resolved_optimizer(cfg, data.n_items)
+        self.optimizer_name = resolved_optimizer(cfg, data.n_items, dist_info.world)
         self.model = TrackEncoder(data.n_items, cfg.dim, temperature=cfg.temperature,
                                   learnable_temperature=cfg.learnable_temperature,
                                   sparse=self.optimizer_name == "sparse_adam",
