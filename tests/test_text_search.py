@@ -254,6 +254,24 @@ def test_the_search_projection_is_stored_at_training_time(
     np.testing.assert_allclose(stored.projection, fitted, atol=1e-6)
 
 
+def test_many_queries_are_ranked_in_chunks(synthetic_run: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """`top_playlists` over many queries (train-text's calibration: 25,000 captions) scores
+    them a chunk at a time, to the same rows and similarities as one product."""
+    from dynplayer.text import search as search_module
+
+    searcher = TextSearcher.load(synthetic_run)
+    q = searcher.encode_queries(["chill jazz", "rainy day", "workout", "party", "sad songs",
+                                 "road trip", "sleep"])
+    whole = searcher.top_playlists(q, m=10)
+    n = searcher.playlist_vectors.shape[0]
+    monkeypatch.setattr(search_module, "SCORE_CHUNK", 2 * n)  # two queries per product
+    chunked = searcher.top_playlists(q, m=10)
+    np.testing.assert_array_equal(chunked[0], whole[0])
+    # the same products up to float32 rounding (BLAS blocks another shape differently)
+    np.testing.assert_allclose(chunked[1], whole[1], rtol=1e-5, atol=1e-6)
+
+
 def test_aggregate_explains_every_track_score(synthetic_run: Path) -> None:
     searcher = TextSearcher.load(synthetic_run, prf_weight=0.0, artist_weight=0.0,
                                  genre_weight=0.0)  # the aggregation alone
