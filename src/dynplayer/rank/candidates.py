@@ -317,11 +317,10 @@ def retrieve(src: Sources, q: Queries, n_embedding: int = N_EMBEDDING,
         dense = {"emb": emb}
     else:
         pl = seed_sums(src.cooc_playlist, ip, sc)
-        dense = {"emb": emb, "pl": pl}
-    if not late:
-        dense["knn"] = seed_sums(src.cooc_playlist, ip, sc, knn_w) / pop[None, :]
-        dense["win"] = seed_sums(src.cooc_window, ip, sc)
-        dense["win_last"] = seed_sums(src.cooc_window, *last_seeds(ip, sc, LAST))
+        dense = {"emb": emb, "pl": pl,
+                 "knn": seed_sums(src.cooc_playlist, ip, sc, knn_w) / pop[None, :],
+                 "win": seed_sums(src.cooc_window, ip, sc),
+                 "win_last": seed_sums(src.cooc_window, *last_seeds(ip, sc, LAST))}
 
     seed_rows = np.repeat(np.arange(q.n), q.n_seeds)
     banned = None if allowed is None else ~np.asarray(allowed, dtype=bool)
