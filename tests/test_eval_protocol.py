@@ -14,6 +14,7 @@ from dynplayer.data.corpus import TEST, Corpus
 from dynplayer.errors import DataError
 from dynplayer.eval.protocol import (
     corpus_eval_set,
+    embedding_scorer,
     evaluate_scorer,
     load_split_file,
     make_eval_set,
@@ -66,6 +67,32 @@ def test_visible_tracks_never_recommended(synthetic_corpus: Corpus) -> None:
     assert perfect["recall@10"] == pytest.approx(1.0)
     assert perfect["ndcg@50"] == pytest.approx(1.0)
     assert perfect["r_precision"] == pytest.approx(1.0)
+
+
+def test_evaluation_in_score_budget_chunks_matches_one_batch(
+        synthetic_corpus: Corpus, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches are cut to the score budget (a whole catalogue: 494k tracks x 1,024 playlists
+    held 12 GiB at once); the metrics are the same as from one batch."""
+    from dynplayer import topk
+
+    es = corpus_eval_set(synthetic_corpus, TEST)
+    v = np.random.default_rng(0).standard_normal((es.visible.shape[1], 8)).astype(np.float32)
+    whole = evaluate_scorer(embedding_scorer(v), es, per_playlist=True)
+    monkeypatch.setattr(topk, "SCORE_CHUNK", 3 * es.visible.shape[1])  # 3 playlists a batch
+    seen: list[int] = []
+    score = embedding_scorer(v)
+
+    def counting(vis: sp.csr_matrix) -> np.ndarray:
+        seen.append(vis.shape[0])
+        return score(vis)
+
+    chunked = evaluate_scorer(counting, es, per_playlist=True)
+    assert max(seen) == 3 and sum(seen) == es.n
+    for key, value in whole.items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(chunked[key], value)
+        else:
+            assert chunked[key] == value, key
 
 
 def test_heldout_also_visible_is_dropped_and_empty_rows_skipped() -> None:

@@ -258,14 +258,14 @@ def test_many_queries_are_ranked_in_chunks(synthetic_run: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """`top_playlists` over many queries (train-text's calibration: 25,000 captions) scores
     them a chunk at a time, to the same rows and similarities as one product."""
-    from dynplayer.text import search as search_module
+    from dynplayer import topk
 
     searcher = TextSearcher.load(synthetic_run)
     q = searcher.encode_queries(["chill jazz", "rainy day", "workout", "party", "sad songs",
                                  "road trip", "sleep"])
     whole = searcher.top_playlists(q, m=10)
     n = searcher.playlist_vectors.shape[0]
-    monkeypatch.setattr(search_module, "SCORE_CHUNK", 2 * n)  # two queries per product
+    monkeypatch.setattr(topk, "SCORE_CHUNK", 2 * n)  # two queries per product
     chunked = searcher.top_playlists(q, m=10)
     np.testing.assert_array_equal(chunked[0], whole[0])
     # the same products up to float32 rounding (BLAS blocks another shape differently)

@@ -5,6 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 
+# Scores one dense product may hold (128 MiB of float32): callers that score many rows
+# against a whole catalogue (evaluation, text search) go in chunks of at most this many.
+SCORE_CHUNK = 1 << 25
+
+
+def rows_per_chunk(width: int, cap: int | None = None) -> int:
+    """Rows of `width` scores that fit in SCORE_CHUNK (at least 1, at most `cap`)."""
+    rows = max(1, SCORE_CHUNK // max(width, 1))
+    return rows if cap is None else max(1, min(cap, rows))
+
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k largest scores, best first; ties by index, so the order is stable."""
@@ -18,4 +28,4 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return picked[np.lexsort((picked, -scores[picked]))]
 
 
-__all__ = ["top_k"]
+__all__ = ["SCORE_CHUNK", "rows_per_chunk", "top_k"]

@@ -43,10 +43,9 @@ from dynplayer.text.space import (
     stored_vectors_hash,
     wordless,
 )
-from dynplayer.topk import top_k
+from dynplayer.topk import rows_per_chunk, top_k
 
 MAX_K = 1000
-SCORE_CHUNK = 1 << 25  # (query, playlist) scores per product in `top_playlists` (128 MiB)
 
 
 def check_k(k: int) -> int:
@@ -220,7 +219,7 @@ class TextSearcher(TextSearcherProtocol):
         m = self.cfg.top_playlists if m is None else m
         # queries in chunks of at most SCORE_CHUNK scores: calibrating `train-text` on 25,000
         # validation captions against 187,500 playlists (250k) asked for 17.5 GiB at once
-        step = max(1, SCORE_CHUNK // max(self._vectors.shape[0], 1))
+        step = rows_per_chunk(self._vectors.shape[0])
         if query_vectors.shape[0] > step:
             parts = [self.top_playlists(query_vectors[i:i + step], m)
                      for i in range(0, query_vectors.shape[0], step)]
