@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from dynplayer.data.corpus import Corpus, load_corpus, save_corpus
 from dynplayer.data.synthetic import SyntheticSpec, generate, planted_groups
@@ -101,6 +102,29 @@ def test_svd_init_is_normalised_and_already_clusters(synthetic_corpus: Corpus) -
         synthetic_corpus.vocab()]
     assert _centroid_precision(v, genre).mean() >= 0.9
     np.testing.assert_array_equal(v, svd_init(data, 32, seed=0))
+
+
+def test_svd_init_matches_the_textbook_randomized_svd(synthetic_corpus: Corpus) -> None:
+    """The lean float32 form (QR of the small side, no full SVD of width x items) gives the
+    item geometry of the textbook randomized SVD on the same random start: the same item x
+    item cosines (factors equal up to the signs of their columns)."""
+    from dynplayer.train.initialisation import svd_init
+
+    data = build_training_data(synthetic_corpus, neighbours=False)
+    rows = np.repeat(np.arange(data.n_playlists), np.diff(data.set_indptr))
+    pop = np.bincount(data.set_cols, minlength=data.n_items).astype(np.float64)
+    x = sp.csr_matrix(((1 / np.sqrt(np.maximum(pop, 1)))[data.set_cols], (rows, data.set_cols)),
+                      shape=(data.n_playlists, data.n_items))
+    rng = np.random.default_rng(0)
+    k, width = 32, 42
+    q, _ = np.linalg.qr(x @ rng.standard_normal((data.n_items, width)))
+    for _ in range(4):
+        q, _ = np.linalg.qr(x @ np.linalg.qr(x.T @ q)[0])
+    _, s, vt = np.linalg.svd((x.T @ q).T, full_matrices=False)
+    want = vt[:k].T * np.sqrt(s[:k])
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    got = svd_init(data, k, seed=0)
+    np.testing.assert_allclose(got @ got.T, want @ want.T, atol=2e-4)
 
 
 def test_run_directory_contract(set_run: Path, synthetic_corpus_dir: Path,
@@ -227,7 +251,9 @@ def test_window_neighbours_match_brute_force() -> None:
 
     indptr = np.array([0, 5, 8])
     cols = np.array([0, 1, 2, 3, 0, 4, 5, 4])  # playlists [0 1 2 3 0] and [4 5 4]
-    got = window_neighbours(indptr, cols, 6, window=2).toarray() > 0
+    nb = window_neighbours(indptr, cols, 6, window=2)
+    assert nb.dtype == bool and nb.has_sorted_indices
+    got = nb.toarray() > 0
     want = np.zeros((6, 6), dtype=bool)
     for p in range(2):
         seq = cols[indptr[p]:indptr[p + 1]]
