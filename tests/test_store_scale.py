@@ -14,14 +14,17 @@ from dynplayer.store.params import MIN_MAINTENANCE_MB, hnsw_build_settings
 
 def test_hnsw_build_settings_follow_the_graph_and_the_machine() -> None:
     gib = 2**30
-    # 10k tracks x 256 float32: 10k * (1024 + 256 + 64) * 1.25 bytes = 16 MiB -> the floor.
+    # 10k x 256 float32, m 16: 10k * (1024 + 16 * 34 + 192) * 1.25 bytes = 21 MiB: the floor.
     assert hnsw_build_settings(10_000, 1024, 16, available_bytes=16 * gib, cpus=2) == (
         MIN_MAINTENANCE_MB, 1)
-    # 1M playlists x 256-d halfvec: 1M * (512 + 320) * 1.25 = 992 MiB, fits a quarter of 16 GiB.
+    # 1M playlists x 256-d halfvec: 1M * (512 + 544 + 192) * 1.25 = 1,488 MiB, under 40% of 16 GiB.
     assert hnsw_build_settings(1_000_000, 512, 16, available_bytes=16 * gib, cpus=16) == (
-        992, 7)
-    # 1M x 768-d halfvec on 2 GiB available: capped at a quarter (512 MiB), no workers on 1 core.
-    assert hnsw_build_settings(1_000_000, 1536, 16, available_bytes=2 * gib, cpus=1) == (512, 0)
+        1488, 7)
+    # 494k tracks x 256 float32 with m 32 (the whole catalogue at 250k playlists): 1,340 MiB,
+    # where 944 spilled.
+    assert hnsw_build_settings(494_405, 1024, 32, available_bytes=16 * gib, cpus=2) == (1340, 1)
+    # 1M x 768-d halfvec on 2 GiB available: capped at 40% (819 MiB), no workers on 1 core.
+    assert hnsw_build_settings(1_000_000, 1536, 16, available_bytes=2 * gib, cpus=1) == (819, 0)
 
 
 @pytest.mark.db
