@@ -272,6 +272,27 @@ def test_many_queries_are_ranked_in_chunks(synthetic_run: Path,
     np.testing.assert_allclose(chunked[1], whole[1], rtol=1e-5, atol=1e-6)
 
 
+def test_projection_of_many_rows_goes_in_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A head applied to the whole catalogue (train-text's track_joint) runs a block of rows at
+    a time, to the same rows as one pass (float32 rounding aside)."""
+    from dynplayer import topk
+    from dynplayer.text import config as text_config
+
+    rng = np.random.default_rng(0)
+    w = {"p.fc1.weight": rng.standard_normal((32, 8)).astype(np.float32),
+         "p.fc1.bias": rng.standard_normal(32).astype(np.float32),
+         "p.fc2.weight": rng.standard_normal((6, 32)).astype(np.float32),
+         "p.fc2.bias": rng.standard_normal(6).astype(np.float32),
+         "p.skip.weight": rng.standard_normal((6, 8)).astype(np.float32)}
+    x = rng.standard_normal((101, 8)).astype(np.float32)
+    whole = text_config.project_numpy(w, "p", x)
+    monkeypatch.setattr(topk, "SCORE_CHUNK", 32 * 10)  # 10 rows of 32 hidden units a block
+    blocks = text_config.project_numpy(w, "p", x)
+    assert blocks.shape == (101, 6) and blocks.dtype == np.float32
+    np.testing.assert_allclose(blocks, whole, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(blocks, axis=1), 1.0, atol=1e-5)
+
+
 def test_aggregate_explains_every_track_score(synthetic_run: Path) -> None:
     searcher = TextSearcher.load(synthetic_run, prf_weight=0.0, artist_weight=0.0,
                                  genre_weight=0.0)  # the aggregation alone

@@ -245,7 +245,11 @@ def train_text(run_dir: Path, cfg: TextConfig) -> dict[str, Any]:
                 "vectors_hash": data.vectors_hash, "corpus_dir": str(run.corpus_dir),
                 "corpus_hash": data.corpus.manifest.get("content_hash"), "metrics": metrics}
         atomic_write_json(tmp / "config.json", meta)
-        if data.usable(VAL).size:  # how well queries match, calibrated on validation captions
+        calibrate = bool(data.usable(VAL).size)
+        # the calibration loads the searcher it calibrates: the training's corpus, vectors
+        # and encoded captions go first (at 250k playlists they held 3 GB through it)
+        del data, train_x, val_x, model, run, encoder
+        if calibrate:  # how well queries match, calibrated on validation captions
             from dynplayer.text.confidence import write_calibration
 
             t_cal = time.perf_counter()
