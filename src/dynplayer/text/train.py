@@ -101,7 +101,12 @@ def load_text_data(run: Run) -> TextData:
     vocab = vocab_all[have]
     counts = corpus.interaction_matrix(np.arange(corpus.n_playlists, dtype=np.int64),
                                        vocab=vocab, binary=False)
-    return TextData(corpus=corpus, vocab=vocab, track_vectors=run.vectors[run_rows[have]],
+    rows = run_rows[have]
+    # every run track, in the run's order (a run trained on this corpus): no copy of the table
+    same = rows.shape[0] == run.vectors.shape[0] and bool(
+        (rows == np.arange(rows.shape[0])).all())
+    return TextData(corpus=corpus, vocab=vocab,
+                    track_vectors=run.vectors if same else run.vectors[rows],
                     counts=counts, captions=corpus.captions(), vectors_hash=vectors_hash(run))
 
 
