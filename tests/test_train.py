@@ -407,6 +407,21 @@ def test_resume_never_unpickles_arbitrary_objects(tmp_path: Path,
     again = train_run(synthetic_corpus_dir, tmp_path / "run", cfg, progress=False, resume=True)
     np.testing.assert_array_equal(again.vectors, first.vectors)
 
+    # arrays of every kind go back as they were: shared with torch where they can be (written
+    # straight to the file), copied where not (read-only, strided, another byte order)
+    from dynplayer.train.checkpoint import TrainState, save_checkpoint
+
+    base = np.arange(24, dtype=np.float32).reshape(6, 4)
+    frozen = base.copy()
+    frozen.flags.writeable = False
+    arrays = [base, frozen, base[:, ::2], base.astype(">f4"), np.array([], dtype=np.int64)]
+    save_checkpoint(tmp_path / "mixed", cfg, {"k": 1}, None, TrainState(), arrays)
+    back = load_checkpoint(tmp_path / "mixed")
+    assert back is not None
+    for got, want in zip(back["member_vectors"], arrays, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert not list((tmp_path / "mixed").glob(".checkpoint.pt.*"))  # no temp file left
+
     marker = tmp_path / "pwned"
     bad = tmp_path / "bad"
     bad.mkdir()

@@ -21,11 +21,11 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -37,12 +37,18 @@ MODEL_VERSION_SALT = "store-schema-3"  # 3: tracks gained genre, map_x, map_y
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same directory, then rename over `path`."""
+    atomic_write_stream(path, lambda fh: fh.write(data))
+
+
+def atomic_write_stream(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """`write(fh)` into a temporary file in the same directory, then rename over `path`: the
+    content goes straight to the file (no second copy of a large artifact in memory)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         # mkstemp creates 0600 files; give artifacts the usual permissions under the umask.
@@ -100,11 +106,7 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def atomic_save_npy(path: Path, arr: np.ndarray) -> None:
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_stream(path, lambda fh: np.save(fh, arr, allow_pickle=False))
 
 
 def l2_normalize(v: np.ndarray) -> np.ndarray:
