@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.linalg import qr, svd
 
 from dynplayer.train.sampling import TrainingData
 
@@ -36,8 +37,6 @@ def _svd_init(data: TrainingData, dim: int, seed: int, n_iter: int) -> np.ndarra
     # x's top right singular vectors from the small problem: xt @ q = Q R, R = U S W^T,
     # so x's item factors are Q U S^(1/2) (a full SVD of the width x items matrix took two
     # float64 copies of it and as much workspace)
-    from scipy.linalg import qr, svd
-
     qb, r = qr(xt @ q, mode="economic", overwrite_a=True, check_finite=False)
     u, s, _ = svd(r.astype(np.float64), full_matrices=False)
     out = _normal_rows(rng, data.n_items, dim, 1e-3)
@@ -62,7 +61,5 @@ def _orthonormal(a: np.ndarray) -> np.ndarray:
 
     numpy's QR computes in float64 whatever the input: two float64 copies of a tall matrix
     (1.3 GB at 494k tracks x 138 columns), the training stage's peak at scale."""
-    from scipy.linalg import qr
-
     q, _ = qr(a, mode="economic", overwrite_a=True, check_finite=False)
     return q
