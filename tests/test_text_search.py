@@ -293,6 +293,38 @@ def test_projection_of_many_rows_goes_in_blocks(monkeypatch: pytest.MonkeyPatch)
     np.testing.assert_allclose(np.linalg.norm(blocks, axis=1), 1.0, atol=1e-5)
 
 
+def test_blocks_written_to_disk_make_the_same_npy(monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    """train-text writes the tracks' projection block by block (`atomic_save_npy_blocks` of
+    `project_blocks`): the same bytes as saving the whole projection; blocks that leave a gap
+    or stop short are refused and leave no file."""
+    from dynplayer import topk
+    from dynplayer.run import atomic_save_npy, atomic_save_npy_blocks
+    from dynplayer.text import config as text_config
+
+    rng = np.random.default_rng(1)
+    w = {"p.fc1.weight": rng.standard_normal((32, 8)).astype(np.float32),
+         "p.fc1.bias": rng.standard_normal(32).astype(np.float32),
+         "p.fc2.weight": rng.standard_normal((6, 32)).astype(np.float32),
+         "p.fc2.bias": rng.standard_normal(6).astype(np.float32),
+         "p.skip.weight": rng.standard_normal((6, 8)).astype(np.float32)}
+    x = rng.standard_normal((57, 8)).astype(np.float32)
+    monkeypatch.setattr(topk, "SCORE_CHUNK", 32 * 10)
+    assert len(list(text_config.project_blocks(w, "p", x))) == 6
+    whole = text_config.project_numpy(w, "p", x)
+    atomic_save_npy(tmp_path / "whole.npy", whole)
+    atomic_save_npy_blocks(tmp_path / "blocks.npy", (57, text_config.projected_dim(w, "p")),
+                           np.float32, text_config.project_blocks(w, "p", x))
+    assert (tmp_path / "blocks.npy").read_bytes() == (tmp_path / "whole.npy").read_bytes()
+    short = ((0, whole[:10]), (20, whole[20:]))
+    with pytest.raises(ValueError, match="row 20"):
+        atomic_save_npy_blocks(tmp_path / "gap.npy", (57, 6), np.float32, iter(short))
+    with pytest.raises(ValueError, match="10 of 57"):
+        atomic_save_npy_blocks(tmp_path / "short.npy", (57, 6), np.float32,
+                               iter([(0, whole[:10])]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocks.npy", "whole.npy"]
+
+
 def test_aggregate_explains_every_track_score(synthetic_run: Path) -> None:
     searcher = TextSearcher.load(synthetic_run, prf_weight=0.0, artist_weight=0.0,
                                  genre_weight=0.0)  # the aggregation alone

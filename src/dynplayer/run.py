@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +107,29 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 def atomic_save_npy(path: Path, arr: np.ndarray) -> None:
     atomic_write_stream(path, lambda fh: np.save(fh, arr, allow_pickle=False))
+
+
+def atomic_save_npy_blocks(path: Path, shape: tuple[int, int], dtype: Any,
+                           blocks: Iterable[tuple[int, np.ndarray]]) -> None:
+    """An .npy of `shape` written block by block ((first row, rows) in order, covering every
+    row once): the same file as `atomic_save_npy` of the stacked array, without that array."""
+    dtype = np.dtype(dtype)
+
+    def write(fh: BinaryIO) -> None:
+        np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(dtype),
+                                                  "fortran_order": False, "shape": shape})
+        at = 0
+        for start, block in blocks:
+            block = np.ascontiguousarray(block, dtype=dtype)
+            if start != at or block.shape[1:] != shape[1:]:
+                raise ValueError(f"{path}: block at row {start} of shape {block.shape} "
+                                 f"does not follow row {at} of {shape}")
+            fh.write(block.tobytes())
+            at += block.shape[0]
+        if at != shape[0]:
+            raise ValueError(f"{path}: blocks covered {at} of {shape[0]} rows")
+
+    atomic_write_stream(path, write)
 
 
 def l2_normalize(v: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,13 +80,26 @@ def project_numpy(weights: dict[str, Any], prefix: str, x: np.ndarray,
     step = rows_per_chunk(int(weights[f"{prefix}.fc1.weight"].shape[0]))
     if x.shape[0] <= step:
         return _project_rows(weights, prefix, x, normalize)
-    first = _project_rows(weights, prefix, x[:step], normalize)
-    out = np.empty((x.shape[0], first.shape[1]), dtype=np.float32)
-    out[:step] = first
-    for start in range(step, x.shape[0], step):
-        out[start:start + step] = _project_rows(weights, prefix, x[start:start + step],
-                                                normalize)
+    out = np.empty((x.shape[0], projected_dim(weights, prefix)), dtype=np.float32)
+    for start, block in project_blocks(weights, prefix, x, normalize):
+        out[start:start + block.shape[0]] = block
     return out
+
+
+def projected_dim(weights: dict[str, Any], prefix: str) -> int:
+    """The width of a head's output."""
+    return int(weights[f"{prefix}.fc2.weight"].shape[0])
+
+
+def project_blocks(weights: dict[str, Any], prefix: str, x: np.ndarray,
+                   normalize: bool = True) -> Iterator[tuple[int, np.ndarray]]:
+    """`project_numpy(weights, prefix, x)` a block of rows at a time: (first row, block), for
+    a caller that writes each block out (a whole-catalogue run's tracks through a head are
+    written to disk without the whole result in memory)."""
+    x = np.asarray(x, dtype=np.float32)
+    step = rows_per_chunk(int(weights[f"{prefix}.fc1.weight"].shape[0]))
+    for start in range(0, x.shape[0], step):
+        yield start, _project_rows(weights, prefix, x[start:start + step], normalize)
 
 
 def _project_rows(weights: dict[str, Any], prefix: str, x: np.ndarray,
@@ -99,4 +113,4 @@ def _project_rows(weights: dict[str, Any], prefix: str, x: np.ndarray,
     return y.astype(np.float32)
 
 
-__all__ = ["TextConfig", "project_numpy"]
+__all__ = ["TextConfig", "project_blocks", "project_numpy", "projected_dim"]

@@ -35,6 +35,7 @@ from dynplayer.run import (
     Run,
     atomic_directory,
     atomic_save_npy,
+    atomic_save_npy_blocks,
     atomic_write_bytes,
     atomic_write_json,
     load_run,
@@ -241,6 +242,7 @@ def train_text(run_dir: Path, cfg: TextConfig) -> dict[str, Any]:
     encode_seconds = time.perf_counter() - t_enc
     model, metrics = fit_model(data, train_x, cfg, val_x, val_rows)
     metrics["encode_seconds"] = encode_seconds
+    del train_x, val_x  # the fit's: the artifacts encode what they store
 
     out = Path(run_dir) / "text"
     with atomic_directory(out) as tmp:
@@ -253,7 +255,7 @@ def train_text(run_dir: Path, cfg: TextConfig) -> dict[str, Any]:
         calibrate = bool(data.usable(VAL).size)
         # the calibration loads the searcher it calibrates: the training's corpus, vectors
         # and encoded captions go first (at 250k playlists they held 3 GB through it)
-        del data, train_x, val_x, model, run, encoder
+        del data, model, run, encoder
         if calibrate:  # how well queries match, calibrated on validation captions
             from dynplayer.text.confidence import write_calibration
 
@@ -268,6 +270,7 @@ def train_text(run_dir: Path, cfg: TextConfig) -> dict[str, Any]:
 def write_artifacts(d: Path, data: TextData, encoder: TextEncoder, model: CaptionPlaylistModel,
                     cfg: TextConfig, rows: np.ndarray, cache: Path | None) -> None:
     """Everything `TextSearcher.load` needs, for the searchable playlists `rows`."""
+    from dynplayer.text.config import project_blocks, projected_dim
     from dynplayer.text.model import project_numpy
 
     weights = {**head_to_numpy(model.text_head, "text"),
@@ -285,10 +288,16 @@ def write_artifacts(d: Path, data: TextData, encoder: TextEncoder, model: Captio
     atomic_save_npy(d / "joint.npy", joint)
     atomic_save_npy(d / "captions.npy", cap_x)
     playlists = compose_playlist_vectors(joint, cap_x, cfg, wordless(captions))
+    del joint
     atomic_save_npy(d / "playlists.npy", playlists)
     store_projection(d, playlists, weights, cap_x, cfg)  # what search would fit on every load
-    atomic_save_npy(d / "track_joint.npy", project_numpy(weights, "playlist",
-                                                         data.track_vectors))
+    # each array goes once written, and the tracks' side is written a block at a time: at 1M
+    # playlists these held several GB side by side
+    del playlists, cap_x
+    tracks = data.track_vectors
+    atomic_save_npy_blocks(d / "track_joint.npy",
+                           (tracks.shape[0], projected_dim(weights, "playlist")), np.float32,
+                           project_blocks(weights, "playlist", tracks))
     occ = data.counts[rows].tocsr()
     buf = io.BytesIO()
     np.savez(buf, data=occ.data.astype(np.float32), indices=occ.indices.astype(np.int32),
