@@ -207,6 +207,20 @@ def test_resume_gives_the_uninterrupted_result(tmp_path: Path,
                   progress=False, resume=True)
 
 
+def test_a_large_training_set_trains_one_member(tmp_path: Path,
+                                                 synthetic_corpus_dir: Path) -> None:
+    """From `ensemble_below` training playlists one member is trained, whatever `seeds` says,
+    and the log says so (the synthetic corpus stands in for a large one with the bar at 2)."""
+    seen: list[str] = []
+    run = train_run(synthetic_corpus_dir, tmp_path / "one",
+                    replace(TINY, epochs=1, seeds=2, ensemble_below=2), progress=False,
+                    log=seen.append)
+    assert run.vectors.shape[1] == TINY.dim
+    metrics = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    assert len(metrics["members"]) == 1
+    assert any(m.startswith("training one member, not 2:") for m in seen)
+
+
 def test_full_trains_on_test_playlists_too(synthetic_corpus: Corpus) -> None:
     part = build_training_data(synthetic_corpus, full=False, neighbours=False)
     full = build_training_data(synthetic_corpus, full=True, neighbours=False)

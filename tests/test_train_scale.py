@@ -20,7 +20,7 @@ from dynplayer.train.config import TrainConfig
 from dynplayer.train.loop import train_run
 from dynplayer.train.objectives import sampled_softmax
 from dynplayer.train.sampling import build_training_data, set_batch, set_candidates
-from dynplayer.train.schedule import epoch_cap
+from dynplayer.train.schedule import epoch_cap, members
 
 
 def test_candidates_hold_every_target_and_sorted_distinct(synthetic_corpus: Corpus) -> None:
@@ -87,10 +87,17 @@ def test_auto_softmax_and_epoch_budget() -> None:
     assert sampled_softmax(replace(cfg, set_softmax="sampled"), 100)
     assert not sampled_softmax(replace(cfg, set_softmax="full"), 10**7)
     assert epoch_cap(cfg, 5_303) == cfg.epochs  # MPD slices: unchanged
-    assert epoch_cap(cfg, 187_500) == 6  # 250k playlists, 75% training: ceil(1M / 187.5k)
-    assert epoch_cap(cfg, 750_000) == 2  # 1M playlists: ceil(1M / 750k), the floor
-    assert epoch_cap(cfg, 10**8) == cfg.min_epochs
+    assert epoch_cap(cfg, 187_500) == 5  # 250k playlists, 75% training: floor(1M / 187.5k)
+    assert epoch_cap(cfg, 750_000) == 1  # 1M playlists: one epoch
+    assert epoch_cap(cfg, 10**8) == cfg.min_epochs == 1
+    assert epoch_cap(replace(cfg, min_epochs=2), 750_000) == 2
     assert epoch_cap(replace(cfg, playlist_budget=0), 10**8) == cfg.epochs
+    # the ensemble: two members on the slices, one from `ensemble_below` training playlists
+    assert members(cfg, 5_303) == cfg.seeds == 2
+    assert members(cfg, 99_999) == 2
+    assert members(cfg, 100_000) == members(cfg, 750_000) == 1
+    assert members(replace(cfg, ensemble_below=0), 750_000) == 2
+    assert members(replace(cfg, seeds=3, ensemble_below=10**6), 750_000) == 3
 
 
 def _centroid_precision(vectors: np.ndarray, labels: np.ndarray) -> float:

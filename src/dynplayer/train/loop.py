@@ -26,6 +26,7 @@ from dynplayer.train.config import TrainConfig, shared_parts, validate
 from dynplayer.train.distributed import init_distributed, resolve_device
 from dynplayer.train.objectives import resolved_optimizer, sampled_softmax
 from dynplayer.train.sampling import build_training_data
+from dynplayer.train.schedule import members
 from dynplayer.train.trainer import Trainer
 
 
@@ -107,7 +108,11 @@ def _train_run(corpus_dir: Path, out: Path, cfg: TrainConfig, *, full: bool,
         out.mkdir(parents=True, exist_ok=True)
 
     wall0 = time.perf_counter()
-    while state.member < cfg.seeds:
+    n_members = members(cfg, data.n_playlists)
+    if n_members < cfg.seeds:
+        say(f"training one member, not {cfg.seeds}: {data.n_playlists:,} training playlists "
+            f">= ensemble_below ({cfg.ensemble_below:,}); --set ensemble_below=0 trains all")
+    while state.member < n_members:
         trainer = Trainer(cfg, data, eval_set, device, dist_info, state.member)
         trainer.state = state
         if ckpt is not None and ckpt["trainer"] is not None:

@@ -23,13 +23,21 @@ def steps_per_epoch(cfg: TrainConfig, data: TrainingData) -> int:
 
 
 def epoch_cap(cfg: TrainConfig, n_playlists: int) -> int:
-    """Epochs of one member: `epochs`, capped at ceil(playlist_budget / n_playlists) but not
+    """Epochs of one member: `epochs`, capped at floor(playlist_budget / n_playlists) but not
     below `min_epochs` (nor above `epochs`), so training cost grows with the corpus, not with
-    corpus x epochs: the MPD slices keep 30, a million playlists get a few."""
+    corpus x epochs: the MPD slices keep 30, a million playlists get one."""
     if cfg.playlist_budget <= 0 or n_playlists <= 0:
         return cfg.epochs
-    cap = max(cfg.min_epochs, math.ceil(cfg.playlist_budget / n_playlists))
+    cap = max(cfg.min_epochs, cfg.playlist_budget // n_playlists)
     return min(cfg.epochs, cap)
+
+
+def members(cfg: TrainConfig, n_playlists: int) -> int:
+    """Members of the ensemble: `seeds`, or one when the training set has at least
+    `ensemble_below` playlists (0: no limit)."""
+    if cfg.ensemble_below > 0 and n_playlists >= cfg.ensemble_below:
+        return 1
+    return cfg.seeds
 
 
 def planned_epochs(cfg: TrainConfig, data: TrainingData) -> tuple[int, int]:
