@@ -51,6 +51,7 @@ def test_index_command_loads_a_run(new_database: Any, track_run_dir: Path) -> No
      "--against: no such command '/no/such/python'"),
     (["bench", "serve", "RUN", "--ab-rounds", "1"], "--ab-rounds must be from 2 to 50, got 1"),
     (["bench", "serve", "RUN", "--ab-window", "0"], "--ab-window must be from 1 to 120"),
+    (["bench", "serve", "RUN", "--store"], "add --no-reliability"),
     (["train-ranker", "RUN", "--protocol", "both"],
      "--protocol must be mixed, field or seed, got 'both'"),
 ])
@@ -253,3 +254,47 @@ def test_alternated_load_measures_two_apis_in_the_same_minutes(serve_run_dir: Pa
     assert out["ratio"] == pytest.approx(m["this"] / m["against"], abs=2e-3)
     assert len(lines) == 1 and lines[0].startswith("k=10, API CPU per request, alternated:")
 
+
+
+@pytest.mark.db
+def test_bench_serve_store_reads_what_index_filled(new_database: Any,
+                                                   track_run_dir: Path) -> None:
+    """`bench serve --store` measures the store `dynplayer index` filled: its counts and HNSW
+    settings when the run is its active model, a one-line error naming the fix otherwise."""
+    from dynplayer.errors import ConfigError
+    from dynplayer.run import run_version
+    from dynplayer.serve.bench import _stored_catalog
+    from dynplayer.store.indexing import index_searcher_run
+
+    url = new_database("bstore")
+    with pytest.raises(ConfigError, match="holds no model"):
+        _stored_catalog(url, None, run_version(track_run_dir), track_run_dir)
+    index_searcher_run(url, track_run_dir, None, m=8, ef_construction=32, track_m=8)
+    got = _stored_catalog(url, None, run_version(track_run_dir), track_run_dir)
+    assert got["tracks"] == 400 and got["playlists"] == 450
+    assert got["hnsw"]["m"] == 8 and got["hnsw"]["ef_construction"] == 32
+    with pytest.raises(ConfigError, match=r"not .*'s model other; run `dynplayer index"):
+        _stored_catalog(url, None, "other", track_run_dir)
+
+
+def test_one_client_posts_continuations(serve_run_dir: Path, tmp_path: Path) -> None:
+    """The served continuation's latency at one client (`bench serve`): a real API, seed lists
+    posted in turn, every answer a 200."""
+    from dynplayer.serve.bench import _wait_ready
+    from dynplayer.serve.load import api_args, continue_body, free_port, one_client
+
+    ids = (serve_run_dir / "ids.txt").read_text().split()
+    env = {**os.environ, "DYNPLAYER_RUN_DIR": str(serve_run_dir), "DYNPLAYER_BACKEND": "exact",
+           "DYNPLAYER_DATA_DIR": str(tmp_path / "data")}
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, *api_args(port, 1)], env=env)
+    try:
+        _wait_ready(port, proc, timeout=120)
+        out = one_client(port, [ids[:3], ids[10:15]], 10, 1.0, "/v1/recommend/continue",
+                         continue_body)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert out["route"] == "/v1/recommend/continue" and out["k"] == 10
+    assert out["requests"] > 0 and out["errors"] == 0 and out["statuses"].keys() == {"200"}
+    assert out["p50_ms"] <= out["p99_ms"]

@@ -29,8 +29,10 @@ from dynplayer.serve.load import (
     LoadRun,
     alternated,
     api_args,
+    continue_body,
     free_port,
     load_at,
+    one_client,
     request,
 )
 
@@ -212,7 +214,8 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
               reliability: bool = True, workdir: Path | None = None, out: Path | None = None,
               echo: Echo = print, ks: tuple[int, ...] = (20, 50), workers: int = 1,
               split: str = "test", against: list[str] | None = None,
-              ab_rounds: int = 6, ab_window: float = 8.0) -> dict[str, Any]:
+              ab_rounds: int = 6, ab_window: float = 8.0, store: bool = False
+              ) -> dict[str, Any]:
     """Measure everything; print a summary; return (and optionally write) the results.
 
     `split` names the corpus split whose playlists give the continuation seeds and the text
@@ -221,6 +224,11 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
     a playlist generator 50); reliability at the first. `against`: the command (a Python
     interpreter, e.g. `env PYTHONPATH=old/src python`) of another installation whose API is
     loaded in alternated windows with this one's (`load.alternated`), at each k.
+
+    `store`: measure the store `dynplayer index RUN_DIR` filled (the configured URL, or the
+    data directory's embedded server) instead of indexing into a scratch database: a large
+    catalogue is not indexed twice. The run must be its active model; no reliability checks
+    (they reindex and restart the database).
     """
     k = ks[0]
     if split not in ("val", "test"):
@@ -241,21 +249,25 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
     from dynplayer.store.catalog import build_catalog, load_searcher
     from dynplayer.store.db import index_catalog, open_pool
     from dynplayer.store.embedded import EmbeddedServer
+    from dynplayer.store.indexing import embedded_url
 
     if not 1 <= workers <= 8:
         raise ConfigError(f"--workers must be from 1 to 8, got {workers}")
+    if store and reliability:
+        raise ConfigError("--store measures the store `dynplayer index` filled; the "
+                          "reliability checks reindex and restart a database of their own: "
+                          "add --no-reliability")
     results: dict[str, Any] = {"run_dir": str(run_dir), "split": split, "clients": clients,
                                "workers": workers, "duration_s": duration,
                                "cpus": os.cpu_count()}
     scratch = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="dynplayer-bench-"))
-    server = EmbeddedServer(scratch / "pgdata", delete_on_stop=True)
+    server: Any = None if store else EmbeddedServer(scratch / "pgdata", delete_on_stop=True)
     proc: subprocess.Popen[bytes] | None = None
     try:
         t0 = time.perf_counter()
         searcher = load_searcher(run_dir)
         catalog = build_catalog(run_dir, searcher)
         results["read_run_s"] = round(time.perf_counter() - t0, 2)
-        url = server.start()
         # HNSW parameters from the settings (DYNPLAYER_HNSW_M, ..._EF_SEARCH_MIN, ...), which the
         # API subprocess reads from the same environment.
         s = Settings()
@@ -264,12 +276,19 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
                            "ef_search_min": s.ef_search_min,
                            "ef_search_factor": s.ef_search_factor}
         results["api_blas_threads"] = s.blas_threads  # DYNPLAYER_BLAS_THREADS, 0 = numpy's
-        report = index_catalog(url, catalog, m=s.hnsw_m, ef_construction=s.hnsw_ef_construction,
-                               progress=echo, track_m=s.hnsw_track_m)
-        results["index"] = {"tracks": report.tracks, "playlists": report.playlists,
-                            "seconds": report.seconds}
-        echo(f"indexed {report.tracks:,} tracks, {report.playlists:,} playlists in "
-             f"{report.seconds['total']:.2f}s (+ {results['read_run_s']}s reading the run)")
+        if store:
+            url, server = embedded_url(s)
+            results["index"] = _stored_catalog(url, s.catalog, catalog.version, run_dir)
+            echo(f"measuring the store as indexed: {results['index']}")
+        else:
+            url = server.start()
+            report = index_catalog(url, catalog, m=s.hnsw_m,
+                                   ef_construction=s.hnsw_ef_construction, progress=echo,
+                                   track_m=s.hnsw_track_m)
+            results["index"] = {"tracks": report.tracks, "playlists": report.playlists,
+                                "seconds": report.seconds}
+            echo(f"indexed {report.tracks:,} tracks, {report.playlists:,} playlists in "
+                 f"{report.seconds['total']:.2f}s (+ {results['read_run_s']}s reading the run)")
 
         run = load_run(run_dir)
         corpus = load_corpus(run.corpus_dir)
@@ -281,7 +300,7 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
         n_playlists = text_playlists_of(searcher)  # as the service aggregates
         results["text_playlists"] = n_playlists
         exact = ExactRecommender(catalog, searcher, text_playlists=n_playlists)
-        pool = open_pool(url, min_size=1, max_size=2)
+        pool = open_pool(url, min_size=1, max_size=2, catalog=s.catalog)
         pool.wait()
         hnsw = PgvectorRecommender(pool, catalog.version, searcher, text_playlists=n_playlists,
                                    ef_search_min=s.ef_search_min,
@@ -337,8 +356,14 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
                "DYNPLAYER_AUTO_INDEX": "false", "DYNPLAYER_ADMIN_TOKEN": TOKEN}
         proc = subprocess.Popen([sys.executable, *api_args(port, workers)], env=env)
         _wait_ready(port, proc)
+        if seeds:  # the served continuation, one client (the seeds of the overlap sample)
+            results["continue_one_client"] = one_client(
+                port, seeds, k, min(20.0, max(duration / 3, 2.0)), "/v1/recommend/continue",
+                continue_body)
+            echo(f"k={k}, POST /v1/recommend/continue, 1 client: "
+                 f"{json.dumps(results['continue_one_client'])}")
         queries = texts or ["rainy day jazz"]
-        cpu = CpuMeter(proc.pid, server.pid)
+        cpu = CpuMeter(proc.pid, None if server is None else server.pid)
         results["load"] = {str(kk): load_at(port, queries, clients, kk, duration, cpu, echo)
                            for kk in ks}
         if against:
@@ -366,13 +391,30 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        server.stop()
+        if server is not None:
+            server.stop()
         if workdir is None:
             shutil.rmtree(scratch, ignore_errors=True)
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+def _stored_catalog(url: str, name: str | None, version: str, run_dir: Path) -> dict[str, Any]:
+    """What the store at `url` holds for the catalog `name`, which must serve `version`."""
+    from dynplayer.store.db import active_version, connect
+
+    with connect(url, name) as conn:
+        active = active_version(conn)
+        if active != version:
+            held = f"model {active}" if active else "no model"
+            raise ConfigError(f"--store: the store holds {held}, not {run_dir}'s model "
+                              f"{version}; run `dynplayer index {run_dir}` first")
+        row = conn.execute("SELECT n_tracks, n_playlists, hnsw FROM model_versions "
+                           "WHERE active").fetchone()
+    return {"store": "as indexed", "tracks": int(row[0]), "playlists": int(row[1]),
+            "hnsw": row[2]}
 
 
 def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 600) -> None:

@@ -69,11 +69,23 @@ def request(conn: http.client.HTTPConnection, method: str, path: str,
     return resp.status, resp.read()
 
 
-class Clients:
-    """`n` threads posting text queries (keep-alive) until stopped."""
+def text_body(query: Any, k: int) -> dict[str, Any]:
+    return {"text": query, "k": k}
 
-    def __init__(self, port: int, queries: list[str], n: int, k: int, record: LoadRun) -> None:
+
+def continue_body(seeds: Any, k: int) -> dict[str, Any]:
+    return {"track_ids": list(seeds), "k": k}
+
+
+class Clients:
+    """`n` threads posting queries (keep-alive) until stopped: text queries by default, or
+    what `body(query, k)` makes of each to `route`."""
+
+    def __init__(self, port: int, queries: list[Any], n: int, k: int, record: LoadRun,
+                 route: str = "/v1/recommend/text",
+                 body: Callable[[Any, int], dict[str, Any]] = text_body) -> None:
         self.port, self.queries, self.k, self.record = port, queries, k, record
+        self.route, self.body = route, body
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
                         for i in range(n)]
@@ -86,7 +98,7 @@ class Clients:
             j += len(self.threads)
             t0 = time.perf_counter()
             try:
-                status, _ = request(conn, "POST", "/v1/recommend/text", {"text": q, "k": self.k})
+                status, _ = request(conn, "POST", self.route, self.body(q, self.k))
             except (OSError, http.client.HTTPException):
                 status = -1
                 conn.close()
@@ -147,6 +159,18 @@ class CpuMeter:
         out = {k: round((end[k] - self.begin[k]) * 1000 / max(requests, 1), 2) for k in end}
         out["total"] = round(sum(out.values()), 2)
         return out
+
+
+def one_client(port: int, queries: list[Any], k: int, seconds: float, route: str,
+               body: Callable[[Any, int], dict[str, Any]]) -> dict[str, Any]:
+    """Latency of one closed-loop client posting `queries` in turn to `route` for `seconds`
+    (after a second of warm-up, not counted)."""
+    with Clients(port, queries, 1, k, LoadRun(), route, body):
+        time.sleep(1.0)
+    record = LoadRun()
+    with Clients(port, queries, 1, k, record, route, body):
+        time.sleep(seconds)
+    return {"route": route, "k": k, **record.summary()}
 
 
 def load_at(port: int, queries: list[str], clients: int, k: int, duration: float,
