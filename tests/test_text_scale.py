@@ -59,3 +59,42 @@ def test_chunked_validation_recall_matches_the_whole_matrix() -> None:
                          np.arange(300), chunk=64)
     assert 0.05 < reference < 0.95
     assert got == pytest.approx(reference, abs=1e-6)
+
+
+def test_text_epochs_follow_the_playlist_budget() -> None:
+    """The fit's epochs are capped by `playlist_budget` as the track model's are: the MPD
+    slices keep `epochs`, 1M playlists get one; a bad value is a one-line config error."""
+    from dataclasses import replace
+
+    from dynplayer.errors import ConfigError
+    from dynplayer.text.config import TextConfig, text_epochs
+
+    cfg = TextConfig()
+    assert text_epochs(cfg, 5_303) == cfg.epochs == 10
+    assert text_epochs(cfg, 187_500) == 5
+    assert text_epochs(cfg, 750_000) == text_epochs(cfg, 10**8) == 1
+    assert text_epochs(replace(cfg, playlist_budget=0), 10**8) == 10
+    with pytest.raises(ConfigError, match="'playlist_budget': must be >= 0"):
+        text_epochs(replace(cfg, playlist_budget=-1), 10)
+    with pytest.raises(ConfigError, match="'epochs': must be >= 1"):
+        text_epochs(replace(cfg, epochs=0), 10)
+
+
+def test_fit_trains_the_budgeted_epochs(track_run_dir: object) -> None:
+    """A budget below the training playlists gives a one-epoch fit (its history says so)."""
+    from dataclasses import replace
+
+    from dynplayer.data.corpus import TRAIN
+    from dynplayer.run import load_run
+    from dynplayer.text.config import TextConfig
+    from dynplayer.text.train import fit_model, load_text_data
+
+    data = load_text_data(load_run(track_run_dir))  # type: ignore[arg-type]
+    rows = data.usable(TRAIN)
+    captions = [data.captions[p] for p in rows]
+    x = NgramEncoder(dim=32).fit(captions).encode(captions)
+    cfg = replace(TextConfig(), hidden=32, embed_dim=16, epochs=3)
+    _, whole = fit_model(data, x, cfg)
+    _, budgeted = fit_model(data, x, replace(cfg, playlist_budget=rows.shape[0] - 1))
+    assert [h["epoch"] for h in whole["history"]] == [1, 2, 3]
+    assert [h["epoch"] for h in budgeted["history"]] == [1]

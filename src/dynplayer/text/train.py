@@ -40,6 +40,7 @@ from dynplayer.run import (
     atomic_write_json,
     load_run,
 )
+from dynplayer.text.config import project_blocks, projected_dim, text_epochs
 from dynplayer.text.encoders import ENCODERS, NgramEncoder, TextEncoder, encode_cached, make_encoder
 from dynplayer.text.model import (
     CaptionPlaylistModel,
@@ -139,11 +140,12 @@ def fit_model(data: TextData, text_x: np.ndarray, cfg: TextConfig,
     if rows.shape[0] < 2:
         raise ArtifactError("fewer than 2 training playlists with a caption and tracks")
     _, caption_ids = np.unique([data.captions[p] for p in rows], return_inverse=True)
+    epochs = text_epochs(cfg, int(rows.shape[0]))
     model = CaptionPlaylistModel(text_x.shape[1], data.track_vectors.shape[1], cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, int(np.ceil(rows.shape[0] / cfg.batch_size)))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, pct_start=0.1,
-                                                total_steps=cfg.epochs * steps_per_epoch)
+                                                total_steps=epochs * steps_per_epoch)
     tx = torch.from_numpy(np.ascontiguousarray(text_x, dtype=np.float32))
     cid = torch.from_numpy(caption_ids.astype(np.int64))
     tv = torch.from_numpy(np.ascontiguousarray(data.track_vectors, dtype=np.float32))
@@ -152,7 +154,7 @@ def fit_model(data: TextData, text_x: np.ndarray, cfg: TextConfig,
     history: list[dict[str, float]] = []
     best: tuple[float, dict[str, torch.Tensor]] | None = None
     t0 = time.perf_counter()
-    for epoch in range(cfg.epochs):
+    for epoch in range(epochs):
         # Augment the playlist side: each playlist keeps a random 50-100% of its occurrences.
         keep_p = np.asarray(rng.uniform(cfg.track_keep_min, 1.0, rows.shape[0]))
         keep = rng.random(base.row.shape[0]) < keep_p[base.row]
@@ -192,9 +194,9 @@ def fit_model(data: TextData, text_x: np.ndarray, cfg: TextConfig,
                                                model.state_dict().items()})
         history.append(rec)
         elapsed = time.perf_counter() - t0
-        _progress(f"epoch {epoch + 1}/{cfg.epochs} loss {rec['loss']:.4f} "
+        _progress(f"epoch {epoch + 1}/{epochs} loss {rec['loss']:.4f} "
                   f"val R@10 {rec.get('val_recall@10', float('nan')):.4f} "
-                  f"({elapsed:.1f}s, ETA {elapsed / (epoch + 1) * (cfg.epochs - epoch - 1):.0f}s)")
+                  f"({elapsed:.1f}s, ETA {elapsed / (epoch + 1) * (epochs - epoch - 1):.0f}s)")
     if best is not None:
         model.load_state_dict(best[1])
     model.eval()
@@ -270,7 +272,6 @@ def train_text(run_dir: Path, cfg: TextConfig) -> dict[str, Any]:
 def write_artifacts(d: Path, data: TextData, encoder: TextEncoder, model: CaptionPlaylistModel,
                     cfg: TextConfig, rows: np.ndarray, cache: Path | None) -> None:
     """Everything `TextSearcher.load` needs, for the searchable playlists `rows`."""
-    from dynplayer.text.config import project_blocks, projected_dim
     from dynplayer.text.model import project_numpy
 
     weights = {**head_to_numpy(model.text_head, "text"),
