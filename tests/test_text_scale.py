@@ -98,3 +98,17 @@ def test_fit_trains_the_budgeted_epochs(track_run_dir: object) -> None:
     _, budgeted = fit_model(data, x, replace(cfg, playlist_budget=rows.shape[0] - 1))
     assert [h["epoch"] for h in whole["history"]] == [1, 2, 3]
     assert [h["epoch"] for h in budgeted["history"]] == [1]
+
+
+def test_train_text_refuses_a_bad_budget_in_one_line(track_run_dir: object,
+                                                     tmp_path: object) -> None:
+    """`train-text --set playlist_budget=-1` is a one-line error before anything is loaded."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "dynplayer.cli", "train-text",
+                          str(track_run_dir), "--set", "playlist_budget=-1"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().count("\n") == 0
+    assert "'playlist_budget': must be >= 0" in out.stderr

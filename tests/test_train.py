@@ -302,6 +302,10 @@ def test_config_file_and_overrides(tmp_path: Path) -> None:
         load_train_config(tmp_path / "bad.toml")
     with pytest.raises(ConfigError, match="objective"):
         load_train_config(None, ["objective=triplet"])
+    with pytest.raises(ConfigError, match="'ensemble_below': must be >= 0"):
+        load_train_config(None, ["ensemble_below=-1"])
+    with pytest.raises(ConfigError, match="'min_epochs': must be >= 1"):
+        load_train_config(None, ["min_epochs=0"])
 
 
 def test_corpus_without_split_or_vocabulary(tmp_path: Path) -> None:

@@ -225,6 +225,7 @@ def train_text(run_dir: Path, cfg: TextConfig) -> dict[str, Any]:
         raise ConfigError(f"unknown text encoder {cfg.encoder!r} (known: {', '.join(ENCODERS)})")
     if cfg.retrieval not in ("joint", "caption", "hybrid"):
         raise ConfigError(f"retrieval must be joint, caption or hybrid, not {cfg.retrieval!r}")
+    text_epochs(cfg, 0)  # epochs and playlist_budget: refused before anything is loaded
     # One thread: the heads are small, and two threads on a shared 2-core machine were 12x slower.
     torch.set_num_threads(1)
     t_start = time.perf_counter()
