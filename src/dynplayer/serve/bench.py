@@ -412,7 +412,10 @@ def _stored_catalog(url: str, name: str | None, version: str, run_dir: Path) -> 
             raise ConfigError(f"--store: the store holds {held}, not {run_dir}'s model "
                               f"{version}; run `dynplayer index {run_dir}` first")
         row = conn.execute("SELECT n_tracks, n_playlists, hnsw FROM model_versions "
-                           "WHERE active").fetchone()
+                           "WHERE active AND version = %s", [version]).fetchone()
+    if row is None:  # swapped out between the two reads
+        raise ConfigError(f"--store: {run_dir}'s model {version} stopped being the store's "
+                          "active one while it was read; run the benchmark again")
     return {"store": "as indexed", "tracks": int(row[0]), "playlists": int(row[1]),
             "hnsw": row[2]}
 
