@@ -263,18 +263,17 @@ def test_bench_serve_store_reads_what_index_filled(new_database: Any,
     settings when the run is its active model, a one-line error naming the fix otherwise."""
     from dynplayer.errors import ConfigError
     from dynplayer.run import run_version
-    from dynplayer.serve.bench import _stored_catalog
-    from dynplayer.store.indexing import index_searcher_run
+    from dynplayer.store.indexing import index_searcher_run, stored_model
 
     url = new_database("bstore")
     with pytest.raises(ConfigError, match="holds no model"):
-        _stored_catalog(url, None, run_version(track_run_dir), track_run_dir)
+        stored_model(url, None, run_version(track_run_dir), track_run_dir)
     index_searcher_run(url, track_run_dir, None, m=8, ef_construction=32, track_m=8)
-    got = _stored_catalog(url, None, run_version(track_run_dir), track_run_dir)
+    got = stored_model(url, None, run_version(track_run_dir), track_run_dir)
     assert got["tracks"] == 400 and got["playlists"] == 450
     assert got["hnsw"]["m"] == 8 and got["hnsw"]["ef_construction"] == 32
     with pytest.raises(ConfigError, match=r"not .*'s model other; run `dynplayer index"):
-        _stored_catalog(url, None, "other", track_run_dir)
+        stored_model(url, None, "other", track_run_dir)
 
 
 def test_one_client_posts_continuations(serve_run_dir: Path, tmp_path: Path) -> None:

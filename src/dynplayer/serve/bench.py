@@ -24,16 +24,16 @@ import numpy as np
 
 from dynplayer.errors import ConfigError, DynplayerError
 from dynplayer.serve.load import (
-    Clients,
     CpuMeter,
-    LoadRun,
     alternated,
     api_args,
     continue_body,
     free_port,
     load_at,
     one_client,
+    reindex_under_load,
     request,
+    restart_under_load,
 )
 
 Echo = Callable[[str], None]
@@ -249,7 +249,7 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
     from dynplayer.store.catalog import build_catalog, load_searcher
     from dynplayer.store.db import index_catalog, open_pool
     from dynplayer.store.embedded import EmbeddedServer
-    from dynplayer.store.indexing import embedded_url
+    from dynplayer.store.indexing import embedded_url, stored_model
 
     if not 1 <= workers <= 8:
         raise ConfigError(f"--workers must be from 1 to 8, got {workers}")
@@ -278,7 +278,7 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
         results["api_blas_threads"] = s.blas_threads  # DYNPLAYER_BLAS_THREADS, 0 = numpy's
         if store:
             url, server = embedded_url(s)
-            results["index"] = _stored_catalog(url, s.catalog, catalog.version, run_dir)
+            results["index"] = stored_model(url, s.catalog, catalog.version, run_dir)
             echo(f"measuring the store as indexed: {results['index']}")
         else:
             url = server.start()
@@ -379,9 +379,9 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
                 other.terminate()
                 other.wait(timeout=60)
         if reliability:
-            results["reindex_under_load"] = _reindex_under_load(port, queries, clients, k)
+            results["reindex_under_load"] = reindex_under_load(port, queries, clients, k, TOKEN)
             echo(f"reindex under load: {json.dumps(results['reindex_under_load'])}")
-            results["db_restart_under_load"] = _restart_under_load(server, port, queries,
+            results["db_restart_under_load"] = restart_under_load(server, port, queries,
                                                                    clients, k)
             echo(f"database restart under load: {json.dumps(results['db_restart_under_load'])}")
     finally:
@@ -401,25 +401,6 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
     return results
 
 
-def _stored_catalog(url: str, name: str | None, version: str, run_dir: Path) -> dict[str, Any]:
-    """What the store at `url` holds for the catalog `name`, which must serve `version`."""
-    from dynplayer.store.db import active_version, connect
-
-    with connect(url, name) as conn:
-        active = active_version(conn)
-        if active != version:
-            held = f"model {active}" if active else "no model"
-            raise ConfigError(f"--store: the store holds {held}, not {run_dir}'s model "
-                              f"{version}; run `dynplayer index {run_dir}` first")
-        row = conn.execute("SELECT n_tracks, n_playlists, hnsw FROM model_versions "
-                           "WHERE active AND version = %s", [version]).fetchone()
-    if row is None:  # swapped out between the two reads
-        raise ConfigError(f"--store: {run_dir}'s model {version} stopped being the store's "
-                          "active one while it was read; run the benchmark again")
-    return {"store": "as indexed", "tracks": int(row[0]), "playlists": int(row[1]),
-            "hnsw": row[2]}
-
-
 def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -435,57 +416,3 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 600) 
             pass
         time.sleep(0.2)
     raise DynplayerError("the API did not become ready")
-
-
-def _reindex_under_load(port: int, queries: list[str], clients: int, k: int) -> dict[str, Any]:
-    record = LoadRun()
-    with Clients(port, queries, clients, k, record):
-        time.sleep(2.0)
-        t0 = time.perf_counter()
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-        status, body = request(conn, "POST", "/v1/admin/reindex",
-                                headers={"Authorization": f"Bearer {TOKEN}"})
-        conn.close()
-        reindex_s = time.perf_counter() - t0
-        time.sleep(2.0)
-    out = record.summary()
-    out.update({"reindex_status": status, "reindex_s": round(reindex_s, 2)})
-    if status != 200:
-        out["reindex_body"] = body.decode(errors="replace")[:300]
-    return out
-
-
-def _restart_under_load(server: Any, port: int, queries: list[str], clients: int,
-                        k: int, down_s: float = 5.0) -> dict[str, Any]:
-    record = LoadRun()
-    with Clients(port, queries, clients, k, record):
-        time.sleep(2.0)
-        server.halt()
-        t_down = time.perf_counter()  # the server is down from here
-        time.sleep(down_s)
-        t_up = time.perf_counter()
-        server.resume()
-        t_started = time.perf_counter()
-        deadline = t_started + 60
-        recovered = None
-        while time.perf_counter() < deadline:
-            with record.lock:
-                recent = [s for s in record.samples if s.start > time.perf_counter() - 0.5]
-            if len(recent) >= clients and all(s.status == 200 for s in recent):
-                recovered = min(s.start for s in recent)
-                break
-            time.sleep(0.1)
-        time.sleep(2.0)
-    during = [s for s in record.samples if t_down <= s.start < t_up]
-    failed = [s for s in during if s.status != 200]
-    statuses = sorted({s.status for s in record.samples})
-    return {
-        "down_s": down_s, "restart_s": round(t_started - t_up, 2),
-        "requests_while_down": len(during),
-        "statuses_while_down": sorted({s.status for s in during}),
-        "max_failed_latency_ms": round(max((s.seconds for s in failed), default=0) * 1000, 1),
-        "recovered_after_restart_s": None if recovered is None else
-        round(recovered - t_started, 2),
-        "statuses_overall": statuses,
-        "after_recovery": record.summary(t0=recovered + 0.5) if recovered else None,
-    }

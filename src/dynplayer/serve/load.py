@@ -232,3 +232,59 @@ def alternated(sides: dict[str, tuple[int, int]], queries: list[str], clients: i
            "ratio": round(median[names[0]] / max(median[names[1]], 1e-9), 3)}
     echo(f"k={k}, API CPU per request, alternated: {json.dumps(out)}")
     return out
+
+
+def reindex_under_load(port: int, queries: list[str], clients: int, k: int,
+                       token: str) -> dict[str, Any]:
+    """`clients` clients under load while the API reindexes (`POST /v1/admin/reindex`)."""
+    record = LoadRun()
+    with Clients(port, queries, clients, k, record):
+        time.sleep(2.0)
+        t0 = time.perf_counter()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        status, body = request(conn, "POST", "/v1/admin/reindex",
+                                headers={"Authorization": f"Bearer {token}"})
+        conn.close()
+        reindex_s = time.perf_counter() - t0
+        time.sleep(2.0)
+    out = record.summary()
+    out.update({"reindex_status": status, "reindex_s": round(reindex_s, 2)})
+    if status != 200:
+        out["reindex_body"] = body.decode(errors="replace")[:300]
+    return out
+
+
+def restart_under_load(server: Any, port: int, queries: list[str], clients: int,
+                        k: int, down_s: float = 5.0) -> dict[str, Any]:
+    record = LoadRun()
+    with Clients(port, queries, clients, k, record):
+        time.sleep(2.0)
+        server.halt()
+        t_down = time.perf_counter()  # the server is down from here
+        time.sleep(down_s)
+        t_up = time.perf_counter()
+        server.resume()
+        t_started = time.perf_counter()
+        deadline = t_started + 60
+        recovered = None
+        while time.perf_counter() < deadline:
+            with record.lock:
+                recent = [s for s in record.samples if s.start > time.perf_counter() - 0.5]
+            if len(recent) >= clients and all(s.status == 200 for s in recent):
+                recovered = min(s.start for s in recent)
+                break
+            time.sleep(0.1)
+        time.sleep(2.0)
+    during = [s for s in record.samples if t_down <= s.start < t_up]
+    failed = [s for s in during if s.status != 200]
+    statuses = sorted({s.status for s in record.samples})
+    return {
+        "down_s": down_s, "restart_s": round(t_started - t_up, 2),
+        "requests_while_down": len(during),
+        "statuses_while_down": sorted({s.status for s in during}),
+        "max_failed_latency_ms": round(max((s.seconds for s in failed), default=0) * 1000, 1),
+        "recovered_after_restart_s": None if recovered is None else
+        round(recovered - t_started, 2),
+        "statuses_overall": statuses,
+        "after_recovery": record.summary(t0=recovered + 0.5) if recovered else None,
+    }

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dynplayer.errors import ConfigError
 from dynplayer.settings import Settings
 from dynplayer.store.catalog import IndexReport
 from dynplayer.store.db import index_catalog
@@ -66,3 +67,24 @@ def index_run(run_dir: Path, settings: Settings, *, echo: Echo = print,
     finally:
         if server is not None:
             server.stop()
+
+
+def stored_model(url: str, name: str | None, version: str, run_dir: Path) -> dict[str, Any]:
+    """What the store at `url` holds for the catalog `name`, which must serve `version`
+    (`bench serve --store`): its counts and HNSW settings; a ConfigError naming the fix
+    otherwise."""
+    from dynplayer.store.db import active_version, connect
+
+    with connect(url, name) as conn:
+        active = active_version(conn)
+        if active != version:
+            held = f"model {active}" if active else "no model"
+            raise ConfigError(f"--store: the store holds {held}, not {run_dir}'s model "
+                              f"{version}; run `dynplayer index {run_dir}` first")
+        row = conn.execute("SELECT n_tracks, n_playlists, hnsw FROM model_versions "
+                           "WHERE active AND version = %s", [version]).fetchone()
+    if row is None:  # swapped out between the two reads
+        raise ConfigError(f"--store: {run_dir}'s model {version} stopped being the store's "
+                          "active one while it was read; run the benchmark again")
+    return {"store": "as indexed", "tracks": int(row[0]), "playlists": int(row[1]),
+            "hnsw": row[2]}
