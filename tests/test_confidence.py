@@ -71,6 +71,25 @@ def test_train_text_writes_the_calibration(serve_run_dir: Path,
     assert meta["metrics"]["confidence"] == v
 
 
+def test_calibration_reads_at_most_val_playlists_captions(text_searcher: TextSearcher) -> None:
+    """The calibration searches at most `val_playlists` validation captions (a seeded sample:
+    at 1M playlists all 100,000 took most of train-text's time); the planted run's all."""
+    from dataclasses import replace
+
+    from dynplayer.text.confidence import calibrate
+
+    every = text_searcher.calibration.validation["queries"]  # type: ignore[union-attr]
+    whole = text_searcher.cfg
+    try:
+        text_searcher.cfg = replace(whole, val_playlists=every // 2)
+        first, _ = calibrate(text_searcher)
+        again, _ = calibrate(text_searcher)
+    finally:
+        text_searcher.cfg = whole
+    assert every > 10 and first.validation["queries"] == every // 2
+    assert first.validation == again.validation  # the same sample each time
+
+
 def common_captions(searcher: TextSearcher, n: int = 3) -> list[str]:
     """The planted corpus's most frequent captions: queries its captions match verbatim."""
     return [c for c, _ in Counter(searcher.playlist_captions).most_common(n)]

@@ -185,6 +185,16 @@ def calibrate(searcher: Any) -> tuple[Calibration, Vocabulary]:
     from dynplayer.text.search import check_query
 
     ev = prepare_eval(searcher, "val")
+    # At most `val_playlists` validation captions (a seeded sample; the MPD slices' 707 all):
+    # a handful of weights and two quantiles need no more, and at 1M playlists the 100,000
+    # captions' searches over 1M playlists took most of the stage's half hour.
+    keep = np.arange(len(ev.queries))
+    limit = int(searcher.cfg.val_playlists)
+    if 0 < limit < keep.shape[0]:
+        keep = np.sort(np.random.default_rng(searcher.cfg.seed).choice(keep.shape[0], limit,
+                                                                       replace=False))
+    queries = [ev.queries[i] for i in keep.tolist()]
+    relevant_rows = ev.relevant[keep]
     vocabulary = model_vocabulary(searcher.playlist_captions, ev.data.corpus,
                                   {"name": searcher.track_names,
                                    "artist": searcher.track_artists,
@@ -198,11 +208,11 @@ def calibrate(searcher: Any) -> tuple[Calibration, Vocabulary]:
         unknown = np.array([vocabulary.unknown(q) for q in texts])
         return match, unknown, rows, sims
 
-    match, unknown, rows, sims = signals(list(ev.queries))
-    hit = np.zeros(len(ev.queries), dtype=bool)
-    for i, q in enumerate(ev.queries):
+    match, unknown, rows, sims = signals(queries)
+    hit = np.zeros(len(queries), dtype=bool)
+    for i, q in enumerate(queries):
         found = searcher.aggregate(rows[i], sims[i], HIT_K, query=q).tracks
-        relevant = set(ev.relevant[i].indices.tolist())
+        relevant = set(relevant_rows[i].indices.tolist())
         hit[i] = any(col[t.track_id] in relevant for t in found)
     noise_match, noise_unknown, _, _ = signals(noise_queries())
     return fit_calibration(match, unknown, hit, noise_match, noise_unknown), vocabulary
