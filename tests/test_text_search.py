@@ -272,6 +272,15 @@ def test_many_queries_are_ranked_in_chunks(synthetic_run: Path,
     np.testing.assert_allclose(chunked[1], whole[1], rtol=1e-5, atol=1e-6)
 
 
+def _random_head(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A text head "p" (8 -> 32 hidden -> 6, with its skip projection) of random weights."""
+    return {"p.fc1.weight": rng.standard_normal((32, 8)).astype(np.float32),
+            "p.fc1.bias": rng.standard_normal(32).astype(np.float32),
+            "p.fc2.weight": rng.standard_normal((6, 32)).astype(np.float32),
+            "p.fc2.bias": rng.standard_normal(6).astype(np.float32),
+            "p.skip.weight": rng.standard_normal((6, 8)).astype(np.float32)}
+
+
 def test_projection_of_many_rows_goes_in_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """A head applied to the whole catalogue (train-text's track_joint) runs a block of rows at
     a time, to the same rows as one pass (float32 rounding aside)."""
@@ -279,11 +288,7 @@ def test_projection_of_many_rows_goes_in_blocks(monkeypatch: pytest.MonkeyPatch)
     from dynplayer.text import config as text_config
 
     rng = np.random.default_rng(0)
-    w = {"p.fc1.weight": rng.standard_normal((32, 8)).astype(np.float32),
-         "p.fc1.bias": rng.standard_normal(32).astype(np.float32),
-         "p.fc2.weight": rng.standard_normal((6, 32)).astype(np.float32),
-         "p.fc2.bias": rng.standard_normal(6).astype(np.float32),
-         "p.skip.weight": rng.standard_normal((6, 8)).astype(np.float32)}
+    w = _random_head(rng)
     x = rng.standard_normal((101, 8)).astype(np.float32)
     whole = text_config.project_numpy(w, "p", x)
     monkeypatch.setattr(topk, "SCORE_CHUNK", 32 * 10)  # 10 rows of 32 hidden units a block
@@ -303,11 +308,7 @@ def test_blocks_written_to_disk_make_the_same_npy(monkeypatch: pytest.MonkeyPatc
     from dynplayer.text import config as text_config
 
     rng = np.random.default_rng(1)
-    w = {"p.fc1.weight": rng.standard_normal((32, 8)).astype(np.float32),
-         "p.fc1.bias": rng.standard_normal(32).astype(np.float32),
-         "p.fc2.weight": rng.standard_normal((6, 32)).astype(np.float32),
-         "p.fc2.bias": rng.standard_normal(6).astype(np.float32),
-         "p.skip.weight": rng.standard_normal((6, 8)).astype(np.float32)}
+    w = _random_head(rng)
     x = rng.standard_normal((57, 8)).astype(np.float32)
     monkeypatch.setattr(topk, "SCORE_CHUNK", 32 * 10)
     assert len(list(text_config.project_blocks(w, "p", x))) == 6
