@@ -300,25 +300,33 @@ def test_one_client_posts_continuations(serve_run_dir: Path, tmp_path: Path) -> 
 
 
 @pytest.mark.db
-def test_bench_serve_store_end_to_end(indexed_url: str, serve_run_dir: Path,
+def test_bench_serve_store_end_to_end(new_database: Any, serve_run_dir: Path,
                                       monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """`bench serve --store` on the session's indexed store: nothing indexed again, the
-    overlap and the served continuation measured, the store left as it was."""
+    """`bench serve --store` on a store `dynplayer index RUN_DIR` filled (the catalog named
+    after the run, as `index` names it): nothing indexed again, the overlap and the served
+    continuation measured, the store left as it was."""
     from dynplayer.serve.bench import run_bench
     from dynplayer.store.db import active_version, connect
+    from dynplayer.store.names import catalog_name_for
 
-    monkeypatch.setenv("DYNPLAYER_DATABASE_URL", indexed_url)
+    url = new_database("bstore2e")
+    done = dynplayer("index", str(serve_run_dir), "--database-url", url)
+    assert done.returncode == 0, done.stderr
+    name = catalog_name_for(serve_run_dir)
+    monkeypatch.setenv("DYNPLAYER_DATABASE_URL", url)
     monkeypatch.setenv("DYNPLAYER_DATA_DIR", str(tmp_path / "data"))
-    with connect(indexed_url) as conn:
+    monkeypatch.delenv("DYNPLAYER_CATALOG", raising=False)
+    with connect(url, name) as conn:
         before = active_version(conn)
     lines: list[str] = []
     out = run_bench(serve_run_dir, clients=1, duration=2, n_queries=10, reliability=False,
                     workdir=tmp_path / "w", echo=lines.append, ks=(5,), store=True)
     assert out["index"]["store"] == "as indexed" and out["index"]["tracks"] == 400
+    assert out["index"]["catalog"] == name
     assert out["recall"]["continue"]["n"] > 0 and out["recall"]["similar"]["n"] == 10
     served = out["continue_one_client"]
     assert served["route"] == "/v1/recommend/continue" and served["requests"] > 0
     assert served["errors"] == 0
     assert any(line.startswith("measuring the store as indexed") for line in lines)
-    with connect(indexed_url) as conn:
+    with connect(url, name) as conn:
         assert active_version(conn) == before

@@ -250,6 +250,7 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
     from dynplayer.store.db import index_catalog, open_pool
     from dynplayer.store.embedded import EmbeddedServer
     from dynplayer.store.indexing import embedded_url, stored_model
+    from dynplayer.store.names import catalog_name_for
 
     if not 1 <= workers <= 8:
         raise ConfigError(f"--workers must be from 1 to 8, got {workers}")
@@ -276,9 +277,13 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
                            "ef_search_min": s.ef_search_min,
                            "ef_search_factor": s.ef_search_factor}
         results["api_blas_threads"] = s.blas_threads  # DYNPLAYER_BLAS_THREADS, 0 = numpy's
+        name: str | None = None  # the scratch database's catalog: the unnamed one
         if store:
             url, server = embedded_url(s)
-            results["index"] = stored_model(url, s.catalog, catalog.version, run_dir)
+            # the catalog `dynplayer index RUN_DIR` filled: DYNPLAYER_CATALOG, else the run's
+            name = s.catalog or catalog_name_for(run_dir)
+            results["index"] = {**stored_model(url, name, catalog.version, run_dir),
+                                "catalog": name}
             echo(f"measuring the store as indexed: {results['index']}")
         else:
             url = server.start()
@@ -300,7 +305,7 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
         n_playlists = text_playlists_of(searcher)  # as the service aggregates
         results["text_playlists"] = n_playlists
         exact = ExactRecommender(catalog, searcher, text_playlists=n_playlists)
-        pool = open_pool(url, min_size=1, max_size=2, catalog=s.catalog)
+        pool = open_pool(url, min_size=1, max_size=2, catalog=name)
         pool.wait()
         hnsw = PgvectorRecommender(pool, catalog.version, searcher, text_playlists=n_playlists,
                                    ef_search_min=s.ef_search_min,
@@ -352,6 +357,7 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
         # spinning BLAS threads that doubled the CPU per request at k=50).
         env = {**{k: v for k, v in os.environ.items()
                   if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
+               **({"DYNPLAYER_CATALOG": name} if name else {}),
                "DYNPLAYER_DATABASE_URL": url, "DYNPLAYER_RUN_DIR": str(run_dir),
                "DYNPLAYER_AUTO_INDEX": "false", "DYNPLAYER_ADMIN_TOKEN": TOKEN}
         proc = subprocess.Popen([sys.executable, *api_args(port, workers)], env=env)
