@@ -188,3 +188,12 @@ __all__ = [
     "section",
     "to_dict",
 ]
+
+
+def budget_epochs(epochs: int, budget: int, n_playlists: int, minimum: int = 1) -> int:
+    """Epochs of a fit over `n_playlists` training playlists that sees at most `budget` of them
+    (floor(budget / n_playlists)), at least `minimum`, at most `epochs`; budget 0: `epochs`.
+    The track model's members and the text model share it."""
+    if budget <= 0 or n_playlists <= 0:
+        return epochs
+    return min(epochs, max(minimum, budget // n_playlists))

@@ -255,7 +255,8 @@ def reindex_under_load(port: int, queries: list[str], clients: int, k: int,
 
 
 def restart_under_load(server: Any, port: int, queries: list[str], clients: int,
-                        k: int, down_s: float = 5.0) -> dict[str, Any]:
+                       k: int, down_s: float = 5.0) -> dict[str, Any]:
+    """`clients` clients under load while the database stops for `down_s` and starts again."""
     record = LoadRun()
     with Clients(port, queries, clients, k, record):
         time.sleep(2.0)

@@ -68,6 +68,7 @@ class TextConfig:
 
 def text_epochs(cfg: TextConfig, n_playlists: int) -> int:
     """Epochs of the caption <-> playlist fit over `n_playlists` training playlists."""
+    from dynplayer.config import budget_epochs
     from dynplayer.errors import ConfigError
 
     if cfg.epochs < 1:
@@ -75,9 +76,7 @@ def text_epochs(cfg: TextConfig, n_playlists: int) -> int:
     if cfg.playlist_budget < 0:
         raise ConfigError("text config key 'playlist_budget': must be >= 0 (got "
                           f"{cfg.playlist_budget})")
-    if cfg.playlist_budget == 0 or n_playlists <= 0:
-        return cfg.epochs
-    return min(cfg.epochs, max(1, cfg.playlist_budget // n_playlists))
+    return budget_epochs(cfg.epochs, cfg.playlist_budget, n_playlists)
 
 
 # ---- numpy inference (queries must not pay torch's per-call overhead) -------------------------

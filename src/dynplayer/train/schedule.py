@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from dynplayer.config import budget_epochs
 from dynplayer.train.config import TrainConfig
 from dynplayer.train.sampling import TrainingData
 
@@ -26,10 +27,7 @@ def epoch_cap(cfg: TrainConfig, n_playlists: int) -> int:
     """Epochs of one member: `epochs`, capped at floor(playlist_budget / n_playlists) but not
     below `min_epochs` (nor above `epochs`), so training cost grows with the corpus, not with
     corpus x epochs: the MPD slices keep 30, a million playlists get one."""
-    if cfg.playlist_budget <= 0 or n_playlists <= 0:
-        return cfg.epochs
-    cap = max(cfg.min_epochs, cfg.playlist_budget // n_playlists)
-    return min(cfg.epochs, cap)
+    return budget_epochs(cfg.epochs, cfg.playlist_budget, n_playlists, cfg.min_epochs)
 
 
 def members(cfg: TrainConfig, n_playlists: int) -> int:
