@@ -188,11 +188,9 @@ def calibrate(searcher: Any) -> tuple[Calibration, Vocabulary]:
     # At most `val_playlists` validation captions (a seeded sample; the MPD slices' 707 all):
     # a handful of weights and two quantiles need no more, and at 1M playlists the 100,000
     # captions' searches over 1M playlists ran past 11 minutes, where all before took 3.5.
-    keep = np.arange(len(ev.queries))
-    limit = int(searcher.cfg.val_playlists)
-    if 0 < limit < keep.shape[0]:
-        keep = np.sort(np.random.default_rng(searcher.cfg.seed).choice(keep.shape[0], limit,
-                                                                       replace=False))
+    from dynplayer.text.config import val_sample
+
+    keep = val_sample(searcher.cfg, len(ev.queries))  # the fit's validation sample
     queries = [ev.queries[i] for i in keep.tolist()]
     relevant_rows = ev.relevant[keep]
     vocabulary = model_vocabulary(searcher.playlist_captions, ev.data.corpus,

@@ -66,6 +66,15 @@ class TextConfig:
     loanwords: bool = True
 
 
+def val_sample(cfg: TextConfig, n: int) -> np.ndarray:
+    """Positions (sorted) of the validation playlists the fit selects on and the calibration
+    reads: all `n`, or a seeded sample of `val_playlists` when there are more."""
+    if 0 < cfg.val_playlists < n:
+        return np.sort(np.random.default_rng(cfg.seed).choice(n, cfg.val_playlists,
+                                                              replace=False))
+    return np.arange(n)
+
+
 def text_epochs(cfg: TextConfig, n_playlists: int) -> int:
     """Epochs of the caption <-> playlist fit over `n_playlists` training playlists."""
     from dynplayer.config import budget_epochs
@@ -131,4 +140,5 @@ def _project_rows(weights: dict[str, Any], prefix: str, x: np.ndarray,
     return y.astype(np.float32)
 
 
-__all__ = ["TextConfig", "project_blocks", "project_numpy", "projected_dim", "text_epochs"]
+__all__ = ["TextConfig", "project_blocks", "project_numpy", "projected_dim", "text_epochs",
+           "val_sample"]

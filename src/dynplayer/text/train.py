@@ -40,7 +40,7 @@ from dynplayer.run import (
     atomic_write_json,
     load_run,
 )
-from dynplayer.text.config import project_blocks, projected_dim, text_epochs
+from dynplayer.text.config import project_blocks, projected_dim, text_epochs, val_sample
 from dynplayer.text.encoders import ENCODERS, NgramEncoder, TextEncoder, encode_cached, make_encoder
 from dynplayer.text.model import (
     CaptionPlaylistModel,
@@ -235,9 +235,7 @@ def train_text(run_dir: Path, cfg: TextConfig) -> dict[str, Any]:
     encoder = build_encoder(cfg.encoder, data)
     train_rows = data.usable(TRAIN)
     val_rows = data.usable(VAL)
-    if 0 < cfg.val_playlists < val_rows.shape[0]:
-        val_rows = np.sort(np.random.default_rng(cfg.seed).choice(
-            val_rows, cfg.val_playlists, replace=False))
+    val_rows = val_rows[val_sample(cfg, val_rows.shape[0])]
     searchable = data.searchable()
     t_enc = time.perf_counter()
     train_x = encode_cached(encoder, [data.captions[p] for p in train_rows], cache)
