@@ -219,3 +219,23 @@ def test_a_catalog_not_indexed_yet_says_how_to_index_it(url: str, runs: dict[str
         service.build()
     with connect(url) as conn:
         assert "fresh" not in list_catalogs(conn)  # nothing half-made
+
+
+def test_a_served_catalog_reads_its_names_before_the_first_request(
+        url: str, runs: dict[str, Path]) -> None:
+    """At millions of tracks the names take seconds to read: the service reads them as it
+    loads the model (in chunks, `store.db.read_track_rows`), not in a user's first request."""
+    from dynplayer.serve.recommender import PgvectorRecommender
+    from dynplayer.serve.service import Service
+
+    service = Service(Settings(database_url=url, run_dir=runs["melon"], catalog="melon",
+                               auto_index=False, version_poll=0))
+    service.build()
+    try:
+        rec = service.recommender
+        assert isinstance(rec, PgvectorRecommender) and rec._names is not None
+        ids = load_run(runs["melon"]).ids
+        assert set(rec._names) == set(ids)
+        assert rec.track_info(ids[:3])[ids[0]].track_id == ids[0]
+    finally:
+        service.close()

@@ -4,6 +4,7 @@ machine."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -49,3 +50,22 @@ def test_chunked_copy_loads_every_row_and_reports_progress(
     assert len(lines) == 3  # chunks of 10, 10 and 3
     assert lines[0].startswith("t: 10/23 rows (") and "ETA" in lines[0]
     assert lines[-1].startswith("t: 23/23 rows")
+
+
+@pytest.mark.db
+def test_a_whole_tracks_table_is_read_in_chunks_along_the_key(indexed_url: str,
+                                                              serve_catalog: Any) -> None:
+    """The served names come in statements of `chunk` rows (one statement over millions of
+    tracks ran past the pool's 2 s timeout at 1M playlists): every row once, in order."""
+    from dynplayer.store.db import read_track_rows
+
+    with connect(indexed_url) as conn:
+        whole = conn.execute("SELECT track_id, name, artist FROM tracks "
+                             "ORDER BY track_idx").fetchall()
+        for chunk in (7, len(whole), len(whole) + 1):
+            assert read_track_rows(conn, ["track_id", "name", "artist"], chunk=chunk) == whole
+        # the page's track map reads the most popular mapped tracks by an index
+        indexes = [d for (d,) in conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'tracks'").fetchall()]
+    assert [r[0] for r in whole] == list(serve_catalog.track_ids)
+    assert any("popularity DESC, track_idx" in d and "map_x IS NOT NULL" in d for d in indexes)

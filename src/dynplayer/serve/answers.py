@@ -4,6 +4,7 @@ shared by every backend, and the errors a request can meet (`dynplayer.serve.rec
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from dynplayer.diversity import diversify
 from dynplayer.errors import DynplayerError, QueryError, StoreError
@@ -18,6 +19,18 @@ from dynplayer.serve.limits import (
     check_text,
 )
 from dynplayer.text.api import PlaylistHit, TextSearcherProtocol
+
+
+class ContinuationRanker(Protocol):
+    """A second stage for continuations (`dynplayer.rank.serving.ServingRanker`)."""
+
+    def known(self, track_id: str) -> bool: ...
+
+    def rank(self, seeds: list[str], k: int, name: str | None = None
+             ) -> list[tuple[str, float]]:
+        """The k best next tracks (ids, scores) for known seeds in playlist order; `name`,
+        the playlist's, is evidence the ranker may read."""
+        ...
 
 
 class UnknownTrackError(QueryError):

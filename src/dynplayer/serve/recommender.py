@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from dynplayer.serve.answers import (
     SEEDS_MAX,
     TEXT_MAX,
     Continuation,
+    ContinuationRanker,
     DatabaseUnavailable,
     TextAnswer,
     TextModelMissing,
@@ -58,18 +59,6 @@ from dynplayer.text.query import check_query
 if TYPE_CHECKING:  # the database driver is imported by the pgvector backend only (0.2 s)
     import psycopg
     from psycopg_pool import ConnectionPool
-
-
-class ContinuationRanker(Protocol):
-    """A second stage for continuations (`dynplayer.rank.serving.ServingRanker`)."""
-
-    def known(self, track_id: str) -> bool: ...
-
-    def rank(self, seeds: list[str], k: int, name: str | None = None
-             ) -> list[tuple[str, float]]:
-        """The k best next tracks (ids, scores) for known seeds in playlist order; `name`,
-        the playlist's, is evidence the ranker may read."""
-        ...
 
 
 class Recommender(abc.ABC):
@@ -401,15 +390,20 @@ class PgvectorRecommender(Recommender):
         order = np.lexsort((found, -sims))[:n]
         return found[order], sims[order]
 
+    def _rows(self, columns: list[str]) -> list[tuple[Any, ...]]:
+        from dynplayer.store.db import read_track_rows  # (the driver: this backend only)
+
+        with self._conn() as conn:
+            return read_track_rows(conn, columns)
+
     def _track_info(self, track_ids: list[str]) -> dict[str, TrackInfo]:
-        # Names and artists of this model version are read once and kept in memory (a few MB
-        # at most): a text answer then needs no second query.
+        # Names and artists of this model version are read once and kept in memory (a text
+        # answer then needs no second query); the service reads them as it loads the model.
         if self._names is None:
             with self._names_lock:
                 if self._names is None:
-                    with self._conn() as conn:
-                        rows = conn.execute("SELECT track_id, name, artist FROM tracks")
-                        self._names = {t: (n, a) for t, n, a in rows.fetchall()}
+                    self._names = {t: (n, a) for t, n, a in
+                                   self._rows(["track_id", "name", "artist"])}
         names = self._names
         return {t: TrackInfo(t, *names[t]) for t in track_ids if t in names}
 
@@ -419,9 +413,7 @@ class PgvectorRecommender(Recommender):
         if self._matcher is None:
             with self._names_lock:
                 if self._matcher is None:
-                    with self._conn() as conn:
-                        rows = conn.execute("SELECT track_id, name, artist, popularity FROM "
-                                            "tracks ORDER BY track_idx").fetchall()
+                    rows = self._rows(["track_id", "name", "artist", "popularity"])
                     info = [(t, n, a) for t, n, a, _ in rows]
                     self._matcher = (TrackMatcher([n for _, n, _ in info],
                                                   [a for _, _, a in info],

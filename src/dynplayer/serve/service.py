@@ -122,6 +122,7 @@ class Service:
                                       ef_search_min=s.ef_search_min,
                                       ef_search_factor=s.ef_search_factor,
                                       exact_playlists_max=s.exact_playlists_max)
+            rec.track_info([])  # the names read now, not in the first request (seconds at 2M)
         from dynplayer.rank.serving import load_serving_ranker
 
         rec.reranker = load_serving_ranker(run_dir)
