@@ -6,12 +6,20 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from dynplayer.cli import app
-from dynplayer.scale import STAGES, _cli, _train_killed_and_resumed, growth, run_stage
+from dynplayer.scale import (
+    STAGES,
+    _cli,
+    _train_killed_and_resumed,
+    growth,
+    run_stage,
+    table,
+)
 
 
 def test_growth_exponent_hand_computed() -> None:
@@ -21,16 +29,23 @@ def test_growth_exponent_hand_computed() -> None:
     assert growth([100, 400], [3.0, 6.0]) == [0.5]
 
 
+COMMON = ["--set", "epochs=1", "--set", "seeds=1", "--set", "dim=16",
+          "--text-set", "encoder=ngram", "--text-set", "epochs=1"]
+
+
+def _report(res: Any) -> dict[str, Any]:
+    assert res.exit_code == 0, res.output
+    out: dict[str, Any] = json.loads(res.stdout[res.stdout.index("{"):])
+    return out
+
+
 @pytest.mark.db
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_bench_scale_runs_every_stage_at_two_sizes(tmp_path: Path) -> None:
     work = tmp_path / "scale"
-    res = CliRunner().invoke(app, [
-        "bench", "scale", "--work", str(work), "--playlists", "300,600", "--json",
-        "--set", "epochs=1", "--set", "seeds=1", "--set", "dim=16",
-        "--text-set", "encoder=ngram", "--text-set", "epochs=1"])
-    assert res.exit_code == 0, res.output
-    report = json.loads(res.stdout[res.stdout.index("{"):])
+    report = _report(CliRunner().invoke(app, [
+        "bench", "scale", "--work", str(work), "--playlists", "300,600", "--json", "--keep",
+        *COMMON]))
     assert [r["playlists"] for r in report["sizes"]] == [300, 600]
     for row in report["sizes"]:
         assert set(row["stages"]) == set(STAGES)
@@ -38,26 +53,64 @@ def test_bench_scale_runs_every_stage_at_two_sizes(tmp_path: Path) -> None:
             assert fig["wall_s"] > 0 and fig["peak_rss_mb"] > 50 and fig["disk_bytes"] > 0
         assert row["corpus"]["playlists"] == row["playlists"]
         assert row["mean_length"] > 20  # tiny catalogues run out of distinct tracks
+        assert "serve" not in row  # only with --serve
     assert len(report["growth"]["train"]["wall_s"]) == 1
     assert (work / "scale.png").stat().st_size > 1000
     assert json.loads((work / "scale.json").read_text())["sizes"][1]["playlists"] == 600
-    assert not (work / "p300").exists()  # removed without --keep
+    # each stage's figures are written as it ends, for --from-stage
+    stages_json = work / "p300" / "stages.json"
+    assert json.loads(stages_json.read_text())["stages"] == report["sizes"][0]["stages"]
 
     # --reuse keeps the measured sizes (same settings) and runs only the missing ones
-    again = CliRunner().invoke(app, [
+    mtime = stages_json.stat().st_mtime_ns
+    kept = _report(CliRunner().invoke(app, [
         "bench", "scale", "--work", str(work), "--playlists", "300,600", "--json", "--reuse",
-        "--set", "epochs=1", "--set", "seeds=1", "--set", "dim=16",
-        "--text-set", "encoder=ngram", "--text-set", "epochs=1"])
-    assert again.exit_code == 0, again.output
-    kept = json.loads(again.stdout[again.stdout.index("{"):])
+        "--keep", *COMMON]))
     assert [r.get("reused") for r in kept["sizes"]] == [True, True]
     assert kept["growth"] == report["growth"]
-    assert not (work / "p300").exists()  # nothing was run again
+    assert stages_json.stat().st_mtime_ns == mtime  # nothing was run again
     other = CliRunner().invoke(app, [
         "bench", "scale", "--work", str(work), "--playlists", "300", "--reuse",
         "--set", "epochs=2"])
     assert other.exit_code != 0
     assert "measured with other settings" in str(other.exception or other.output)
+
+    # --from-stage goes on in a kept size with the earlier stages as measured (a 2-hour
+    # benchmark survives one failed stage); --serve then measures the store the pipeline
+    # indexed, as `bench serve --store` does, outside the pipeline's total.
+    again = _report(CliRunner().invoke(app, [
+        "bench", "scale", "--work", str(work), "--playlists", "300", "--json", "--keep",
+        "--from-stage", "index", "--serve", "--serve-duration", "1", *COMMON]))
+    row, before = again["sizes"][0], report["sizes"][0]
+    assert row["resumed_from"] == "index" and row["measured_at"] == before["measured_at"]
+    for stage in ("prepare", "train", "train-text"):  # not run again: as measured before
+        assert row["stages"][stage] == before["stages"][stage]
+    assert row["stages"]["index"]["wall_s"] > 0
+    assert row["total_wall_s"] == round(sum(s["wall_s"] for s in row["stages"].values()), 1)
+    serve = row["serve"]
+    for what in ("similar", "continue", "text"):
+        assert 0 <= serve["overlap"][what]["min"] <= serve["overlap"][what]["mean"] <= 1
+    assert serve["one_client"]["continue"]["p50_ms"] > 0
+    assert serve["one_client"]["continue"]["errors"] == 0
+    assert "| 300 | continue | " in table(again) and "| 300 | similar | | | " in table(again)
+
+    for args, message in (
+            (["--from-stage", "serve"], "--from-stage serve needs --serve"),
+            (["--from-stage", "fit"], "expected one of prepare, train, train-text, index, serve"),
+            (["--from-stage", "train", "--playlists", "400"], "no files of 400 playlists"),
+            (["--from-stage", "train", "--reuse"], "choose one"),
+            (["--serve", "--serve-duration", "0"], "--serve-duration must be from 1 to 300")):
+        bad = CliRunner().invoke(app, ["bench", "scale", "--work", str(work), "--playlists",
+                                       "300", *COMMON, *args])
+        assert bad.exit_code != 0
+        assert message in str(bad.exception or bad.output), (args, bad.output)
+
+    # without --keep a size's files are removed once its figures are taken
+    last = _report(CliRunner().invoke(app, [
+        "bench", "scale", "--work", str(work), "--playlists", "600", "--json",
+        "--from-stage", "index", *COMMON]))
+    assert last["sizes"][0]["stages"]["train"] == report["sizes"][1]["stages"]["train"]
+    assert not (work / "p600").exists()
 
 
 def test_bad_sizes_are_one_line() -> None:
@@ -95,3 +148,4 @@ def test_killed_training_is_resumed_to_a_complete_run(tmp_path: Path,
     assert fig["wall_s"] >= info["resumed_run"]["wall_s"]
     assert (run / "vectors.npy").exists() and (run / "metrics.json").exists()
     assert json.loads((run / "metrics.json").read_text())["n_items"] > 0
+

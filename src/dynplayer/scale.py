@@ -113,6 +113,8 @@ def growth(sizes: Sequence[int], values: Sequence[float]) -> list[float | None]:
 def bench_pipeline(work: Path, sizes: Sequence[int], *, train_sets: Sequence[str] = (),
                    text_sets: Sequence[str] = (), seed: int = 0, keep: bool = False,
                    reuse: bool = False, kill_train: float | None = None,
+                   serve: bool = False, serve_duration: float = 20.0,
+                   from_stage: str | None = None,
                    say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the pipeline at each size under `work`; return the report (also written to
     work/scale.json). Sizes are run smallest first; each size's files are removed after its
@@ -121,7 +123,19 @@ def bench_pipeline(work: Path, sizes: Sequence[int], *, train_sets: Sequence[str
     were measured), so a larger size extends an earlier run. With `kill_train`, training is
     SIGKILLed after that many seconds and continued with `train --resume`: the row's
     `train_interrupted` says what the killed run left and where the resumed one went on, and the
-    train figures are the two processes together."""
+    train figures are the two processes together.
+
+    With `serve`, each size's store is then measured as a user serves it (`bench serve --store`,
+    its own process: HNSW top-50 overlap with exact search, the served continuation and text
+    latency at one client); that is a measurement, not a pipeline stage, and not in the total.
+    `from_stage` (a stage, or "serve") goes on in the files a `keep` run of the same size left,
+    with the earlier stages' figures as that run recorded them (WORK/pN/stages.json, else
+    WORK/scale.json)."""
+    if from_stage is not None and from_stage not in (*STAGES, "serve"):
+        raise DynplayerError(f"bench scale --from-stage: expected one of "
+                             f"{', '.join((*STAGES, 'serve'))}, got {from_stage!r}")
+    if from_stage == "serve" and not serve:
+        raise DynplayerError("bench scale --from-stage serve needs --serve")
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"machine": machine(), "command_sizes": list(sizes),
@@ -136,10 +150,17 @@ def bench_pipeline(work: Path, sizes: Sequence[int], *, train_sets: Sequence[str
             _add_growth(report)
             continue
         d = work / f"p{n}"
-        shutil.rmtree(d, ignore_errors=True)
-        d.mkdir(parents=True)
-        say(f"[{n:,} playlists] generating MPD-shaped slices")
-        gen = generate_slices(n, d / "mpd", seed)
+        done: dict[str, Any] = {}
+        if from_stage is not None:
+            done = _earlier_stages(work, d, n, from_stage, report)
+            gen = done["gen"]
+            say(f"[{n:,} playlists] from {from_stage}: the earlier stages as measured "
+                f"{done.get('measured_at', 'before')} ({d})")
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+            d.mkdir(parents=True)
+            say(f"[{n:,} playlists] generating MPD-shaped slices")
+            gen = generate_slices(n, d / "mpd", seed)
         env = {**os.environ, "DYNPLAYER_DATA_DIR": str(d / "data")}
         env.pop("DYNPLAYER_DATABASE_URL", None)  # always the size's own embedded database
         corpus, run = d / "corpus", d / "run"
@@ -153,10 +174,14 @@ def bench_pipeline(work: Path, sizes: Sequence[int], *, train_sets: Sequence[str
         }
         outputs = {"prepare": corpus, "train": run, "train-text": run / "text",
                    "index": d / "data"}
-        row: dict[str, Any] = {"playlists": n, **gen, "stages": {},
-                               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                            time.gmtime())}
+        row: dict[str, Any] = {"playlists": n, **gen, "stages": dict(done.get("stages", {})),
+                               "measured_at": done.get("measured_at") or time.strftime(
+                                   "%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        if from_stage is not None:
+            row["resumed_from"] = from_stage
         for stage in STAGES:
+            if stage in row["stages"]:
+                continue
             say(f"[{n:,} playlists] {stage}")
             if stage == "train" and kill_train is not None:
                 fig, row["train_interrupted"] = _train_killed_and_resumed(
@@ -171,6 +196,8 @@ def bench_pipeline(work: Path, sizes: Sequence[int], *, train_sets: Sequence[str
             row["stages"][stage] = fig
             say(f"[{n:,} playlists] {stage}: {fig['wall_s']} s wall, {fig['cpu_s']} s CPU, "
                 f"peak RSS {fig['peak_rss_mb']:,.0f} MiB, disk {fig['disk_mb']:,.0f} MiB")
+            _write_json(d / "stages.json", {"gen": gen, "stages": row["stages"],
+                                            "measured_at": row["measured_at"]})
         counts = json.loads((corpus / "manifest.json").read_text())["counts"]
         metrics = json.loads((run / "metrics.json").read_text())
         row["corpus"] = {k: counts.get(k) for k in ("playlists", "occurrences", "tracks",
@@ -180,12 +207,71 @@ def bench_pipeline(work: Path, sizes: Sequence[int], *, train_sets: Sequence[str
         row["train"]["epochs"] = [m.get("epochs") for m in metrics.get("members", [])]
         row["total_wall_s"] = round(sum(s["wall_s"] for s in row["stages"].values()), 1)
         row["max_peak_rss_mb"] = max(s["peak_rss_mb"] for s in row["stages"].values())
+        if serve:
+            say(f"[{n:,} playlists] serve (bench serve --store; not a pipeline stage)")
+            row["serve"] = serve_figures(
+                run_stage([*_cli(), "bench", "serve", str(run), "--store", "--no-reliability",
+                           "--duration", f"{serve_duration:g}", "--out", str(d / "serve.json")],
+                          env=env, log=d / "serve.log"),
+                json.loads((d / "serve.json").read_text()))
+            say(f"[{n:,} playlists] serve: {json.dumps(row['serve'])}")
         report["sizes"].append(row)
         if not keep:
             shutil.rmtree(d, ignore_errors=True)
         _add_growth(report)
         (work / "scale.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def serve_figures(fig: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+    """What `bench serve --store` measured that the scale targets name: HNSW top-50 overlap
+    with exact search (mean, min), and p50 / p99 at one client of the served continuation and
+    of text queries at each k; with the measuring process's own wall time and peak RSS."""
+    recall = results.get("recall", {})
+    one = {"continue": results.get("continue_one_client", {}),
+           **{f"text_k{kk}": v.get("one_client", {})
+              for kk, v in results.get("load", {}).items()}}
+    return {"wall_s": fig["wall_s"], "peak_rss_mb": fig["peak_rss_mb"],
+            "overlap": {w: {s: recall[w][s] for s in ("mean", "min") if s in recall[w]}
+                        for w in ("similar", "continue", "text", "text_playlists")
+                        if w in recall},
+            "one_client": {w: {q: v[q] for q in ("p50_ms", "p99_ms", "errors") if q in v}
+                           for w, v in one.items()}}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
+
+
+def _earlier_stages(work: Path, d: Path, n: int, from_stage: str,
+                    report: dict[str, Any]) -> dict[str, Any]:
+    """The figures of the stages before `from_stage` that a kept run of size `n` recorded."""
+    before = STAGES if from_stage == "serve" else STAGES[:STAGES.index(from_stage)]
+    if not d.is_dir():
+        raise DynplayerError(f"bench scale --from-stage {from_stage}: no files of {n:,} "
+                             f"playlists at {d} (run that size with --keep first)")
+    done: dict[str, Any] | None = None
+    if (d / "stages.json").exists():
+        done = json.loads((d / "stages.json").read_text())
+    elif (work / "scale.json").exists():
+        old = json.loads((work / "scale.json").read_text())
+        if all(old.get(k, v) == report[k] for k, v in
+               (("train_sets", []), ("text_sets", []), ("seed", 0))):
+            for r in old.get("sizes", []):
+                if int(r["playlists"]) == n:
+                    done = {"gen": {k: r[k] for k in ("generate_s", "files", "occurrences",
+                                                      "mean_length", "catalogue_tracks",
+                                                      "slice_bytes") if k in r},
+                            "stages": r["stages"], "measured_at": r.get("measured_at")}
+    missing = [s for s in before if done is None or s not in done.get("stages", {})]
+    if done is None or missing:
+        raise DynplayerError(f"bench scale --from-stage {from_stage}: {d} has no figures of "
+                             f"{', '.join(missing)} with these settings (stages.json or "
+                             f"{work / 'scale.json'})")
+    done["stages"] = {s: done["stages"][s] for s in before}
+    return done
 
 
 def _train_killed_and_resumed(argv: list[str], *, env: dict[str, str], d: Path, run: Path,
@@ -259,6 +345,20 @@ def table(report: dict[str, Any]) -> str:
             lines.append(f"| {r['playlists']:,} | {stage} | " + " | ".join(cells) + " |")
         lines.append(f"| {r['playlists']:,} | **all** | {r['total_wall_s']:,} | | "
                      f"{r['max_peak_rss_mb']:,} (max) | |")
+    served = [r for r in rows if "serve" in r]
+    if served:
+        lines += ["", "| playlists | served | p50 ms (1 client) | p99 ms | HNSW top-50 overlap "
+                      "(mean / min) |", "|---:|---|---:|---:|---|"]
+        for r in served:
+            sv = r["serve"]
+            for what, lat in sv["one_client"].items():
+                ov = sv["overlap"].get("text" if what.startswith("text") else what, {})
+                lines.append(f"| {r['playlists']:,} | {what} | {lat.get('p50_ms', '-')} | "
+                             f"{lat.get('p99_ms', '-')} | {ov.get('mean', '-')} / "
+                             f"{ov.get('min', '-')} |")
+            if "similar" in sv["overlap"]:
+                ov = sv["overlap"]["similar"]
+                lines.append(f"| {r['playlists']:,} | similar | | | {ov['mean']} / {ov['min']} |")
     return "\n".join(lines)
 
 

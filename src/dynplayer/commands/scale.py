@@ -33,6 +33,16 @@ def register(app: typer.Typer) -> None:
         kill_train: Annotated[float | None, typer.Option(
             help="SIGKILL training after this many seconds, then continue it with "
                  "`train --resume` (what the killed run left goes in the report)")] = None,
+        serve: Annotated[bool, typer.Option(
+            help="Then measure each size's store as served (`bench serve --store`): HNSW "
+                 "top-50 overlap with exact search, continuation and text latency at one "
+                 "client (not a pipeline stage)")] = False,
+        serve_duration: Annotated[float, typer.Option(
+            help="Seconds of load per measure with --serve (1..300)")] = 20.0,
+        from_stage: Annotated[str | None, typer.Option(
+            help="Go on from this stage (prepare, train, train-text, index, or serve) in the "
+                 "files an earlier --keep run of each size left, with its figures for the "
+                 "stages before")] = None,
         png: Annotated[Path | None, typer.Option(help="Log-log plot (default WORK/scale.png)")]
         = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report")] = False,
@@ -50,9 +60,15 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--kill-train: seconds must be > 0, got {kill_train:g}")
         if not sizes or min(sizes) < 100:
             raise ConfigError(f"--playlists: every size must be >= 100 (got {playlists!r})")
+        if not 1 <= serve_duration <= 300:
+            raise ConfigError(f"--serve-duration must be from 1 to 300 seconds, got "
+                              f"{serve_duration:g}")
+        if from_stage is not None and reuse:
+            raise ConfigError("--from-stage and --reuse: choose one")
         report = bench_pipeline(work, sizes, train_sets=set_ or [], text_sets=text_set or [],
                                 seed=seed, keep=keep, reuse=reuse, kill_train=kill_train,
-                                say=lambda m: typer.echo(m, err=True))
+                                serve=serve, serve_duration=serve_duration,
+                                from_stage=from_stage, say=lambda m: typer.echo(m, err=True))
         plot(report, png or Path(work) / "scale.png")
         if as_json:
             typer.echo(json.dumps(report, indent=2))
