@@ -211,6 +211,7 @@ def bench_pipeline(work: Path, sizes: Sequence[int], *, train_sets: Sequence[str
             say(f"[{n:,} playlists] serve (bench serve --store; not a pipeline stage)")
             row["serve"] = serve_figures(
                 run_stage([*_cli(), "bench", "serve", str(run), "--store", "--no-reliability",
+                           "--no-track-search",
                            "--duration", f"{serve_duration:g}", "--out", str(d / "serve.json")],
                           env=env, log=d / "serve.log"),
                 json.loads((d / "serve.json").read_text()))

@@ -139,6 +139,8 @@ def register(app: typer.Typer) -> None:
             help="Windows per API with --against (2..50)")] = 6,
         ab_window: Annotated[float, typer.Option(
             help="Seconds per window with --against (1..120)")] = 8.0,
+        track_search: Annotated[bool, typer.Option(
+            help="Also time the autocomplete (200 names three ways) in process")] = True,
         store: Annotated[bool, typer.Option(
             help="Measure the store `dynplayer index RUN_DIR` filled (DYNPLAYER_DATABASE_URL "
                  "or the data directory's server) instead of indexing into a scratch "
@@ -169,4 +171,5 @@ def register(app: typer.Typer) -> None:
         run_bench(run_dir, clients=clients, duration=duration, n_queries=queries,
                   reliability=reliability, workdir=workdir, out=out, echo=typer.echo,
                   workers=workers, split=split, ks=ks, against=command,
-                  ab_rounds=ab_rounds, ab_window=ab_window, store=store)
+                  ab_rounds=ab_rounds, ab_window=ab_window, store=store,
+                  track_search=track_search)

@@ -214,8 +214,8 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
               reliability: bool = True, workdir: Path | None = None, out: Path | None = None,
               echo: Echo = print, ks: tuple[int, ...] = (20, 50), workers: int = 1,
               split: str = "test", against: list[str] | None = None,
-              ab_rounds: int = 6, ab_window: float = 8.0, store: bool = False
-              ) -> dict[str, Any]:
+              ab_rounds: int = 6, ab_window: float = 8.0, store: bool = False,
+              track_search: bool = True) -> dict[str, Any]:
     """Measure everything; print a summary; return (and optionally write) the results.
 
     `split` names the corpus split whose playlists give the continuation seeds and the text
@@ -336,7 +336,7 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
             results["ranker_cpu_ms"] = continuation_cpu_ms(exact, reranker, seeds, k)
             echo(f"continuation CPU per request, in process: "
                  f"{json.dumps(results['ranker_cpu_ms'])}")
-        named = [n for n in catalog.names if n and len(n) > 4][:200]
+        named = [n for n in catalog.names if n and len(n) > 4][:200] if track_search else []
         if named:
             results["track_search"] = track_search_ms(exact, named)
             echo(f"track search (autocomplete): {json.dumps(results['track_search'])}")
