@@ -24,6 +24,7 @@ from typing import Any
 
 from dynplayer.data.benchmark import machine
 from dynplayer.errors import DynplayerError
+from dynplayer.run import atomic_write_json
 
 STAGES = ("prepare", "train", "train-text", "index")
 
@@ -196,8 +197,8 @@ def bench_pipeline(work: Path, sizes: Sequence[int], *, train_sets: Sequence[str
             row["stages"][stage] = fig
             say(f"[{n:,} playlists] {stage}: {fig['wall_s']} s wall, {fig['cpu_s']} s CPU, "
                 f"peak RSS {fig['peak_rss_mb']:,.0f} MiB, disk {fig['disk_mb']:,.0f} MiB")
-            _write_json(d / "stages.json", {"gen": gen, "stages": row["stages"],
-                                            "measured_at": row["measured_at"]})
+            atomic_write_json(d / "stages.json", {"gen": gen, "stages": row["stages"],
+                                                  "measured_at": row["measured_at"]})
         counts = json.loads((corpus / "manifest.json").read_text())["counts"]
         metrics = json.loads((run / "metrics.json").read_text())
         row["corpus"] = {k: counts.get(k) for k in ("playlists", "occurrences", "tracks",
@@ -238,12 +239,6 @@ def serve_figures(fig: dict[str, Any], results: dict[str, Any]) -> dict[str, Any
                         if w in recall},
             "one_client": {w: {q: v[q] for q in ("p50_ms", "p99_ms", "errors") if q in v}
                            for w, v in one.items()}}
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
 
 
 def _earlier_stages(work: Path, d: Path, n: int, from_stage: str,
