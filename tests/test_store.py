@@ -31,7 +31,7 @@ from dynplayer.store.db import (
     ensure_extension,
     index_catalog,
 )
-from dynplayer.store.embedded import HANDLES_FILE, EmbeddedServer
+from dynplayer.store.embedded import BUFFERS_MIN_MB, HANDLES_FILE, EmbeddedServer, buffers_for
 
 pytestmark = pytest.mark.db
 
@@ -323,3 +323,58 @@ def test_serve_stopped_by_a_signal_stops_its_embedded_server(
         pytest.fail(f"the embedded PostgreSQL {postmaster} outlived `dynplayer serve`")
     assert json.loads((pgdata / HANDLES_FILE).read_text()) == []
     assert not (pgdata / "postmaster.pid").exists()
+
+
+def test_buffers_for_holds_the_indexes_within_the_machine() -> None:
+    gib = 2**30
+    # nothing (or little) indexed: PostgreSQL's default
+    assert buffers_for(0, physical_bytes=16 * gib, available_bytes=12 * gib) == BUFFERS_MIN_MB
+    # the indexes and a quarter more
+    assert buffers_for(gib, physical_bytes=32 * gib, available_bytes=30 * gib) == 1280
+    # at most a quarter of the machine, and half of what is free
+    assert buffers_for(20 * gib, physical_bytes=16 * gib, available_bytes=12 * gib) == 4096
+    assert buffers_for(20 * gib, physical_bytes=64 * gib, available_bytes=4 * gib) == 2048
+    # never below the floor, even on a small machine
+    assert buffers_for(gib, physical_bytes=gib // 4, available_bytes=gib // 8) == BUFFERS_MIN_MB
+
+
+def test_the_embedded_server_restarts_with_buffers_for_its_indexes(scratch_pgdata: Path) -> None:
+    server = EmbeddedServer(scratch_pgdata)
+    server.start()
+    try:
+        with connect(server.url) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            conn.execute("CREATE TABLE t (id int, v vector(3))")
+            conn.execute("INSERT INTO t SELECT i, ARRAY[i, 1, 2]::vector FROM "
+                         "generate_series(1, 300) i")
+            conn.execute("CREATE INDEX ON t USING hnsw (v vector_cosine_ops)")
+            conn.commit()
+        assert server.buffers_mb() == BUFFERS_MIN_MB
+        before = server.pid
+        # another process on the server: never restarted under it
+        client, joined = _start_client_and_kill(scratch_pgdata)
+        handles = scratch_pgdata / HANDLES_FILE
+        sleeper = subprocess.Popen(["sleep", "60"])
+        try:
+            pids = json.loads(handles.read_text())
+            handles.write_text(json.dumps([p if p != client else sleeper.pid for p in pids]))
+            assert server.fit_buffers(floor_mb=160) is None
+            assert server.pid == before == joined
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+        # alone on it: restarted with the buffers, the data kept
+        assert server.fit_buffers(floor_mb=160) == 160
+        assert server.pid != before
+        assert server.buffers_mb() == 160
+        with connect(server.url) as conn:
+            assert conn.execute("SELECT count(*) FROM t").fetchone() == (300,)
+        assert server.fit_buffers(floor_mb=160) is None  # already enough
+    finally:
+        server.stop()
+    server = EmbeddedServer(scratch_pgdata)  # kept in the data directory for the next start
+    server.start()
+    try:
+        assert server.buffers_mb() == 160
+    finally:
+        server.stop()

@@ -15,6 +15,11 @@ def available_memory_bytes() -> int:
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
+    return physical_memory_bytes()
+
+
+def physical_memory_bytes() -> int:
+    """This machine's physical memory."""
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
