@@ -92,7 +92,12 @@ def test_bench_scale_runs_every_stage_at_two_sizes(tmp_path: Path) -> None:
         assert 0 <= serve["overlap"][what]["min"] <= serve["overlap"][what]["mean"] <= 1
     assert serve["one_client"]["continue"]["p50_ms"] > 0
     assert serve["one_client"]["continue"]["errors"] == 0
-    assert "| 300 | continue | " in table(again) and "| 300 | similar | | | " in table(again)
+    assert serve["one_client"]["similar"]["errors"] == 0  # with its latency and its overlap
+    assert serve["shared_buffers"]
+    similar_row = next(r for r in table(again).splitlines() if r.startswith("| 300 | similar |"))
+    assert similar_row.endswith(f"| {serve['overlap']['similar']['mean']} / "
+                                f"{serve['overlap']['similar']['min']} |")
+    assert "| 300 | continue | " in table(again)
 
     for args, message in (
             (["--from-stage", "serve"], "--from-stage serve needs --serve"),

@@ -327,6 +327,10 @@ def test_bench_serve_store_end_to_end(new_database: Any, serve_run_dir: Path,
     served = out["continue_one_client"]
     assert served["route"] == "/v1/recommend/continue" and served["requests"] > 0
     assert served["errors"] == 0
+    similar = out["similar_one_client"]  # GET /v1/tracks/ID/similar, the overlap's tracks
+    assert similar["requests"] > 0 and similar["errors"] == 0
+    assert similar["statuses"].keys() == {"200"}
+    assert out["shared_buffers"].endswith("MB") or out["shared_buffers"].endswith("GB")
     assert any(line.startswith("measuring the store as indexed") for line in lines)
     with connect(url, name) as conn:
         assert active_version(conn) == before

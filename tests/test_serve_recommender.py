@@ -5,7 +5,7 @@ each other."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -18,9 +18,10 @@ from dynplayer.serve.recommender import (
     UnknownTrackError,
     text_playlists_of,
 )
+from dynplayer.store import params
 from dynplayer.store.catalog import Catalog
 from dynplayer.store.db import open_pool
-from dynplayer.store.params import ef_search_for
+from dynplayer.store.params import ef_search_for, ef_search_single
 from dynplayer.text.search import TextSearcher
 
 pytestmark = pytest.mark.db
@@ -205,3 +206,37 @@ def test_ef_search_follows_k() -> None:
     assert ef_search_for(200) == 500
     assert ef_search_for(700) == 1000  # pgvector's maximum
     assert ef_search_for(60, minimum=40, factor=1.5) == 90
+    # one track's neighbours: one ef_search per TRACKS_PER_SINGLE_EF tracks of the table
+    assert ef_search_single(20, 0) == ef_search_for(20) == 100
+    assert ef_search_single(20, 166_363) == 100  # the usual rule below 200k tracks
+    assert ef_search_single(21, 500_000) == 250
+    assert ef_search_single(21, 1_976_343) == 989
+    assert ef_search_single(21, 10_000_000) == 1000  # pgvector's maximum
+    assert ef_search_single(300, 500_000) == 750  # never below the usual rule
+
+
+def test_one_track_is_searched_with_an_ef_search_for_its_table(
+        indexed_url: str, serve_catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A single track's query reads the table's size and sets ef_search from it; a query of
+    several seeds keeps the rule of its rows."""
+    monkeypatch.setattr(params, "TRACKS_PER_SINGLE_EF", 1)  # every track one ef_search
+    n = len(serve_catalog.track_ids)
+    assert n > ef_search_for(21)
+    pool = open_pool(indexed_url, min_size=1, max_size=1)  # one connection: SHOW sees it
+    pool.wait()
+    try:
+        rec = PgvectorRecommender(pool, serve_catalog.version)
+
+        def ef_after(call: Callable[[], object]) -> int:
+            call()
+            with pool.connection() as conn:
+                row = conn.execute("SHOW hnsw.ef_search").fetchone()
+                assert row is not None
+                return int(row[0])
+
+        t = serve_catalog.track_ids
+        assert ef_after(lambda: rec.similar(t[0], k=20, max_per_artist=0)) == min(n, 1000)
+        assert ef_after(lambda: rec.continue_playlist(t[:3], k=20, max_per_artist=0)) == \
+            ef_search_for(23)
+    finally:
+        pool.close()

@@ -231,14 +231,16 @@ def serve_figures(fig: dict[str, Any], results: dict[str, Any]) -> dict[str, Any
     of text queries at each k; with the measuring process's own wall time and peak RSS."""
     recall = results.get("recall", {})
     one = {"continue": results.get("continue_one_client", {}),
+           "similar": results.get("similar_one_client", {}),
            **{f"text_k{kk}": v.get("one_client", {})
               for kk, v in results.get("load", {}).items()}}
     return {"wall_s": fig["wall_s"], "peak_rss_mb": fig["peak_rss_mb"],
+            "shared_buffers": results.get("shared_buffers"),
             "overlap": {w: {s: recall[w][s] for s in ("mean", "min") if s in recall[w]}
                         for w in ("similar", "continue", "text", "text_playlists")
                         if w in recall},
             "one_client": {w: {q: v[q] for q in ("p50_ms", "p99_ms", "errors") if q in v}
-                           for w, v in one.items()}}
+                           for w, v in one.items() if v}}
 
 
 def _earlier_stages(work: Path, d: Path, n: int, from_stage: str,
@@ -352,7 +354,7 @@ def table(report: dict[str, Any]) -> str:
                 lines.append(f"| {r['playlists']:,} | {what} | {lat.get('p50_ms', '-')} | "
                              f"{lat.get('p99_ms', '-')} | {ov.get('mean', '-')} / "
                              f"{ov.get('min', '-')} |")
-            if "similar" in sv["overlap"]:
+            if "similar" in sv["overlap"] and "similar" not in sv["one_client"]:
                 ov = sv["overlap"]["similar"]
                 lines.append(f"| {r['playlists']:,} | similar | | | {ov['mean']} / {ov['min']} |")
     return "\n".join(lines)

@@ -311,6 +311,9 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
                                    ef_search_min=s.ef_search_min,
                                    ef_search_factor=s.ef_search_factor,
                                    exact_playlists_max=0)  # measures HNSW itself
+        with pool.connection() as conn:  # what the HNSW searches ran with
+            row = conn.execute("SHOW shared_buffers").fetchone()
+            results["shared_buffers"] = row[0] if row else None
         results["recall"] = recall_against_exact(exact, hnsw, sample, seeds,
                                                  texts[: n_queries // 2])
         if searcher is not None and texts:
@@ -368,6 +371,12 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
                 continue_body)
             echo(f"k={k}, POST /v1/recommend/continue, 1 client: "
                  f"{json.dumps(results['continue_one_client'])}")
+        if sample:  # similar tracks, one client (the overlap's sample of tracks)
+            results["similar_one_client"] = one_client(
+                port, sample, k, min(20.0, max(duration / 3, 2.0)),
+                "/v1/tracks/{q}/similar?k={k}", None)
+            echo(f"k={k}, GET /v1/tracks/ID/similar, 1 client: "
+                 f"{json.dumps(results['similar_one_client'])}")
         queries = texts or ["rainy day jazz"]
         cpu = CpuMeter(proc.pid, None if server is None else server.pid)
         results["load"] = {str(kk): load_at(port, queries, clients, kk, duration, cpu, echo)

@@ -10,6 +10,7 @@ import os
 import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,11 +80,12 @@ def continue_body(seeds: Any, k: int) -> dict[str, Any]:
 
 class Clients:
     """`n` threads posting queries (keep-alive) until stopped: text queries by default, or
-    what `body(query, k)` makes of each to `route`."""
+    what `body(query, k)` makes of each to `route`; with `body` None, a GET of `route` with
+    `{q}` (the query, quoted) and `{k}` filled in."""
 
     def __init__(self, port: int, queries: list[Any], n: int, k: int, record: LoadRun,
                  route: str = "/v1/recommend/text",
-                 body: Callable[[Any, int], dict[str, Any]] = text_body) -> None:
+                 body: Callable[[Any, int], dict[str, Any]] | None = text_body) -> None:
         self.port, self.queries, self.k, self.record = port, queries, k, record
         self.route, self.body = route, body
         self.stop = threading.Event()
@@ -98,7 +100,11 @@ class Clients:
             j += len(self.threads)
             t0 = time.perf_counter()
             try:
-                status, _ = request(conn, "POST", self.route, self.body(q, self.k))
+                if self.body is None:
+                    status, _ = request(conn, "GET", self.route.format(
+                        q=urllib.parse.quote(str(q), safe=""), k=self.k))
+                else:
+                    status, _ = request(conn, "POST", self.route, self.body(q, self.k))
             except (OSError, http.client.HTTPException):
                 status = -1
                 conn.close()
@@ -162,7 +168,7 @@ class CpuMeter:
 
 
 def one_client(port: int, queries: list[Any], k: int, seconds: float, route: str,
-               body: Callable[[Any, int], dict[str, Any]]) -> dict[str, Any]:
+               body: Callable[[Any, int], dict[str, Any]] | None) -> dict[str, Any]:
     """Latency of one closed-loop client posting `queries` in turn to `route` for `seconds`
     (after a second of warm-up, not counted)."""
     with Clients(port, queries, 1, k, LoadRun(), route, body):

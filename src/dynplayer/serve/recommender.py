@@ -51,7 +51,7 @@ from dynplayer.store.params import (
     EF_SEARCH_FACTOR,
     EF_SEARCH_MIN,
     EXACT_PLAYLISTS_MAX,
-    ef_search_for,
+    ef_search_single,
 )
 from dynplayer.text.api import TextSearcherProtocol
 from dynplayer.text.query import check_query
@@ -301,6 +301,7 @@ class PgvectorRecommender(Recommender):
         self._matcher: tuple[TrackMatcher, list[tuple[str, str | None, str | None]]] | None = \
             None
         self._names_lock = threading.Lock()
+        self._track_count: int | None = None
         # hnsw.ef_search currently set on each pooled connection (dropped with the connection).
         self._ef_of: weakref.WeakKeyDictionary[psycopg.Connection[Any], int] = \
             weakref.WeakKeyDictionary()
@@ -326,8 +327,14 @@ class PgvectorRecommender(Recommender):
             raise DatabaseUnavailable(f"the database is unavailable: {str(exc).strip()}") \
                 from exc
 
-    def _ef_search(self, rows: int) -> int:
-        return ef_search_for(rows, minimum=self.ef_search_min, factor=self.ef_search_factor)
+    def _ef_search(self, rows: int, conn: psycopg.Connection[Any] | None = None) -> int:
+        """hnsw.ef_search for `rows` rows; with `conn`, for one track's neighbours (growing
+        with the tracks table: `ef_search_single`)."""
+        if conn is not None and self._track_count is None:
+            from dynplayer.store.db import planned_rows
+            self._track_count = planned_rows(conn, "tracks")
+        return ef_search_single(rows, (conn is not None and self._track_count) or 0,
+                                minimum=self.ef_search_min, factor=self.ef_search_factor)
 
     def _knn(self, conn: psycopg.Connection[Any], query: str, params: list[Any],
              ef: int) -> list[tuple[Any, ...]]:
@@ -355,7 +362,7 @@ class PgvectorRecommender(Recommender):
             limit = k + len(known)
             rows = self._knn(conn, "SELECT track_id, name, artist, 1 - (vector <=> %s) FROM "
                              "tracks ORDER BY vector <=> %s LIMIT %s", [query, query, limit],
-                             self._ef_search(limit))
+                             self._ef_search(limit, None if len(known) > 1 else conn))
         masked = set(known)
         tracks = [TrackResult(t, float(s), n, a) for t, n, a, s in rows if t not in masked][:k]
         return Continuation(tracks=tracks, seeds=known, unknown=unknown)

@@ -376,6 +376,14 @@ def index_catalog(url: str, catalog: Catalog, *, m: int = HNSW_M,
                        seconds={k: round(v, 3) for k, v in times.items()})
 
 
+def planned_rows(conn: psycopg.Connection[Any], table: str) -> int:
+    """`table`'s row count as the planner knows it (set by an index build or ANALYZE; 0 before):
+    the search path's table, without counting its rows."""
+    row = conn.execute("SELECT greatest(reltuples, 0)::bigint FROM pg_class "
+                       "WHERE oid = to_regclass(%s)", [table]).fetchone()
+    return int(row[0]) if row else 0
+
+
 TRACK_ROWS_CHUNK = 50_000  # rows per statement when a whole tracks table is read
 
 

@@ -36,6 +36,23 @@ def ef_search_for(rows: int, *, minimum: int = EF_SEARCH_MIN,
     return int(min(MAX_EF_SEARCH, max(minimum, int(np.ceil(rows * factor)))))
 
 
+# A single track's neighbours are the hardest query of a large catalogue (its nearest tracks sit
+# at cosine 0.4-0.8 in every direction, where a mean of seeds is near a dense region): at
+# 1,976,343 tracks (the 1M-playlist store, m 32, ef_construction 200; 500 random tracks, top-50
+# overlap with exact search) ef_search 128 gave 0.915, 300 0.938, 500 0.950 and 1,000 0.963,
+# while continuations were 1.000 at 128; at 166k tracks 128 gave 0.999. A one-track query gets
+# one ef_search per this many tracks (the usual rule below 250k tracks, 1,000 from 2M).
+TRACKS_PER_SINGLE_EF = 2_000
+
+
+def ef_search_single(rows: int, n_tracks: int, *, minimum: int = EF_SEARCH_MIN,
+                     factor: float = EF_SEARCH_FACTOR) -> int:
+    """hnsw.ef_search for the neighbours of one track among `n_tracks`."""
+    by_size = -(-max(n_tracks, 0) // TRACKS_PER_SINGLE_EF)
+    return int(min(MAX_EF_SEARCH, max(ef_search_for(rows, minimum=minimum, factor=factor),
+                                      by_size)))
+
+
 MIN_MAINTENANCE_MB = 64
 
 
