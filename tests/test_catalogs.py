@@ -224,14 +224,30 @@ def test_a_catalog_not_indexed_yet_says_how_to_index_it(url: str, runs: dict[str
 def test_a_served_catalog_reads_its_names_before_the_first_request(
         url: str, runs: dict[str, Path]) -> None:
     """At millions of tracks the names take seconds to read: the service reads them as it
-    loads the model (in chunks, `store.db.read_track_rows`), not in a user's first request."""
+    loads the model (in chunks, `store.db.read_track_rows`), not in a user's first request;
+    and its HNSW indexes into the buffers (`store.db.prewarm_indexes`)."""
     from dynplayer.serve.recommender import PgvectorRecommender
     from dynplayer.serve.service import Service
 
     service = Service(Settings(database_url=url, run_dir=runs["melon"], catalog="melon",
                                auto_index=False, version_poll=0))
-    service.build()
+    detail = service.build()
     try:
+        warm = detail["prewarm"]
+        assert "skipped" not in warm and warm["seconds"] >= 0 and warm["index_mb"] > 0
+        with connect(url, "melon") as conn:  # both indexes' pages are in the buffers
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_buffercache SCHEMA public")
+            for table in ("tracks", "playlists"):
+                row = conn.execute(
+                    "SELECT min(pg_relation_size(i.indexrelid) / 8192 - coalesce(("
+                    "SELECT count(*) FROM public.pg_buffercache b WHERE b.relfilenode = "
+                    "pg_relation_filenode(i.indexrelid) AND b.reldatabase = (SELECT oid FROM "
+                    "pg_database WHERE datname = current_database())), 0)) FROM pg_index i "
+                    "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
+                    "WHERE a.amname = 'hnsw' AND i.indrelid = to_regclass(%s)",
+                    [table]).fetchone()
+                # (pages not in the buffers; no row: the table has no HNSW index)
+                assert row is not None and row[0] in ((0, None) if table == "playlists" else (0,))
         rec = service.recommender
         assert isinstance(rec, PgvectorRecommender) and rec._names is not None
         ids = load_run(runs["melon"]).ids

@@ -30,6 +30,7 @@ from dynplayer.store.db import (
     connect,
     ensure_extension,
     index_catalog,
+    prewarm_indexes,
 )
 from dynplayer.store.embedded import BUFFERS_MIN_MB, HANDLES_FILE, EmbeddedServer, buffers_for
 
@@ -344,10 +345,10 @@ def test_the_embedded_server_restarts_with_buffers_for_its_indexes(scratch_pgdat
     try:
         with connect(server.url) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-            conn.execute("CREATE TABLE t (id int, v vector(3))")
-            conn.execute("INSERT INTO t SELECT i, ARRAY[i, 1, 2]::vector FROM "
+            conn.execute("CREATE TABLE tracks (id int, v vector(3))")
+            conn.execute("INSERT INTO tracks SELECT i, ARRAY[i, 1, 2]::vector FROM "
                          "generate_series(1, 300) i")
-            conn.execute("CREATE INDEX ON t USING hnsw (v vector_cosine_ops)")
+            conn.execute("CREATE INDEX tracks_v ON tracks USING hnsw (v vector_cosine_ops)")
             conn.commit()
         assert server.buffers_mb() == BUFFERS_MIN_MB
         before = server.pid
@@ -368,7 +369,15 @@ def test_the_embedded_server_restarts_with_buffers_for_its_indexes(scratch_pgdat
         assert server.pid != before
         assert server.buffers_mb() == 160
         with connect(server.url) as conn:
-            assert conn.execute("SELECT count(*) FROM t").fetchone() == (300,)
+            assert conn.execute("SELECT count(*) FROM tracks").fetchone() == (300,)
+            # a restarted server's buffers are empty; the service's prewarm fills them
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_buffercache")
+            cached = ("SELECT count(*) FROM pg_buffercache WHERE relfilenode = "
+                      "pg_relation_filenode('tracks_v')")
+            assert conn.execute(cached).fetchone() == (0,)
+            assert "skipped" not in prewarm_indexes(conn)
+            pages = conn.execute("SELECT pg_relation_size('tracks_v') / 8192").fetchone()
+            assert conn.execute(cached).fetchone() == pages
         assert server.fit_buffers(floor_mb=160) is None  # already enough
     finally:
         server.stop()
@@ -378,3 +387,17 @@ def test_the_embedded_server_restarts_with_buffers_for_its_indexes(scratch_pgdat
         assert server.buffers_mb() == 160
     finally:
         server.stop()
+
+
+def test_prewarm_skips_what_it_cannot_hold(indexed_url: str, new_database: Any,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from dynplayer.store import db
+
+    with connect(indexed_url) as conn:
+        monkeypatch.setattr(db, "PREWARM_SHARE", 0.0)  # as if the indexes outgrew the buffers
+        assert db.prewarm_indexes(conn)["skipped"] == "larger than the buffers"
+        monkeypatch.undo()
+        done = db.prewarm_indexes(conn)
+        assert "skipped" not in done and done["index_mb"] > 0
+    with connect(new_database("prewarm_empty")) as conn:  # nothing indexed there
+        assert db.prewarm_indexes(conn)["skipped"] == "no HNSW index"

@@ -70,7 +70,7 @@ class Service:
         """Load the run (and index it when the database holds another version, unless
         `index` is false: then that is a StoreError)."""
         from dynplayer.store.catalog import build_catalog, load_searcher
-        from dynplayer.store.db import active_version, connect, open_pool
+        from dynplayer.store.db import active_version, connect, open_pool, prewarm_indexes
         from dynplayer.store.indexing import index_searcher_run
 
         s = self.settings
@@ -116,6 +116,8 @@ class Service:
             with connect(url, self.catalog) as conn:
                 row = conn.execute("SELECT n_tracks FROM model_versions WHERE version = %s",
                                    [version]).fetchone()
+                # the HNSW indexes into the buffers now, not page by page in users' requests
+                detail["prewarm"] = prewarm_indexes(conn)
             self.n_tracks = None if row is None else int(row[0])
             rec = PgvectorRecommender(self.pool, version, searcher,
                                       text_playlists=n_playlists,
