@@ -58,6 +58,27 @@ def test_no_match_and_punctuation(matcher: TrackMatcher) -> None:
     assert matcher.search("beyonce", 2) == [1, 0]  # the limit holds
 
 
+# ---- the word index (used over SCAN_MAX strings) --------------------------------------------
+
+def test_the_word_index_finds_parts_and_prefixes() -> None:
+    from dynplayer.serve.word_index import WordIndex, edits1
+
+    index = WordIndex(["la vie en rose edith piaf", "rosebud", "primrose lane", "a", ""])
+    words = [index.word(i) for i in range(len(index.keys))]
+    assert words == sorted(words) == ["a", "edith", "en", "la", "lane", "piaf", "primrose",
+                                      "rose", "rosebud", "vie"]
+    for part in ["rose", "ros", "e", "a", "se", "zz"]:  # numpy (short) and re (longer) alike
+        assert [words[i] for i in index.containing(part)] == [w for w in words if part in w]
+        assert [words[i] for i in index.containing(part, at_end=True)] == \
+            [w for w in words if w.endswith(part)]
+    lo, hi = index.prefixed(["rose", "ro", "la", "x"])
+    assert [words[a:b] for a, b in zip(lo, hi, strict=True)] == \
+        [["rose", "rosebud"], ["rose", "rosebud"], ["la", "lane"], []]
+    assert index.find(["rose", "ros", "vie"]) == [7, -1, 9]
+    assert index.ranks(index.containing("rose")).tolist() == [0, 1, 2]
+    assert "rose" in edits1("rsoe") and "beyonce" in edits1("beyonse")
+
+
 # ---- both backends answer alike --------------------------------------------------------------
 
 @pytest.fixture(scope="module")
