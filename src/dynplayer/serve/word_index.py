@@ -151,8 +151,10 @@ class WordIndex:
         return self._unique(self.postings[at])
 
     def _unique(self, ranks: np.ndarray) -> np.ndarray:
-        if len(ranks) * 8 < self.n:
-            return np.unique(ranks)
+        if len(ranks) * 8 < self.n:  # (sorted, not np.unique: its hash path is slower)
+            ranks = np.sort(ranks)
+            return ranks[np.concatenate([[True], ranks[1:] != ranks[:-1]])] if len(ranks) \
+                else ranks
         mask = np.zeros(self.n, bool)
         mask[ranks] = True
         return np.flatnonzero(mask).astype(np.int32)
@@ -175,8 +177,7 @@ class WordIndex:
         typed), a word starting with it or with one of its one-edit variants. Ties: the more
         popular (lower rank) first."""
         score = np.zeros(self.n, np.float32)
-        distinct = list(dict.fromkeys(words))
-        for j, w in enumerate(distinct):
+        for w in dict.fromkeys(words):
             variants = sorted(edits1(w) | {w})
             lo, hi = self.prefixed(variants)
             features = []  # (weight, start, stop) of a slice of postings
@@ -188,7 +189,7 @@ class WordIndex:
                 if exact:
                     features.append((sim * float(self.idf[a]), int(self.indptr[a]),
                                      int(self.indptr[a + 1])))
-                if j == len(distinct) - 1 and len(v) >= PREFIX_MIN and (b > a + 1 or not exact):
+                if w == words[-1] and len(v) >= PREFIX_MIN and (b > a + 1 or not exact):
                     p0, p1 = int(self.indptr[a]), int(self.indptr[b])
                     features.append((sim * float(np.log(self.n / (p1 - p0))), p0, p1))
             best = np.zeros(self.n, np.float32)  # this word's best feature in each string
