@@ -44,6 +44,7 @@ FUZZY_CUTOFF = 80.0  # partial ratio (0-100): one typo in a 5-10 letter word sta
 SCAN_MAX = 250_000
 FUZZY_CANDIDATES = 20_000  # strings scored for near misses above SCAN_MAX
 VERIFY_MAX = 20_000  # candidates few enough to read one by one (above SCAN_MAX)
+POSTINGS_PER_READ = 20  # numpy handles ~20 ranks in the time Python reads one string
 
 @dataclass(frozen=True)
 class MatcherState:
@@ -174,21 +175,25 @@ class TrackMatcher:
     def _all_words_indexed(self, index: WordIndex, words: list[str], want: int,
                            taken: set[int]) -> list[int]:
         """The first `want` ranks not `taken` of `_all_words(words)`, from the word index: the
-        strings holding the longest word, narrowed by the next longest while too many to read
-        (a word under 3 letters only while the strings outnumber the distinct words: it is
-        in too many words to look up cheaply)."""
+        strings holding the longest word, narrowed by the next longest while too many to read,
+        but by none whose ranks outnumber those strings POSTINGS_PER_READ times (a letter,
+        a digit: in most words): reading them costs less."""
         distinct = list(dict.fromkeys(words))
         whole = {w: index.df(i) if i >= 0 else 0 for w, i in zip(distinct, index.find(distinct),
                                                                   strict=True)}
         # the longest first; of equal length, the rarer as a whole word
         ordered = sorted(distinct, key=lambda w: (-len(w), whole[w]))
-        cand = index.ranks(index.containing(ordered.pop(0)))
-        while ordered and len(cand) > VERIFY_MAX and (len(ordered[0]) >= 3
-                                                      or len(cand) > len(index.keys)):
-            cand = index.intersect(cand, index.ranks(index.containing(ordered.pop(0))))
+        cand = index.ranks(index.containing(ordered[0]))
+        unread = []
+        for w in ordered[1:]:
+            ids = index.containing(w) if len(cand) > VERIFY_MAX else None
+            if ids is None or index.volume(ids) > POSTINGS_PER_READ * len(cand):
+                unread.append(w)
+            else:
+                cand = index.intersect(cand, index.ranks(ids))
         folded, out = self._folded, []
         for r in cand.tolist():
-            if r not in taken and all(w in folded[r] for w in ordered):
+            if r not in taken and all(w in folded[r] for w in unread):
                 out.append(r)
                 if len(out) == want:
                     break

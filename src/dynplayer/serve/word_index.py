@@ -119,6 +119,10 @@ class WordIndex:
         """How many strings hold word `i`."""
         return int(self.indptr[i + 1] - self.indptr[i])
 
+    def volume(self, ids: np.ndarray) -> int:
+        """How many ranks the words `ids` hold together (a string counted once a word)."""
+        return int((self.indptr[ids + 1] - self.indptr[ids]).sum())
+
     def containing(self, part: str, *, at_end: bool = False) -> np.ndarray:
         """Ids (sorted) of the words holding `part` (ending with it, with `at_end`)."""
         b = part.encode("ascii")
