@@ -58,6 +58,117 @@ def test_no_match_and_punctuation(matcher: TrackMatcher) -> None:
     assert matcher.search("beyonce", 2) == [1, 0]  # the limit holds
 
 
+# ---- over SCAN_MAX strings: the word index, forced on here by scan_max=0 ---------------------
+
+QUERIES = ["beyonce", "BEYONCÉ", "deja vu", "la vie en rose", "edith piaf", "halo beyonce",
+           "beyonse halo", "la vie en rsoe", "norha jones", "sigur ros", "아이유", "%", "_",
+           "zzzzqqq", "xyz", "e", "be", "la vie", "vie en", "ie en ro", "n ro", "a"]
+
+
+def test_the_index_answers_as_the_scan_on_the_small_catalogue(matcher: TrackMatcher) -> None:
+    indexed = TrackMatcher([n for n, _ in NAMES], [a for _, a in NAMES], POP, scan_max=0)
+    assert matcher.word_index() is None and indexed.word_index() is not None
+    for q in QUERIES:
+        for limit in (1, 2, 10):
+            assert indexed.search(q, limit) == matcher.search(q, limit), (q, limit)
+
+
+SYLLABLES = ["ka", "lo", "mi", "ren", "sol", "da", "vi", "to", "ber", "na", "qu", "el", "ro",
+             "fa", "gun", "tri", "ze", "po", "ly", "dex", "an", "or"]
+PLANTED = [("La vie en rose", "Édith Piaf"), ("Halo", "Beyoncé"),
+           ("Mr. Brightside", "The Killers"), ("Bohemian Rhapsody", "Queen"),
+           ("Wonderwall", "Oasis"), ("Dancing Queen", "ABBA"), ("Hey Jude", "The Beatles")]
+
+
+@pytest.fixture(scope="module")
+def generated() -> tuple[list[str], list[str], list[int]]:
+    """3,000 generated "name artist" pairs (word-like, Zipf-frequent words, two or more words
+    each) with the planted songs among them, a few with a cover by another artist."""
+    import random
+
+    rng = random.Random(7)
+    words = sorted({"".join(rng.choices(SYLLABLES, k=rng.randint(2, 3))) for _ in range(500)})
+    weights = [1 / (i + 1) for i in range(len(words))]
+    names = [" ".join(rng.choices(words, weights, k=rng.randint(2, 4))).title()
+             for _ in range(3000)]
+    artists = [" ".join(rng.choices(words, weights, k=rng.randint(1, 2))).title()
+               for _ in range(3000)]
+    pop = [rng.randint(0, 100) for _ in range(3000)]
+    for i, (name, artist) in enumerate(PLANTED):
+        names[100 * i + 7], artists[100 * i + 7], pop[100 * i + 7] = name, artist, 60
+        names[100 * i + 8], pop[100 * i + 8] = name, 5  # a cover, played less
+    return names, artists, pop
+
+
+def test_typos_find_the_full_scans_first_hit_among_candidates(
+        generated: tuple[list[str], list[str], list[int]]) -> None:
+    full = TrackMatcher(*generated)
+    few = TrackMatcher(*generated, scan_max=0, fuzzy_candidates=50)
+    for q, row in [("la vie en rsoe", 7), ("beyonse halo", 107), ("mr brgihtside", 207),
+                   ("bohemain rhapsody", 307), ("wondrewall", 407), ("dancing qeuen abba", 507),
+                   ("the beatels hey jude", 607), ("mr brgiht", 207), ("wondre", 407)]:
+        first = full.search(q, 10)[:1]
+        assert first == [row] and few.search(q, 10)[:1] == first, q
+
+
+def test_typos_of_generated_names_find_the_full_scans_first_hit(
+        generated: tuple[list[str], list[str], list[int]]) -> None:
+    """Two letters swapped in the middle of a name (as `bench serve` makes its typos). The
+    generated words share syllables, so many strings score alike: a third are candidates."""
+    full = TrackMatcher(*generated)
+    indexed = TrackMatcher(*generated, scan_max=0, fuzzy_candidates=1000)
+    names = generated[0]
+    compared = 0
+    for row in range(0, 3000, 37):
+        q = names[row]
+        i = len(q) // 2
+        q = q[:i - 1] + q[i] + q[i - 1] + q[i + 1:]
+        first = full.search(q, 10)[:1]
+        if first and not all(w in fold(names[first[0]] + " " + generated[1][first[0]])
+                             for w in fold(q).split()):  # a near miss
+            compared += 1
+            assert indexed.search(q, 10)[:1] == first, q
+    assert compared > 40
+
+
+def test_the_index_finds_what_the_scan_finds(
+        generated: tuple[list[str], list[str], list[int]]) -> None:
+    """Where a query's words are found (a phrase, a word's part, all words in any order), the
+    index's answer is the full scan's: every rank, in the same order."""
+    import random
+
+    full, indexed = TrackMatcher(*generated), TrackMatcher(*generated, scan_max=0)
+    texts = [fold(f"{n} {a}") for n, a in zip(*generated[:2], strict=True)]
+    rng = random.Random(3)
+    for _ in range(400):
+        text = texts[rng.randrange(len(texts))]
+        start = rng.randrange(len(text))
+        q = text[start:start + rng.randint(1, 14)]
+        if rng.random() < 0.3:
+            q = " ".join(reversed(q.split()))
+        limit = rng.choice([1, 3, 10, 50])
+        assert indexed.search(q, limit) == full.search(q, limit), (q, limit)
+
+
+def test_the_word_index_finds_parts_and_prefixes() -> None:
+    from dynplayer.serve.word_index import WordIndex, edits1
+
+    index = WordIndex(["la vie en rose edith piaf", "rosebud", "primrose lane", "a", ""])
+    words = [index.word(i) for i in range(len(index.keys))]
+    assert words == sorted(words) == ["a", "edith", "en", "la", "lane", "piaf", "primrose",
+                                      "rose", "rosebud", "vie"]
+    for part in ["rose", "ros", "e", "a", "se", "zz"]:  # numpy (short) and re (longer) alike
+        assert [words[i] for i in index.containing(part)] == [w for w in words if part in w]
+        assert [words[i] for i in index.containing(part, at_end=True)] == \
+            [w for w in words if w.endswith(part)]
+    lo, hi = index.prefixed(["rose", "ro", "la", "x"])
+    assert [words[a:b] for a, b in zip(lo, hi, strict=True)] == \
+        [["rose", "rosebud"], ["rose", "rosebud"], ["la", "lane"], []]
+    assert index.find(["rose", "ros", "vie"]) == [7, -1, 9]
+    assert index.ranks(index.containing("rose")).tolist() == [0, 1, 2]
+    assert "rose" in edits1("rsoe") and "beyonce" in edits1("beyonse")
+
+
 # ---- both backends answer alike --------------------------------------------------------------
 
 @pytest.fixture(scope="module")
