@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -252,6 +253,11 @@ def test_a_served_catalog_reads_its_names_before_the_first_request(
         assert isinstance(rec, PgvectorRecommender) and rec._names is not None
         ids = load_run(runs["melon"]).ids
         assert set(rec._names) == set(ids)
+        # the autocomplete's matcher is built in the background as the model loads
+        deadline = time.monotonic() + 60
+        while rec._matcher is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert rec._matcher is not None
         assert rec.track_info(ids[:3])[ids[0]].track_id == ids[0]
     finally:
         service.close()

@@ -23,6 +23,7 @@ import psycopg
 import pytest
 
 from dynplayer.errors import StoreError
+from dynplayer.store.buffers import prewarm_indexes
 from dynplayer.store.catalog import Catalog
 from dynplayer.store.db import (
     active_version,
@@ -30,7 +31,6 @@ from dynplayer.store.db import (
     connect,
     ensure_extension,
     index_catalog,
-    prewarm_indexes,
 )
 from dynplayer.store.embedded import BUFFERS_MIN_MB, HANDLES_FILE, EmbeddedServer, buffers_for
 
@@ -391,7 +391,7 @@ def test_the_embedded_server_restarts_with_buffers_for_its_indexes(scratch_pgdat
 
 def test_prewarm_skips_what_it_cannot_hold(indexed_url: str, new_database: Any,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from dynplayer.store import db
+    from dynplayer.store import buffers as db
 
     with connect(indexed_url) as conn:
         monkeypatch.setattr(db, "PREWARM_SHARE", 0.0)  # as if the indexes outgrew the buffers

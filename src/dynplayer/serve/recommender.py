@@ -331,7 +331,7 @@ class PgvectorRecommender(Recommender):
         """hnsw.ef_search for `rows` rows; with `conn`, for one track's neighbours (growing
         with the tracks table: `ef_search_single`)."""
         if conn is not None and self._track_count is None:
-            from dynplayer.store.db import planned_rows
+            from dynplayer.store.buffers import planned_rows
             self._track_count = planned_rows(conn, "tracks")
         return ef_search_single(rows, (conn is not None and self._track_count) or 0,
                                 minimum=self.ef_search_min, factor=self.ef_search_factor)

@@ -22,6 +22,13 @@ from dynplayer.settings import Settings
 from dynplayer.text.api import TextSearcherProtocol
 
 log = logging.getLogger(__name__)
+
+
+def _warm_search(rec: Recommender) -> None:
+    try:
+        rec.search_tracks("a", limit=1)
+    except Exception as exc:  # a warm-up: the first real search builds it again, or says why
+        log.info("the autocomplete was not prepared ahead: %s", exc)
 SearcherFactory = Callable[[Path], TextSearcherProtocol | None]
 
 
@@ -69,8 +76,9 @@ class Service:
     def build(self, *, reindex: bool = False, index: bool = True) -> dict[str, Any]:
         """Load the run (and index it when the database holds another version, unless
         `index` is false: then that is a StoreError)."""
+        from dynplayer.store.buffers import prewarm_indexes
         from dynplayer.store.catalog import build_catalog, load_searcher
-        from dynplayer.store.db import active_version, connect, open_pool, prewarm_indexes
+        from dynplayer.store.db import active_version, connect, open_pool
         from dynplayer.store.indexing import index_searcher_run
 
         s = self.settings
@@ -132,6 +140,10 @@ class Service:
             detail["ranker"] = True
         self.recommender = rec
         self.stale = None
+        # The autocomplete's matcher (and over 250k tracks its word index: ~10-45 s at 2M)
+        # built beside the first requests, not in a user's first search.
+        threading.Thread(target=_warm_search, args=(rec,), daemon=True,
+                         name="dynplayer-autocomplete-warm").start()
         return detail
 
     def _in(self) -> str:
