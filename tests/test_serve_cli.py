@@ -331,6 +331,7 @@ def test_bench_serve_store_end_to_end(new_database: Any, serve_run_dir: Path,
     assert similar["requests"] > 0 and similar["errors"] == 0
     assert similar["statuses"].keys() == {"200"}
     assert out["shared_buffers"].endswith("MB") or out["shared_buffers"].endswith("GB")
+    assert "skipped" not in out["prewarm"] and out["prewarm"]["index_mb"] > 0
     assert any(line.startswith("measuring the store as indexed") for line in lines)
     with connect(url, name) as conn:
         assert active_version(conn) == before

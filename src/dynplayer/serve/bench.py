@@ -247,7 +247,7 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
     )
     from dynplayer.settings import Settings
     from dynplayer.store.catalog import build_catalog, load_searcher
-    from dynplayer.store.db import index_catalog, open_pool
+    from dynplayer.store.db import connect, index_catalog, open_pool
     from dynplayer.store.embedded import EmbeddedServer
     from dynplayer.store.indexing import embedded_url, stored_model
     from dynplayer.store.names import catalog_name_for
@@ -314,6 +314,13 @@ def run_bench(run_dir: Path, *, clients: int = 8, duration: float = 60.0, n_quer
         with pool.connection() as conn:  # what the HNSW searches ran with
             row = conn.execute("SHOW shared_buffers").fetchone()
             results["shared_buffers"] = row[0] if row else None
+        if store:  # as the service does when it loads the model (a cold 1M graph read page
+            # by page from disk ran past the 2 s statement timeout)
+            from dynplayer.store.buffers import prewarm_indexes
+
+            with connect(url, name) as conn:
+                results["prewarm"] = prewarm_indexes(conn)
+            echo(f"HNSW indexes into the buffers: {results['prewarm']}")
         results["recall"] = recall_against_exact(exact, hnsw, sample, seeds,
                                                  texts[: n_queries // 2])
         if searcher is not None and texts:
