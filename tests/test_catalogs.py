@@ -253,7 +253,7 @@ def test_a_served_catalog_reads_its_names_before_the_first_request(
         assert isinstance(rec, PgvectorRecommender) and rec._names is not None
         ids = load_run(runs["melon"]).ids
         assert set(rec._names) == set(ids)
-        # the autocomplete's matcher is built in the background as the model loads
+        # the autocomplete's matcher is built as the model loads, before it answers
         deadline = time.monotonic() + 60
         while rec._matcher is None and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -138,12 +138,13 @@ class Service:
         rec.reranker = load_serving_ranker(run_dir)
         if rec.reranker is not None:
             detail["ranker"] = True
+        # The autocomplete's matcher (and over 250k tracks its word index: ~10-45 s at 2M)
+        # built before the model answers: in a background thread its pure-Python minute held
+        # the GIL under the first requests (text at 8 clients, 1M: p50 1.2 s instead of 40 ms),
+        # and in the first search it would stall every request as long.
+        _warm_search(rec)
         self.recommender = rec
         self.stale = None
-        # The autocomplete's matcher (and over 250k tracks its word index: ~10-45 s at 2M)
-        # built beside the first requests, not in a user's first search.
-        threading.Thread(target=_warm_search, args=(rec,), daemon=True,
-                         name="dynplayer-autocomplete-warm").start()
         return detail
 
     def _in(self) -> str:
