@@ -31,7 +31,7 @@ from dynplayer.rank.candidates import (
     split_queries,
 )
 from dynplayer.rank.model import Ranker, RankerParams
-from dynplayer.rank.stage import cascade_predict, load_stage, queries_from_order
+from dynplayer.rank.stage import StageConfig, cascade_predict, load_stage, queries_from_order
 from dynplayer.rank.sums import SMALL_BATCH
 from dynplayer.rank.train import (
     TrainRankerConfig,
@@ -504,11 +504,13 @@ def test_a_single_request_gets_the_batch_path_figures(ranked_run: tuple[Path, di
     stage = load_stage(run, corpus, vocab)
     q = queries_from_order(corpus_eval_set(corpus, VAL, vocab).order[:12])
     assert q.n > SMALL_BATCH
-    batch = retrieve(stage.sources, q)
+    hl = stage.cfg.recent_half_life  # the embedding retriever's recency weighting
+    assert hl > 0
+    batch = retrieve(stage.sources, q, half_life=hl)
     x_batch = F.compute(stage.sources, q, batch, F.ALL_FEATURES[:-1])  # all but caption_cos
     for i in range(q.n):
         one_q = q.slice(i, i + 1)
-        one = retrieve(stage.sources, one_q)
+        one = retrieve(stage.sources, one_q, half_life=hl)
         sel = batch.rows == i
         np.testing.assert_array_equal(one.cols, batch.cols[sel])
         for key, dense in one.dense.items():
@@ -555,6 +557,29 @@ def test_a_damaged_cascade_setting_is_a_one_line_error(ranked_run: tuple[Path, d
     with pytest.raises(ArtifactError, match="cascade_keep >= 1, got 30 / 0") as err:
         load_stage(run, corpus, run_vocab(run, corpus), directory=d)
     assert "\n" not in str(err.value)
+
+
+def test_a_ranker_saved_before_the_recency_weighting_loads_without_it(
+        ranked_run: tuple[Path, dict], tmp_path: Path) -> None:
+    run_dir, _ = ranked_run
+    saved = json.loads((run_dir / "ranker" / "manifest.json").read_text())
+    assert saved["stage"]["recent_half_life"] == StageConfig().recent_half_life
+    run = load_run(run_dir)
+    corpus = load_corpus(run.corpus_dir)
+    vocab = run_vocab(run, corpus)
+    d = tmp_path / "ranker"
+    shutil.copytree(run_dir / "ranker", d)
+    q = queries_from_order(corpus_eval_set(corpus, VAL, vocab).order[:6])
+    for value in (None, 3.0):
+        if value is None:
+            saved["stage"].pop("recent_half_life")
+        else:
+            saved["stage"]["recent_half_life"] = value
+        (d / "manifest.json").write_text(json.dumps(saved))
+        stage = load_stage(run, corpus, vocab, directory=d)
+        assert stage.cfg.recent_half_life == (value or 0.0)
+        ranked = stage.rank(q, 10)
+        assert len(ranked) == q.n and all(len(top) == 10 for top, _ in ranked)
 
 
 def test_artist_cooccurrence_and_its_feature_by_hand() -> None:

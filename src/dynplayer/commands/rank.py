@@ -30,6 +30,9 @@ def register(app: typer.Typer) -> None:
                  "field: challenge-shaped training splits, chosen on the validation split's "
                  "field cases (NDCG over 500 + R-precision); seed: random halves, chosen on "
                  "Recall@10 + NDCG@10")] = "mixed",
+        recent_half_life: Annotated[float | None, typer.Option(
+            help="The embedding retriever's mean halves a seed's weight every this many seeds "
+                 "before the last (0: every seed alike; default: the stage's)")] = None,
     ) -> None:
         """Fit the second stage; write RUN_DIR/ranker/ when it beats the embedding ranking on
         validation (RUN_DIR/ranker-rejected/ otherwise)."""
@@ -46,6 +49,10 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--protocol must be mixed, field or seed, got {protocol!r}")
         cfg = TrainRankerConfig(n_train=n_train, protocol=protocol)
         cfg.params.threads = threads
+        if recent_half_life is not None:
+            if recent_half_life < 0:
+                raise ConfigError(f"--recent-half-life must be >= 0, got {recent_half_life}")
+            cfg.stage.recent_half_life = recent_half_life
         if groups is not None:
             cfg.groups = [g.strip() for g in groups.split(",") if g.strip()]
         manifest = train_ranker(run_dir, cfg, log=lambda m: typer.echo(m, err=True))

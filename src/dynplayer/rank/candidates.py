@@ -293,16 +293,36 @@ class Retrieval:
         return self.dense[key][self.rows, self.cols]
 
 
+def recency_weights(indptr: np.ndarray, half_life: float) -> np.ndarray | None:
+    """One weight per seed, 1 for each playlist's last seed and halved every `half_life` seeds
+    before it (seeds in playlist order); None for `half_life` 0 (every seed alike)."""
+    if half_life <= 0:
+        return None
+    counts = np.diff(indptr)
+    back = np.repeat(indptr[1:] - 1, counts) - np.arange(int(indptr[-1]))
+    return np.power(0.5, back / float(half_life)).astype(np.float32)
+
+
+def seed_mean(vectors: np.ndarray, indptr: np.ndarray, cols: np.ndarray,
+              half_life: float = 0.0) -> np.ndarray:
+    """(n, d) unit vector of each playlist's seeds' mean, recency-weighted with `half_life`."""
+    w = recency_weights(indptr, half_life)
+    if w is None:
+        n_seeds = np.maximum(np.diff(indptr), 1).astype(np.float32)[:, None]
+        return l2_normalize(seed_sums(vectors, indptr, cols) / n_seeds)
+    return l2_normalize(seed_sums(vectors, indptr, cols, w))
+
+
 def retrieve(src: Sources, q: Queries, n_embedding: int = N_EMBEDDING,
              n_cooc: int = N_COOC, n_ease: int = N_EASE, n_title: int = N_TITLE,
-             allowed: np.ndarray | None = None) -> Retrieval:
+             allowed: np.ndarray | None = None, half_life: float = 0.0) -> Retrieval:
     """Candidates and per-retriever scores for a batch (keep n x V small: batches of ~256).
 
     `allowed` (bool, V): each retriever picks its top tracks among these only (a listener's
-    library, `dynplayer.library`); the features are computed as usual."""
+    library, `dynplayer.library`); the features are computed as usual. `half_life`: the
+    embedding retriever's mean weights the recent seeds more (`recency_weights`)."""
     ip, sc = q.seed_indptr, q.seed_cols
-    n_seeds = np.maximum(q.n_seeds, 1).astype(np.float32)[:, None]
-    mean = l2_normalize(seed_sums(src.vectors, ip, sc) / n_seeds)
+    mean = seed_mean(src.vectors, ip, sc, half_life)
     emb = mean @ src.vectors.T
     pop = src.sqrt_popularity
     # item-kNN: sum over seeds of cooc / sqrt(pop_seed pop_track), the cosine of their columns

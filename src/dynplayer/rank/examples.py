@@ -46,7 +46,8 @@ def featurize(src: Sources, q: Queries, heldout: sp.csr_matrix, names: list[str]
     for start in range(0, q.n, cfg.batch_size):
         stop = min(q.n, start + cfg.batch_size)
         sub = q.slice(start, stop)
-        ret = retrieve(src, sub, cfg.n_embedding, cfg.n_cooc, cfg.n_ease, cfg.n_title)
+        ret = retrieve(src, sub, cfg.n_embedding, cfg.n_cooc, cfg.n_ease, cfg.n_title,
+                       half_life=cfg.recent_half_life)
         xs.append(F.compute(src, sub, ret, names))
         ys.append(np.asarray(held[ret.rows + start, ret.cols]).ravel() > 0)
         rs.append(ret.rows + start)

@@ -56,6 +56,10 @@ class StageConfig:
     # (docs/benchmarks.md)
     cascade_rounds: int = 30
     cascade_keep: int = 100
+    # the embedding retriever's mean weights each seed by recency: halved every this many
+    # seeds before the last (0: every seed alike, as a ranker saved without it). Chosen on the
+    # MPD slices' validation among 15 / 30 / 60 (docs/experiments.md)
+    recent_half_life: float = 30.0
 
 
 def source_playlists(corpus: Corpus, run: Run) -> np.ndarray:
@@ -142,7 +146,8 @@ class TwoStage:
         for start in range(0, q.n, self.cfg.batch_size):
             sub = q.slice(start, min(q.n, start + self.cfg.batch_size))
             ret = retrieve(self.sources, sub, self.cfg.n_embedding, self.cfg.n_cooc,
-                           self.cfg.n_ease, self.cfg.n_title, allowed=allowed)
+                           self.cfg.n_ease, self.cfg.n_title, allowed=allowed,
+                           half_life=self.cfg.recent_half_life)
             x = F.compute(self.sources, sub, ret, self.ranker.features)
             out_r.append(ret.rows + start)
             out_c.append(ret.cols)
@@ -232,7 +237,8 @@ def load_stage(run: Run, corpus: Corpus | None = None, vocab: np.ndarray | None 
 
     try:
         params = from_dict(RankerParams, manifest["params"])
-        cfg = from_dict(StageConfig, manifest["stage"])
+        # a ranker saved before the recency weighting was trained without it
+        cfg = from_dict(StageConfig, {"recent_half_life": 0.0, **manifest["stage"]})
         feats = [str(f) for f in manifest["features"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f"{d}/manifest.json: incomplete ranker manifest ({exc})") from exc
