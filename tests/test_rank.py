@@ -557,6 +557,13 @@ def test_a_damaged_cascade_setting_is_a_one_line_error(ranked_run: tuple[Path, d
     with pytest.raises(ArtifactError, match="cascade_keep >= 1, got 30 / 0") as err:
         load_stage(run, corpus, run_vocab(run, corpus), directory=d)
     assert "\n" not in str(err.value)
+    manifest["stage"]["cascade_keep"] = 100
+    for bad in (-1.0, "soon"):
+        manifest["stage"]["recent_half_life"] = bad
+        (d / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(ArtifactError, match="recent_half_life must be a number >= 0") as err:
+            load_stage(run, corpus, run_vocab(run, corpus), directory=d)
+        assert "\n" not in str(err.value)
 
 
 def test_a_ranker_saved_before_the_recency_weighting_loads_without_it(

@@ -56,6 +56,8 @@ def test_index_command_loads_a_run(new_database: Any, track_run_dir: Path) -> No
      "--protocol must be mixed, field or seed, got 'both'"),
     (["train-ranker", "RUN", "--recent-half-life", "-1"],
      "--recent-half-life must be >= 0, got -1.0"),
+    (["train-ranker", "RUN", "--recent-half-life", "nan"],
+     "--recent-half-life must be >= 0, got nan"),
 ])
 def test_user_mistakes_are_one_line_errors(args: list[str], message: str,
                                            serve_run_dir: Path) -> None:

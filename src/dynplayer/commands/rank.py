@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
         cfg = TrainRankerConfig(n_train=n_train, protocol=protocol)
         cfg.params.threads = threads
         if recent_half_life is not None:
-            if recent_half_life < 0:
+            if not (recent_half_life >= 0 and recent_half_life != float("inf")):  # NaN too
                 raise ConfigError(f"--recent-half-life must be >= 0, got {recent_half_life}")
             cfg.stage.recent_half_life = recent_half_life
         if groups is not None:

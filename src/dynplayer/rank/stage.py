@@ -245,6 +245,10 @@ def load_stage(run: Run, corpus: Corpus | None = None, vocab: np.ndarray | None 
     if cfg.cascade_rounds < 0 or cfg.cascade_keep < 1:
         raise ArtifactError(f"{d}/manifest.json: stage.cascade_rounds must be >= 0 and "
                             f"cascade_keep >= 1, got {cfg.cascade_rounds} / {cfg.cascade_keep}")
+    hl = cfg.recent_half_life
+    if not (isinstance(hl, int | float) and 0 <= hl < float("inf")):
+        raise ArtifactError(f"{d}/manifest.json: stage.recent_half_life must be a number >= 0, "
+                            f"got {hl!r}")
     unknown = sorted(set(feats) - set(F.ALL_FEATURES))
     if unknown:
         raise ArtifactError(f"{d}: unknown features {', '.join(unknown)}")
