@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from dynplayer.rank.candidates import Queries, ordered_distinct
+from dynplayer.rank.candidates import Queries, ordered_distinct, seed_mean
 from dynplayer.rank.stage import TwoStage, has_ranker, load_stage
 
 
@@ -40,8 +40,7 @@ class ServingRanker:
                                                        strict=True)]
         if len(out) < k:  # fewer candidates than k: the embedding ranking continues the list
             v = self.stage.sources.vectors
-            mean = v[distinct].mean(axis=0)
-            cos = v @ (mean / max(float(np.linalg.norm(mean)), 1e-12))
+            cos = v @ seed_mean(v, ip, distinct)[0]  # the plain mean, as without a ranker
             cos[distinct] = -np.inf
             cos[top] = -np.inf
             lo = out[-1][1] if out else 0.0

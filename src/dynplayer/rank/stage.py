@@ -29,6 +29,7 @@ from dynplayer.rank.candidates import (
     Sources,
     build_sources,
     retrieve,
+    seed_mean,
 )
 from dynplayer.rank.model import Ranker, RankerParams
 from dynplayer.run import Run
@@ -179,10 +180,7 @@ class TwoStage:
         embedding order below (so deep cut-offs stay defined)."""
         q = queries_from_order(order) if order is not None else queries_from_visible(visible)
         rows, cols, scores, emb = self.candidate_scores(q)
-        seeds = q.seed_matrix(self.sources.n_items)
-        counts = np.maximum(q.n_seeds, 1).astype(np.float32)[:, None]
-        mean = np.asarray(seeds @ self.sources.vectors) / counts
-        mean /= np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
+        mean = seed_mean(self.sources.vectors, q.seed_indptr, q.seed_cols)  # the plain mean
         dense = (mean @ self.sources.vectors.T - 10.0).astype(np.float32)  # in [-11, -9]
         lo = float(scores.min()) if scores.size else 0.0
         # >= 1 > any non-candidate; ties in the embedding's order (cosines 1e-3 apart at most)
