@@ -564,6 +564,12 @@ def test_a_damaged_cascade_setting_is_a_one_line_error(ranked_run: tuple[Path, d
         with pytest.raises(ArtifactError, match="recent_half_life must be a number >= 0") as err:
             load_stage(run, corpus, run_vocab(run, corpus), directory=d)
         assert "\n" not in str(err.value)
+    manifest["stage"]["recent_half_life"] = 30.0
+    manifest["stage"]["grow_pool"] = "yes"
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="grow_pool must be true or false, got 'yes'") as err:
+        load_stage(run, corpus, run_vocab(run, corpus), directory=d)
+    assert "\n" not in str(err.value)
 
 
 def test_a_ranker_saved_before_the_recency_weighting_loads_without_it(

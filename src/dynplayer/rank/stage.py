@@ -61,6 +61,18 @@ class StageConfig:
     # seeds before the last (0: every seed alike, as a ranker saved without it). Chosen on the
     # MPD slices' validation among 15 / 30 / 60 (docs/experiments.md)
     recent_half_life: float = 30.0
+    # an answer longer than `n_embedding` also draws a pool grown in proportion (embedding and
+    # co-occurrence picks x k / n_embedding): the base pool's candidates first, as a short
+    # answer ranks them, then the grown pool's others in the ranker's order, so the list's end
+    # is ranked instead of left to the embedding's order. Shorter answers (the API's 20, a
+    # capped 60) draw the base pool alone; the ranker learns on it (docs/experiments.md)
+    grow_pool: bool = True
+
+    def pool(self, k: int | None = None) -> tuple[int, int]:
+        """(embedding, co-occurrence) candidates for an answer of `k` (None: the base pool)."""
+        if not self.grow_pool or k is None or k <= self.n_embedding or self.n_embedding < 1:
+            return self.n_embedding, self.n_cooc
+        return k, -(-self.n_cooc * k // self.n_embedding)
 
 
 def source_playlists(corpus: Corpus, run: Run) -> np.ndarray:
@@ -141,25 +153,45 @@ class TwoStage:
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(rows, cols, ranker scores, embedding cosines) of every candidate of `q`. With the
         cascade, each playlist's best `keep` (default `cfg.cascade_keep`) candidates by the
-        first rounds get every round and score above the rest. `allowed` (bool, V): candidates
-        only among these tracks (`retrieve`)."""
+        first rounds get every round and score above the rest. An answer of `keep` tracks
+        longer than the base pool also draws a grown one (`StageConfig.pool`): its candidates
+        the base pool lacks, scored among the grown pool, rank below the base pool's, which
+        keep their scores. `allowed` (bool, V): candidates only among these tracks
+        (`retrieve`)."""
         out_r, out_c, out_s, out_e = [], [], [], []
+        base = (self.cfg.n_embedding, self.cfg.n_cooc)
+        grown = self.cfg.pool(keep)
+        v = self.sources.n_items
         for start in range(0, q.n, self.cfg.batch_size):
             sub = q.slice(start, min(q.n, start + self.cfg.batch_size))
-            ret = retrieve(self.sources, sub, self.cfg.n_embedding, self.cfg.n_cooc,
-                           self.cfg.n_ease, self.cfg.n_title, allowed=allowed,
-                           half_life=self.cfg.recent_half_life)
-            x = F.compute(self.sources, sub, ret, self.ranker.features)
-            out_r.append(ret.rows + start)
-            out_c.append(ret.cols)
-            out_s.append(cascade_predict(self.ranker, ret.rows, x, self.cfg.cascade_rounds,
-                                         max(keep or 0, self.cfg.cascade_keep)))
-            out_e.append(ret.dense["emb"][ret.rows, ret.cols])
+            r, c, s, e = self._scored(sub, base, keep, allowed)
+            if grown != base:
+                r2, c2, s2, e2 = self._scored(sub, grown, keep, allowed)
+                extra = ~np.isin(r2 * v + c2, r * v + c)
+                if extra.any():
+                    low = float(s.min()) - float(s2[extra].max()) - 1.0 if s.size else 0.0
+                    r, c = np.r_[r, r2[extra]], np.r_[c, c2[extra]]
+                    s, e = np.r_[s, s2[extra] + low], np.r_[e, e2[extra]]
+            out_r.append(r + start)
+            out_c.append(c)
+            out_s.append(s)
+            out_e.append(e)
         if not out_r:
             z = np.zeros(0, np.int64)
             return z, z, np.zeros(0, np.float32), np.zeros(0, np.float32)
         return (np.concatenate(out_r), np.concatenate(out_c), np.concatenate(out_s),
                 np.concatenate(out_e))
+
+    def _scored(self, sub: Queries, pool: tuple[int, int], keep: int | None,
+                allowed: np.ndarray | None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One batch's candidates from a pool of (embedding, co-occurrence) picks, scored."""
+        ret = retrieve(self.sources, sub, pool[0], pool[1], self.cfg.n_ease, self.cfg.n_title,
+                       allowed=allowed, half_life=self.cfg.recent_half_life)
+        x = F.compute(self.sources, sub, ret, self.ranker.features)
+        s = cascade_predict(self.ranker, ret.rows, x, self.cfg.cascade_rounds,
+                            max(keep or 0, self.cfg.cascade_keep))
+        return ret.rows, ret.cols, s, ret.dense["emb"][ret.rows, ret.cols]
 
     def rank(self, q: Queries, k: int, names: list[str | None] | None = None,
              allowed: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -247,6 +279,9 @@ def load_stage(run: Run, corpus: Corpus | None = None, vocab: np.ndarray | None 
     if not (isinstance(hl, int | float) and 0 <= hl < float("inf")):
         raise ArtifactError(f"{d}/manifest.json: stage.recent_half_life must be a number >= 0, "
                             f"got {hl!r}")
+    if not isinstance(cfg.grow_pool, bool):
+        raise ArtifactError(f"{d}/manifest.json: stage.grow_pool must be true or false, "
+                            f"got {cfg.grow_pool!r}")
     unknown = sorted(set(feats) - set(F.ALL_FEATURES))
     if unknown:
         raise ArtifactError(f"{d}: unknown features {', '.join(unknown)}")
