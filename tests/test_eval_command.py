@@ -91,6 +91,33 @@ def test_evaluate_split_file_with_unknown_tracks(run_dir: Path, tmp_path: Path) 
     assert "no comparison" in out["verdict"]["text"]
 
 
+def test_a_validation_report_can_go_beside_the_test_report(run_dir: Path,
+                                                           tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["evaluate", str(run_dir), "--peers", "none", "--threads",
+                                   "1", "--protocol", "seed", "--no-probe", "--no-hubness"])
+    assert res.exit_code == 0, res.output
+    test_report = (run_dir / "eval" / "metrics.json").read_text()
+    out = tmp_path / "val-report"
+    for _ in range(2):  # a second run replaces the first report at --out
+        res = CliRunner().invoke(app, ["evaluate", str(run_dir), "--peers", "none", "--split",
+                                       "val", "--threads", "1", "--protocol", "seed",
+                                       "--no-probe", "--no-hubness", "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        assert f"wrote {out} " in res.stdout
+    assert json.loads((out / "metrics.json").read_text())["split"] != \
+        json.loads(test_report)["split"]
+    assert (run_dir / "eval" / "metrics.json").read_text() == test_report  # untouched
+    # a directory that is not a report is never replaced
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep")
+    r = CliRunner().invoke(app, ["evaluate", str(run_dir), "--peers", "none", "--out",
+                                 str(other)])
+    assert isinstance(r.exception, ConfigError)
+    assert "is not an evaluation report" in str(r.exception)
+    assert (other / "notes.txt").read_text() == "keep"
+
+
 def test_bad_input_is_one_clean_line(run_dir: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"pid": 1, "visible": ["x"]}\n')

@@ -49,6 +49,10 @@ def register(app: typer.Typer) -> None:
             str, typer.Option(help="Whole-catalogue peers: all | none | comma list of "
                               "popularity,title,itemknn,ease,als,item2vec")
         ] = "all",
+        out: Annotated[
+            Path | None, typer.Option(help="Write the report here instead of RUN_DIR/eval/ "
+                                      "(e.g. a validation run beside the test report)")
+        ] = None,
     ) -> None:
         """Evaluate a run beside its peers; write RUN_DIR/eval/ (metrics.json, report, plots)."""
         from dynplayer.eval.field_eval import field_options
@@ -56,11 +60,18 @@ def register(app: typer.Typer) -> None:
         from dynplayer.eval.runner import EvalOptions, evaluate_run
         from dynplayer.rank.listing import dynplayer_methods
 
+        if out is not None and (out.is_file() or (out.is_dir() and any(out.iterdir())
+                                                  and not (out / "metrics.json").exists())):
+            from dynplayer.errors import ConfigError
+
+            raise ConfigError(f"--out {out}: exists and is not an evaluation report (no "
+                              "metrics.json); name a new or empty directory")
         fopts = field_options(protocol, categories, field_peers, threads)
         seed = protocol != "field"
         opts = EvalOptions(peers=parse_peers(peers) if seed else [], test_split=test_split,
                            split=split, hubness=not no_hubness and seed,
-                           probe=not no_probe and seed, threads=threads, field_protocol=fopts)
+                           probe=not no_probe and seed, threads=threads, field_protocol=fopts,
+                           out=out)
         from dynplayer.rank.stage import has_ranker, load_stage
 
         if fopts is not None:
@@ -84,7 +95,8 @@ def register(app: typer.Typer) -> None:
 
             typer.echo(field_table(result["field"]))
             typer.echo("Whole catalogue: " + verdict_text(result["field"]))
-        typer.echo(f"wrote {run_dir / 'eval'} (metrics.json, report.md, report.html, plots/)")
+        typer.echo(f"wrote {out or run_dir / 'eval'} (metrics.json, report.md, report.html, "
+                   "plots/)")
 
     @bench_app.command("evaluate")
     def bench_evaluate(

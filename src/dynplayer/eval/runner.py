@@ -62,6 +62,7 @@ class EvalOptions:
     # run. `field_methods`: Dynplayer's rows there (name -> factory, rank/listing.py).
     field_protocol: FieldOptions | None = None
     field_methods: dict[str, MethodFactory] = field(default_factory=dict)
+    out: Path | None = None  # where the report goes; None = RUN_DIR/eval
 
 
 def on_rows(scorer: Any, rows: np.ndarray, n_full: int) -> Any:
@@ -249,7 +250,7 @@ def evaluate_run(
     if field_result is not None:
         result["field"] = field_result
     if write:
-        result["written"] = _write(run.path / "eval", result, hub)
+        result["written"] = _write(opts.out or run.path / "eval", result, hub)
     # The verdict is the caller's to print (`dynplayer evaluate` prints it on stdout): logged
     # here too, it appeared twice on a terminal.
     return _jsonable(result)
