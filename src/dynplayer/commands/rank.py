@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         n_train: Annotated[int, typer.Option(help="Training playlists carved out as examples")]
         = 2000,
         groups: Annotated[str | None, typer.Option(help="Feature groups, comma separated "
-                                                   "(default: all but text)")] = None,
+                                                   "(default: all but text and title)")] = None,
         threads: Annotated[int, typer.Option(help="LightGBM threads")] = 2,
         as_json: Annotated[bool, typer.Option("--json", help="Print the manifest")] = False,
         protocol: Annotated[str, typer.Option(
