@@ -116,6 +116,11 @@ def test_a_validation_report_can_go_beside_the_test_report(run_dir: Path,
     assert isinstance(r.exception, ConfigError)
     assert "is not an evaluation report" in str(r.exception)
     assert (other / "notes.txt").read_text() == "keep"
+    # nor a run directory, though it holds a metrics.json of its own
+    r = CliRunner().invoke(app, ["evaluate", str(run_dir), "--peers", "none", "--out",
+                                 str(run_dir)])
+    assert isinstance(r.exception, ConfigError)
+    assert (run_dir / "config.json").exists() and (run_dir / "eval").is_dir()
 
 
 def test_bad_input_is_one_clean_line(run_dir: Path, tmp_path: Path) -> None:

@@ -60,12 +60,17 @@ def register(app: typer.Typer) -> None:
         from dynplayer.eval.runner import EvalOptions, evaluate_run
         from dynplayer.rank.listing import dynplayer_methods
 
-        if out is not None and (out.is_file() or (out.is_dir() and any(out.iterdir())
-                                                  and not (out / "metrics.json").exists())):
+        # --out is replaced whole: only a new or empty directory, or an earlier report (its
+        # files and nothing else: a run directory has a metrics.json too)
+        report = {"metrics.json", "report.md", "report.html", "plots"}
+        if out is not None and (out.exists() and not out.is_dir() or out.is_dir() and (
+                not {p.name for p in out.iterdir()} <= report
+                or any(out.iterdir()) and not (out / "metrics.json").is_file())):
             from dynplayer.errors import ConfigError
 
-            raise ConfigError(f"--out {out}: exists and is not an evaluation report (no "
-                              "metrics.json); name a new or empty directory")
+            raise ConfigError(f"--out {out}: exists and is not an evaluation report (files "
+                              "other than metrics.json, report.md, report.html, plots/); name "
+                              "a new or empty directory")
         fopts = field_options(protocol, categories, field_peers, threads)
         seed = protocol != "field"
         opts = EvalOptions(peers=parse_peers(peers) if seed else [], test_split=test_split,
