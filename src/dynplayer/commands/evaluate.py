@@ -13,6 +13,22 @@ from dynplayer.commands.bench import bench_app
 DOC = Path("docs/benchmarks.md")
 
 
+REPORT_FILES = {"metrics.json", "report.md", "report.html", "plots"}
+
+
+def _check_report_dir(out: Path) -> None:
+    """`evaluate --out` replaces the directory whole: it must be new, empty or an earlier
+    report (its files and nothing else: a run directory has a metrics.json too)."""
+    from dynplayer.errors import ConfigError
+
+    names = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    if (out.exists() and not out.is_dir()) or not names <= REPORT_FILES or (
+            names and not (out / "metrics.json").is_file()):
+        raise ConfigError(f"--out {out}: exists and is not an evaluation report (files other "
+                          "than metrics.json, report.md, report.html, plots/); name a new or "
+                          "empty directory")
+
+
 def register(app: typer.Typer) -> None:
     """Add the evaluation subcommands to the app."""
 
@@ -60,17 +76,8 @@ def register(app: typer.Typer) -> None:
         from dynplayer.eval.runner import EvalOptions, evaluate_run
         from dynplayer.rank.listing import dynplayer_methods
 
-        # --out is replaced whole: only a new or empty directory, or an earlier report (its
-        # files and nothing else: a run directory has a metrics.json too)
-        report = {"metrics.json", "report.md", "report.html", "plots"}
-        if out is not None and (out.exists() and not out.is_dir() or out.is_dir() and (
-                not {p.name for p in out.iterdir()} <= report
-                or any(out.iterdir()) and not (out / "metrics.json").is_file())):
-            from dynplayer.errors import ConfigError
-
-            raise ConfigError(f"--out {out}: exists and is not an evaluation report (files "
-                              "other than metrics.json, report.md, report.html, plots/); name "
-                              "a new or empty directory")
+        if out is not None:
+            _check_report_dir(out)
         fopts = field_options(protocol, categories, field_peers, threads)
         seed = protocol != "field"
         opts = EvalOptions(peers=parse_peers(peers) if seed else [], test_split=test_split,
